@@ -1,0 +1,89 @@
+"""The audit log: one structured (JSON) event per change, baseline, optimizer run and alarm.
+
+driftwatch never calls ``structlog.configure()``. By default events are rendered as JSON and handed
+to the stdlib logger ``driftwatch.audit`` (route it as you like; unrouted, INFO events go nowhere).
+``audit_log=PATH`` appends JSON lines to a file instead, and ``audit_logger=`` sends the events
+through any structlog-style logger of yours (your own processors then apply).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+if TYPE_CHECKING:
+    from driftwatch.alarm import Alarm
+    from driftwatch.change import Change
+    from driftwatch.observation import OptimizerRun
+
+__all__ = ["AuditLog", "STDLIB_LOGGER"]
+
+STDLIB_LOGGER = "driftwatch.audit"
+
+
+class _AppendFile:
+    """A minimal structlog "logger" that appends one line per event, opened on first use."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._fh: Any = None
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            if self._fh is None:
+                self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  # held open for the process
+            self._fh.write(message + "\n")
+            self._fh.flush()
+
+    info = warning = error = msg
+
+
+def _processors() -> list[Any]:
+    return [structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+            structlog.processors.JSONRenderer(sort_keys=True, default=str)]
+
+
+class AuditLog:
+    """The audit sink. Prompt diffs are included only with content capture on, after redaction."""
+
+    stage = "audit"
+
+    def __init__(self, *, logger: Any = None, path: str | None = None, capture_content: bool = False,
+                 redact: Callable[[str], str] | None = None) -> None:
+        if logger is None:
+            target: Any = _AppendFile(path) if path else logging.getLogger(STDLIB_LOGGER)
+            logger = structlog.wrap_logger(target, processors=_processors(), wrapper_class=structlog.BoundLogger,
+                                           context_class=dict, cache_logger_on_first_use=True)
+        self.log = logger
+        self.capture_content = capture_content
+        self.redact = redact
+
+    def on_change(self, change: Change, diff: str | None = None) -> None:
+        event: dict[str, Any] = {
+            "change_id": change.id, "agent": change.agent, "component": change.component,
+            "kind": change.kind, "source": change.source, "revision_before": change.before_id,
+            "revision_after": change.after_id, "magnitude": change.magnitude, "paths": list(change.paths),
+            "timestamp": change.timestamp,
+        }
+        for key in ("trace_id", "span_id", "run_id", "node"):
+            value = getattr(change, key)
+            if value:
+                event[key] = value
+        if diff is not None and self.capture_content:
+            event["diff"] = diff
+        self.log.info("driftwatch.baseline" if change.is_baseline else "driftwatch.change", **event)
+
+    def on_run(self, run: OptimizerRun) -> None:
+        self.log.info("driftwatch.optimizer_run", run_id=run.id, agent=run.agent, optimizer=run.optimizer,
+                      outcome=run.outcome, candidates=run.candidates, best_score=run.best_score,
+                      started_at=run.started_at, ended_at=run.ended_at, error_type=run.error_type)
+
+    def on_alarm(self, alarm: Alarm) -> None:
+        self.log.warning("driftwatch.drift_alarm", alarm_id=alarm.id, agent=alarm.agent, signal=alarm.signal,
+                         score=alarm.score, anchor_change_id=alarm.anchor_change_id,
+                         calls_since_anchor=alarm.calls_since_anchor, trace_id=alarm.trace_id)

@@ -1,0 +1,221 @@
+"""The ``driftwatch`` command: read the ledger (history, show) and run the tools around it.
+
+Every failure a user can cause — a missing or corrupt ledger, an unknown change id, a bad option or
+``DRIFTWATCH_*`` value — ends in one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from driftwatch._version import __version__
+from driftwatch.config import ConfigError, Settings
+from driftwatch.ledger import DEFAULT_PATH, Ledger, LedgerError, open_ledger
+
+__all__ = ["main"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class CLIError(Exception):
+    """A user-facing failure: printed as one line, exit status 1."""
+
+
+def parse_time(text: str) -> float:
+    """``30m``/``2h``/``7d`` ago, or an ISO date/time (local time unless it names a zone)."""
+    m = _DURATION.match(text.strip())
+    if m:
+        return time.time() - float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        return dt.datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise CLIError(
+            f"--since {text!r}: expected a duration like 30m, 2h, 7d or a date like 2026-11-25T10:00") from None
+
+
+def _fmt_time(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _default_ledger() -> str:
+    try:
+        return Settings.from_env().ledger
+    except ConfigError:
+        return os.environ.get("DRIFTWATCH_LEDGER") or DEFAULT_PATH
+
+
+def _open(args: argparse.Namespace) -> Ledger:
+    return open_ledger(args.ledger or _default_ledger(), readonly=True)
+
+
+# -- history ---------------------------------------------------------------------------------------
+
+def _entries(ledger: Ledger, args: argparse.Namespace) -> list[dict[str, Any]]:
+    since = parse_time(args.since) if args.since else None
+    rows: list[dict[str, Any]] = []
+    for c in ledger.changes(agent=args.agent, component=args.component, since=since, baselines=args.baselines):
+        rows.append({
+            "type": "baseline" if c.is_baseline else "change", "id": c.id, "time": c.timestamp, "agent": c.agent,
+            "component": c.component, "kind": c.kind, "source": c.source, "magnitude": c.magnitude,
+            "paths": list(c.paths), "revision_before": c.before_id, "revision_after": c.after_id,
+            "trace_id": c.trace_id, "run_id": c.run_id, "node": c.node,
+        })
+    if args.component is None:
+        for a in ledger.alarms(agent=args.agent, since=since):
+            rows.append({
+                "type": "alarm", "id": a.id, "time": a.timestamp, "agent": a.agent, "signal": a.signal,
+                "score": a.score, "anchor_change_id": a.anchor_change_id, "trace_id": a.trace_id,
+                "calls_since_anchor": a.calls_since_anchor,
+            })
+        for r in ledger.runs(agent=args.agent, since=since):
+            rows.append({
+                "type": "optimizer_run", "id": r.id, "time": r.started_at, "agent": r.agent,
+                "optimizer": r.optimizer, "outcome": r.outcome, "candidates": r.candidates,
+                "best_score": r.best_score, "ended_at": r.ended_at,
+            })
+    rows.sort(key=lambda e: (e["time"], e["id"]))
+    if args.limit is not None:
+        rows = rows[-args.limit:] if args.limit > 0 else []
+    return rows
+
+
+def _describe(e: dict[str, Any]) -> tuple[str, str, str]:
+    """(what, by, detail) columns of a history row."""
+    if e["type"] in ("change", "baseline"):
+        before = (e["revision_before"] or "")[:8] or "-"
+        detail = f"{before} -> {e['revision_after'][:8]}"
+        if e["type"] == "change":
+            detail += f"  mag {e['magnitude']:.3f}  {', '.join(e['paths'][:3])}"
+            if len(e["paths"]) > 3:
+                detail += f" (+{len(e['paths']) - 3})"
+        by = e["source"] + (f"/{e['node']}" if e.get("node") else "")
+        return f"{e['type']} {e['kind']}", by, detail
+    if e["type"] == "alarm":
+        anchor = (e["anchor_change_id"] or "-")[:12]
+        return f"ALARM {e['signal']}", "drift", f"score {e['score']:.2f}  anchor {anchor}  after {e['calls_since_anchor']} calls"
+    score = "-" if e["best_score"] is None else f"{e['best_score']:.3f}"
+    return f"run {e['outcome']}", e["optimizer"], f"{e['candidates']} candidates  best {score}"
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    ledger = _open(args)
+    try:
+        rows = _entries(ledger, args)
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
+    if not rows:
+        print("no entries" + (" matching the filters" if (args.agent or args.component or args.since) else ""))
+        return 0
+    table = [("TIME", "ID", "AGENT", "COMPONENT", "EVENT", "BY", "DETAIL")]
+    for e in rows:
+        what, by, detail = _describe(e)
+        table.append((_fmt_time(e["time"]), e["id"][:12], e["agent"], e.get("component", "-"), what, by, detail))
+    widths = [max(len(r[i]) for r in table) for i in range(6)]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6])
+    return 0
+
+
+# -- show ------------------------------------------------------------------------------------------
+
+def cmd_show(args: argparse.Namespace) -> int:
+    ledger = _open(args)
+    try:
+        try:
+            change = ledger.change(args.change_id)
+        except KeyError as exc:
+            raise CLIError(str(exc.args[0])) from None
+        diff = ledger.diff(change.before_id, change.after_id)
+    finally:
+        ledger.close()
+    print(f"change     {change.id}")
+    print(f"agent      {change.agent}")
+    print(f"component  {change.component}")
+    print(f"kind       {change.kind}")
+    print(f"source     {change.source}" + (f" (node {change.node})" if change.node else ""))
+    print(f"time       {_fmt_time(change.timestamp)}")
+    print(f"revisions  {change.before_id or '(baseline)'} -> {change.after_id}")
+    if not change.is_baseline:
+        print(f"magnitude  {change.magnitude:.3f}")
+        print(f"paths      {', '.join(change.paths)}")
+    if change.run_id:
+        print(f"run        {change.run_id}")
+    if change.trace_id:
+        print(f"trace      {change.trace_id}")
+    print()
+    sys.stdout.write(diff)
+    return 0
+
+
+# -- entry point -----------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]  # argparse's own signature
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="driftwatch", description="Inspect the self-modifications recorded by driftwatch.")
+    parser.add_argument("--version", action="version", version=f"driftwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    ledger_help = f"ledger path or URL (default: $DRIFTWATCH_LEDGER or ./{DEFAULT_PATH})"
+
+    h = sub.add_parser("history", help="list changes, alarms and optimizer runs")
+    h.add_argument("--ledger", help=ledger_help)
+    h.add_argument("--agent", help="only this agent")
+    h.add_argument("--component", help="only this component (changes only)")
+    h.add_argument("--since", help="only entries since a duration ago (30m, 2h, 7d) or a date")
+    h.add_argument("--limit", type=int, help="only the last N entries")
+    h.add_argument("--baselines", action="store_true", help="include each component's first sighting")
+    h.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    h.set_defaults(func=cmd_history)
+
+    s = sub.add_parser("show", help="show one change and the unified diff of its revisions")
+    s.add_argument("change_id", metavar="CHANGE_ID", help="a change id or a unique prefix (4+ characters)")
+    s.add_argument("--ledger", help=ledger_help)
+    s.set_defaults(func=cmd_show)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub, ledger_help)
+    return parser
+
+
+#: commands added by other modules (demo, report, stack ...): each gets (subparsers, ledger_help)
+_EXTRA_COMMANDS: list[Callable[[Any, str], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:  # `driftwatch history | head`
+        return 0
+    except (CLIError, LedgerError, ConfigError, OSError) as exc:
+        print(f"driftwatch: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("driftwatch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

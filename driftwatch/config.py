@@ -1,0 +1,160 @@
+"""Settings: every knob of driftwatch, from ``configure(...)`` arguments or ``DRIFTWATCH_*`` variables.
+
+Precedence: an argument to :func:`driftwatch.configure` wins over the environment, which wins over
+the default. A bad value raises :class:`ConfigError` with one line naming the setting or variable.
+OpenTelemetry itself is configured the OpenTelemetry way (providers, ``OTEL_*`` variables): driftwatch
+only takes an optional ``tracer_provider``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ENV_PREFIX", "ConfigError", "Settings"]
+
+ENV_PREFIX = "DRIFTWATCH_"
+
+
+class ConfigError(ValueError):
+    """A setting or ``DRIFTWATCH_*`` variable has a bad value; the message is one line naming it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration of one :class:`~driftwatch.runtime.Runtime`."""
+
+    #: master switch: when off, watched code runs untouched and nothing is recorded
+    enabled: bool = True
+    #: ledger path or URL (``driftwatch.db``, ``sqlite:///…``, ``:memory:``)
+    ledger: str = "driftwatch.db"
+    #: export Prometheus metrics
+    metrics: bool = True
+    #: the registry metrics are registered on (``None``: prometheus_client's default ``REGISTRY``)
+    registry: Any = None
+    #: emit OpenTelemetry spans
+    tracing: bool = True
+    #: an OpenTelemetry ``TracerProvider`` (``None``: the global one)
+    tracer_provider: Any = None
+    #: write the structlog audit log
+    audit: bool = True
+    #: append JSON lines to this file instead of the ``driftwatch.audit`` stdlib logger
+    audit_log: str | None = None
+    #: a structlog-style logger to emit audit events through (overrides ``audit_log``)
+    audit_logger: Any = None
+    #: let prompt text and diffs leave the process (spans, audit log); off by default
+    capture_content: bool = False
+    #: applied to every text that leaves the process when ``capture_content`` is on
+    redact: Callable[[str], str] | None = None
+    #: serve ``/metrics`` on this port at first use (``None``: only when start_http_server is called)
+    metrics_port: int | None = None
+    #: address for ``metrics_port``
+    metrics_addr: str = "127.0.0.1"
+    #: run the behavioural drift engine
+    drift: bool = True
+    #: calls before a change that form the new reference
+    drift_reference_calls: int = 1000
+    #: false-alarm budget per call for the whole bank of one agent
+    drift_false_alarm_rate: float = 1e-4
+    #: replicas serving one agent (the false-alarm budget is split between them)
+    drift_replicas: int = 1
+    #: extra options for integrations and the drift engine, by name
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``DRIFTWATCH_*`` variables, then ``overrides`` (validated)."""
+        env = os.environ if environ is None else environ
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = [k for k in overrides if k not in known]
+        if unknown:
+            raise ConfigError(
+                f"unknown driftwatch setting {unknown[0]!r}; known settings: {', '.join(sorted(_PUBLIC))}")
+        values: dict[str, Any] = {}
+        for name, parse in _ENV.items():
+            var = ENV_PREFIX + name.upper()
+            raw = env.get(var)
+            if raw is not None and raw.strip() != "":
+                values[name] = parse(var, raw.strip())
+        for name, value in overrides.items():
+            values[name] = _check_arg(name, value)
+        return cls(**values)
+
+
+def _bool(var: str, raw: str) -> bool:
+    low = raw.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{var}={raw!r}: expected true or false")
+
+
+def _int(lo: int, hi: int) -> Callable[[str, str], int]:
+    def parse(var: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{var}={raw!r}: expected a whole number") from None
+        if not lo <= value <= hi:
+            raise ConfigError(f"{var}={raw!r}: expected a number from {lo} to {hi}")
+        return value
+    return parse
+
+
+def _rate(var: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r}: expected a number such as 1e-4") from None
+    if not (math.isfinite(value) and 0.0 < value < 1.0):
+        raise ConfigError(f"{var}={raw!r}: expected a rate between 0 and 1 (exclusive)")
+    return value
+
+
+def _str(var: str, raw: str) -> str:
+    return raw
+
+
+_ENV: dict[str, Callable[[str, str], Any]] = {
+    "enabled": _bool,
+    "ledger": _str,
+    "metrics": _bool,
+    "tracing": _bool,
+    "audit": _bool,
+    "audit_log": _str,
+    "capture_content": _bool,
+    "metrics_port": _int(1, 65535),
+    "metrics_addr": _str,
+    "drift": _bool,
+    "drift_reference_calls": _int(50, 10_000_000),
+    "drift_false_alarm_rate": _rate,
+    "drift_replicas": _int(1, 100_000),
+}
+_PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact", "extra"}
+
+
+def _check_arg(name: str, value: Any) -> Any:
+    """Validate a ``configure()`` argument with the same rules as its environment variable."""
+    if value is None and name in ("registry", "tracer_provider", "audit_log", "audit_logger", "redact",
+                                  "metrics_port"):
+        return None
+    parse = _ENV.get(name)
+    if parse is _bool and not isinstance(value, bool):
+        raise ConfigError(f"configure({name}={value!r}): expected True or False")
+    if parse is _str and not isinstance(value, str):
+        raise ConfigError(f"configure({name}={value!r}): expected a string")
+    if parse is not None and parse not in (_bool, _str):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"configure({name}={value!r}): expected a number")
+        return parse(f"configure({name})", str(value))
+    if name == "redact" and not callable(value):
+        raise ConfigError(f"configure(redact={value!r}): expected a function from str to str")
+    if name == "extra" and not isinstance(value, Mapping):
+        raise ConfigError(f"configure(extra={value!r}): expected a mapping")
+    return value

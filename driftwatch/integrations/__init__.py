@@ -1,0 +1,67 @@
+"""Framework integrations: the only place where DSPy, LangGraph or LangChain are imported.
+
+Each module (``dspy.py``, ``langgraph.py``) imports its framework at the top, so importing it is the
+check that the framework is installed, and offers:
+
+- ``instrument()`` / ``uninstrument()`` — idempotent; cover every program or graph in the process;
+- ``watch_object(obj, *, agent, **options)`` — what :func:`driftwatch.watch` calls for that
+  framework's objects (and classes).
+
+:func:`adapter_for` maps an object to its integration by the modules of its type, without importing
+any framework that the object does not already come from.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+__all__ = ["MINIMUM_VERSIONS", "DidNotEnable", "adapter_for"]
+
+#: the oldest framework versions each integration supports (kept equal to setup.cfg's extras by a test)
+MINIMUM_VERSIONS: dict[str, str] = {
+    "dspy": "3.3.1",
+    "langgraph": "1.0.0",
+    "langchain-core": "1.0.0",
+}
+
+# top-level module of an object's type -> the integration that handles it
+_ROOTS = {
+    "dspy": "driftwatch.integrations.dspy",
+    "langgraph": "driftwatch.integrations.langgraph",
+    "langchain": "driftwatch.integrations.langgraph",
+    "langchain_core": "driftwatch.integrations.langgraph",
+}
+_CACHE: dict[type, ModuleType | None] = {}
+
+
+class DidNotEnable(ImportError):  # noqa: N818  # named like sentry-sdk's, which users know
+    """An integration cannot run: its framework is missing or too old (the message says what to install)."""
+
+
+def adapter_for(obj: Any) -> ModuleType | None:
+    """The integration module that handles ``obj`` (an instance or a class), or ``None``."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    try:
+        return _CACHE[cls]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable metaclass instance: never cached
+        return _lookup(cls)
+    found = _lookup(cls)
+    _CACHE[cls] = found
+    return found
+
+
+def _lookup(cls: type) -> ModuleType | None:
+    for klass in getattr(cls, "__mro__", (cls,)):
+        root = (getattr(klass, "__module__", "") or "").split(".", 1)[0]
+        target = _ROOTS.get(root)
+        if target is not None:
+            try:
+                module = importlib.import_module(target)
+            except ImportError:
+                return None
+            return module if hasattr(module, "watch_object") else None
+    return None

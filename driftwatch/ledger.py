@@ -1,0 +1,452 @@
+"""The ledger: where revisions, changes, optimizer runs and alarms are kept.
+
+:class:`Ledger` is the one narrow interface the core writes through and the CLI reads through;
+:class:`SQLiteLedger` is the embedded default (one file, WAL mode, ``synchronous=FULL``, so a change
+is on disk before the hook that saw it returns, and several threads and processes can share a file).
+Other backends (a fleet's PostgreSQL) implement the same interface. :func:`open_ledger` picks the
+backend from a path or URL.
+
+The schema is versioned with SQLite's ``user_version``; :data:`MIGRATIONS` upgrades an older file in
+place, and a file written by a newer driftwatch is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any
+
+from driftwatch.alarm import Alarm
+from driftwatch.change import Change
+from driftwatch.observation import OptimizerRun
+from driftwatch.revision import Revision, canonical_json
+
+__all__ = ["DEFAULT_PATH", "Ledger", "LedgerError", "SQLiteLedger", "open_ledger"]
+
+DEFAULT_PATH = "driftwatch.db"
+
+
+class LedgerError(Exception):
+    """A ledger cannot be opened, read or written; the message is one line naming the ledger."""
+
+
+class Ledger(ABC):
+    """What the core needs from storage. Every write is durable when the method returns."""
+
+    location: str
+
+    # -- writes ---------------------------------------------------------------------------------
+    @abstractmethod
+    def record_change(self, change: Change) -> None:
+        """Store a change (or baseline), its after revision, and move the component's head."""
+
+    @abstractmethod
+    def record_run(self, run: OptimizerRun) -> None:
+        """Insert or update an optimizer run."""
+
+    @abstractmethod
+    def record_candidate(self, run_id: str, index: int, score: float | None,
+                         revision_id: str | None = None, attributes: dict[str, Any] | None = None) -> None:
+        """Store one candidate an optimizer run evaluated."""
+
+    @abstractmethod
+    def record_alarm(self, alarm: Alarm) -> None:
+        """Store a drift alarm."""
+
+    # -- reads ----------------------------------------------------------------------------------
+    @abstractmethod
+    def head(self, agent: str, component: str) -> str | None:
+        """The current revision id of a component, or ``None`` if never seen."""
+
+    @abstractmethod
+    def revision(self, revision_id: str) -> Revision | None:
+        """A stored revision by its id (or a unique prefix of at least 6 characters)."""
+
+    @abstractmethod
+    def change(self, change_id: str) -> Change:
+        """A change by id or unique prefix (``KeyError`` with a clear message otherwise)."""
+
+    @abstractmethod
+    def changes(self, *, agent: str | None = None, component: str | None = None, since: float | None = None,
+                until: float | None = None, limit: int | None = None, baselines: bool = False) -> list[Change]:
+        """Changes in time order, filtered; baselines only when asked for."""
+
+    @abstractmethod
+    def runs(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[OptimizerRun]:
+        """Optimizer runs in time order."""
+
+    @abstractmethod
+    def candidates(self, run_id: str) -> list[dict[str, Any]]:
+        """The candidates of one run, in the order they were evaluated."""
+
+    @abstractmethod
+    def alarms(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[Alarm]:
+        """Drift alarms in time order."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection."""
+
+    def diff(self, before_id: str | None, after_id: str) -> str:
+        """A unified diff of two stored revisions."""
+        from driftwatch.revision import unified_diff
+
+        after = self.revision(after_id)
+        if after is None:
+            raise KeyError(f"no revision {after_id!r} in {self.location}")
+        before = self.revision(before_id) if before_id else None
+        if before_id and before is None:
+            raise KeyError(f"no revision {before_id!r} in {self.location}")
+        return unified_diff(before.state if before else None, after.state,
+                            f"revision {before_id[:12]}" if before_id else "(none)", f"revision {after_id[:12]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# SQLite
+# ----------------------------------------------------------------------------------------------
+
+MIGRATIONS: tuple[str, ...] = (
+    # version 1
+    """
+    CREATE TABLE revisions (
+        id TEXT PRIMARY KEY,
+        parent TEXT,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE changes (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        component TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        before_id TEXT,
+        after_id TEXT NOT NULL REFERENCES revisions(id),
+        magnitude REAL NOT NULL,
+        paths TEXT NOT NULL,
+        ts REAL NOT NULL,
+        trace_id TEXT,
+        span_id TEXT,
+        run_id TEXT,
+        node TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX changes_agent_ts ON changes(agent, ts);
+    CREATE INDEX changes_ts ON changes(ts);
+    CREATE TABLE heads (
+        agent TEXT NOT NULL,
+        component TEXT NOT NULL,
+        revision_id TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (agent, component)
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        optimizer TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        candidates INTEGER NOT NULL DEFAULT 0,
+        best_score REAL,
+        trace_id TEXT,
+        error_type TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX runs_agent_ts ON runs(agent, started_at);
+    CREATE TABLE candidates (
+        run_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        score REAL,
+        revision_id TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (run_id, idx)
+    );
+    CREATE TABLE alarms (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        signal TEXT NOT NULL,
+        score REAL NOT NULL,
+        ts REAL NOT NULL,
+        anchor_change_id TEXT,
+        calls_since_anchor INTEGER NOT NULL DEFAULT 0,
+        trace_id TEXT,
+        span_id TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX alarms_agent_ts ON alarms(agent, ts);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_CHANGE_COLS = ("id, agent, component, kind, source, before_id, after_id, magnitude, paths, ts, "
+                "trace_id, span_id, run_id, node, attributes")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value or {}, sort_keys=True, default=str)
+
+
+class SQLiteLedger(Ledger):
+    """The embedded ledger: one SQLite file (or ``:memory:``), safe across threads and processes."""
+
+    def __init__(self, path: str = DEFAULT_PATH, *, readonly: bool = False) -> None:
+        self.path = path
+        self.location = path
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        self._conn = self._connect()
+
+    # -- connection -----------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        memory = self.path == ":memory:"
+        if self.readonly:
+            if not os.path.exists(self.path):
+                raise LedgerError(f"no ledger at {self.path} (set --ledger or DRIFTWATCH_LEDGER)")
+            uri, target = True, f"file:{self.path}?mode=ro"
+        else:
+            uri, target = False, self.path
+            if not memory:
+                parent = os.path.dirname(os.path.abspath(self.path))
+                if not os.path.isdir(parent):
+                    raise LedgerError(f"cannot create ledger {self.path}: directory {parent} does not exist")
+        try:
+            conn = sqlite3.connect(target, timeout=30.0, isolation_level=None, check_same_thread=False, uri=uri)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if not self.readonly and not memory:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise LedgerError(f"ledger {self.path}: cannot switch to WAL mode (got {mode})")
+                conn.execute("PRAGMA synchronous = FULL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"ledger {self.path} has schema version {version}; this driftwatch reads up to "
+                    f"{SCHEMA_VERSION}: upgrade driftwatch-agents")
+            if version < SCHEMA_VERSION:
+                if self.readonly:
+                    if version == 0 and not _has_tables(conn):
+                        raise LedgerError(f"{self.path} is not a driftwatch ledger (no tables)")
+                    raise LedgerError(f"ledger {self.path} has an old schema ({version}); open it once for writing")
+                self._migrate(conn, version)
+            elif self.readonly and not _has_tables(conn):
+                raise LedgerError(f"{self.path} is not a driftwatch ledger (no tables)")
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from None
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
+            if current == 0 and _has_tables(conn):
+                raise LedgerError(f"{self.path} is an SQLite file but not a driftwatch ledger")
+            for v in range(current, SCHEMA_VERSION):
+                for statement in MIGRATIONS[v].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _db(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:  # forked: never share a connection with the parent
+            self._pid = os.getpid()
+            self._conn = self._connect()
+        return self._conn
+
+    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        if self.readonly:
+            raise LedgerError(f"ledger {self.path} was opened read-only")
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for sql, args in statements:
+                    conn.execute(sql, args)
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise LedgerError(f"cannot write ledger {self.path}: {exc}") from None
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db().execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise LedgerError(f"cannot read ledger {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- writes ---------------------------------------------------------------------------------
+    def record_change(self, change: Change) -> None:
+        now = change.timestamp or time.time()
+        self._write([
+            ("INSERT OR IGNORE INTO revisions (id, parent, state, created_at) VALUES (?, ?, ?, ?)",
+             (change.after_id, change.before_id, canonical_json(change.after_state), now)),
+            (f"INSERT INTO changes ({_CHANGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             (change.id, change.agent, change.component, change.kind, change.source, change.before_id,
+              change.after_id, change.magnitude, json.dumps(list(change.paths)), now, change.trace_id,
+              change.span_id, change.run_id, change.node, _json(change.attributes))),
+            ("INSERT INTO heads (agent, component, revision_id, updated_at) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT (agent, component) DO UPDATE SET revision_id = excluded.revision_id, "
+             "updated_at = excluded.updated_at",
+             (change.agent, change.component, change.after_id, now)),
+        ])
+
+    def record_run(self, run: OptimizerRun) -> None:
+        self._write([(
+            "INSERT INTO runs (id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, "
+            "trace_id, error_type, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, ended_at = excluded.ended_at, "
+            "candidates = excluded.candidates, best_score = excluded.best_score, "
+            "error_type = excluded.error_type, attributes = excluded.attributes",
+            (run.id, run.agent, run.optimizer, run.outcome, run.started_at, run.ended_at, run.candidates,
+             run.best_score, run.trace_id, run.error_type, _json(run.attributes)),
+        )])
+
+    def record_candidate(self, run_id: str, index: int, score: float | None,
+                         revision_id: str | None = None, attributes: dict[str, Any] | None = None) -> None:
+        self._write([(
+            "INSERT OR REPLACE INTO candidates (run_id, idx, score, revision_id, attributes) VALUES (?, ?, ?, ?, ?)",
+            (run_id, index, score, revision_id, _json(attributes)),
+        )])
+
+    def record_alarm(self, alarm: Alarm) -> None:
+        self._write([(
+            "INSERT INTO alarms (id, agent, signal, score, ts, anchor_change_id, calls_since_anchor, trace_id, "
+            "span_id, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp, alarm.anchor_change_id,
+             alarm.calls_since_anchor, alarm.trace_id, alarm.span_id, _json(alarm.attributes)),
+        )])
+
+    # -- reads ----------------------------------------------------------------------------------
+    def head(self, agent: str, component: str) -> str | None:
+        rows = self._read("SELECT revision_id FROM heads WHERE agent = ? AND component = ?", (agent, component))
+        return rows[0][0] if rows else None
+
+    def revision(self, revision_id: str) -> Revision | None:
+        if len(revision_id) < 6:
+            return None
+        rows = self._read("SELECT id, parent, state, created_at FROM revisions WHERE id = ?", (revision_id,))
+        if not rows:
+            rows = self._read("SELECT id, parent, state, created_at FROM revisions WHERE id LIKE ? LIMIT 2",
+                              (_prefix(revision_id),))
+        if len(rows) != 1:
+            return None
+        rid, parent, state, created = rows[0]
+        return Revision(rid, json.loads(state), parent, created)
+
+    def change(self, change_id: str) -> Change:
+        if len(change_id) < 4:
+            raise KeyError(f"change id {change_id!r} is too short: give at least 4 characters")
+        rows = self._read(f"SELECT {_CHANGE_COLS} FROM changes WHERE id LIKE ? LIMIT 2", (_prefix(change_id),))
+        if not rows:
+            raise KeyError(f"no change {change_id!r} in {self.location}")
+        if len(rows) > 1:
+            raise KeyError(f"change id {change_id!r} is ambiguous in {self.location}: give more characters")
+        return self._change(rows[0], with_states=True)
+
+    def changes(self, *, agent: str | None = None, component: str | None = None, since: float | None = None,
+                until: float | None = None, limit: int | None = None, baselines: bool = False) -> list[Change]:
+        where, args = _filters(agent=agent, component=component, since=since, until=until)
+        if not baselines:
+            where.append("before_id IS NOT NULL")
+        sql = f"SELECT {_CHANGE_COLS} FROM changes"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts, id"
+        rows = self._read(sql, tuple(args))
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return [self._change(r) for r in rows]
+
+    def _change(self, row: tuple[Any, ...], with_states: bool = False) -> Change:
+        (cid, agent, component, kind, source, before_id, after_id, magnitude, paths, ts, trace_id, span_id,
+         run_id, node, attributes) = row
+        before_state = after_state = None
+        if with_states:
+            after = self.revision(after_id)
+            after_state = after.state if after else None
+            if before_id:
+                before = self.revision(before_id)
+                before_state = before.state if before else None
+        return Change(cid, agent, component, kind, source, before_id, after_id, magnitude,
+                      tuple(json.loads(paths)), ts, before_state, after_state, trace_id, span_id, run_id, node,
+                      json.loads(attributes))
+
+    def runs(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[OptimizerRun]:
+        where, args = _filters(agent=agent, since=since, ts="started_at")
+        sql = ("SELECT id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, trace_id, "
+               "error_type, attributes FROM runs")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY started_at, id", tuple(args))
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return [OptimizerRun(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], json.loads(r[10]))
+                for r in rows]
+
+    def candidates(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._read("SELECT idx, score, revision_id, attributes FROM candidates WHERE run_id = ? ORDER BY idx",
+                          (run_id,))
+        return [{"index": r[0], "score": r[1], "revision_id": r[2], **json.loads(r[3])} for r in rows]
+
+    def alarms(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[Alarm]:
+        where, args = _filters(agent=agent, since=since)
+        sql = ("SELECT id, agent, signal, score, ts, anchor_change_id, calls_since_anchor, trace_id, span_id, "
+               "attributes FROM alarms")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY ts, id", tuple(args))
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return [Alarm(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9])) for r in rows]
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").fetchall())
+
+
+def _prefix(text: str) -> str:
+    return text.replace("\\", "").replace("%", "").replace("_", "") + "%"
+
+
+def _filters(*, agent: str | None = None, component: str | None = None, since: float | None = None,
+             until: float | None = None, ts: str = "ts") -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("agent", agent), ("component", component)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since is not None:
+        where.append(f"{ts} >= ?")
+        args.append(since)
+    if until is not None:
+        where.append(f"{ts} < ?")
+        args.append(until)
+    return where, args
+
+
+def open_ledger(location: str | None = None, *, readonly: bool = False) -> Ledger:
+    """Open the ledger named by a path, ``sqlite:///path``, ``:memory:`` or ``postgresql://…`` URL."""
+    location = location or DEFAULT_PATH
+    if location.startswith(("postgresql://", "postgres://")):
+        raise LedgerError("a PostgreSQL ledger is not supported yet: use an SQLite path for DRIFTWATCH_LEDGER")
+    if location.startswith("sqlite:///"):
+        location = location[len("sqlite:///"):] or ":memory:"
+    elif "://" in location:
+        raise LedgerError(f"unknown ledger URL scheme in {location!r}: use a path, sqlite:///PATH or postgresql://")
+    return SQLiteLedger(location, readonly=readonly)

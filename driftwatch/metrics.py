@@ -1,0 +1,220 @@
+"""The Prometheus metric catalogue and the sink that feeds it.
+
+Every metric driftwatch exports is declared once, in :data:`CATALOGUE`. Dashboards, alert rules,
+docs and tests read this table; a test fails when any of them names a metric or label that is not
+here. Names follow ``../shared/BRIEF.md`` §2: prefix ``driftwatch_``, base units, bounded labels
+only (never prompt text, trace ids or user ids as label values; trace ids travel as exemplars).
+
+The sink works with the default registry, an injected :class:`~prometheus_client.CollectorRegistry`,
+and prometheus_client's multiprocess mode (no ``Info`` metrics, no custom collectors: every value
+is a plain counter, gauge or histogram).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from driftwatch._version import __version__
+
+if TYPE_CHECKING:
+    from driftwatch.change import Change
+    from driftwatch.observation import Call, OptimizerRun
+
+__all__ = ["CATALOGUE", "METRIC_NAMES", "MetricSpec", "Metrics", "spec"]
+
+MAGNITUDE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+UNIT_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+CHARS_BUCKETS = (16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric: its exposed name, type, labels, help text and buckets."""
+
+    name: str
+    type: str  # "counter" | "gauge" | "histogram"
+    labels: tuple[str, ...]
+    help: str
+    buckets: tuple[float, ...] = ()
+    #: how gauges aggregate across processes in prometheus_client multiprocess mode
+    multiprocess_mode: str = "max"
+
+
+CATALOGUE: tuple[MetricSpec, ...] = (
+    MetricSpec("driftwatch_changes_total", "counter", ("agent", "component", "kind", "source"),
+               "Self-modifications of prompts and scaffolding recorded."),
+    MetricSpec("driftwatch_change_magnitude", "histogram", ("agent", "kind"),
+               "Normalized edit distance (0-1) of each recorded change.", MAGNITUDE_BUCKETS),
+    MetricSpec("driftwatch_last_change_timestamp_seconds", "gauge", ("agent", "component"),
+               "Unix time of the last recorded change of a component."),
+    MetricSpec("driftwatch_revision_info", "gauge", ("agent", "component", "revision"),
+               "The current revision of each component (value 1)."),
+    MetricSpec("driftwatch_optimizer_runs_total", "counter", ("agent", "optimizer", "outcome"),
+               "Optimizer (compile) runs, by outcome."),
+    MetricSpec("driftwatch_optimizer_candidates_total", "counter", ("agent", "optimizer"),
+               "Candidate programs evaluated by optimizer runs."),
+    MetricSpec("driftwatch_optimizer_best_score", "gauge", ("agent", "optimizer"),
+               "Best candidate score of the last optimizer run."),
+    MetricSpec("driftwatch_calls_total", "counter", ("agent", "status"),
+               "Watched agent calls, by status (ok/error)."),
+    MetricSpec("driftwatch_call_duration_seconds", "histogram", ("agent",),
+               "Duration of watched agent calls.", DURATION_BUCKETS),
+    MetricSpec("driftwatch_output_chars", "histogram", ("agent",),
+               "Size of each watched call's output, in characters.", CHARS_BUCKETS),
+    MetricSpec("driftwatch_tokens_total", "counter", ("agent", "type"),
+               "Tokens reported by the language model, by type (input/output)."),
+    MetricSpec("driftwatch_tool_calls_total", "counter", ("agent", "tool"),
+               "Tool calls made by watched agents, by tool name."),
+    MetricSpec("driftwatch_refusals_total", "counter", ("agent",),
+               "Watched calls whose answer was a refusal."),
+    MetricSpec("driftwatch_format_failures_total", "counter", ("agent",),
+               "Watched calls whose output failed the declared format check."),
+    MetricSpec("driftwatch_score", "histogram", ("agent", "metric"),
+               "Evaluation or feedback scores (0-1).", UNIT_BUCKETS),
+    MetricSpec("driftwatch_drift_score", "gauge", ("agent", "signal"),
+               "Drift statistic divided by its alarm threshold (1.0 = alarm)."),
+    MetricSpec("driftwatch_drift_alarm", "gauge", ("agent", "signal"),
+               "1 while a drift alarm is latched (until the reference is reset), else 0."),
+    MetricSpec("driftwatch_reference_calls", "gauge", ("agent",),
+               "Calls in the current drift reference (below the target size: warming up)."),
+    MetricSpec("driftwatch_internal_errors_total", "counter", ("stage",),
+               "Errors inside driftwatch, caught and counted instead of reaching the host."),
+    MetricSpec("driftwatch_build_info", "gauge", ("version",),
+               "driftwatch build information (value 1)."),
+)
+
+METRIC_NAMES: frozenset[str] = frozenset(s.name for s in CATALOGUE)
+_BY_NAME = {s.name: s for s in CATALOGUE}
+
+
+def spec(name: str) -> MetricSpec:
+    """The catalogue entry for an exposed metric name (``KeyError`` when it is not ours)."""
+    return _BY_NAME[name]
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir"))
+
+
+def _build(s: MetricSpec, registry: CollectorRegistry | None) -> Any:
+    if s.type == "counter":
+        return Counter(s.name.removesuffix("_total"), s.help, s.labels, registry=registry)
+    if s.type == "histogram":
+        return Histogram(s.name, s.help, s.labels, buckets=s.buckets, registry=registry)
+    return Gauge(s.name, s.help, s.labels, registry=registry, multiprocess_mode=s.multiprocess_mode)
+
+
+class Metrics:
+    """The Prometheus sink: every catalogue metric, registered on one registry.
+
+    Label children used on the hot path (per-agent call metrics) are cached, so a watched call
+    costs a dict lookup and a few atomic adds.
+    """
+
+    stage = "metrics"
+
+    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+        self.registry = registry
+        self.multiprocess = _multiprocess()
+        m = {s.name: _build(s, registry) for s in CATALOGUE}
+        self._m = m
+        self.changes = m["driftwatch_changes_total"]
+        self.change_magnitude = m["driftwatch_change_magnitude"]
+        self.last_change = m["driftwatch_last_change_timestamp_seconds"]
+        self.revision_info = m["driftwatch_revision_info"]
+        self.optimizer_runs = m["driftwatch_optimizer_runs_total"]
+        self.optimizer_candidates = m["driftwatch_optimizer_candidates_total"]
+        self.optimizer_best_score = m["driftwatch_optimizer_best_score"]
+        self.calls = m["driftwatch_calls_total"]
+        self.call_duration = m["driftwatch_call_duration_seconds"]
+        self.output_chars = m["driftwatch_output_chars"]
+        self.tokens = m["driftwatch_tokens_total"]
+        self.tool_calls = m["driftwatch_tool_calls_total"]
+        self.refusals = m["driftwatch_refusals_total"]
+        self.format_failures = m["driftwatch_format_failures_total"]
+        self.score = m["driftwatch_score"]
+        self.drift_score = m["driftwatch_drift_score"]
+        self.drift_alarm = m["driftwatch_drift_alarm"]
+        self.reference_calls = m["driftwatch_reference_calls"]
+        self.internal_errors = m["driftwatch_internal_errors_total"]
+        m["driftwatch_build_info"].labels(version=__version__).set(1)
+        self._agent_children: dict[str, tuple[Any, Any, Any, Any]] = {}
+        self._revision_labels: dict[tuple[str, str], str] = {}
+
+    def metric(self, name: str) -> Any:
+        """The prometheus_client object behind an exposed catalogue name."""
+        return self._m[name]
+
+    # -- observations ---------------------------------------------------------------------------
+
+    def _exemplar(self, trace_id: str | None, span_id: str | None) -> dict[str, str] | None:
+        if trace_id is None or self.multiprocess:
+            return None
+        return {"trace_id": trace_id, "span_id": span_id or ""}
+
+    def on_change(self, change: Change) -> None:
+        ex = self._exemplar(change.trace_id, change.span_id)
+        self.changes.labels(change.agent, change.component, change.kind, change.source).inc(exemplar=ex)
+        self.change_magnitude.labels(change.agent, change.kind).observe(change.magnitude, exemplar=ex)
+        self.last_change.labels(change.agent, change.component).set(change.timestamp)
+        self.set_revision(change.agent, change.component, change.after_id)
+
+    def set_revision(self, agent: str, component: str, revision_id: str) -> None:
+        """Point ``driftwatch_revision_info`` at the component's current revision (short id)."""
+        key = (agent, component)
+        short = revision_id[:12]
+        old = self._revision_labels.get(key)
+        if old == short:
+            return
+        if old is not None:
+            try:
+                self.revision_info.remove(agent, component, old)
+            except (KeyError, ValueError):  # multiprocess mode cannot remove: zero it instead
+                self.revision_info.labels(agent, component, old).set(0)
+        self.revision_info.labels(agent, component, short).set(1)
+        self._revision_labels[key] = short
+
+    def on_call(self, call: Call) -> None:
+        children = self._agent_children.get(call.agent)
+        if children is None:
+            a = call.agent
+            children = (self.calls.labels(a, "ok"), self.calls.labels(a, "error"),
+                        self.call_duration.labels(a), self.output_chars.labels(a))
+            self._agent_children[a] = children
+        ok, err, duration, chars = children
+        ex = self._exemplar(call.trace_id, call.span_id)
+        (err if call.error else ok).inc(exemplar=ex)
+        duration.observe(call.duration_s, exemplar=ex)
+        if call.output_chars is not None:
+            chars.observe(call.output_chars)
+        if call.input_tokens:
+            self.tokens.labels(call.agent, "input").inc(call.input_tokens)
+        if call.output_tokens:
+            self.tokens.labels(call.agent, "output").inc(call.output_tokens)
+        for tool in call.tools:
+            self.tool_calls.labels(call.agent, tool).inc()
+
+    def on_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
+        """Count derived per-call signals (refusal, format failure) once the drift engine knows them."""
+        if refused:
+            self.refusals.labels(agent).inc()
+        if format_ok is False:
+            self.format_failures.labels(agent).inc()
+
+    def on_score(self, agent: str, metric: str, value: float) -> None:
+        self.score.labels(agent, metric).observe(value)
+
+    def on_run(self, run: OptimizerRun) -> None:
+        self.optimizer_runs.labels(run.agent, run.optimizer, run.outcome).inc()
+        if run.candidates:
+            self.optimizer_candidates.labels(run.agent, run.optimizer).inc(run.candidates)
+        if run.best_score is not None:
+            self.optimizer_best_score.labels(run.agent, run.optimizer).set(run.best_score)
+
+    def internal_error(self, stage: str) -> None:
+        self.internal_errors.labels(stage).inc()

@@ -1,0 +1,470 @@
+"""The runtime: where observations meet the core and fan out to the sinks.
+
+hook → observation (:class:`~driftwatch.change.Change` via a :class:`~driftwatch.tracker.Tracker`,
+:class:`~driftwatch.observation.Call`, :class:`~driftwatch.observation.OptimizerRun`) → runtime →
+ledger first (a change is durable before the hook returns), then metrics, spans, audit log and the
+drift engine. Every sink call is wrapped: an exception inside driftwatch is counted in
+``driftwatch_internal_errors_total{stage}``, logged (rate-limited) on the ``driftwatch`` stdlib
+logger, and never reaches the host agent.
+
+One process-wide runtime is created lazily from ``DRIFTWATCH_*`` variables; :func:`configure`
+replaces it, and :mod:`driftwatch.testing` swaps in an isolated one.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from driftwatch.alarm import Alarm
+from driftwatch.audit import AuditLog
+from driftwatch.change import Change, new_id
+from driftwatch.config import ConfigError, Settings
+from driftwatch.ledger import Ledger, LedgerError, open_ledger
+from driftwatch.metrics import Metrics
+from driftwatch.observation import Call, OptimizerRun
+from driftwatch.redaction import resolve
+from driftwatch.revision import combine, unified_diff
+from driftwatch.tracing import Tracing, current_ids
+from driftwatch.tracker import Tracker
+
+__all__ = ["CallScope", "Runtime", "configure", "get_runtime", "set_runtime", "suppressed"]
+
+log = logging.getLogger("driftwatch")
+
+#: set while driftwatch itself acts on a watched object (restore, replay): hooks stand aside
+_SUPPRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("driftwatch_suppress", default=False)
+_LEDGER_RETRY_S = 5.0
+_PENDING_MAX = 10_000
+_METRICS_BY_REGISTRY: dict[int, Metrics] = {}
+_METRICS_LOCK = threading.Lock()
+
+
+@contextmanager
+def suppressed() -> Iterator[None]:
+    """Within this block, driftwatch's hooks observe nothing (used when driftwatch edits a program)."""
+    token = _SUPPRESS.set(True)
+    try:
+        yield
+    finally:
+        _SUPPRESS.reset(token)
+
+
+def is_suppressed() -> bool:
+    return _SUPPRESS.get()
+
+
+def _metrics_for(registry: Any) -> Metrics:
+    """One :class:`Metrics` per registry: configuring twice must not register metrics twice."""
+    from prometheus_client import REGISTRY
+
+    registry = REGISTRY if registry is None else registry
+    with _METRICS_LOCK:
+        metrics = _METRICS_BY_REGISTRY.get(id(registry))
+        if metrics is None or metrics.registry is not registry:
+            metrics = Metrics(registry)
+            _METRICS_BY_REGISTRY[id(registry)] = metrics
+        return metrics
+
+
+class CallScope:
+    """One watched call in progress: its start time and span. Made by :meth:`Runtime.begin_call`."""
+
+    __slots__ = ("agent", "runtime", "span", "t0", "token")
+
+    def __init__(self, runtime: Runtime, agent: str) -> None:
+        self.runtime = runtime
+        self.agent = agent
+        self.span: Any = None
+        self.token: Any = None
+        tracing = runtime.tracing
+        if tracing is not None:
+            try:
+                self.span, self.token = tracing.start_call(agent, runtime.agent_version(agent))
+            except Exception as exc:  # noqa: BLE001  # never break the host: counted below
+                runtime.error("tracing", exc)
+        self.t0 = time.perf_counter()
+
+    def enter(self) -> Any:
+        """Re-activate the call's span (a generator resuming); returns a token for :meth:`exit`."""
+        if self.token is None:
+            return None
+        try:
+            return Tracing.enter(self.span)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.runtime.error("tracing", exc)
+            return None
+
+    def exit(self, token: Any) -> None:
+        if token is not None:
+            try:
+                Tracing.exit(token)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                self.runtime.error("tracing", exc)
+
+    def finish(self, *, error: BaseException | None = None, output_chars: int | None = None,
+               output_text: str | None = None, input_tokens: int | None = None,
+               output_tokens: int | None = None, tools: tuple[str, ...] = (), record: bool = True,
+               factory: str | None = None, attributes: dict[str, Any] | None = None) -> None:
+        """End the span and record the call (``record=False``: end the span only)."""
+        duration = time.perf_counter() - self.t0
+        rt = self.runtime
+        trace_id = span_id = None
+        try:
+            if self.token is not None:
+                Tracing.exit(self.token)
+                self.token = None
+            if self.span is not None:
+                ctx = self.span.get_span_context()
+                if ctx.is_valid and self.span.is_recording():
+                    trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+                Tracing.end_call(self.span, error=error, output_chars=output_chars, input_tokens=input_tokens,
+                                 output_tokens=output_tokens, factory=factory)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            rt.error("tracing", exc)
+        if not record:
+            return
+        rt.record_call(Call(
+            agent=self.agent, duration_s=duration, error=error is not None,
+            error_type=type(error).__qualname__ if error is not None else None, output_chars=output_chars,
+            output_text=output_text, input_tokens=input_tokens, output_tokens=output_tokens, tools=tools,
+            trace_id=trace_id, span_id=span_id, timestamp=time.time(), attributes=attributes or {},
+        ))
+
+
+class Runtime:
+    """Holds the settings, the ledger, the sinks and the trackers of one process (or one test)."""
+
+    def __init__(self, settings: Settings | None = None, *, ledger: Ledger | None = None) -> None:
+        self.settings = settings = settings or Settings()
+        self.enabled = settings.enabled
+        redact = resolve(settings.redact)
+        self.redact = redact
+        self.metrics: Metrics | None = _metrics_for(settings.registry) if settings.metrics else None
+        self.tracing: Tracing | None = (
+            Tracing(settings.tracer_provider, capture_content=settings.capture_content, redact=redact)
+            if settings.tracing else None)
+        self.audit: AuditLog | None = (
+            AuditLog(logger=settings.audit_logger, path=settings.audit_log,
+                     capture_content=settings.capture_content, redact=redact)
+            if settings.audit else None)
+        #: the drift engine (``driftwatch.drift``); fed every call, score and change
+        self.drift: Any = None
+        self._ledger = ledger
+        self._ledger_failed_at = float("-inf")
+        self._pending: deque[Callable[[Ledger], None]] = deque(maxlen=_PENDING_MAX)
+        self._trackers: dict[tuple[str, str], Tracker] = {}
+        self._revisions: dict[str, dict[str, str]] = {}
+        self._versions: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self._errors_logged: dict[str, float] = {}
+        self.error_counts: dict[str, int] = {}
+        self.http_server: Any = None
+        if settings.metrics_port is not None and settings.metrics:
+            try:
+                from driftwatch.exposition import start_http_server
+
+                start_http_server(settings.metrics_port, settings.metrics_addr, runtime=self)
+            except Exception as exc:  # noqa: BLE001  # a busy port must not stop the agent
+                self.error("http_server", exc)
+
+    # -- errors -----------------------------------------------------------------------------------
+    def error(self, stage: str, exc: BaseException) -> None:
+        """Count and log (at most once a minute per stage) an error inside driftwatch."""
+        try:
+            self.error_counts[stage] = self.error_counts.get(stage, 0) + 1
+            if self.metrics is not None:
+                self.metrics.internal_error(stage)
+            now = time.monotonic()
+            if now - self._errors_logged.get(stage, float("-inf")) >= 60.0:
+                self._errors_logged[stage] = now
+                log.warning("driftwatch %s error (the host call is unaffected): %s: %s",
+                            stage, type(exc).__name__, exc)
+        except Exception:  # noqa: BLE001, S110  # the error path itself must never raise into the host
+            pass
+
+    # -- ledger -----------------------------------------------------------------------------------
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger, opened on first use (``LedgerError`` when it cannot be opened)."""
+        led = self._ledger
+        if led is not None:
+            return led
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = open_ledger(self.settings.ledger)
+            return self._ledger
+
+    def _ledger_or_none(self) -> Ledger | None:
+        if self._ledger is not None:
+            return self._ledger
+        if time.monotonic() - self._ledger_failed_at < _LEDGER_RETRY_S:
+            return None
+        try:
+            return self.ledger
+        except Exception as exc:  # noqa: BLE001  # counted; the write is kept pending
+            self._ledger_failed_at = time.monotonic()
+            self.error("ledger", exc)
+            return None
+
+    def write(self, op: Callable[[Ledger], None]) -> bool:
+        """Run a ledger write now; if the ledger is unavailable, keep it (bounded) and retry later."""
+        led = self._ledger_or_none()
+        if led is None:
+            self._pending.append(op)
+            return False
+        with self._lock:
+            try:
+                while self._pending:
+                    self._pending[0](led)
+                    self._pending.popleft()
+                op(led)
+                return True
+            except Exception as exc:  # noqa: BLE001  # counted; kept for the next write
+                self._pending.append(op)
+                self.error("ledger", exc)
+                return False
+
+    @property
+    def pending_writes(self) -> int:
+        return len(self._pending)
+
+    def ledger_head(self, agent: str, component: str) -> str | None:
+        led = self._ledger_or_none()
+        if led is None:
+            return None
+        try:
+            return led.head(agent, component)
+        except Exception as exc:  # noqa: BLE001  # treat as never seen
+            self.error("ledger", exc)
+            return None
+
+    def ledger_state(self, revision_id: str) -> Any:
+        led = self._ledger_or_none()
+        if led is None:
+            return None
+        try:
+            rev = led.revision(revision_id)
+        except Exception as exc:  # noqa: BLE001  # diff against nothing
+            self.error("ledger", exc)
+            return None
+        return None if rev is None else rev.state
+
+    # -- changes ----------------------------------------------------------------------------------
+    def tracker(self, agent: str, component: str) -> Tracker:
+        key = (agent, component)
+        tr = self._trackers.get(key)
+        if tr is None:
+            with self._lock:
+                tr = self._trackers.setdefault(key, Tracker(self, agent, component))
+        return tr
+
+    def observe(self, agent: str, component: str, state: Any, **kw: Any) -> Change | None:
+        """Report a component's current state (see :meth:`Tracker.observe`)."""
+        if not self.enabled or _SUPPRESS.get():
+            return None
+        return self.tracker(agent, component).observe(state, **kw)
+
+    def note_revision(self, agent: str, component: str, revision_id: str) -> None:
+        """Remember a component's current revision (agent version, ``driftwatch_revision_info``)."""
+        with self._lock:
+            revs = self._revisions.setdefault(agent, {})
+            revs[component] = revision_id
+            self._versions[agent] = combine(revs)
+        if self.metrics is not None:
+            try:
+                self.metrics.set_revision(agent, component, revision_id)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                self.error("metrics", exc)
+
+    def agent_version(self, agent: str) -> str | None:
+        """The agent's combined revision id (``gen_ai.agent.version``), once any component was seen."""
+        return self._versions.get(agent)
+
+    def emit_change(self, change: Change) -> Change:
+        """Fan a detected change (or baseline) out: span, ledger, metrics, audit, drift engine."""
+        span = None
+        if self.tracing is not None and not change.is_baseline:
+            try:
+                span = self.tracing.start_change(change)
+                trace_id, span_id = self.tracing.span_ids(span)
+                change = _with_ids(change, trace_id, span_id)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                self.error("tracing", exc)
+        elif change.trace_id is None:
+            change = _with_ids(change, *current_ids())
+        final = change
+        self.write(lambda led: led.record_change(final))
+        self.note_revision(change.agent, change.component, change.after_id)
+        diff = None
+        if self.settings.capture_content:
+            try:
+                diff = self.redact(unified_diff(change.before_state, change.after_state,
+                                                f"{change.component}@{(change.before_id or 'none')[:12]}",
+                                                f"{change.component}@{change.after_id[:12]}"))
+            except Exception as exc:  # noqa: BLE001  # the change itself is recorded
+                self.error("redaction", exc)
+        if not change.is_baseline and self.metrics is not None:
+            self._safe("metrics", self.metrics.on_change, change)
+        if self.audit is not None:
+            self._safe("audit", self.audit.on_change, change, diff)
+        if self.drift is not None and not change.is_baseline:
+            self._safe("drift", self.drift.on_change, change)
+        if span is not None:
+            self._safe("tracing", self.tracing.end_change, span, diff)  # type: ignore[union-attr]  # set with span
+        return change
+
+    def _safe(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001  # never break the host: counted and logged
+            self.error(stage, exc)
+            return None
+
+    # -- calls --------------------------------------------------------------------------------------
+    def begin_call(self, agent: str) -> CallScope | None:
+        """Start a watched call (``None`` when driftwatch is off or suppressed)."""
+        if not self.enabled or _SUPPRESS.get():
+            return None
+        try:
+            return CallScope(self, agent)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("call", exc)
+            return None
+
+    def record_call(self, call: Call) -> None:
+        if self.metrics is not None:
+            self._safe("metrics", self.metrics.on_call, call)
+        if self.drift is not None:
+            self._safe("drift", self.drift.on_call, call)
+
+    def record_score(self, agent: str, value: float, metric: str = "score") -> None:
+        if not self.enabled:
+            return
+        if self.metrics is not None:
+            self._safe("metrics", self.metrics.on_score, agent, metric, value)
+        if self.drift is not None:
+            self._safe("drift", self.drift.on_score, agent, metric, value)
+
+    # -- optimizer runs -----------------------------------------------------------------------------
+    def start_run(self, agent: str, optimizer: str, **attributes: Any) -> OptimizerRun:
+        trace_id, _ = current_ids()
+        run = OptimizerRun(id=new_id(), agent=agent, optimizer=optimizer, started_at=time.time(),
+                           trace_id=trace_id, attributes=attributes)
+        snapshot = _copy_run(run)
+        self.write(lambda led: led.record_run(snapshot))
+        return run
+
+    def record_candidate(self, run: OptimizerRun, score: float | None, revision_id: str | None = None,
+                         **attributes: Any) -> None:
+        index = run.candidates
+        run.candidates += 1
+        if score is not None and (run.best_score is None or score > run.best_score):
+            run.best_score = score
+        self.write(lambda led: led.record_candidate(run.id, index, score, revision_id, attributes))
+
+    def end_run(self, run: OptimizerRun, *, error: BaseException | None = None) -> None:
+        run.ended_at = time.time()
+        run.outcome = "failed" if error is not None else "ok"
+        run.error_type = type(error).__qualname__ if error is not None else None
+        snapshot = _copy_run(run)
+        self.write(lambda led: led.record_run(snapshot))
+        if self.metrics is not None:
+            self._safe("metrics", self.metrics.on_run, snapshot)
+        if self.audit is not None:
+            self._safe("audit", self.audit.on_run, snapshot)
+
+    # -- alarms -------------------------------------------------------------------------------------
+    def record_alarm(self, alarm: Alarm, anchor: Change | None = None) -> Alarm:
+        """Store and export a drift alarm (called by the drift engine)."""
+        if self.tracing is not None:
+            ids = self._safe("tracing", self.tracing.on_alarm, alarm, anchor)
+            if ids and ids[0]:
+                alarm = Alarm(alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp,
+                              alarm.anchor_change_id, alarm.calls_since_anchor, ids[0], ids[1], alarm.attributes)
+        final = alarm
+        self.write(lambda led: led.record_alarm(final))
+        if self.audit is not None:
+            self._safe("audit", self.audit.on_alarm, alarm)
+        return alarm
+
+    def close(self) -> None:
+        """Close the ledger (pending writes are tried once more first)."""
+        if self._pending:
+            self.write(lambda led: None)
+        if self._ledger is not None:
+            self._safe("ledger", self._ledger.close)
+        if self.http_server is not None:
+            self._safe("http_server", self.http_server.shutdown)
+
+
+def _with_ids(change: Change, trace_id: str | None, span_id: str | None) -> Change:
+    from dataclasses import replace
+
+    return replace(change, trace_id=trace_id, span_id=span_id)
+
+
+def _copy_run(run: OptimizerRun) -> OptimizerRun:
+    from dataclasses import replace
+
+    return replace(run, attributes=dict(run.attributes))
+
+
+# -- the process-wide runtime ----------------------------------------------------------------------
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process-wide runtime, created from ``DRIFTWATCH_*`` variables on first use.
+
+    A bad variable does not break the host: it is logged once, counted (stage ``config``), and the
+    defaults are used. :func:`configure` and the CLI raise it instead.
+    """
+    rt = _runtime
+    if rt is not None:
+        return rt
+    return _default_runtime()
+
+
+def _default_runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            try:
+                settings = Settings.from_env()
+                problem = None
+            except ConfigError as exc:
+                settings, problem = Settings(), exc
+            _runtime = Runtime(settings)
+            if problem is not None:
+                _runtime.error("config", problem)
+        return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> Runtime | None:
+    """Install a runtime (``None``: recreate from the environment on next use); returns the old one."""
+    global _runtime
+    with _runtime_lock:
+        old, _runtime = _runtime, runtime
+    return old
+
+
+def configure(**settings: Any) -> Runtime:
+    """Configure driftwatch for this process; ``ConfigError`` names a bad setting or variable.
+
+    Settings not given keep their ``DRIFTWATCH_*`` value or default. The previous runtime's ledger is
+    closed. See :class:`~driftwatch.config.Settings` for the list.
+    """
+    new = Runtime(Settings.from_env(**settings))
+    old = set_runtime(new)
+    if old is not None:
+        old.close()
+    return new

@@ -1,0 +1,111 @@
+"""Helpers for testing code that uses driftwatch (the ones driftwatch's own tests use).
+
+>>> from driftwatch.testing import capture
+>>> with capture() as cap:
+...     run_my_agent()
+>>> cap.changes()                                   # from an in-memory SQLite ledger
+>>> cap.value("driftwatch_calls_total", agent="bot", status="ok")
+>>> [s.name for s in cap.spans()]                    # finished spans, in-memory exporter
+>>> cap.audit                                        # audit events as dicts
+
+Inside the block a fresh runtime is installed: a fresh Prometheus registry, an OpenTelemetry SDK
+tracer provider with an in-memory exporter, an in-memory ledger (or the one you name), and audit
+events collected in a list. The previous runtime is put back on exit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from driftwatch.change import Change
+from driftwatch.config import Settings
+from driftwatch.ledger import Ledger
+from driftwatch.runtime import Runtime, set_runtime
+
+__all__ = ["Captured", "ListLogger", "capture"]
+
+
+class ListLogger:
+    """A structlog-style logger that keeps each event as a dict."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def _log(self, level: str, event: str, **kw: Any) -> None:
+        self.events.append({"event": event, "level": level, **kw})
+
+    def info(self, event: str, **kw: Any) -> None:
+        self._log("info", event, **kw)
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self._log("warning", event, **kw)
+
+    def error(self, event: str, **kw: Any) -> None:
+        self._log("error", event, **kw)
+
+
+@dataclass
+class Captured:
+    """What :func:`capture` collected."""
+
+    runtime: Runtime
+    registry: CollectorRegistry
+    exporter: Any
+    audit_logger: ListLogger
+    provider: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.runtime.ledger
+
+    @property
+    def audit(self) -> list[dict[str, Any]]:
+        return self.audit_logger.events
+
+    def changes(self, **filters: Any) -> list[Change]:
+        return self.ledger.changes(**filters)
+
+    def spans(self, name: str | None = None) -> list[Any]:
+        self.provider.force_flush()
+        spans = list(self.exporter.get_finished_spans())
+        return [s for s in spans if name is None or s.name == name]
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's value (0.0 when the series does not exist yet)."""
+        v = self.registry.get_sample_value(name, labels)
+        return 0.0 if v is None or math.isnan(v) else v
+
+    def metrics_text(self) -> str:
+        return generate_latest(self.registry).decode()
+
+
+@contextmanager
+def capture(**settings: Any) -> Iterator[Captured]:
+    """Install an isolated runtime for the block; ``settings`` as for :func:`driftwatch.configure`."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    registry = settings.pop("registry", None) or CollectorRegistry()
+    provider = settings.pop("tracer_provider", None)
+    exporter = InMemorySpanExporter()
+    if provider is None:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    logger = ListLogger()
+    settings.setdefault("audit_logger", logger)
+    settings.setdefault("ledger", ":memory:")
+    runtime = Runtime(Settings.from_env(registry=registry, tracer_provider=provider, **settings))
+    old = set_runtime(runtime)
+    try:
+        yield Captured(runtime, registry, exporter, logger, provider)
+    finally:
+        set_runtime(old)
+        runtime.close()

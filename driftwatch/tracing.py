@@ -1,0 +1,179 @@
+"""The OpenTelemetry sink: ``driftwatch.change`` spans, ``invoke_agent`` spans, drift span events.
+
+Spans go through the global tracer provider unless one is injected; driftwatch never sets a global
+provider. The GenAI attribute names are defined here (the constants in
+opentelemetry-semantic-conventions are deprecated). Prompt text and diffs are attached only when
+content capture is on, and then after redaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from driftwatch._version import __version__
+
+if TYPE_CHECKING:
+    from driftwatch.alarm import Alarm
+    from driftwatch.change import Change
+
+__all__ = [
+    "ATTR",
+    "GEN_AI_AGENT_NAME",
+    "GEN_AI_AGENT_VERSION",
+    "GEN_AI_OPERATION_NAME",
+    "Tracing",
+    "current_ids",
+]
+
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_AGENT_NAME = "gen_ai.agent.name"
+GEN_AI_AGENT_VERSION = "gen_ai.agent.version"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+
+
+class ATTR:
+    """driftwatch's own span attribute names."""
+
+    AGENT = "driftwatch.agent"
+    COMPONENT = "driftwatch.component"
+    CHANGE_ID = "driftwatch.change.id"
+    KIND = "driftwatch.change.kind"
+    SOURCE = "driftwatch.change.source"
+    BEFORE = "driftwatch.revision.before"
+    AFTER = "driftwatch.revision.after"
+    MAGNITUDE = "driftwatch.change.magnitude"
+    PATHS = "driftwatch.change.paths"
+    NODE = "driftwatch.change.node"
+    RUN_ID = "driftwatch.optimizer.run_id"
+    DIFF = "driftwatch.change.diff"
+    OUTPUT_CHARS = "driftwatch.output.chars"
+    SIGNAL = "driftwatch.drift.signal"
+    DRIFT_SCORE = "driftwatch.drift.score"
+    ANCHOR = "driftwatch.drift.anchor_change_id"
+
+
+def _hex_ids(ctx: SpanContext) -> tuple[str | None, str | None]:
+    if not ctx.is_valid:
+        return None, None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def current_ids() -> tuple[str | None, str | None]:
+    """Trace and span id (hex) of the active span, or ``(None, None)``."""
+    return _hex_ids(trace.get_current_span().get_span_context())
+
+
+class Tracing:
+    """Creates driftwatch's spans on one tracer."""
+
+    stage = "tracing"
+
+    def __init__(self, tracer_provider: Any = None, *, capture_content: bool = False,
+                 redact: Callable[[str], str] | None = None) -> None:
+        self.tracer = trace.get_tracer("driftwatch", __version__, tracer_provider=tracer_provider)
+        self.capture_content = capture_content
+        self.redact = redact
+
+    # -- agent calls ------------------------------------------------------------------------------
+    def start_call(self, agent: str, version: str | None) -> tuple[Any, Any]:
+        """Start ``invoke_agent {agent}`` as the current span; returns ``(span, token)``.
+
+        The token is ``None`` when the span does not record (no SDK configured), so nothing needs
+        detaching and the call pays almost nothing.
+        """
+        attributes = {GEN_AI_OPERATION_NAME: "invoke_agent", GEN_AI_AGENT_NAME: agent}
+        if version:
+            attributes[GEN_AI_AGENT_VERSION] = version
+        span = self.tracer.start_span(f"invoke_agent {agent}", kind=SpanKind.INTERNAL, attributes=attributes)
+        if not span.is_recording():
+            return span, None
+        return span, otel_context.attach(trace.set_span_in_context(span))
+
+    @staticmethod
+    def enter(span: Any) -> Any:
+        """Make ``span`` current again (generators resume in the caller's context); returns a token."""
+        if span is None or not span.is_recording():
+            return None
+        return otel_context.attach(trace.set_span_in_context(span))
+
+    @staticmethod
+    def exit(token: Any) -> None:
+        if token is not None:
+            otel_context.detach(token)
+
+    @staticmethod
+    def end_call(span: Any, *, error: BaseException | None = None, output_chars: int | None = None,
+                 input_tokens: int | None = None, output_tokens: int | None = None,
+                 factory: str | None = None) -> None:
+        if span is None:
+            return
+        if span.is_recording():
+            if factory is not None:  # the watched function built an agent rather than ran one
+                span.update_name(f"create_agent {factory}")
+                span.set_attribute(GEN_AI_OPERATION_NAME, "create_agent")
+            if output_chars is not None:
+                span.set_attribute(ATTR.OUTPUT_CHARS, output_chars)
+            if input_tokens:
+                span.set_attribute(GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
+            if output_tokens:
+                span.set_attribute(GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+            if error is not None:
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                span.set_attribute("error.type", type(error).__qualname__)
+        span.end()
+
+    # -- changes ----------------------------------------------------------------------------------
+    def start_change(self, change: Change) -> Any:
+        """Start the ``driftwatch.change`` span (a child of the active span, if any)."""
+        attributes: dict[str, Any] = {
+            ATTR.AGENT: change.agent,
+            ATTR.COMPONENT: change.component,
+            ATTR.CHANGE_ID: change.id,
+            ATTR.KIND: change.kind,
+            ATTR.SOURCE: change.source,
+            ATTR.AFTER: change.after_id,
+            ATTR.MAGNITUDE: change.magnitude,
+            ATTR.PATHS: list(change.paths),
+        }
+        if change.before_id is not None:
+            attributes[ATTR.BEFORE] = change.before_id
+        if change.node:
+            attributes[ATTR.NODE] = change.node
+        if change.run_id:
+            attributes[ATTR.RUN_ID] = change.run_id
+        return self.tracer.start_span("driftwatch.change", kind=SpanKind.INTERNAL, attributes=attributes,
+                                      start_time=int(change.timestamp * 1e9) or None)
+
+    @staticmethod
+    def span_ids(span: Any) -> tuple[str | None, str | None]:
+        ids = _hex_ids(span.get_span_context())
+        return ids if ids[0] else current_ids()
+
+    def end_change(self, span: Any, diff: str | None) -> None:
+        if diff is not None and self.capture_content and span.is_recording():
+            span.add_event("driftwatch.change.diff", {ATTR.DIFF: diff})
+        span.end()
+
+    # -- drift ------------------------------------------------------------------------------------
+    def on_alarm(self, alarm: Alarm, anchor: Change | None) -> tuple[str | None, str | None]:
+        """A ``driftwatch.drift`` event on a short span (a child of the active span, if any) linked to
+        the change that anchored the reference; returns that span's trace and span id."""
+        links = []
+        if anchor is not None and anchor.trace_id and anchor.span_id:
+            links.append(Link(SpanContext(int(anchor.trace_id, 16), int(anchor.span_id, 16), is_remote=True,
+                                          trace_flags=TraceFlags(TraceFlags.SAMPLED)),
+                              {ATTR.CHANGE_ID: anchor.id}))
+        attributes: dict[str, Any] = {ATTR.AGENT: alarm.agent, ATTR.SIGNAL: alarm.signal,
+                                      ATTR.DRIFT_SCORE: alarm.score}
+        if alarm.anchor_change_id:
+            attributes[ATTR.ANCHOR] = alarm.anchor_change_id
+        with self.tracer.start_as_current_span("driftwatch.drift", links=links, attributes=attributes) as span:
+            span.add_event("driftwatch.drift", attributes)
+            return self.span_ids(span)
