@@ -55,7 +55,7 @@ def _check_name(arg: str, value: Any) -> None:
 
 def track(agent: str, component: str, state: Any, *, kind: str | None = None, source: str = "runtime",
           node: str | None = None) -> Change | None:
-    """Report the current state of a prompt-bearing thing; returns the change, or ``None`` if unchanged.
+    """Report the current state of a prompt-bearing thing; returns the change, or ``None`` if none.
 
     ``state`` is a ``str`` or a JSON-able value. The first report of a component is its baseline (stored,
     not a change). ``kind`` is one of :data:`KINDS` (inferred from the changed keys of a dict state when
@@ -68,7 +68,8 @@ def track(agent: str, component: str, state: Any, *, kind: str | None = None, so
         raise ValueError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
     if not isinstance(source, str) or not _SOURCE_RE.match(source):
         raise ValueError(f"source={source!r}: expected a short name such as 'runtime', 'agent' or 'MIPROv2'")
-    return get_runtime().observe(agent, component, state, kind=kind, source=source, node=node)
+    change = get_runtime().observe(agent, component, state, kind=kind, source=source, node=node)
+    return None if change is None or change.is_baseline else change
 
 
 def record_score(agent: str, value: float, *, metric: str = "score") -> None:

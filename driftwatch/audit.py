@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from driftwatch.change import Change
     from driftwatch.observation import OptimizerRun
 
-__all__ = ["AuditLog", "STDLIB_LOGGER"]
+__all__ = ["STDLIB_LOGGER", "AuditLog"]
 
 STDLIB_LOGGER = "driftwatch.audit"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import re
 import sys
 import time
@@ -49,15 +48,8 @@ def _fmt_time(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _default_ledger() -> str:
-    try:
-        return Settings.from_env().ledger
-    except ConfigError:
-        return os.environ.get("DRIFTWATCH_LEDGER") or DEFAULT_PATH
-
-
 def _open(args: argparse.Namespace) -> Ledger:
-    return open_ledger(args.ledger or _default_ledger(), readonly=True)
+    return open_ledger(args.ledger or Settings.from_env().ledger, readonly=True)
 
 
 # -- history ---------------------------------------------------------------------------------------
@@ -104,7 +96,8 @@ def _describe(e: dict[str, Any]) -> tuple[str, str, str]:
         return f"{e['type']} {e['kind']}", by, detail
     if e["type"] == "alarm":
         anchor = (e["anchor_change_id"] or "-")[:12]
-        return f"ALARM {e['signal']}", "drift", f"score {e['score']:.2f}  anchor {anchor}  after {e['calls_since_anchor']} calls"
+        detail = f"score {e['score']:.2f}  anchor {anchor}  after {e['calls_since_anchor']} calls"
+        return f"ALARM {e['signal']}", "drift", detail
     score = "-" if e["best_score"] is None else f"{e['best_score']:.3f}"
     return f"run {e['outcome']}", e["optimizer"], f"{e['candidates']} candidates  best {score}"
 
@@ -206,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        Settings.from_env()  # a bad DRIFTWATCH_* value is reported before anything runs
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `driftwatch history | head`
         return 0

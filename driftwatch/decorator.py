@@ -47,7 +47,7 @@ def watch(obj: Any = None, /, *, agent: str | None = None, **options: Any) -> An
     if adapter is not None:
         return adapter.watch_object(obj, agent=name, **options)
     if isinstance(obj, type):
-        raise TypeError(f"driftwatch.watch cannot watch class {obj.__qualname__}: only DSPy modules, LangGraph "
+        raise TypeError(f"driftwatch.watch cannot watch class {obj.__name__}: only DSPy modules, LangGraph "
                         "graphs, and functions that run or build an agent can be watched")
     if not callable(obj):
         raise TypeError(f"driftwatch.watch expected a function, a DSPy module or a LangGraph graph, "
@@ -172,7 +172,7 @@ def _wrap_gen(fn: Callable[..., Any], agent: str) -> Callable[..., Any]:
                 gen.close()
                 scope.finish(output_chars=chars)
                 raise
-            except BaseException as exc:  # thrown in by the consumer: pass it to the generator
+            except BaseException as exc:  # noqa: BLE001  # thrown in by the consumer: handed to the generator
                 op, arg = gen.throw, exc
 
     return wrapper
@@ -213,7 +213,7 @@ def _wrap_asyncgen(fn: Callable[..., Any], agent: str) -> Callable[..., Any]:
                 if scope is not None:
                     scope.finish(output_chars=chars)
                 raise
-            except BaseException as exc:  # thrown in by the consumer: pass it to the generator
+            except BaseException as exc:  # noqa: BLE001  # thrown in by the consumer: handed to the generator
                 op, arg = agen.athrow, exc
 
     return wrapper

@@ -27,7 +27,7 @@ def _registry(runtime: Runtime | None) -> Any:
 
 
 def start_http_server(port: int = 9464, addr: str = "127.0.0.1", *, runtime: Runtime | None = None) -> Any:
-    """Serve ``/metrics`` from a daemon thread; returns the server (``.shutdown()`` stops it).
+    """Serve ``/metrics`` from a daemon thread; returns the server (``.shutdown()`` then ``.server_close()``).
 
     Binds to ``127.0.0.1`` by default: pass ``addr="0.0.0.0"`` to expose it beyond the host.
     ``port=0`` picks a free port (read it from ``server.server_port``). In prometheus_client

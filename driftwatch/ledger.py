@@ -77,7 +77,8 @@ class Ledger(ABC):
         """Changes in time order, filtered; baselines only when asked for."""
 
     @abstractmethod
-    def runs(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[OptimizerRun]:
+    def runs(self, *, agent: str | None = None, since: float | None = None,
+             limit: int | None = None) -> list[OptimizerRun]:
         """Optimizer runs in time order."""
 
     @abstractmethod
@@ -386,7 +387,8 @@ class SQLiteLedger(Ledger):
                       tuple(json.loads(paths)), ts, before_state, after_state, trace_id, span_id, run_id, node,
                       json.loads(attributes))
 
-    def runs(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[OptimizerRun]:
+    def runs(self, *, agent: str | None = None, since: float | None = None,
+             limit: int | None = None) -> list[OptimizerRun]:
         where, args = _filters(agent=agent, since=since, ts="started_at")
         sql = ("SELECT id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, trace_id, "
                "error_type, attributes FROM runs")

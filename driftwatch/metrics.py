@@ -98,7 +98,7 @@ def spec(name: str) -> MetricSpec:
 
 
 def _multiprocess() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir"))
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 def _build(s: MetricSpec, registry: CollectorRegistry | None) -> Any:

@@ -26,7 +26,7 @@ from driftwatch.alarm import Alarm
 from driftwatch.audit import AuditLog
 from driftwatch.change import Change, new_id
 from driftwatch.config import ConfigError, Settings
-from driftwatch.ledger import Ledger, LedgerError, open_ledger
+from driftwatch.ledger import Ledger, open_ledger
 from driftwatch.metrics import Metrics
 from driftwatch.observation import Call, OptimizerRun
 from driftwatch.redaction import resolve
@@ -402,6 +402,7 @@ class Runtime:
             self._safe("ledger", self._ledger.close)
         if self.http_server is not None:
             self._safe("http_server", self.http_server.shutdown)
+            self._safe("http_server", self.http_server.server_close)
 
 
 def _with_ids(change: Change, trace_id: str | None, span_id: str | None) -> Change:

@@ -26,6 +26,7 @@ __all__ = [
     "GEN_AI_AGENT_NAME",
     "GEN_AI_AGENT_VERSION",
     "GEN_AI_OPERATION_NAME",
+    "CountingExporter",
     "Tracing",
     "current_ids",
 ]
@@ -177,3 +178,38 @@ class Tracing:
         with self.tracer.start_as_current_span("driftwatch.drift", links=links, attributes=attributes) as span:
             span.add_event("driftwatch.drift", attributes)
             return self.span_ids(span)
+
+
+class CountingExporter:
+    """Wraps any OpenTelemetry ``SpanExporter`` so that failed exports are counted.
+
+    ``BatchSpanProcessor(CountingExporter(OTLPSpanExporter(...)))``: an unreachable or failing
+    collector then shows in ``driftwatch_internal_errors_total{stage="span_export"}`` instead of only
+    in the SDK's log. Use a ``BatchSpanProcessor`` in production: with a ``SimpleSpanProcessor`` the
+    export (and its retries) runs inside the agent's call.
+    """
+
+    def __init__(self, exporter: Any) -> None:
+        self.exporter = exporter
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        from driftwatch.runtime import get_runtime
+
+        try:
+            result = self.exporter.export(spans)
+        except Exception as exc:  # noqa: BLE001  # counted, and reported as a failed export
+            get_runtime().error("span_export", exc)
+            return SpanExportResult.FAILURE
+        if result != SpanExportResult.SUCCESS:
+            get_runtime().error("span_export", RuntimeError(f"{type(self.exporter).__name__} failed to export "
+                                                            f"{len(spans)} span(s)"))
+        return result
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        flush = getattr(self.exporter, "force_flush", None)
+        return True if flush is None else bool(flush(timeout_millis))
