@@ -1,0 +1,43 @@
+"""Packaging promises: the extras match the integrations' minimum versions; the public surface is typed."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+import driftwatch
+from driftwatch.integrations import MINIMUM_VERSIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _extras() -> dict[str, list[str]]:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return {k: [line.strip() for line in v.splitlines() if line.strip() and not line.strip().startswith("#")]
+            for k, v in cfg["options.extras_require"].items()}
+
+
+def _minimum(requirements: list[str], name: str) -> str | None:
+    for req in requirements:
+        m = re.match(rf"^{re.escape(name)}\s*>=\s*([\w.]+)", req)
+        if m:
+            return m.group(1)
+    return None
+
+
+def test_extras_declare_the_integrations_minimum_versions() -> None:
+    """Each framework's minimum in MINIMUM_VERSIONS equals its minimum in the setup.cfg extra and in `all`."""
+    extras = _extras()
+    owner = {"dspy": "dspy", "langgraph": "langgraph", "langchain-core": "langgraph"}
+    for package, minimum in MINIMUM_VERSIONS.items():
+        assert _minimum(extras[owner[package]], package) == minimum, package
+        assert _minimum(extras["all"], package) == minimum, package
+
+
+def test_public_surface_is_declared_and_typed() -> None:
+    """Every name in driftwatch.__all__ exists, and the package ships py.typed."""
+    for name in driftwatch.__all__:
+        assert hasattr(driftwatch, name), name
+    assert (ROOT / "driftwatch" / "py.typed").exists()
