@@ -53,7 +53,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec("driftwatch_last_change_timestamp_seconds", "gauge", ("agent", "component"),
                "Unix time of the last recorded change of a component."),
     MetricSpec("driftwatch_revision_info", "gauge", ("agent", "component", "revision"),
-               "The current revision of each component (value 1)."),
+               "The current revision of each component (value 1).", multiprocess_mode="livemax"),
     MetricSpec("driftwatch_optimizer_runs_total", "counter", ("agent", "optimizer", "outcome"),
                "Optimizer (compile) runs, by outcome."),
     MetricSpec("driftwatch_optimizer_candidates_total", "counter", ("agent", "optimizer"),
@@ -172,10 +172,10 @@ class Metrics:
         if old == short:
             return
         if old is not None:
-            try:
-                self.revision_info.remove(agent, component, old)
-            except (KeyError, ValueError):  # multiprocess mode cannot remove: zero it instead
+            if self.multiprocess:  # files of other processes cannot be edited: zero our own value
                 self.revision_info.labels(agent, component, old).set(0)
+            else:
+                self.revision_info.remove(agent, component, old)
         self.revision_info.labels(agent, component, short).set(1)
         self._revision_labels[key] = short
 
