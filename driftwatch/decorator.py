@@ -36,7 +36,8 @@ def watch(obj: Any = None, /, *, agent: str | None = None, **options: Any) -> An
     """Watch an agent: ``@watch``, ``@watch(agent="support-bot")`` or ``watch(graph, agent=...)``.
 
     Without ``agent=`` the name is the function's or class's name. ``options`` go to the framework
-    integration (for example ``prompt_keys=`` for LangGraph).
+    integration (for example ``prompt_keys=`` for LangGraph), also when a watched function turns out
+    to be a factory; a plain function ignores them.
     """
     if agent is not None and (not isinstance(agent, str) or not agent.strip()):
         raise ValueError(f"driftwatch.watch(agent={agent!r}): expected a non-empty string")
@@ -52,9 +53,7 @@ def watch(obj: Any = None, /, *, agent: str | None = None, **options: Any) -> An
     if not callable(obj):
         raise TypeError(f"driftwatch.watch expected a function, a DSPy module or a LangGraph graph, "
                         f"got {type(obj).__name__}")
-    if options:
-        raise TypeError(f"driftwatch.watch got unknown option(s) for a plain function: {', '.join(sorted(options))}")
-    return _wrap(obj, name)
+    return _wrap(obj, name, options)
 
 
 def _derive_name(obj: Any) -> str:
@@ -65,26 +64,27 @@ def _derive_name(obj: Any) -> str:
     return type(obj).__name__
 
 
-def _wrap(fn: Callable[..., Any], agent: str) -> Callable[..., Any]:
+def _wrap(fn: Callable[..., Any], agent: str, options: dict[str, Any]) -> Callable[..., Any]:
+    """Record each call of ``fn``; ``options`` go to the integration if ``fn`` turns out to be a factory."""
     if inspect.isasyncgenfunction(fn):
         wrapper: Callable[..., Any] = _wrap_asyncgen(fn, agent)
     elif inspect.isgeneratorfunction(fn):
         wrapper = _wrap_gen(fn, agent)
     elif inspect.iscoroutinefunction(fn):
-        wrapper = _wrap_async(fn, agent)
+        wrapper = _wrap_async(fn, agent, options)
     else:
-        wrapper = _wrap_sync(fn, agent)
+        wrapper = _wrap_sync(fn, agent, options)
     wrapper.__driftwatch_agent__ = agent  # type: ignore[attr-defined]  # marker read by tests and the CLI
     return wrapper
 
 
-def _finish(scope: CallScope, result: Any, agent: str) -> Any:
+def _finish(scope: CallScope, result: Any, agent: str, options: dict[str, Any]) -> Any:
     """Record a returned call; instrument a returned DSPy program / LangGraph graph instead."""
     try:
         adapter = adapter_for(result)
         if adapter is not None:
             scope.finish(record=False, factory=agent)
-            return adapter.watch_object(result, agent=agent)
+            return adapter.watch_object(result, agent=agent, **options)
         text = output_text(result)
         scope.finish(output_chars=len(text) if text is not None else output_size(result), output_text=text)
     except Exception as exc:  # noqa: BLE001  # never break the host: the result is returned untouched
@@ -99,7 +99,7 @@ def _fail(scope: CallScope, exc: BaseException) -> None:
         scope.runtime.error("call", inner)
 
 
-def _wrap_sync(fn: Callable[..., Any], agent: str) -> Callable[..., Any]:
+def _wrap_sync(fn: Callable[..., Any], agent: str, options: dict[str, Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         scope = get_runtime().begin_call(agent)
@@ -110,12 +110,12 @@ def _wrap_sync(fn: Callable[..., Any], agent: str) -> Callable[..., Any]:
         except BaseException as exc:
             _fail(scope, exc)
             raise
-        return _finish(scope, result, agent)
+        return _finish(scope, result, agent, options)
 
     return wrapper
 
 
-def _wrap_async(fn: Callable[..., Any], agent: str) -> Callable[..., Any]:
+def _wrap_async(fn: Callable[..., Any], agent: str, options: dict[str, Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         scope = get_runtime().begin_call(agent)
@@ -126,7 +126,7 @@ def _wrap_async(fn: Callable[..., Any], agent: str) -> Callable[..., Any]:
         except BaseException as exc:
             _fail(scope, exc)
             raise
-        return _finish(scope, result, agent)
+        return _finish(scope, result, agent, options)
 
     return wrapper
 

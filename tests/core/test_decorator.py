@@ -161,5 +161,3 @@ def test_bad_targets_and_arguments_get_clear_errors() -> None:
 
     with pytest.raises(ValueError, match=r"driftwatch.watch\(agent=''\): expected a non-empty string"):
         driftwatch.watch(agent="")
-    with pytest.raises(TypeError, match="unknown option"):
-        driftwatch.watch(lambda: None, prompt_keys=("x",))
