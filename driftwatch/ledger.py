@@ -25,6 +25,7 @@ from driftwatch.alarm import Alarm
 from driftwatch.change import Change
 from driftwatch.observation import OptimizerRun
 from driftwatch.revision import Revision, canonical_json
+from driftwatch.windows import CallWindow
 
 __all__ = ["DEFAULT_PATH", "Ledger", "LedgerError", "SQLiteLedger", "open_ledger"]
 
@@ -92,6 +93,15 @@ class Ledger(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the connection."""
+
+    # -- call windows (for reports; optional for a backend) -------------------------------------
+    def record_window(self, window: CallWindow) -> None:  # noqa: B027  # optional: a backend may keep none
+        """Store one closed window of call aggregates (see :mod:`driftwatch.windows`)."""
+
+    def windows(self, *, agent: str | None = None, since: float | None = None,
+                until: float | None = None) -> list[CallWindow]:
+        """Call windows in time order (empty for a backend that keeps none)."""
+        return []
 
     def diff(self, before_id: str | None, after_id: str) -> str:
         """A unified diff of two stored revisions."""
@@ -181,6 +191,28 @@ MIGRATIONS: tuple[str, ...] = (
         attributes TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX alarms_agent_ts ON alarms(agent, ts);
+    """,
+    # version 2: per-agent call aggregates for reports (driftwatch.windows)
+    """
+    CREATE TABLE call_windows (
+        agent TEXT NOT NULL,
+        start REAL NOT NULL,
+        end_ts REAL NOT NULL,
+        calls INTEGER NOT NULL,
+        errors INTEGER NOT NULL DEFAULT 0,
+        duration_s REAL NOT NULL DEFAULT 0,
+        output_chars REAL NOT NULL DEFAULT 0,
+        sized_calls INTEGER NOT NULL DEFAULT 0,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        refusals INTEGER NOT NULL DEFAULT 0,
+        format_failures INTEGER NOT NULL DEFAULT 0,
+        checked_calls INTEGER NOT NULL DEFAULT 0,
+        tools TEXT NOT NULL DEFAULT '{}',
+        scores TEXT NOT NULL DEFAULT '{}',
+        pid INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX call_windows_agent_start ON call_windows(agent, start);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -331,6 +363,28 @@ class SQLiteLedger(Ledger):
             (alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp, alarm.anchor_change_id,
              alarm.calls_since_anchor, alarm.trace_id, alarm.span_id, _json(alarm.attributes)),
         )])
+
+    _WINDOW_COLS = ("agent, start, end_ts, calls, errors, duration_s, output_chars, sized_calls, input_tokens, "
+                    "output_tokens, refusals, format_failures, checked_calls, tools, scores, pid")
+
+    def record_window(self, window: CallWindow) -> None:
+        w = window
+        self._write([(
+            f"INSERT INTO call_windows ({self._WINDOW_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (w.agent, w.start, w.end, w.calls, w.errors, w.duration_s, w.output_chars, w.sized_calls,
+             w.input_tokens, w.output_tokens, w.refusals, w.format_failures, w.checked_calls,
+             json.dumps(w.tools, sort_keys=True), json.dumps(w.scores, sort_keys=True), w.pid),
+        )])
+
+    def windows(self, *, agent: str | None = None, since: float | None = None,
+                until: float | None = None) -> list[CallWindow]:
+        where, args = _filters(agent=agent, since=since, until=until, ts="start")
+        sql = f"SELECT {self._WINDOW_COLS} FROM call_windows"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY start, rowid", tuple(args))
+        return [CallWindow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+                           json.loads(r[13]), json.loads(r[14]), r[15]) for r in rows]
 
     # -- reads ----------------------------------------------------------------------------------
     def head(self, agent: str, component: str) -> str | None:

@@ -33,6 +33,7 @@ from driftwatch.redaction import resolve
 from driftwatch.revision import combine, unified_diff
 from driftwatch.tracing import Tracing, current_ids
 from driftwatch.tracker import Tracker
+from driftwatch.windows import WindowAggregator
 
 __all__ = ["CallScope", "Runtime", "configure", "get_runtime", "set_runtime", "suppressed"]
 
@@ -156,6 +157,8 @@ class Runtime:
             if settings.audit else None)
         #: the drift engine (``driftwatch.drift``); fed every call, score and change
         self.drift: Any = None
+        #: per-agent call aggregates written to the ledger for reports (``driftwatch.windows``)
+        self.windows = WindowAggregator(self._write_window)
         self._ledger = ledger
         self._ledger_failed_at = float("-inf")
         self._pending: deque[Callable[[Ledger], None]] = deque(maxlen=_PENDING_MAX)
@@ -231,6 +234,16 @@ class Runtime:
                 self.error("ledger", exc)
                 return False
 
+    def _write_window(self, window: Any) -> None:
+        """Store a closed call window now, or drop it: report aggregates never queue behind changes."""
+        led = self._ledger_or_none()
+        if led is None:
+            return
+        try:
+            led.record_window(window)
+        except Exception as exc:  # noqa: BLE001  # counted; the window is dropped
+            self.error("ledger", exc)
+
     @property
     def pending_writes(self) -> int:
         return len(self._pending)
@@ -300,6 +313,8 @@ class Runtime:
         elif change.trace_id is None:
             change = _with_ids(change, *current_ids())
         final = change
+        if not change.is_baseline:  # a call window never spans a change
+            self._safe("windows", self.windows.flush, change.agent)
         self.write(lambda led: led.record_change(final))
         self.note_revision(change.agent, change.component, change.after_id)
         diff = None
@@ -341,6 +356,7 @@ class Runtime:
     def record_call(self, call: Call) -> None:
         if self.metrics is not None:
             self._safe("metrics", self.metrics.on_call, call)
+        self._safe("windows", self.windows.on_call, call)
         if self.drift is not None:
             self._safe("drift", self.drift.on_call, call)
 
@@ -349,8 +365,15 @@ class Runtime:
             return
         if self.metrics is not None:
             self._safe("metrics", self.metrics.on_score, agent, metric, value)
+        self._safe("windows", self.windows.on_score, agent, metric, value)
         if self.drift is not None:
             self._safe("drift", self.drift.on_score, agent, metric, value)
+
+    def record_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
+        """Count a call's derived signals (refusal, format check): metrics and call windows."""
+        if self.metrics is not None:
+            self._safe("metrics", lambda: self.metrics.on_signals(agent, refused=refused, format_ok=format_ok))
+        self._safe("windows", lambda: self.windows.on_signals(agent, refused=refused, format_ok=format_ok))
 
     # -- optimizer runs -----------------------------------------------------------------------------
     def start_run(self, agent: str, optimizer: str, **attributes: Any) -> OptimizerRun:
@@ -395,7 +418,8 @@ class Runtime:
         return alarm
 
     def close(self) -> None:
-        """Close the ledger (pending writes are tried once more first)."""
+        """Close the ledger (open call windows are written and pending writes tried once more first)."""
+        self._safe("windows", self.windows.flush)
         if self._pending:
             self.write(lambda led: None)
         if self._ledger is not None:
