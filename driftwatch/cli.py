@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import re
 import sys
@@ -183,11 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ledger", help=ledger_help)
     s.set_defaults(func=cmd_show)
 
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub, ledger_help)
     for register in _EXTRA_COMMANDS:
         register(sub, ledger_help)
     return parser
 
 
+#: driftwatch modules that add a subcommand through their ``register(subparsers, ledger_help)``
+_COMMAND_MODULES: tuple[str, ...] = ("driftwatch.report",)
 #: commands added by other modules (demo, report, stack ...): each gets (subparsers, ledger_help)
 _EXTRA_COMMANDS: list[Callable[[Any, str], None]] = []
 
