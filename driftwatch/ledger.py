@@ -296,12 +296,15 @@ class SQLiteLedger(Ledger):
             self._conn = self._connect()
         return self._conn
 
-    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]], *, durable: bool = True) -> None:
+        """Run statements in one transaction; ``durable=False`` skips the fsync (aggregates only)."""
         if self.readonly:
             raise LedgerError(f"ledger {self.path} was opened read-only")
         with self._lock:
             conn = self._db()
             try:
+                if not durable:
+                    conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("BEGIN IMMEDIATE")
                 for sql, args in statements:
                     conn.execute(sql, args)
@@ -310,6 +313,9 @@ class SQLiteLedger(Ledger):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise LedgerError(f"cannot write ledger {self.path}: {exc}") from None
+            finally:
+                if not durable and self.path != ":memory:":
+                    conn.execute("PRAGMA synchronous = FULL")
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -374,7 +380,7 @@ class SQLiteLedger(Ledger):
             (w.agent, w.start, w.end, w.calls, w.errors, w.duration_s, w.output_chars, w.sized_calls,
              w.input_tokens, w.output_tokens, w.refusals, w.format_failures, w.checked_calls,
              json.dumps(w.tools, sort_keys=True), json.dumps(w.scores, sort_keys=True), w.pid),
-        )])
+        )], durable=False)  # an aggregate for reports: no fsync on the agent's call path
 
     def windows(self, *, agent: str | None = None, since: float | None = None,
                 until: float | None = None) -> list[CallWindow]:
