@@ -57,6 +57,10 @@ class ATTR:
     SIGNAL = "driftwatch.drift.signal"
     DRIFT_SCORE = "driftwatch.drift.score"
     ANCHOR = "driftwatch.drift.anchor_change_id"
+    OPTIMIZER = "driftwatch.optimizer.name"
+    OUTCOME = "driftwatch.optimizer.outcome"
+    CANDIDATES = "driftwatch.optimizer.candidates"
+    BEST_SCORE = "driftwatch.optimizer.best_score"
 
 
 def _hex_ids(ctx: SpanContext) -> tuple[str | None, str | None]:
@@ -124,6 +128,37 @@ class Tracing:
                 span.set_attribute(GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
             if output_tokens:
                 span.set_attribute(GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+            if error is not None:
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                span.set_attribute("error.type", type(error).__qualname__)
+        span.end()
+
+    # -- optimizer runs ---------------------------------------------------------------------------
+    def start_run(self, agent: str, optimizer: str) -> tuple[Any, Any]:
+        """Start ``driftwatch.optimizer.compile`` as the current span; returns ``(span, token)``.
+
+        The changes an optimizer run produces are recorded inside it, so their spans are its children.
+        """
+        span = self.tracer.start_span("driftwatch.optimizer.compile", kind=SpanKind.INTERNAL,
+                                      attributes={ATTR.AGENT: agent, ATTR.OPTIMIZER: optimizer})
+        if not span.is_recording():
+            return span, None
+        return span, otel_context.attach(trace.set_span_in_context(span))
+
+    @staticmethod
+    def end_run(span: Any, token: Any, run: Any, *, error: BaseException | None = None) -> None:
+        """End the compile span with the run's outcome, candidate count and best score."""
+        if token is not None:
+            otel_context.detach(token)
+        if span is None:
+            return
+        if span.is_recording():
+            span.set_attribute(ATTR.RUN_ID, run.id)
+            span.set_attribute(ATTR.OUTCOME, run.outcome)
+            span.set_attribute(ATTR.CANDIDATES, run.candidates)
+            if run.best_score is not None:
+                span.set_attribute(ATTR.BEST_SCORE, run.best_score)
             if error is not None:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
