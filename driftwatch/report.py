@@ -236,7 +236,7 @@ def line_plot(title: str, series: Sequence[tuple[str, Sequence[tuple[float, floa
 def timeline(agents: Sequence[str], changes: Sequence[Change], alarms: Sequence[Alarm],
              runs: Sequence[OptimizerRun], t0: float, t1: float, width: int = 1100) -> str:
     """The timeline SVG: one row per agent with runs (bars), changes (dots) and alarms (triangles)."""
-    left, right, row, top = 150, 20, 34, 10
+    left, right, row, top = 150, 40, 34, 10
     height = top + row * max(len(agents), 1) + 28
     pw = width - left - right
     span = max(t1 - t0, 1e-9)
@@ -409,7 +409,8 @@ def _change_section(change: Change, diff: str | None, windows: Sequence[CallWind
     if prom:
         t0p, t1p, data = prom["t0"], prom["t1"], prom["series"]
         marks = [(change.timestamp, color, f"change {change.id[:12]}")]
-        plots = [line_plot(f"{key.replace('_', ' ')} (Prometheus)", series, t0=t0p, t1=t1p, marks=marks)
+        titles = {s.key: s.title for s in SIGNALS} | {"drift_score": "drift score ÷ threshold"}
+        plots = [line_plot(f"{titles.get(key, key)} (Prometheus)", series, t0=t0p, t1=t1p, marks=marks)
                  for key, series in data.items()]
         out.append("<h3>From Prometheus</h3>")
         out.append('<div class="plots">' + "".join(plots) + "</div>" if plots else
@@ -502,7 +503,7 @@ def build_report(ledger: Ledger, *, agent: str | None = None, since: float | Non
             around = by_agent.get(c.agent, [])
             before, after = _around(around, c, changes)
             half = max(c.timestamp - before[0].start if before else 0.0,
-                       after[-1].end - c.timestamp if after else 0.0, 300.0)
+                       after[-1].end - c.timestamp if after else 0.0, 60.0)
             p0, p1 = c.timestamp - half, min(c.timestamp + half, now)
             prom = {"t0": p0, "t1": max(p1, c.timestamp + 1.0), "series": prometheus.signals(c.agent, p0, p1)}
         p.append(_change_section(c, diff, by_agent.get(c.agent, []), changes, alarms, prom))
