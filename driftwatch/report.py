@@ -68,7 +68,7 @@ SIGNALS: tuple[Signal, ...] = (
            'sum(rate(driftwatch_calls_total{sel_error}[{w}])) / sum(rate(driftwatch_calls_total{sel}[{w}]))'),
     Signal("tokens", "tokens per call", "tokens", CallWindow.tokens_per_call,
            "sum(rate(driftwatch_tokens_total{sel}[{w}])) / sum(rate(driftwatch_calls_total{sel}[{w}]))"),
-    Signal("score", "score", "mean", CallWindow.mean_score,
+    Signal("score", "score", "mean", lambda w: None,  # per score metric: see _score_signals
            "sum(rate(driftwatch_score_sum{sel}[{w}])) / sum(rate(driftwatch_score_count{sel}[{w}]))"),
     Signal("latency", "latency", "s/call", CallWindow.mean_duration,
            "sum(rate(driftwatch_call_duration_seconds_sum{sel}[{w}])) / "
@@ -341,6 +341,12 @@ def _around(windows: Sequence[CallWindow], change: Change,
     return before, after
 
 
+def _score_signals(windows: Sequence[CallWindow]) -> list[Signal]:
+    """One signal per score metric recorded in ``windows`` (``record_score(metric=...)``)."""
+    metrics = sorted({m for w in windows for m in w.scores})
+    return [Signal(f"score:{m}", f"score {m}", "mean", lambda w, m=m: w.mean_score(m), None) for m in metrics]
+
+
 def _tool_series(windows: Sequence[CallWindow]) -> list[tuple[str, list[tuple[float, float]]]]:
     tools = sorted({t for w in windows for t in w.tools})
     out = []
@@ -388,7 +394,7 @@ def _change_section(change: Change, diff: str | None, windows: Sequence[CallWind
                    f"<th>before ({sum(w.calls for w in before)} calls)</th>"
                    f"<th>after ({sum(w.calls for w in after)} calls)</th><th>change</th></tr>")
         plots = []
-        for s in SIGNALS:
+        for s in (*SIGNALS, *_score_signals(shown)):
             b = _mean([s.from_window(w) for w in before])
             a = _mean([s.from_window(w) for w in after])
             if b is None and a is None:
