@@ -139,7 +139,7 @@ def test_lint_catches_broken_dashboards() -> None:
 
 
 def test_dashboards_cover_what_the_issue_asks() -> None:
-    """Overview, drill-down (agent variable, change annotations, exemplars) and optimizer panels read the right metrics."""
+    """Overview, drill-down (agent variable, change annotations, exemplars) and optimizer panels: right metrics."""
     dashes = load_dashboards()
 
     def exprs(name: str) -> str:
