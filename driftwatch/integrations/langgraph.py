@@ -51,6 +51,7 @@ from langgraph.store.base import BaseStore, PutOp
 from driftwatch.integrations import MINIMUM_VERSIONS, DidNotEnable
 from driftwatch.observation import output_text
 from driftwatch.runtime import CallScope, Runtime, get_runtime, is_suppressed
+from driftwatch.tracing import Tracing
 from driftwatch.tracker import Tracker
 
 try:  # create_agent's middleware lives in `langchain`, which a LangGraph-only install may lack
@@ -464,8 +465,8 @@ def _begin(handler: DriftwatchCallbackHandler, agent: str) -> tuple[CallScope, _
     scope = rt.begin_call(agent)
     if scope is None:
         return None
-    if scope.token is not None:  # the span is made current per step, not between steps
-        scope.exit(scope.token)
+    if scope.token is not None:  # the span is made current during each step, not between steps
+        Tracing.exit(scope.token)
         scope.token = None
     return scope, _Invocation(handler, agent)
 
@@ -488,13 +489,13 @@ def _run_sync(stream: Iterator[Any], scope: CallScope, inv: _Invocation) -> Iter
     try:
         while True:
             token = _ACTIVE.set(inv)
-            span_token = scope.enter()
+            span_token = _enter(scope)
             try:
                 item = next(stream)
             except StopIteration:
                 break
             finally:
-                scope.exit(span_token)
+                _exit(scope, span_token)
                 _ACTIVE.reset(token)
             yield item
     except GeneratorExit:  # the consumer stopped early: the run ends here, without an error
@@ -508,6 +509,24 @@ def _run_sync(stream: Iterator[Any], scope: CallScope, inv: _Invocation) -> Iter
     _end(scope, inv)
 
 
+def _enter(scope: CallScope) -> Any:
+    if scope.span is None:
+        return None
+    try:
+        return Tracing.enter(scope.span)
+    except Exception as exc:  # noqa: BLE001  # never break the host
+        scope.runtime.error("tracing", exc)
+        return None
+
+
+def _exit(scope: CallScope, token: Any) -> None:
+    if token is not None:
+        try:
+            Tracing.exit(token)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            scope.runtime.error("tracing", exc)
+
+
 def _close(stream: Any) -> None:
     close = getattr(stream, "close", None)
     if close is not None:
@@ -518,13 +537,13 @@ async def _run_async(stream: AsyncIterator[Any], scope: CallScope, inv: _Invocat
     try:
         while True:
             token = _ACTIVE.set(inv)
-            span_token = scope.enter()
+            span_token = _enter(scope)
             try:
                 item = await stream.__anext__()
             except StopAsyncIteration:
                 break
             finally:
-                scope.exit(span_token)
+                _exit(scope, span_token)
                 _ACTIVE.reset(token)
             yield item
     except GeneratorExit:
