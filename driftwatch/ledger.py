@@ -94,6 +94,16 @@ class Ledger(ABC):
     def close(self) -> None:
         """Release the connection."""
 
+    # -- operator commands to running processes (drift accept/reset) ---------------------------
+    def record_command(self, agent: str, action: str, note: str = "") -> int:
+        """Queue an operator command for the processes watching ``agent`` (``*``: every agent);
+        returns its id. Processes poll :meth:`commands` (see ``docs/drift.md``)."""
+        raise LedgerError(f"ledger {self.location} does not support drift commands")
+
+    def commands(self, *, after: int = 0, since: float | None = None) -> list[tuple[int, str, str, float]]:
+        """Commands with an id above ``after`` (and time at or after ``since``): (id, agent, action, time)."""
+        return []
+
     # -- call windows (for reports; optional for a backend) -------------------------------------
     def record_window(self, window: CallWindow) -> None:  # noqa: B027  # optional: a backend may keep none
         """Store one closed window of call aggregates (see :mod:`driftwatch.windows`)."""
@@ -214,6 +224,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX call_windows_agent_start ON call_windows(agent, start);
     """,
+    # version 3: operator commands (drift accept/reset) that running processes poll (driftwatch.drift)
+    """
+    CREATE TABLE drift_commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL,
+        action TEXT NOT NULL,
+        ts REAL NOT NULL,
+        note TEXT NOT NULL DEFAULT ''
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -327,6 +347,25 @@ class SQLiteLedger(Ledger):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def record_command(self, agent: str, action: str, note: str = "") -> int:
+        if self.readonly:
+            raise LedgerError(f"ledger {self.path} was opened read-only")
+        with self._lock:
+            conn = self._db()
+            try:
+                cur = conn.execute("INSERT INTO drift_commands (agent, action, ts, note) VALUES (?, ?, ?, ?)",
+                                   (agent, action, time.time(), note))
+            except sqlite3.DatabaseError as exc:
+                raise LedgerError(f"cannot write ledger {self.path}: {exc}") from None
+            return int(cur.lastrowid or 0)
+
+    def commands(self, *, after: int = 0, since: float | None = None) -> list[tuple[int, str, str, float]]:
+        sql, args = "SELECT id, agent, action, ts FROM drift_commands WHERE id > ?", [after]
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        return [(r[0], r[1], r[2], r[3]) for r in self._read(sql + " ORDER BY id", tuple(args))]
 
     # -- writes ---------------------------------------------------------------------------------
     def record_change(self, change: Change) -> None:
