@@ -851,10 +851,12 @@ def watch_store(store: Any, *, agent: str, namespaces: Any = None) -> Any:
 
 # -- LangMem prompt optimizers -------------------------------------------------------------------------
 
-def _is_prompt_optimizer(obj: Any) -> bool:
-    cls = type(obj)
-    return cls.__module__.startswith("langmem.") and cls.__name__.endswith("PromptOptimizer") \
-        and callable(getattr(obj, "invoke", None))
+def _optimizer_name(obj: Any) -> str | None:
+    """The LangMem optimizer class ``obj`` is (or derives from), e.g. ``GradientPromptOptimizer``."""
+    for klass in type(obj).__mro__:
+        if klass.__module__.startswith("langmem.") and klass.__name__.endswith("PromptOptimizer"):
+            return klass.__name__
+    return None
 
 
 def _prompt_parts(value: Any, default: str) -> list[tuple[str, str]]:
@@ -871,9 +873,8 @@ def _prompt_parts(value: Any, default: str) -> list[tuple[str, str]]:
     return []
 
 
-def _watch_optimizer(opt: Any, agent: str, component: str) -> Any:
+def _watch_optimizer(opt: Any, agent: str, component: str, source: str) -> Any:
     """Wrap a LangMem optimizer's ``invoke``/``ainvoke`` (they emit no callbacks); returns ``opt``."""
-    source = type(opt).__name__
     plain_invoke, plain_ainvoke = type(opt).invoke, type(opt).ainvoke
 
     def before(input: Any) -> tuple[Any, Any, str]:
@@ -968,11 +969,12 @@ def watch_object(obj: Any, *, agent: str, **options: Any) -> Any:
         return watched
     if isinstance(obj, BaseStore):
         return watch_store(obj, agent=agent, namespaces=namespaces)
-    if _is_prompt_optimizer(obj):
+    optimizer = _optimizer_name(obj)
+    if optimizer is not None:
         component = options.get("component") or "prompt"
         if not isinstance(component, str):
             raise TypeError(f"component={component!r}: expected a component name such as 'system_prompt'")
-        return _watch_optimizer(obj, agent, component)
+        return _watch_optimizer(obj, agent, component, optimizer)
     if hasattr(obj, "compile") and hasattr(obj, "add_node"):
         raise TypeError(f"driftwatch.watch got an uncompiled {type(obj).__name__}: watch the compiled graph, "
                         "driftwatch.watch(builder.compile(), agent=...)")
