@@ -1,0 +1,179 @@
+"""instrument()/uninstrument(), bad input, and OpenInference / OpenLLMetry running alongside."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackManager, CallbackManager
+from langgraph.graph import StateGraph
+from langgraph.pregel import Pregel
+from langgraph.store.memory import InMemoryStore
+from lg_graphs import State, reflect_graph
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import driftwatch
+from driftwatch.integrations import langgraph as lg
+from driftwatch.testing import Captured
+
+P0 = "You are a helpful support agent."
+
+
+@pytest.fixture
+def instrumented() -> Iterator[None]:
+    lg.instrument()
+    try:
+        yield
+    finally:
+        lg.uninstrument()
+
+
+def run_turns(graph: Any, questions: list[str]) -> None:
+    state: dict[str, Any] = {"system_prompt": P0}
+    for q in questions:
+        state = graph.invoke({**state, "question": q})
+
+
+def test_instrument_covers_every_graph(cap: Captured, instrumented: None) -> None:
+    """An unwatched graph is recorded under its name: calls, topology baseline and attributed rewrites."""
+    graph = reflect_graph()
+    graph.name = "support"
+    run_turns(graph, ["hi", "rewrite", "thanks"])
+    assert cap.value("driftwatch_calls_total", agent="support", status="ok") == 3.0
+    assert [(c.component, c.source, c.node) for c in cap.changes()] == [("agent.system_prompt", "agent", "reflect")]
+    assert cap.ledger.head("support", "graph") is not None
+
+
+def test_instrument_reaches_threads_started_before_it(cap: Captured) -> None:
+    """Graphs invoked on pool threads that existed before instrument() are covered too."""
+    with ThreadPoolExecutor(2) as pool:
+        pool.submit(lambda: None).result()
+        lg.instrument()
+        try:
+            pool.submit(run_turns, reflect_graph(), ["hi", "rewrite"]).result()
+        finally:
+            lg.uninstrument()
+    assert cap.value("driftwatch_calls_total", agent="LangGraph", status="ok") == 2.0
+    assert [c.node for c in cap.changes()] == ["reflect"]
+
+
+def test_instrument_is_idempotent_and_uninstrument_undoes_it(cap: Captured) -> None:
+    """Two instrument() calls patch once; uninstrument() restores the originals and stops recording."""
+    originals = (BaseCallbackManager.__dict__["__init__"], Pregel.__dict__["stream"], Pregel.__dict__["astream"])
+    lg.instrument()
+    lg.instrument()
+    try:
+        assert lg.is_instrumented()
+        handlers = CallbackManager(handlers=[]).handlers
+        assert sum(isinstance(h, lg.DriftwatchCallbackHandler) for h in handlers) == 1
+        run_turns(reflect_graph(), ["hi"])
+    finally:
+        lg.uninstrument()
+        lg.uninstrument()
+    assert (BaseCallbackManager.__dict__["__init__"], Pregel.__dict__["stream"],
+            Pregel.__dict__["astream"]) == originals
+    assert not lg.is_instrumented()
+    assert CallbackManager(handlers=[]).handlers == []
+    run_turns(reflect_graph(), ["hi"])
+    assert cap.value("driftwatch_calls_total", agent="LangGraph", status="ok") == 1.0
+
+
+def test_watched_graphs_keep_their_agent_under_instrument(cap: Captured, instrumented: None) -> None:
+    """With instrument() on, a watched graph is recorded once, under its own agent name, not the graph's."""
+    graph = driftwatch.watch(reflect_graph(), agent="mine")
+    run_turns(graph, ["hi", "rewrite"])
+    assert cap.value("driftwatch_calls_total", agent="mine", status="ok") == 2.0
+    assert cap.value("driftwatch_calls_total", agent="LangGraph", status="ok") == 0.0
+    assert [(c.agent, c.node) for c in cap.changes()] == [("mine", "reflect")]
+
+
+def test_instrument_watches_graph_stores_when_asked(cap: Captured) -> None:
+    """instrument(store_namespaces=...) watches the store of each graph it runs."""
+    from langgraph.config import get_store
+
+    def save(state: State) -> dict[str, Any]:
+        get_store().put(("prompts",), "sys", {"text": state["system_prompt"]})
+        return {}
+
+    builder = StateGraph(State)
+    builder.add_node("save", save)
+    builder.set_entry_point("save")
+    graph = builder.compile(store=InMemoryStore())
+    lg.instrument(store_namespaces=[("prompts",)])
+    try:
+        for prompt in ["a", "b"]:
+            graph.invoke({"system_prompt": prompt})
+    finally:
+        lg.uninstrument()
+    assert [(c.component, c.kind) for c in cap.changes()] == [("store:prompts/sys", "store")]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"prompt_key": "x"}, "unknown option.*prompt_key"),
+    ({"prompt_keys": 5}, "prompt_keys=5"),
+    ({"store_namespaces": [3]}, "store_namespaces="),
+])
+def test_bad_options_are_one_line_errors_naming_them(options: dict[str, Any], message: str) -> None:
+    """A wrong option to watch() raises TypeError naming the option."""
+    graph = reflect_graph()
+    graph.store = InMemoryStore()
+    with pytest.raises(TypeError, match=message):
+        driftwatch.watch(graph, agent="bad", **options)
+
+
+def test_uncompiled_builders_and_classes_are_refused() -> None:
+    """watch() on a StateGraph builder or a graph class says what to watch instead."""
+    with pytest.raises(TypeError, match="watch the compiled graph"):
+        driftwatch.watch(StateGraph(State), agent="b")
+    with pytest.raises(TypeError, match="cannot watch the class"):
+        driftwatch.watch(Pregel, agent="b")
+
+
+def test_a_chat_model_can_be_watched_for_changes(cap: Captured) -> None:
+    """A bare chat model watched with driftwatch.watch reports its prompt changes (component `model`)."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    model = driftwatch.watch(FakeListChatModel(responses=["ok"]), agent="bare")
+    for prompt in [P0, P0, "New prompt."]:
+        assert model.invoke([SystemMessage(prompt), HumanMessage("q")]).content == "ok"
+    assert [c.component for c in cap.changes()] == ["model.system_prompt"]
+
+
+def _peer(name: str) -> Any:
+    with warnings.catch_warnings():  # peers' own import-time deprecations are not under test
+        warnings.simplefilter("ignore")
+        if name == "openinference":
+            from openinference.instrumentation.langchain import LangChainInstrumentor
+
+            return LangChainInstrumentor()
+        from opentelemetry.instrumentation.langchain import LangchainInstrumentor
+
+        return LangchainInstrumentor()
+
+
+@pytest.mark.parametrize("peer", ["openinference", "openllmetry"])
+def test_peer_instrumentation_keeps_working_alongside(cap: Captured, peer: str) -> None:
+    """With OpenInference or OpenLLMetry instrumented, both they and driftwatch record the runs."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = _peer(peer)
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        graph = driftwatch.watch(reflect_graph(), agent="peer")
+        state = {"system_prompt": P0, "question": "hi"}
+        for q in ["hi", "rewrite", "thanks"]:
+            state = graph.invoke({**state, "question": q})
+        assert state["answer"] == "Hello there, happy to help."
+    finally:
+        instrumentor.uninstrument()
+    assert len(exporter.get_finished_spans()) >= 3 * 4  # the peer traced the graph, its nodes and the model
+    assert cap.value("driftwatch_calls_total", agent="peer", status="ok") == 3.0
+    assert [(c.source, c.node) for c in cap.changes()] == [("agent", "reflect")]
+    assert cap.runtime.error_counts == {}
