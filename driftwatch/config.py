@@ -62,6 +62,8 @@ class Settings:
     drift_false_alarm_rate: float = 1e-4
     #: replicas serving one agent (the false-alarm budget is split between them)
     drift_replicas: int = 1
+    #: seconds between polls of the ledger for ``driftwatch accept``/``reset`` commands (0: never poll)
+    drift_poll_s: float = 2.0
     #: extra options for integrations and the drift engine, by name
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -117,6 +119,16 @@ def _rate(var: str, raw: str) -> float:
     return value
 
 
+def _seconds(var: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r}: expected a number of seconds such as 2 or 0.5") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 86_400.0):
+        raise ConfigError(f"{var}={raw!r}: expected seconds from 0 to 86400")
+    return value
+
+
 def _str(var: str, raw: str) -> str:
     return raw
 
@@ -135,6 +147,7 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "drift_reference_calls": _int(50, 10_000_000),
     "drift_false_alarm_rate": _rate,
     "drift_replicas": _int(1, 100_000),
+    "drift_poll_s": _seconds,
 }
 _PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact", "extra"}
 
