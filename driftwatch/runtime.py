@@ -169,6 +169,13 @@ class Runtime:
         self._errors_logged: dict[str, float] = {}
         self.error_counts: dict[str, int] = {}
         self.http_server: Any = None
+        if settings.drift:
+            try:
+                from driftwatch.drift import DriftEngine
+
+                self.drift = DriftEngine(self)
+            except Exception as exc:  # noqa: BLE001  # the agent runs on without drift detection
+                self.error("drift", exc)
         if settings.metrics_port is not None and settings.metrics:
             try:
                 from driftwatch.exposition import start_http_server

@@ -1,0 +1,63 @@
+"""Behavioural drift: per-call signals, a reference anchored at each self-modification, calibrated alarms.
+
+>>> import driftwatch.drift as drift
+>>> mon = drift.DriftMonitor(false_alarm_rate=1e-4)
+>>> mon.fit_reference(records)                 # CallRecords from before the change
+>>> status = mon.update(record)                # DriftStatus(alarm, score, signals)
+
+Inside a watched process the runtime runs one :class:`DriftEngine` (``get_runtime().drift``) that
+does this per agent, anchored at every recorded change; :func:`configure_agent` declares an
+agent's format check, refusal classifier, evaluator and embedding; :func:`accept` and
+:func:`reset` act on latched alarms (``driftwatch accept AGENT`` does it from a shell). The design
+and the benchmark are in ``docs/drift.md``. No framework imports in here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from driftwatch.drift.engine import DriftEngine
+from driftwatch.drift.monitor import DriftMonitor
+from driftwatch.drift.record import BEHAVIOUR_SIGNALS, OPERATIONAL_SIGNALS, CallRecord, DriftStatus
+from driftwatch.drift.signals import REFUSAL_PHRASES, AgentOptions, configure_agent, is_refusal
+
+__all__ = [
+    "BEHAVIOUR_SIGNALS",
+    "OPERATIONAL_SIGNALS",
+    "REFUSAL_PHRASES",
+    "AgentOptions",
+    "CallRecord",
+    "DriftEngine",
+    "DriftMonitor",
+    "DriftStatus",
+    "accept",
+    "configure_agent",
+    "is_refusal",
+    "reset",
+    "status",
+]
+
+
+def _engine() -> DriftEngine | None:
+    from driftwatch.runtime import get_runtime
+
+    return get_runtime().drift
+
+
+def accept(agent: str | None = None) -> list[str]:
+    """Accept an agent's current behaviour (all agents when ``None``) in this process: unlatch its
+    alarms and make its recent calls the new reference. Returns the agents acted on."""
+    engine = _engine()
+    return [] if engine is None else engine.accept(agent)
+
+
+def reset(agent: str | None = None) -> list[str]:
+    """Unlatch an agent's alarms (all when ``None``) in this process and restart its statistics."""
+    engine = _engine()
+    return [] if engine is None else engine.reset(agent)
+
+
+def status(agent: str) -> dict[str, Any] | None:
+    """An agent's drift state in this process (``None`` when the drift engine is off)."""
+    engine = _engine()
+    return None if engine is None else engine.status(agent)

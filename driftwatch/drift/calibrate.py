@@ -1,0 +1,190 @@
+"""Threshold calibration: one CUSUM threshold per statistic, from the reference alone.
+
+A one-sided CUSUM ``S = max(0, S + X)`` raises a false alarm, on average, once per ARL₀ calls. For
+increments with negative mean ``-μ`` and a positive root ``θ`` of ``E[exp(θX)] = 1`` (the Cramér
+root), the renewal (Wald/Siegmund) approximation is
+
+    ARL₀(h) ≈ (exp(θh) − 1 − θh) / (θ μ)
+
+It ignores the overshoot over the threshold, so it errs on the safe side (fewer false alarms).
+Two sources of error are accounted for by a double bootstrap:
+
+* outer: the detector's parameters (mean, spread, base rate) are estimated from a finite reference;
+  each bootstrap replicate re-estimates them from a resample of the reference;
+* inner: the calls after the anchor are drawn from the reference's empirical distribution (binned)
+  and fed through the replicate's detector; the ARL of that is computed from the renewal formula
+  instead of by simulation (cheap and deterministic).
+
+The per-call false-alarm rate of a statistic is the mean over replicates of ``1/ARL₀(h)``; the
+threshold is the smallest ``h`` that brings it to the statistic's share of the budget. Everything
+here is pure Python: it runs once per reference (at a change), never per call.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+__all__ = ["BIN", "Increments", "bernoulli_thresholds", "continuous_thresholds", "cramer", "solve_threshold"]
+
+#: bin width (in standard deviations) of the empirical distribution used as the "truth"
+BIN = 0.05
+H_MIN = 3.0
+H_MAX = 400.0
+
+#: a replicate's increments: atoms and their probabilities
+Increments = tuple[Sequence[float], Sequence[float]]
+
+
+def cramer(xs: Sequence[float], ws: Sequence[float]) -> tuple[float, float, float]:
+    """``(θ, μ, var)`` of increments: the positive root θ of ``Σ w·exp(θx) = 1`` (``inf`` when no
+    increment is positive), ``μ = −E[X]`` and the variance."""
+    mean = sum(w * x for x, w in zip(xs, ws, strict=True))
+    var = sum(w * (x - mean) ** 2 for x, w in zip(xs, ws, strict=True))
+    top = max(xs)
+    if top <= 0.0:
+        return math.inf, -mean, var
+    if mean >= 0.0:
+        return 0.0, -mean, var
+    pairs = [(x, w) for x, w in zip(xs, ws, strict=True) if w > 0.0]
+
+    def f(theta: float) -> float:
+        # Σ w exp(θx) − 1, computed without overflow (θx is capped: beyond it f is surely > 0)
+        total = 0.0
+        for x, w in pairs:
+            t = theta * x
+            if t > 700.0:
+                return math.inf
+            total += w * math.exp(t)
+        return total - 1.0
+
+    lo, hi = 0.0, 1.0
+    while f(hi) <= 0.0:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e6:
+            return math.inf, -mean, var
+    for _ in range(48):
+        mid = 0.5 * (lo + hi)
+        if f(mid) <= 0.0:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-6 * hi:
+            break
+    return 0.5 * (lo + hi), -mean, var
+
+
+def _rate(h: float, theta: float, mu: float, var: float) -> float:
+    """Per-call false-alarm rate (1/ARL₀) of a CUSUM with threshold h."""
+    if theta == math.inf:
+        return 0.0
+    if theta <= 0.0 or mu <= 0.0:  # no negative drift under this replicate: ARL ~ h/|μ| or h²/σ²
+        return max(-mu / h if mu < 0.0 else 0.0, var / (h * h), 1.0 / (h * h))
+    t = theta * h
+    if t > 700.0:
+        return 0.0
+    return theta * mu / (math.expm1(t) - t)
+
+
+def solve_threshold(replicates: Sequence[tuple[float, float, float]], alpha: float) -> float:
+    """The smallest h whose mean false-alarm rate over the replicates is at most ``alpha``."""
+    n = len(replicates)
+
+    def rate(h: float) -> float:
+        return sum(_rate(h, th, mu, var) for th, mu, var in replicates) / n
+
+    if rate(H_MIN) <= alpha:
+        return H_MIN
+    lo, hi = H_MIN, H_MIN * 2.0
+    while rate(hi) > alpha:
+        lo, hi = hi, hi * 2.0
+        if hi >= H_MAX:
+            return H_MAX
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if rate(mid) > alpha:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-3:
+            break
+    return hi
+
+
+def _bins(z: Sequence[float]) -> tuple[list[float], list[float]]:
+    """The empirical distribution of ``z`` as (bin centre, probability) atoms."""
+    counts: dict[int, int] = {}
+    for v in z:
+        k = round(v / BIN)
+        counts[k] = counts.get(k, 0) + 1
+    n = len(z)
+    atoms = sorted(counts)
+    return [k * BIN for k in atoms], [counts[k] / n for k in atoms]
+
+
+def continuous_thresholds(z: Sequence[float], alphas: tuple[float, float], shift: float, clip: float,
+                          floor: float, *, boot: int, rng: random.Random) -> tuple[float, float]:
+    """Thresholds of the upward and downward mean-shift CUSUMs of a standardized signal.
+
+    ``z``: the reference values standardized with the reference's own mean and spread; ``floor``:
+    the spread's lower bound, in the same units; ``alphas``: (up, down) budget shares.
+    """
+    n = len(z)
+    atoms, probs = _bins(z)
+    half = shift * shift / 2.0
+    up: list[tuple[float, float, float]] = []
+    down: list[tuple[float, float, float]] = []
+    for _ in range(boot):
+        sample = rng.choices(z, k=n)
+        m = sum(sample) / n
+        s = math.sqrt(max(sum((v - m) ** 2 for v in sample) / max(n - 1, 1), 0.0))
+        s = max(s, floor)
+        zs = [min(clip, max(-clip, (a - m) / s)) for a in atoms]
+        if alphas[0] > 0.0:
+            up.append(cramer([shift * v - half for v in zs], probs))
+        if alphas[1] > 0.0:
+            down.append(cramer([-shift * v - half for v in zs], probs))
+    h_up = solve_threshold(up, alphas[0]) if up else math.inf
+    h_down = solve_threshold(down, alphas[1]) if down else math.inf
+    return h_up, h_down
+
+
+def bernoulli_design(p0: float, odds_ratio: float, min_step: float) -> float:
+    """The alternative rate a Bernoulli CUSUM is tuned to detect: odds × ``odds_ratio``, at least +``min_step``."""
+    odds = p0 / (1.0 - p0) * odds_ratio
+    p1 = max(odds / (1.0 + odds), p0 + min_step)
+    return min(p1, 1.0 - 0.5 * (1.0 - p0))
+
+
+def smoothed_rate(k: int, n: int) -> float:
+    return (k + 0.5) / (n + 1.0)
+
+
+def bernoulli_thresholds(k: int, n: int, alpha: float, odds_ratio: float, min_step: float, *, boot: int,
+                         rng: random.Random) -> float:
+    """Threshold of an upward Bernoulli-rate CUSUM fitted on ``k`` events in ``n`` reference calls."""
+    p = smoothed_rate(k, n)
+    reps: list[tuple[float, float, float]] = []
+    for _ in range(boot):
+        kb = _binomial(n, p, rng)
+        p0 = smoothed_rate(kb, n)
+        p1 = bernoulli_design(p0, odds_ratio, min_step)
+        x1 = math.log(p1 / p0)
+        x0 = math.log((1.0 - p1) / (1.0 - p0))
+        reps.append(cramer([x0, x1], [1.0 - p, p]))
+    return solve_threshold(reps, alpha)
+
+
+def _binomial(n: int, p: float, rng: random.Random) -> int:
+    if n * p < 30.0:  # count events by their geometric gaps: O(events), exact
+        if p <= 0.0:
+            return 0
+        log_q = math.log1p(-p)
+        k, i = 0, 0
+        while True:
+            i += int(math.log(1.0 - rng.random()) / log_q) + 1
+            if i > n:
+                return k
+            k += 1
+    return max(0, min(n, round(rng.gauss(n * p, math.sqrt(n * p * (1.0 - p))))))

@@ -1,0 +1,331 @@
+"""The per-process drift engine: one :class:`DriftMonitor` per agent, anchored at each change.
+
+The runtime feeds it every call (:meth:`DriftEngine.on_call`), every score and every change.
+For each agent it keeps
+
+* a behavioural :class:`~driftwatch.drift.monitor.DriftMonitor` whose ring holds the calls of the
+  current revision; at a change, those calls (the last ``drift_reference_calls`` of them) become
+  the reference and the bank is armed for the calls after it;
+* a separate operational monitor (latency, cost), so that load never raises a behavioural alarm.
+
+Reference policy, per agent:
+
+* a change with at least ``min_reference`` calls since the previous one re-anchors: those calls
+  are the new reference;
+* a change that follows the previous one within fewer calls (a burst: an optimizer updating
+  several components) keeps the current reference; the later changes are listed on the alarm;
+* a change before any reference exists (too few calls since start) starts a settle period: the
+  first ``drift_reference_calls`` calls after it become the reference (so only later drift is seen);
+* :meth:`accept` unlatches and freezes the calls since the last freeze as the new reference;
+  :meth:`reset` unlatches and restarts the statistics against the same reference. Both also
+  arrive from other processes (``driftwatch accept``) through the ledger's ``drift_commands``,
+  polled every ``drift_poll_s`` seconds on the call path.
+
+Exports: ``driftwatch_drift_score`` and ``driftwatch_drift_alarm`` per signal,
+``driftwatch_reference_calls`` (the frozen reference's size; while warming, the calls collected
+so far), and for each alarm :meth:`Runtime.record_alarm` (span event linked to the anchor change,
+audit event, ledger row).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from driftwatch.alarm import Alarm
+from driftwatch.change import new_id
+from driftwatch.drift.monitor import DriftMonitor
+from driftwatch.drift.record import BEHAVIOUR_SIGNALS, OPERATIONAL_SIGNALS, CallRecord
+from driftwatch.drift.signals import AgentOptions, agent_options, is_refusal
+
+if TYPE_CHECKING:
+    from driftwatch.change import Change
+    from driftwatch.observation import Call
+    from driftwatch.runtime import Runtime
+
+__all__ = ["DriftEngine"]
+
+_EXPORT_S = 0.5
+_LATER_MAX = 16
+
+
+class _Agent:
+    __slots__ = ("alarmed", "anchor", "calls_since_anchor", "exported", "later", "lock", "mon", "name",
+                 "next_export", "ops", "ops_alarmed", "reference_kind", "settle")
+
+    def __init__(self, name: str, mon: DriftMonitor, ops: DriftMonitor) -> None:
+        self.name = name
+        self.mon = mon
+        self.ops = ops
+        self.lock = threading.Lock()
+        self.anchor: Change | None = None
+        self.later: list[str] = []
+        self.calls_since_anchor = 0
+        self.settle = False
+        self.reference_kind = "none"
+        self.alarmed: dict[str, str] = {}  # signal -> alarm id (latched until accept/reset)
+        self.ops_alarmed: set[str] = set()
+        self.exported: set[str] = set()
+        self.next_export = 0.0
+
+
+class DriftEngine:
+    """Drift detection for every agent of one :class:`~driftwatch.runtime.Runtime`."""
+
+    def __init__(self, runtime: Runtime, *, reference_calls: int | None = None,
+                 false_alarm_rate: float | None = None, replicas: int | None = None,
+                 min_reference: int | None = None, poll_s: float | None = None) -> None:
+        s = runtime.settings
+        self.runtime = runtime
+        self.reference_calls = reference_calls or s.drift_reference_calls
+        self.false_alarm_rate = false_alarm_rate or s.drift_false_alarm_rate
+        self.replicas = replicas or s.drift_replicas
+        self.min_reference = min_reference or max(30, self.reference_calls // 5)
+        self.poll_s = getattr(s, "drift_poll_s", 2.0) if poll_s is None else poll_s
+        self._agents: dict[str, _Agent] = {}
+        self._lock = threading.Lock()
+        self._started = time.time()
+        self._cmd_after = 0
+        self._next_poll = 0.0
+        self._poll_lock = threading.Lock()
+
+    # -- agents ---------------------------------------------------------------------------------
+    def _agent(self, name: str) -> _Agent:
+        st = self._agents.get(name)
+        if st is None:
+            with self._lock:
+                st = self._agents.get(name)
+                if st is None:
+                    kw = {"reference_calls": self.reference_calls, "replicas": self.replicas}
+                    st = _Agent(name, DriftMonitor(self.false_alarm_rate, signals=BEHAVIOUR_SIGNALS, **kw),
+                                DriftMonitor(self.false_alarm_rate, signals=OPERATIONAL_SIGNALS, **kw))
+                    self._agents[name] = st
+        return st
+
+    def agents(self) -> list[str]:
+        return sorted(self._agents)
+
+    def monitor(self, agent: str) -> DriftMonitor:
+        """The behavioural monitor of an agent (created on first use)."""
+        return self._agent(agent).mon
+
+    def operational(self, agent: str) -> DriftMonitor:
+        """The operational (latency, cost) monitor of an agent."""
+        return self._agent(agent).ops
+
+    def status(self, agent: str) -> dict[str, Any]:
+        """A summary of an agent's drift state (for tests, the API and debugging)."""
+        st = self._agent(agent)
+        with st.lock:
+            return {
+                "agent": agent, "armed": st.mon.armed, "warming": not st.mon.armed,
+                "reference_calls": st.mon.reference_size, "collected_calls": st.mon.ring_size,
+                "reference": st.reference_kind, "anchor_change_id": st.anchor.id if st.anchor else None,
+                "later_changes": list(st.later), "calls_since_anchor": st.calls_since_anchor,
+                "alarms": dict(st.alarmed), "scores": st.mon.scores(), "operational": st.ops.scores(),
+                "operational_alarms": sorted(st.ops_alarmed), "bank_rate": st.mon.bank_rate,
+                "signals": st.mon.describe(),
+            }
+
+    # -- inputs from the runtime ----------------------------------------------------------------------
+    def record_for(self, call: Call, opts: AgentOptions) -> CallRecord:
+        """Turn a watched call into the detector's record (text checks run here, in-process)."""
+        text = call.output_text
+        refused = format_ok = score = embedding = None
+        if text is not None:
+            refused = is_refusal(text) if opts.phrases else False
+            if opts.refusal is not None and not refused:
+                refused = self._user("refusal", opts.refusal, text)
+                refused = None if refused is None else bool(refused)
+            if opts.format_check is not None:
+                format_ok = opts.format_check(text)
+            if opts.evaluator is not None:
+                score = self._user("evaluator", opts.evaluator, text)
+                score = None if score is None else float(score)
+            if opts.embed is not None:
+                embedding = self._user("embed", opts.embed, text)
+        return CallRecord(output_chars=call.output_chars, tokens=call.output_tokens, refused=refused,
+                          tools=call.tools, format_ok=format_ok, error=call.error, score=score,
+                          embedding=embedding, latency_s=call.duration_s, input_tokens=call.input_tokens)
+
+    def _user(self, what: str, fn: Any, text: str) -> Any:
+        try:
+            return fn(text)
+        except Exception as exc:  # noqa: BLE001  # a user callable failing must not break the call
+            self.runtime.error("drift", exc)
+            return None
+
+    def on_call(self, call: Call) -> None:
+        rt = self.runtime
+        now = time.monotonic()
+        if now >= self._next_poll and self.poll_s > 0:
+            self.poll_commands(now)
+        st = self._agents.get(call.agent) or self._agent(call.agent)
+        rec = self.record_for(call, agent_options(call.agent))
+        if rec.refused is not None or rec.format_ok is not None:
+            rt.record_signals(call.agent, refused=rec.refused, format_ok=rec.format_ok)
+        with st.lock:
+            status = st.mon.update(rec)
+            ops = st.ops.update(rec)
+            if st.anchor is not None:
+                st.calls_since_anchor += 1
+            if st.settle and st.mon.ring_size >= self.reference_calls:
+                self._freeze(st, "after_change")
+            fired = [(s, status.signals[s]) for s in status.fired]
+            if ops.fired:
+                st.ops_alarmed.update(ops.fired)
+        for signal, score in fired:
+            self._raise(st, signal, score)
+        if fired or ops.fired or now >= st.next_export:
+            st.next_export = now + _EXPORT_S
+            self.export(st)
+
+    def on_score(self, agent: str, metric: str, value: float) -> None:
+        if metric != agent_options(agent).score_metric:
+            return
+        st = self._agent(agent)
+        with st.lock:
+            status = st.mon.update_score(value)
+        for signal in status.fired:
+            self._raise(st, signal, status.signals[signal])
+        if status.fired:
+            self.export(st)
+
+    def on_change(self, change: Change) -> None:
+        st = self._agent(change.agent)
+        with st.lock:
+            if st.mon.ring_size >= self.min_reference:
+                st.anchor = change
+                self._freeze(st, "before_change")
+            elif st.mon.armed and st.anchor is not None:
+                if len(st.later) < _LATER_MAX:
+                    st.later.append(change.id)
+                st.mon.clear_ring()
+                st.ops.clear_ring()
+            else:
+                st.anchor = change
+                st.later = []
+                st.calls_since_anchor = 0
+                st.mon.disarm()
+                st.ops.disarm()
+                st.mon.clear_ring()
+                st.ops.clear_ring()
+                st.settle = True
+                st.reference_kind = "settling"
+        self.export(st)
+
+    def _freeze(self, st: _Agent, kind: str) -> None:
+        """Freeze the agent's collected calls as its reference (caller holds the lock)."""
+        st.mon.freeze()
+        st.ops.freeze()
+        st.ops_alarmed.clear()
+        st.later = []
+        st.calls_since_anchor = 0
+        st.settle = False
+        st.reference_kind = kind if st.mon.armed else "none"
+
+    # -- operator actions -------------------------------------------------------------------------------
+    def accept(self, agent: str | None = None) -> list[str]:
+        """Accept the current behaviour of one agent (all when ``None``): unlatch its alarms and make its
+        calls since the last freeze the new reference (or settle, if there are too few yet)."""
+        names = self.agents() if agent in (None, "*") else [agent]
+        for name in names:
+            st = self._agent(name)  # type: ignore[arg-type]  # None handled above
+            with st.lock:
+                st.alarmed.clear()
+                st.ops_alarmed.clear()
+                if st.mon.ring_size >= self.min_reference:
+                    self._freeze(st, "accepted")
+                else:
+                    st.mon.disarm()
+                    st.ops.disarm()
+                    st.settle = True
+                    st.reference_kind = "settling"
+            self.export(st)
+        return names  # type: ignore[return-value]  # all str
+
+    def reset(self, agent: str | None = None) -> list[str]:
+        """Unlatch one agent's alarms (all when ``None``) and restart its statistics, same reference."""
+        names = self.agents() if agent in (None, "*") else [agent]
+        for name in names:
+            st = self._agent(name)  # type: ignore[arg-type]  # None handled above
+            with st.lock:
+                st.alarmed.clear()
+                st.ops_alarmed.clear()
+                st.mon.reset()
+                st.ops.reset()
+            self.export(st)
+        return names  # type: ignore[return-value]  # all str
+
+    def poll_commands(self, now: float | None = None) -> int:
+        """Apply accept/reset commands queued in the ledger by other processes; returns how many."""
+        if not self._poll_lock.acquire(blocking=False):
+            return 0
+        try:
+            self._next_poll = (time.monotonic() if now is None else now) + self.poll_s
+            led = self.runtime._ledger_or_none()
+            if led is None:
+                return 0
+            try:
+                rows = led.commands(after=self._cmd_after, since=self._started)
+            except Exception as exc:  # noqa: BLE001  # a ledger hiccup: retried at the next poll
+                self.runtime.error("drift", exc)
+                return 0
+            for cid, agent, action, _ in rows:
+                self._cmd_after = max(self._cmd_after, cid)
+                if agent != "*" and agent not in self._agents:
+                    continue
+                if action == "accept":
+                    self.accept(agent)
+                elif action == "reset":
+                    self.reset(agent)
+            return len(rows)
+        finally:
+            self._poll_lock.release()
+
+    # -- outputs ------------------------------------------------------------------------------------------
+    def _raise(self, st: _Agent, signal: str, score: float) -> None:
+        rt = self.runtime
+        with st.lock:
+            anchor = st.anchor
+            mon = st.mon
+            info = mon.describe().get(signal, {})
+            attributes: dict[str, Any] = {
+                "reference": st.reference_kind, "reference_calls": mon.reference_size,
+                "false_alarm_rate": mon.false_alarm_rate, "replicas": mon.replicas, "detector": "behaviour",
+            }
+            for key in ("threshold", "threshold_up", "threshold_down", "reference_rate"):
+                if key in info:
+                    attributes[key] = info[key]
+            if st.later:
+                attributes["later_changes"] = list(st.later)
+            alarm = Alarm(id=new_id(), agent=st.name, signal=signal, score=float(score), timestamp=time.time(),
+                          anchor_change_id=anchor.id if anchor is not None else None,
+                          calls_since_anchor=st.calls_since_anchor if anchor is not None else mon.calls,
+                          attributes=attributes)
+            st.alarmed[signal] = alarm.id
+        rt.record_alarm(alarm, anchor)
+
+    def export(self, st: _Agent) -> None:
+        """Set the agent's drift gauges now."""
+        metrics = self.runtime.metrics
+        if metrics is None:
+            return
+        with st.lock:
+            scores = st.mon.scores()
+            ops = st.ops.scores()
+            alarmed = set(st.alarmed) | st.ops_alarmed
+            ref = st.mon.reference_size if st.mon.armed else st.mon.ring_size
+        agent = st.name
+        values = {**scores, **ops}
+        for signal in st.exported - set(values):  # signals no longer in the reference read 0
+            metrics.drift_score.labels(agent, signal).set(0.0)
+            metrics.drift_alarm.labels(agent, signal).set(1.0 if signal in alarmed else 0.0)
+        for signal, value in values.items():
+            metrics.drift_score.labels(agent, signal).set(value)
+            metrics.drift_alarm.labels(agent, signal).set(1.0 if signal in alarmed else 0.0)
+        for signal in alarmed - set(values):
+            metrics.drift_alarm.labels(agent, signal).set(1.0)
+        st.exported = set(values) | alarmed
+        metrics.reference_calls.labels(agent).set(ref)
