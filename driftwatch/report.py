@@ -36,6 +36,10 @@ __all__ = ["PrometheusSource", "ReportError", "build_report", "register", "write
 
 #: windows shown on each side of a change
 WINDOWS_EACH_SIDE = 30
+#: changes of one agent closer than this are treated as one moment (an optimizer updating several predictors)
+SAME_MOMENT_S = 1.0
+#: changes that get a section of their own, by default (the most recent ones)
+DEFAULT_LIMIT = 100
 _KIND_COLORS = dict(zip(KINDS, ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
                                 "#bcbd22", "#7f7f7f", "#393b79", "#637939"), strict=True))
 _ALARM = "#d62728"
@@ -334,8 +338,9 @@ def _around(windows: Sequence[CallWindow], change: Change,
             changes: Sequence[Change]) -> tuple[list[CallWindow], list[CallWindow]]:
     """The agent's windows between its previous change and this one, and between this one and the next."""
     times = sorted(c.timestamp for c in changes if c.agent == change.agent)
-    prev = max((t for t in times if t < change.timestamp), default=float("-inf"))
-    nxt = min((t for t in times if t > change.timestamp), default=float("inf"))
+    # changes made together (one optimizer run updating several predictors) share their windows
+    prev = max((t for t in times if t < change.timestamp - SAME_MOMENT_S), default=float("-inf"))
+    nxt = min((t for t in times if t > change.timestamp + SAME_MOMENT_S), default=float("inf"))
     before = [w for w in windows if prev <= w.start and w.end <= change.timestamp][-WINDOWS_EACH_SIDE:]
     after = [w for w in windows if change.timestamp <= w.start and w.end <= nxt][:WINDOWS_EACH_SIDE]
     return before, after
@@ -428,9 +433,15 @@ def _change_section(change: Change, diff: str | None, windows: Sequence[CallWind
 
 
 def build_report(ledger: Ledger, *, agent: str | None = None, since: float | None = None,
-                 prometheus: PrometheusSource | None = None, diffs: bool = True,
+                 prometheus: PrometheusSource | None = None, diffs: bool = True, limit: int = DEFAULT_LIMIT,
                  title: str = "driftwatch report", now: float | None = None) -> str:
-    """The report page for what ``ledger`` holds (optionally one agent, since a time) as an HTML string."""
+    """The report page for what ``ledger`` holds (optionally one agent, since a time) as an HTML string.
+
+    Every change is on the timeline and in the events table; the last ``limit`` changes get a section
+    with their diff and plots.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"build_report(limit={limit!r}): expected a whole number >= 0")
     now = time.time() if now is None else now
     changes = ledger.changes(agent=agent, since=since)
     alarms = ledger.alarms(agent=agent, since=since)
@@ -497,7 +508,11 @@ def build_report(ledger: Ledger, *, agent: str | None = None, since: float | Non
                  "<th>detail</th></tr>" + "".join(row for _, row in sorted(events, key=lambda e: e[0]))
                  + "</table></section>")
 
-    for c in changes:
+    detailed = changes[-limit:] if limit else []
+    if len(detailed) < len(changes):
+        p.append(f"<p class='muted'>Sections below cover the last {len(detailed)} of {len(changes)} changes "
+                 "(<code>--limit</code> to show more).</p>")
+    for c in detailed:
         diff = None
         if diffs:
             try:
@@ -532,6 +547,8 @@ def write_report(out: str, ledger: Ledger, **kwargs: Any) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from driftwatch.cli import CLIError, _open, parse_time
 
+    if args.limit < 0:
+        raise CLIError(f"--limit {args.limit}: expected a whole number >= 0")
     since = parse_time(args.since) if args.since else None
     prometheus = None
     if args.prometheus:
@@ -543,7 +560,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     ledger = _open(args)
     try:
         size = write_report(args.out, ledger, agent=args.agent, since=since, prometheus=prometheus,
-                            diffs=not args.no_diffs)
+                            diffs=not args.no_diffs, limit=args.limit)
     except ReportError as exc:
         raise CLIError(str(exc)) from None
     finally:
@@ -564,4 +581,6 @@ def register(sub: Any, ledger_help: str) -> None:
     r.add_argument("--prometheus", metavar="URL", help="also plot signals queried from this Prometheus server")
     r.add_argument("--rate-window", default="1m", help="PromQL rate() window for --prometheus (default: 1m)")
     r.add_argument("--no-diffs", action="store_true", help="leave the diffs (prompt text) out of the page")
+    r.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
+                   help=f"detailed sections for the last N changes (default: {DEFAULT_LIMIT})")
     r.set_defaults(func=cmd_report)

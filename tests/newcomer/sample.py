@@ -21,7 +21,7 @@ REFUSAL_MARKERS = ("sorry", "cannot assist")
 def run_sample_agent(ledger: str, calls: int = 600, *, pause_s: float = 0.0) -> None:
     """A support agent on the scripted chat model rewrites its own prompt twice (once inside an optimizer run);
     the refusal alarm the drift engine would raise is recorded by hand (the engine is not under test here)."""
-    with capture(ledger=ledger) as cap:
+    with capture(ledger=ledger, drift=False) as cap:  # signals and the alarm are recorded by hand below
         rt = cap.runtime
         model = ScriptedChatModel(seed=11)
         state = {"prompt": PROMPTS[0]}

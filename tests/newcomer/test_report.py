@@ -101,6 +101,7 @@ def test_cli_writes_the_report(sample_ledger: Path, tmp_path: Path, capsys: pyte
     (["--prometheus", "ftp://x"], "--prometheus 'ftp://x': expected an http:// or https:// URL"),
     (["--prometheus", "http://127.0.0.1:{port}"], "cannot reach Prometheus"),
     (["--since", "yesterday"], "--since 'yesterday'"),
+    (["--limit", "-1"], "--limit -1: expected a whole number >= 0"),
 ])
 def test_cli_bad_input_is_one_line(args: list[str], message: str, sample_ledger: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,3 +133,39 @@ def test_the_windows_table_is_what_the_report_reads(sample_ledger: Path) -> None
     assert total == 600
     led = open_ledger(str(sample_ledger), readonly=True)
     assert '<div class="card"><b>600</b>calls in windows</div>' in build_report(led)
+
+
+def test_limit_keeps_every_change_on_the_timeline_but_details_the_last(sample_ledger: Path) -> None:
+    """limit=1: both changes are in the events table, only the last gets a section, and the page says so."""
+    led = open_ledger(str(sample_ledger), readonly=True)
+    first, last = led.changes()
+    page = build_report(led, limit=1)
+    assert f"href='#c-{first.id[:12]}'" in page and f'id="c-{first.id[:12]}"' not in page
+    assert f'id="c-{last.id[:12]}"' in page
+    assert "the last 1 of 2 changes" in page
+
+
+def test_changes_made_together_share_their_windows(tmp_path: Path) -> None:
+    """Two predictors changed by one optimizer run at once both get the calls before and after that moment."""
+    import driftwatch
+    from driftwatch.testing import capture
+
+    with capture(ledger=str(tmp_path / "t.db")) as cap:
+        @driftwatch.watch(agent="qa")
+        def answer(n: int) -> str:
+            return "x" * n
+
+        driftwatch.track("qa", "p1", "a")
+        driftwatch.track("qa", "p2", "a")
+        for _ in range(50):
+            answer(10)
+        driftwatch.track("qa", "p1", "b", source="COPRO")
+        driftwatch.track("qa", "p2", "b", source="COPRO")
+        for _ in range(50):
+            answer(30)
+        cap.runtime.windows.flush()  # the open window is written at exit; the report reads the ledger now
+        page = build_report(cap.ledger)
+    for change in open_ledger(str(tmp_path / "t.db"), readonly=True).changes():
+        sec = _section(page, change.id)
+        assert "before (50 calls)" in sec and "after (50 calls)" in sec
+        assert re.search(r"output length .*?<td>10.00</td><td>30.00</td>", sec)
