@@ -1,0 +1,138 @@
+"""Added cost per call of watching a DSPy program: driftwatch vs OpenInference's DSPy instrumentor.
+
+Run:  .venv/bin/python benchmarks/bench_dspy.py [--calls 300] [--rounds 9]
+
+The same 3-predictor program (Predict → ChainOfThought → Predict) on the same ``DummyLM``, in one
+process. Modes run interleaved, round after round (each round runs every mode once, in a rotated
+order), and the table shows medians and the ratio to bare:
+
+- bare                the program with nothing installed
+- watched             ``driftwatch.watch(program)``: metrics on, spans through the global (no-op) provider
+- watched+otel        watched, with an SDK TracerProvider, SimpleSpanProcessor and in-memory exporter
+- openinference       ``openinference-instrumentation-dspy`` with the same in-memory exporter setup
+
+The two instrumentations patch DSPy classes, so each mode installs its patches for its turn and
+removes them afterwards (driftwatch's ``uninstrument()``, OpenInference's ``uninstrument()``).
+Goal: watched ≤ 1.05x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+
+import dspy
+from dspy.utils import DummyLM
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+import driftwatch
+from driftwatch.config import Settings
+from driftwatch.integrations import dspy as dw_dspy
+from driftwatch.runtime import Runtime, set_runtime
+
+
+class Pipeline(dspy.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gen_query = dspy.Predict("question -> query")
+        self.answer = dspy.ChainOfThought("question, query -> answer")
+        self.summarize = dspy.Predict("answer -> summary")
+
+    def forward(self, question: str) -> dspy.Prediction:
+        query = self.gen_query(question=question).query
+        answer = self.answer(question=question, query=query).answer
+        return self.summarize(answer=answer)
+
+
+ANSWER = {"query": "capital of France", "reasoning": "It is well known.", "answer": "Paris",
+          "summary": "The answer is Paris."}
+
+
+def per_call_us(program: dspy.Module, calls: int) -> float:
+    start = time.perf_counter()
+    for i in range(calls):
+        program(question=f"What is the capital of France? ({i % 7})")
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300, help="calls per mode per round")
+    parser.add_argument("--rounds", type=int, default=9)
+    args = parser.parse_args()
+
+    dspy.configure(lm=DummyLM(itertools.repeat(ANSWER)))
+    bare_program = Pipeline()
+    watched_program = Pipeline()
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    rt_plain = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), audit=False))
+    rt_otel = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracer_provider=provider,
+                                        audit=False))
+    set_runtime(rt_plain)
+    driftwatch.watch(watched_program, agent="bench")
+    dw_dspy.uninstrument()
+
+    try:
+        from openinference.instrumentation.dspy import DSPyInstrumentor
+
+        oi: DSPyInstrumentor | None = DSPyInstrumentor()
+    except Exception as exc:
+        print(f"(openinference-instrumentation-dspy unavailable: {exc})")
+        oi = None
+
+    def run_bare() -> float:
+        return per_call_us(bare_program, args.calls)
+
+    def run_watched(rt: Runtime) -> float:
+        set_runtime(rt)
+        dw_dspy.watch_object(watched_program, agent="bench")  # installs the patches again
+        try:
+            return per_call_us(watched_program, args.calls)
+        finally:
+            dw_dspy.uninstrument()
+
+    def run_oi() -> float:
+        assert oi is not None
+        oi.instrument(tracer_provider=provider, skip_dep_check=True)
+        try:
+            return per_call_us(bare_program, args.calls)
+        finally:
+            oi.uninstrument()
+
+    modes = {
+        "bare": run_bare,
+        "watched": lambda: run_watched(rt_plain),
+        "watched+otel": lambda: run_watched(rt_otel),
+    }
+    if oi is not None:
+        modes["openinference"] = run_oi
+    for fn in modes.values():  # warm-up: caches, first sightings (baselines) and imports
+        fn()
+    results: dict[str, list[float]] = {m: [] for m in modes}
+    names = list(modes)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            results[name].append(modes[name]())
+            exporter.clear()
+    set_runtime(None)
+
+    bare = statistics.median(results["bare"])
+    changes = len(rt_plain.ledger.changes()) + len(rt_otel.ledger.changes())
+    print(f"3-predictor DSPy program on DummyLM: {args.rounds} rounds x {args.calls} calls per mode, interleaved")
+    print(f"{'mode':<15} {'µs/call':>9} {'added µs':>9} {'ratio':>7}")
+    for name in modes:
+        med = statistics.median(results[name])
+        print(f"{name:<15} {med:9.1f} {med - bare:9.1f} {med / bare:6.2f}x")
+    print(f"changes recorded during the run (expected 0): {changes}")
+
+
+if __name__ == "__main__":
+    main()
