@@ -68,8 +68,11 @@ CONFIG: dict[str, Any] = {
     "baseline_window": "1h",
     # minimum calls (or scores) in the short window before a ratio may alert
     "min_calls": 20,
+    # drift signals of the operational detector (load-dependent): a warning of their own, never a page
+    "operational_signals": ["latency", "cost"],
     "alerts": {
         "DriftwatchBehaviorDrift": {"for": "1m", "severity": "critical"},
+        "DriftwatchOperationalDrift": {"for": "5m", "severity": "warning"},
         "DriftwatchSelfModificationStorm": {"for": "5m", "severity": "warning", "window": "15m", "changes": 10},
         "DriftwatchScoreRegressionAfterChange": {"for": "10m", "severity": "critical", "drop": 0.1,
                                                  "window": "15m"},
@@ -187,12 +190,19 @@ def alert_rules(cfg: dict[str, Any] = CONFIG) -> dict[str, Any]:
     storm, reg, err, ref = (a["DriftwatchSelfModificationStorm"], a["DriftwatchScoreRegressionAfterChange"],
                             a["DriftwatchErrorRateRiseAfterChange"], a["DriftwatchRefusalSpike"])
     hint = "Find the change with `driftwatch history --agent {{ $labels.agent }} --since 2h`."
+    ops = "|".join(cfg["operational_signals"])
+    behavioural, operational = f'signal!~"{ops}"', f'signal=~"{ops}"'
     rules = [
         _alert(cfg, "DriftwatchBehaviorDrift",
-               f"max by (agent, signal) (driftwatch_drift_alarm{sel(cfg)}) > 0",
+               f"max by (agent, signal) (driftwatch_drift_alarm{sel(cfg, behavioural)}) > 0",
                "The behaviour of a self-modifying agent drifted away from its reference.",
                "Agent {{ $labels.agent }}: the {{ $labels.signal }} signal drifted away from the reference "
                "anchored at its last self-modification. " + hint),
+        _alert(cfg, "DriftwatchOperationalDrift",
+               f"max by (agent, signal) (driftwatch_drift_alarm{sel(cfg, operational)}) > 0",
+               "The latency or cost of an agent's calls shifted away from its reference.",
+               "Agent {{ $labels.agent }}: the {{ $labels.signal }} signal moved away from the calls before its last "
+               "self-modification. Provider load moves latency too: compare with other agents first. " + hint),
         _alert(cfg, "DriftwatchSelfModificationStorm",
                f"sum by (agent) (increase(driftwatch_changes_total{sel(cfg)}[{storm['window']}])) > {storm['changes']}",
                "An agent is rewriting its prompts or scaffolding unusually often.",

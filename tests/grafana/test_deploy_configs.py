@@ -91,7 +91,7 @@ def test_prometheus_example_config_passes_promtool(tmp_path: Path) -> None:
     out = subprocess.run([_tool("promtool", "prometheus"), "check", "config", str(tmp_path / "prometheus.yml")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 7 rules found" in out.stdout and "SUCCESS: 8 rules found" in out.stdout
+    assert "SUCCESS: 7 rules found" in out.stdout and "SUCCESS: 9 rules found" in out.stdout
     cfg = load_yaml(INTEGRATIONS / "prometheus.yml")
     config = load_mixin().CONFIG
     assert [j["job_name"] for j in cfg["scrape_configs"]] == [config["job"]]
