@@ -48,10 +48,15 @@ class ScriptedLM(dspy.BaseLM):
     """
 
     def __init__(self, seed: int = 0, *, knowledge: Mapping[str, str] | None = None,
-                 behaviour: ScriptedModel | None = None, model: str = "scripted/driftwatch") -> None:
+                 behaviour: ScriptedModel | None = None, model: str = "scripted/driftwatch",
+                 **_state: Any) -> None:  # ``_state``: what BaseLM.dump_state adds (model_type, cache …)
         super().__init__(model=model, model_type="chat", temperature=None, max_tokens=None, cache=False)
         self.behaviour = behaviour if behaviour is not None else ScriptedModel(seed, knowledge=knowledge)
         self._attach()
+
+    def dump_state(self) -> dict[str, Any]:
+        """DSPy's LM state plus the seed and knowledge, so a saved program reloads with the same model."""
+        return {**super().dump_state(), "seed": self.behaviour.seed, "knowledge": dict(self.behaviour.knowledge)}
 
     def _attach(self) -> None:
         self._engine_spec = _Engine(self)

@@ -120,3 +120,19 @@ def test_copies_share_the_behaviour_model() -> None:
     with dspy.context(lm=lm.copy()):
         assert dspy.Predict("question -> answer")(question="What is 1 + 1?").answer
     assert lm.behaviour.calls == 1
+
+
+def test_a_saved_program_reloads_with_the_same_scripted_lm(tmp_path) -> None:
+    """dump_state/load_state (what program.save/load use) keep the class, seed and knowledge."""
+    lm = ScriptedLM(seed=12, knowledge={"capital of france": "Paris"})
+    restored = dspy.BaseLM.load_state(lm.dump_state(), allow_custom_lm_class=True)
+    assert isinstance(restored, ScriptedLM)
+    assert (restored.behaviour.seed, restored.behaviour.knowledge) == (12, {"capital of france": "Paris"})
+    program = dspy.Predict("question -> answer")
+    program.lm = lm
+    program.save(str(tmp_path / "p.json"))
+    loaded = dspy.Predict("question -> answer")
+    loaded.load(str(tmp_path / "p.json"), allow_unsafe_lm_state=True)
+    assert isinstance(loaded.lm, ScriptedLM) and loaded.lm.behaviour.seed == 12
+    assert loaded(question="What is the capital of France?").answer
+    assert loaded.lm.behaviour.calls == 1  # the reloaded LM answered
