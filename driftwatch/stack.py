@@ -112,7 +112,14 @@ class _Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
-        self.client = httpx.Client(base_url=self.url, timeout=5.0)
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        """An httpx client for this server's base URL (closed by :meth:`stop`)."""
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.url, timeout=5.0)
+        return self._client
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -161,8 +168,9 @@ class _Server:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self.client.close()
-        self.client = httpx.Client(base_url=self.url, timeout=5.0)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def reload(self) -> None:
         """Re-read the configuration files (``POST /-/reload``)."""
