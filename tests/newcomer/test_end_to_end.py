@@ -32,3 +32,37 @@ def test_a_prompt_rewrite_raises_an_alarm_anchored_at_it_and_the_report_links_th
     assert first.signal == "output_chars" and first.anchor_change_id == change.id
     assert first.calls_since_anchor < 200
     assert f"anchored at change <a href='#c-{change.id[:12]}'>" in page
+
+
+def test_a_watched_create_agent_on_the_scripted_model_reports_tools_and_tokens() -> None:
+    """create_agent on ScriptedChatModel, watched: the prompt change, its tool mix and tokens reach the report."""
+    from langchain.agents import create_agent
+    from langchain_core.tools import tool
+
+    from driftwatch.integrations.scripted_langchain import ScriptedChatModel
+
+    @tool
+    def search(query: str) -> str:
+        """Search the web for facts about cities and countries."""
+        return "Paris"
+
+    @tool
+    def calculator(expression: str) -> str:
+        """Evaluate an arithmetic expression."""
+        return "42"
+
+    with capture() as cap:
+        model = ScriptedChatModel(seed=1)
+        for prompt in ("You are helpful.", "You are helpful. Use the calculator for everything."):
+            agent = driftwatch.watch(create_agent(model, tools=[search, calculator], system_prompt=prompt),
+                                     agent="sb")
+            for i in range(30):
+                agent.invoke({"messages": [{"role": "user", "content": f"Which city is the capital of France? {i}"}]})
+        (change,) = cap.changes()
+        cap.runtime.windows.flush()
+        before, after = cap.ledger.windows(agent="sb")
+        page = build_report(cap.ledger)
+    assert change.kind == "system_prompt"
+    assert before.tools.get("search", 0) >= 24 and after.tools.get("calculator", 0) >= 20  # the prompt steers tools
+    assert before.input_tokens > 0 and before.output_tokens > 0
+    assert 'aria-label="tool mix (share of calls)"' in page and 'aria-label="tokens per call (tokens)"' in page
