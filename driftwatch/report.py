@@ -329,9 +329,22 @@ def _diff_html(diff: str) -> str:
     return '<pre class="diff">' + "".join(lines) + "</pre>"
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return sum(vals) / len(vals) if vals else None
+def _pool(windows: Sequence[CallWindow]) -> CallWindow | None:
+    """All ``windows`` summed into one (so a 3-call window weighs 3 calls, not as much as a full one)."""
+    if not windows:
+        return None
+    total = CallWindow(windows[0].agent, windows[0].start, windows[-1].end)
+    for w in windows:
+        for name in ("calls", "errors", "duration_s", "output_chars", "sized_calls", "input_tokens", "output_tokens",
+                     "refusals", "format_failures", "checked_calls"):
+            setattr(total, name, getattr(total, name) + getattr(w, name))
+        for tool, n in w.tools.items():
+            total.tools[tool] = total.tools.get(tool, 0) + n
+        for metric, (v, n) in w.scores.items():
+            acc = total.scores.setdefault(metric, [0.0, 0.0])
+            acc[0] += v
+            acc[1] += n
+    return total
 
 
 def _around(windows: Sequence[CallWindow], change: Change,
@@ -399,9 +412,10 @@ def _change_section(change: Change, diff: str | None, windows: Sequence[CallWind
                    f"<th>before ({sum(w.calls for w in before)} calls)</th>"
                    f"<th>after ({sum(w.calls for w in after)} calls)</th><th>change</th></tr>")
         plots = []
+        pooled_before, pooled_after = _pool(before), _pool(after)
         for s in (*SIGNALS, *_score_signals(shown)):
-            b = _mean([s.from_window(w) for w in before])
-            a = _mean([s.from_window(w) for w in after])
+            b = s.from_window(pooled_before) if pooled_before is not None else None
+            a = s.from_window(pooled_after) if pooled_after is not None else None
             if b is None and a is None:
                 continue
             ratio = f"×{a / b:.2f}" if a is not None and b else "–"

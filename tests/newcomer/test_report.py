@@ -169,3 +169,22 @@ def test_changes_made_together_share_their_windows(tmp_path: Path) -> None:
         sec = _section(page, change.id)
         assert "before (50 calls)" in sec and "after (50 calls)" in sec
         assert re.search(r"output length .*?<td>10.00</td><td>30.00</td>", sec)
+
+
+def test_before_after_values_weigh_each_window_by_its_calls(tmp_path: Path) -> None:
+    """A 1-call window of 1000 chars and a 99-call window of 10 chars average to 19.9 chars per call, not 505."""
+    import time
+
+    import driftwatch
+    from driftwatch.testing import capture
+    from driftwatch.windows import CallWindow
+
+    with capture(ledger=str(tmp_path / "w.db"), drift=False) as cap:
+        now = time.time()
+        cap.ledger.record_window(CallWindow("a", now - 3, now - 2, calls=1, sized_calls=1, output_chars=1000))
+        cap.ledger.record_window(CallWindow("a", now - 2, now - 1, calls=99, sized_calls=99, output_chars=990))
+        driftwatch.track("a", "p", "v1")
+        driftwatch.track("a", "p", "v2")
+        page = build_report(cap.ledger)
+    assert "before (100 calls)" in page
+    assert re.search(r"output length <span class='muted'>\(chars/call\)</span></td><td>19.90</td>", page)
