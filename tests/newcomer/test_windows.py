@@ -71,4 +71,16 @@ def test_a_failing_writer_never_reaches_the_host(cap) -> None:
         return "ok"
 
     assert answer() == "ok"
+    assert answer() == "ok"  # closes (and fails to write) the first window
     assert cap.runtime.error_counts["windows"] == 1
+
+
+def test_signals_reported_after_a_call_count_in_its_window(tmp_path) -> None:
+    """The refusal reported right after the 100th call lands in the window holding that call."""
+    with capture(ledger=str(tmp_path / "w.db"), drift=False) as cap:
+        rt = cap.runtime
+        for i in range(150):
+            rt.record_call(Call("bot", 0.01, output_chars=5, timestamp=1000.0 + i / 1000))
+            rt.record_signals("bot", refused=i == 99, format_ok=True)
+    windows = SQLiteLedger(str(tmp_path / "w.db"), readonly=True).windows()
+    assert [(w.calls, w.checked_calls, w.refusals) for w in windows] == [(100, 100, 1), (50, 50, 0)]
