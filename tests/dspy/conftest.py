@@ -1,0 +1,27 @@
+"""Fixtures for the DSPy integration tests (programs and the test LM are in ``dspy_programs.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dspy
+import pytest
+from dspy_programs import PromptLM
+
+from driftwatch.integrations import dspy as dw_dspy
+
+
+@pytest.fixture
+def lm() -> Iterator[PromptLM]:
+    """A fresh PromptLM configured as DSPy's LM."""
+    model = PromptLM()
+    dspy.configure(lm=model)
+    yield model
+
+
+@pytest.fixture(autouse=True)
+def _unpatch() -> Iterator[None]:
+    """Every test starts and ends with DSPy unpatched."""
+    dw_dspy.uninstrument()
+    yield
+    dw_dspy.uninstrument()
