@@ -16,9 +16,9 @@ What is observed:
   ``outer/inner.system_prompt``). A change is attributed to source ``agent`` and names the node when a
   node of the graph wrote the new prompt into a state key listed in ``prompt_keys``; otherwise its
   source is ``runtime``. Only a hash comparison runs per call; fingerprints and diffs only on change.
-- **each invoke** (``invoke``/``ainvoke``/``stream``/``astream``/``astream_events``/``batch``, which all
-  run through ``stream``/``astream``): status, duration, output size, tool calls by name and token
-  usage, and an ``invoke_agent {agent}`` span around the run.
+- **each run** (``invoke``/``ainvoke``/``stream``/``astream``, and ``astream_events``/``batch``, which run
+  through them): status, duration, output size, tool calls by name and token usage, and an
+  ``invoke_agent {agent}`` span around the run (nested graphs of the same agent count once).
 - **topology**: a fingerprint of the builder's nodes, edges and branches when a graph is watched (a
   factory that returns a graph of another shape records a ``topology`` change on component ``graph``).
 - **store writes** (``BaseStore.batch``/``abatch`` of watched stores, filtered by namespace prefixes):
@@ -264,13 +264,28 @@ def _tools_state(tools: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def _hashable_key(value: Any) -> Any:
+    """A cheap hashable stand-in for settings: hashable values as is, containers frozen, others by identity."""
     try:
         hash(value)
         return value
     except TypeError:
-        from driftwatch.revision import cheap_key
+        pass
+    if isinstance(value, dict):
+        return ("d", tuple((k, _hashable_key(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("l", tuple(_hashable_key(v) for v in value))
+    return ("i", id(value))
 
-        return ("k", cheap_key(_jsonable(value)))
+
+def _items_key(items: Iterable[tuple[str, Any]]) -> Any:
+    out = []
+    for k, v in items:
+        try:
+            hash(v)
+            out.append((k, v))
+        except TypeError:
+            out.append((k, _hashable_key(v)))
+    return tuple(out)
 
 
 class _Slot:
@@ -313,7 +328,7 @@ def _observe_request(rt: Runtime, agent: str, node: str, system: Sequence[str], 
                      params_key: Any, params_state: Callable[[], Any]) -> None:
     """Compare one model request's prompt, tools and settings with the last ones (cheap keys first)."""
     slot = _slot(rt, agent, node)
-    key = tuple(hash(s) for s in system)
+    key = tuple(map(hash, system))
     if key != slot.system_key:
         text = "\n".join(system)
         writer = _writes(agent).writer(text) if text else None
@@ -424,8 +439,8 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
             params = kwargs.get("invocation_params") or {}
             tools = params.get("tools")
             rest = {k: v for k, v in params.items() if k != "tools"}
-            _observe_request(rt, agent, _node_of(metadata, "model"), system, tools,
-                             _hashable_key(tuple(rest.items())), lambda: _jsonable(rest))
+            _observe_request(rt, agent, _node_of(metadata, "model"), system, tools, _items_key(rest.items()),
+                             lambda: _jsonable(rest))
         except Exception as exc:  # noqa: BLE001  # never break the host
             get_runtime().error("langgraph", exc)
 
@@ -589,10 +604,55 @@ def _start(graph: Any, handler: DriftwatchCallbackHandler | None, agent: str | N
         return None
 
 
-def _watched_stream(self: Any, sup: Callable[..., Iterator[Any]], args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> Iterator[Any]:
-    handler = _handler_of(self)
-    started = _start(self, handler, handler.agent if handler is not None else None)
+Started = tuple[CallScope, _Invocation] | None
+
+
+def _invoke(started: Started, sup: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``invoke`` as one recorded run: the run is active and its span current for the whole call."""
+    if started is None:
+        return sup(*args, **kwargs)
+    scope, inv = started
+    token = _ACTIVE.set(inv)
+    span_token = _enter(scope)
+    try:
+        result = sup(*args, **kwargs)
+    except BaseException as exc:
+        _exit(scope, span_token)
+        _ACTIVE.reset(token)
+        _end(scope, inv, exc)
+        raise
+    _exit(scope, span_token)
+    _ACTIVE.reset(token)
+    if inv.output is None:
+        inv.output = result
+    _end(scope, inv)
+    return result
+
+
+async def _ainvoke(started: Started, sup: Callable[..., Any], args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> Any:
+    if started is None:
+        return await sup(*args, **kwargs)
+    scope, inv = started
+    token = _ACTIVE.set(inv)
+    span_token = _enter(scope)
+    try:
+        result = await sup(*args, **kwargs)
+    except BaseException as exc:
+        _exit(scope, span_token)
+        _ACTIVE.reset(token)
+        _end(scope, inv, exc)
+        raise
+    _exit(scope, span_token)
+    _ACTIVE.reset(token)
+    if inv.output is None:
+        inv.output = result
+    _end(scope, inv)
+    return result
+
+
+def _stream(started: Started, sup: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``stream`` as one recorded run (the run is active and its span current during each step)."""
     if started is None:
         return sup(*args, **kwargs)
     scope, inv = started
@@ -604,10 +664,7 @@ def _watched_stream(self: Any, sup: Callable[..., Iterator[Any]], args: tuple[An
     return _run_sync(stream, scope, inv)
 
 
-def _watched_astream(self: Any, sup: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...],
-                     kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-    handler = _handler_of(self)
-    started = _start(self, handler, handler.agent if handler is not None else None)
+def _astream(started: Started, sup: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if started is None:
         return sup(*args, **kwargs)
     scope, inv = started
@@ -619,12 +676,21 @@ def _watched_astream(self: Any, sup: Callable[..., AsyncIterator[Any]], args: tu
     return _run_async(stream, scope, inv)
 
 
+def _watched_start(graph: Any) -> Started:
+    handler = _handler_of(graph)
+    return _start(graph, handler, handler.agent if handler is not None else None)
+
+
 _SUBCLASSES: dict[type, type] = {}
 _SUBCLASS_LOCK = threading.Lock()
 
 
 def _watched_class(cls: type) -> type:
-    """A subclass of the graph's class whose ``stream``/``astream`` record each run (one per class)."""
+    """A subclass of the graph's class whose ``invoke``/``ainvoke``/``stream``/``astream`` record each run.
+
+    One subclass per graph class; ``copy()``/``with_config()`` keep it (they build ``self.__class__``), and
+    the run's agent comes from the handler in the copy's config, so copies stay watched.
+    """
     if getattr(cls, "__driftwatch_watched__", False):
         return cls
     sub = _SUBCLASSES.get(cls)
@@ -635,18 +701,25 @@ def _watched_class(cls: type) -> type:
         if sub is not None:
             return sub
 
+        def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return _invoke(_watched_start(self), super(sub, self).invoke, args, kwargs)  # type: ignore[arg-type]
+
+        async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return await _ainvoke(_watched_start(self), super(sub, self).ainvoke,  # type: ignore[arg-type]
+                                  args, kwargs)
+
         def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
-            return _watched_stream(self, super(sub, self).stream, args, kwargs)  # type: ignore[arg-type]
+            return _stream(_watched_start(self), super(sub, self).stream, args, kwargs)  # type: ignore[arg-type]
 
         def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            return _watched_astream(self, super(sub, self).astream, args, kwargs)  # type: ignore[arg-type]
+            return _astream(_watched_start(self), super(sub, self).astream, args, kwargs)  # type: ignore[arg-type]
 
-        stream.__doc__ = cls.stream.__doc__  # type: ignore[attr-defined]  # Pregel subclasses have it
-        astream.__doc__ = cls.astream.__doc__  # type: ignore[attr-defined]
+        methods: dict[str, Any] = {"invoke": invoke, "ainvoke": ainvoke, "stream": stream, "astream": astream}
+        for name, fn in methods.items():
+            fn.__doc__ = getattr(cls, name).__doc__
         sub = type(cls.__name__, (cls,), {
-            "stream": stream, "astream": astream, "__module__": cls.__module__,
-            "__qualname__": cls.__qualname__, "__driftwatch_watched__": True,
-            "__doc__": cls.__doc__,
+            **methods, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+            "__driftwatch_watched__": True, "__doc__": cls.__doc__,
         })
         _SUBCLASSES[cls] = sub
         return sub
@@ -998,7 +1071,7 @@ def _request_params(request: Any) -> tuple[Any, Callable[[], Any]]:
     model = request.model
     settings = request.model_settings or {}
     fmt = request.response_format
-    key = (id(model), _hashable_key(tuple(settings.items())), _hashable_key(request.tool_choice), id(fmt))
+    key = (id(model), _items_key(settings.items()), _hashable_key(request.tool_choice), id(fmt))
 
     def state() -> dict[str, Any]:
         out: dict[str, Any] = {"model": _model_name(model), "class": type(model).__qualname__,
@@ -1113,7 +1186,7 @@ def _first_sight(graph: Any, agent: str) -> None:
             get_runtime().error("store", exc)
 
 
-def _instrumented_start(graph: Any) -> tuple[CallScope, _Invocation] | None:
+def _instrumented_start(graph: Any) -> Started:
     handler = _GLOBAL
     if handler is None or _ACTIVE.get() is not None or _handler_of(graph) is not None:
         return None
@@ -1126,8 +1199,8 @@ def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namesp
     """Watch every LangGraph graph in the process (agent name = the graph's ``name``); idempotent.
 
     Adds driftwatch's handler to every LangChain callback manager (as OpenInference does), records
-    each top-level ``Pregel.stream``/``astream`` run, fingerprints each graph's topology on its first
-    run and, with ``store_namespaces``, watches each graph's store. Graphs watched with
+    each top-level ``Pregel`` run (``invoke``/``ainvoke``/``stream``/``astream``), fingerprints each
+    graph's topology on its first run and, with ``store_namespaces``, watches each graph's store. Graphs watched with
     :func:`driftwatch.watch` keep their own agent name. :func:`uninstrument` undoes every patch.
     """
     global _GLOBAL
@@ -1143,8 +1216,6 @@ def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namesp
             return
         handler = _GLOBAL = DriftwatchCallbackHandler(None, prompt_keys=keys)
         orig_init = BaseCallbackManager.__init__
-        orig_stream = Pregel.__dict__["stream"]
-        orig_astream = Pregel.__dict__["astream"]
 
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807  # it replaces __init__
             orig_init(self, *args, **kwargs)
@@ -1154,33 +1225,25 @@ def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namesp
             except Exception as exc:  # noqa: BLE001  # never break the host
                 get_runtime().error("langgraph", exc)
 
+        originals = {name: Pregel.__dict__[name] for name in ("invoke", "ainvoke", "stream", "astream")}
+
+        def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return _invoke(_instrumented_start(self), originals["invoke"].__get__(self), args, kwargs)
+
+        async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return await _ainvoke(_instrumented_start(self), originals["ainvoke"].__get__(self), args, kwargs)
+
         def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
-            started = _instrumented_start(self)
-            if started is None:
-                return orig_stream(self, *args, **kwargs)
-            scope, inv = started
-            try:
-                inner = orig_stream(self, *args, **kwargs)
-            except BaseException as exc:
-                _end(scope, inv, exc)
-                raise
-            return _run_sync(inner, scope, inv)
+            return _stream(_instrumented_start(self), originals["stream"].__get__(self), args, kwargs)
 
         def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            started = _instrumented_start(self)
-            if started is None:
-                return orig_astream(self, *args, **kwargs)
-            scope, inv = started
-            try:
-                inner = orig_astream(self, *args, **kwargs)
-            except BaseException as exc:
-                _end(scope, inv, exc)
-                raise
-            return _run_async(inner, scope, inv)
+            return _astream(_instrumented_start(self), originals["astream"].__get__(self), args, kwargs)
 
-        stream.__doc__, astream.__doc__ = orig_stream.__doc__, orig_astream.__doc__
-        for owner, name, new in ((BaseCallbackManager, "__init__", __init__), (Pregel, "stream", stream),
-                                 (Pregel, "astream", astream)):
+        patches: list[tuple[Any, str, Any]] = [(BaseCallbackManager, "__init__", __init__)]
+        for name, fn in (("invoke", invoke), ("ainvoke", ainvoke), ("stream", stream), ("astream", astream)):
+            fn.__doc__ = originals[name].__doc__
+            patches.append((Pregel, name, fn))
+        for owner, name, new in patches:
             _PATCHES.append((owner, name, owner.__dict__[name]))
             setattr(owner, name, new)
 

@@ -64,7 +64,8 @@ def test_instrument_reaches_threads_started_before_it(cap: Captured) -> None:
 
 def test_instrument_is_idempotent_and_uninstrument_undoes_it(cap: Captured) -> None:
     """Two instrument() calls patch once; uninstrument() restores the originals and stops recording."""
-    originals = (BaseCallbackManager.__dict__["__init__"], Pregel.__dict__["stream"], Pregel.__dict__["astream"])
+    names = ("invoke", "ainvoke", "stream", "astream")
+    originals = (BaseCallbackManager.__dict__["__init__"], *(Pregel.__dict__[n] for n in names))
     lg.instrument()
     lg.instrument()
     try:
@@ -75,8 +76,7 @@ def test_instrument_is_idempotent_and_uninstrument_undoes_it(cap: Captured) -> N
     finally:
         lg.uninstrument()
         lg.uninstrument()
-    assert (BaseCallbackManager.__dict__["__init__"], Pregel.__dict__["stream"],
-            Pregel.__dict__["astream"]) == originals
+    assert (BaseCallbackManager.__dict__["__init__"], *(Pregel.__dict__[n] for n in names)) == originals
     assert not lg.is_instrumented()
     assert CallbackManager(handlers=[]).handlers == []
     run_turns(reflect_graph(), ["hi"])
@@ -177,3 +177,19 @@ def test_peer_instrumentation_keeps_working_alongside(cap: Captured, peer: str) 
     assert cap.value("driftwatch_calls_total", agent="peer", status="ok") == 3.0
     assert [(c.source, c.node) for c in cap.changes()] == [("agent", "reflect")]
     assert cap.runtime.error_counts == {}
+
+
+def test_instrument_covers_async_runs(cap: Captured, instrumented: None) -> None:
+    """ainvoke and astream of an unwatched graph are recorded once each, with the rewrite attributed."""
+    import asyncio
+
+    graph = reflect_graph()
+
+    async def main() -> None:
+        await graph.ainvoke({"system_prompt": P0, "question": "hi"})
+        async for _ in graph.astream({"system_prompt": P0, "question": "rewrite"}, stream_mode="updates"):
+            pass
+
+    asyncio.run(main())
+    assert cap.value("driftwatch_calls_total", agent="LangGraph", status="ok") == 2.0
+    assert [(c.source, c.node) for c in cap.changes()] == [("agent", "reflect")]

@@ -1,0 +1,193 @@
+"""Added cost per invoke of watching a 3-node LangGraph graph, next to its peers.
+
+Run:  .venv/bin/python benchmarks/bench_langgraph.py [--invokes 100] [--rounds 30] [--clock cpu|wall]
+                                                     [--processor simple|batch]
+
+The graph is ``prep -> reflect -> agent`` with ``FakeListChatModel`` (the agent node makes one chat-model
+call with a system prompt; the prompt does not change, so this is driftwatch's steady-state hot path).
+Modes, interleaved in rounds within one process; each round runs every mode for ``--invokes`` invokes
+(in a rotated order, so no mode always follows another). Reported: the median over rounds of the mean
+µs per invoke, and the median over rounds of its ratio to bare *in the same round* (paired, which
+cancels most of the noise of a shared machine). ``--clock cpu`` (default) times the process's CPU time
+(all its threads), which other processes on the machine do not inflate; ``--clock wall`` times wall
+time.
+
+- bare            the compiled graph
+- noop-callback   the graph with a do-nothing ``BaseCallbackHandler`` (the floor of any callback approach)
+- watched         ``driftwatch.watch(graph)``: metrics, drift engine, in-memory ledger, spans through an
+                  SDK TracerProvider with an in-memory exporter behind a SimpleSpanProcessor (default) or a
+                  BatchSpanProcessor (``--processor batch``, what production uses)
+- watched-notrace the same with tracing off
+- openinference   OpenInference ``LangChainInstrumentor`` (same provider setup), instrumented per round
+- openllmetry     OpenLLMetry ``LangchainInstrumentor`` (same provider setup). Its ``uninstrument()`` leaves
+                  wrappers behind (bare stays ~2.3x slower after it), so it cannot be interleaved: it runs
+                  last, in its own rounds, and its ratio is to the median bare of the interleaved rounds
+
+Goal (issue 4): watched ≤ 1.10x bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+from typing import Any, TypedDict
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.graph import END, START, StateGraph
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+import driftwatch
+from driftwatch.config import Settings
+from driftwatch.runtime import Runtime, set_runtime
+
+PROMPT = "You are a helpful support agent. Answer briefly and cite the knowledge base. " * 8
+
+
+class State(TypedDict, total=False):
+    system_prompt: str
+    question: str
+    answer: str
+
+
+def build() -> Any:
+    model = FakeListChatModel(responses=["Happy to help with that."])
+
+    def prep(state: State) -> dict[str, Any]:
+        return {}
+
+    def reflect(state: State) -> dict[str, Any]:
+        return {"system_prompt": state["system_prompt"] + " Be brief."} if "rewrite" in state["question"] else {}
+
+    def agent(state: State) -> dict[str, Any]:
+        reply = model.invoke([SystemMessage(state["system_prompt"]), HumanMessage(state["question"])])
+        return {"answer": reply.content}
+
+    builder = StateGraph(State)
+    builder.add_node("prep", prep)
+    builder.add_node("reflect", reflect)
+    builder.add_node("agent", agent)
+    builder.add_edge(START, "prep")
+    builder.add_edge("prep", "reflect")
+    builder.add_edge("reflect", "agent")
+    builder.add_edge("agent", END)
+    return builder.compile()
+
+
+class Noop(BaseCallbackHandler):
+    run_inline = True
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+CLOCK = time.process_time
+
+
+def per_invoke_us(graph: Any, invokes: int) -> float:
+    state = {"system_prompt": PROMPT, "question": "How do I reset my password?"}
+    start = CLOCK()
+    for _ in range(invokes):
+        graph.invoke(state)
+    return (CLOCK() - start) / invokes * 1e6
+
+
+def peers(provider: TracerProvider) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from openinference.instrumentation.langchain import LangChainInstrumentor
+
+            out["openinference"] = LangChainInstrumentor()
+        except Exception as exc:  # a missing peer is reported, not fatal
+            print(f"openinference unavailable: {exc}")
+        try:
+            from opentelemetry.instrumentation.langchain import LangchainInstrumentor
+
+            out["openllmetry"] = LangchainInstrumentor()
+        except Exception as exc:
+            print(f"openllmetry unavailable: {exc}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--invokes", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--processor", choices=("simple", "batch"), default="simple")
+    args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    processor = SimpleSpanProcessor if args.processor == "simple" else BatchSpanProcessor
+    provider.add_span_processor(processor(exporter))
+    rt_trace = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracer_provider=provider))
+    rt_plain = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracing=False))
+    set_runtime(rt_trace)
+
+    bare = build()
+    graphs: dict[str, tuple[Any, Runtime | None, Any]] = {
+        "bare": (bare, None, None),
+        "noop-callback": (bare.with_config(callbacks=[Noop()]), None, None),
+        "watched": (driftwatch.watch(bare, agent="bench"), rt_trace, None),
+        "watched-notrace": (driftwatch.watch(bare, agent="bench-plain"), rt_plain, None),
+    }
+    last: dict[str, Any] = {}
+    for name, instrumentor in peers(provider).items():
+        (last if name == "openllmetry" else graphs)[name] = (bare, None, instrumentor)
+
+    for graph, rt, _ in graphs.values():  # warm up (baselines, imports, caches)
+        set_runtime(rt or rt_trace)
+        per_invoke_us(graph, 20)
+
+    results: dict[str, list[float]] = {m: [] for m in graphs}
+    names = list(graphs)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            graph, rt, instrumentor = graphs[name]
+            set_runtime(rt or rt_trace)
+            if instrumentor is not None:
+                instrumentor.instrument(tracer_provider=provider)
+            try:
+                results[name].append(per_invoke_us(graph, args.invokes))
+            finally:
+                if instrumentor is not None:
+                    instrumentor.uninstrument()
+            exporter.clear()
+
+    for name, (graph, _, instrumentor) in last.items():  # instrumented for good: after everything else
+        instrumentor.instrument(tracer_provider=provider)
+        per_invoke_us(graph, 20)
+        results[name] = []
+        for _ in range(args.rounds):
+            results[name].append(per_invoke_us(graph, args.invokes))
+            exporter.clear()
+
+    base = statistics.median(results["bare"])
+    print(f"3-node LangGraph graph, FakeListChatModel; {args.rounds} rounds x {args.invokes} invokes per mode, "
+          f"{args.clock} clock, {args.processor} span processor")
+    print(f"{'mode':<16} {'µs/invoke':>10} {'added µs':>9} {'ratio':>7}   (quartiles of the paired ratio)")
+    for name, values in results.items():
+        med = statistics.median(values)
+        paired = name not in last
+        ratios = sorted(v / b for v, b in zip(values, results["bare"] if paired else [base] * len(values),
+                                              strict=True))
+        q1, q2, q3 = statistics.quantiles(ratios, n=4)
+        print(f"{name:<16} {med:10.1f} {med - base:9.1f} {q2:6.2f}x   ({q1:.2f}..{q3:.2f})")
+    errors = rt_trace.error_counts or rt_plain.error_counts
+    if errors:
+        print(f"driftwatch internal errors: {errors}")
+
+
+if __name__ == "__main__":
+    main()
