@@ -80,7 +80,7 @@ def _rate(h: float, theta: float, mu: float, var: float) -> float:
     if theta == math.inf:
         return 0.0
     if theta <= 0.0 or mu <= 0.0:  # no negative drift under this replicate: ARL ~ h/|μ| or h²/σ²
-        return max(-mu / h if mu < 0.0 else 0.0, var / (h * h), 1.0 / (h * h))
+        return max(-mu / h if mu < 0.0 else 0.0, var / (h * h))
     t = theta * h
     if t > 700.0:
         return 0.0

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from driftwatch.drift.calibrate import (
@@ -40,6 +39,8 @@ __all__ = ["DriftMonitor"]
 _log1p = math.log1p
 _KNOWN = set(BEHAVIOUR_SIGNALS) | set(OPERATIONAL_SIGNALS)
 _NONE = "(none)"
+#: embeddings are projected and scored this many calls at a time
+EMBEDDING_BATCH = 8
 _OTHER = "(other)"
 
 
@@ -182,41 +183,45 @@ class _Tools:
 
 
 class _Embedding:
-    """Upward and downward mean-shift CUSUMs on each dimension of a random projection (numpy)."""
+    """Upward and downward mean-shift CUSUMs on each dimension of a random projection (numpy).
 
-    __slots__ = ("a", "c", "clip", "dn", "field", "h", "inv_h", "inv_sd", "mu", "n", "name", "np", "up")
+    Updated a batch of calls at a time (:data:`EMBEDDING_BATCH`): the CUSUM recursion
+    ``S_t = max(0, S_{t-1} + x_t)`` unrolls to ``S_t = C_t − min(−S_0, min_{k≤t} C_k)`` with ``C``
+    the cumulative sum of the increments, so a batch is a few array operations and every call's
+    statistic is still exact (an alarm is reported at the end of its batch).
+    """
+
+    __slots__ = ("a", "c", "clip", "field", "h", "inv_h", "inv_sd", "mu", "n", "name", "np", "s")
 
     def __init__(self, np: Any, mu: Any, sd: Any, shift: float, clip: float, h: float, n: int) -> None:
         self.name, self.field, self.np = "embedding", "embedding", np
         self.mu, self.inv_sd = mu, 1.0 / sd
         self.a, self.c, self.clip = shift, shift * shift / 2.0, clip
         self.h, self.inv_h = h, 1.0 / h
-        self.up = np.zeros_like(mu)
-        self.dn = np.zeros_like(mu)
+        self.s = np.zeros(2 * mu.shape[0])  # upward statistics, then downward
         self.n = n
 
-    def step(self, record: CallRecord) -> float:
-        y = record.embedding
-        if y is None:
-            return -1.0
+    def step(self, record: CallRecord) -> float:  # embeddings go through batch()
+        return -1.0
+
+    def batch(self, y: Any) -> tuple[float, float]:
+        """Feed projected rows ``y`` (k × d); returns (latest score, highest score in the batch)."""
         np = self.np
         az = self.a * np.clip((y - self.mu) * self.inv_sd, -self.clip, self.clip)
-        up = self.up + az
-        up -= self.c
-        np.maximum(up, 0.0, out=up)
-        dn = self.dn - az
-        dn -= self.c
-        np.maximum(dn, 0.0, out=dn)
-        self.up, self.dn = up, dn
-        return max(float(up.max()), float(dn.max())) * self.inv_h
+        inc = np.concatenate((az, -az), axis=1)
+        inc -= self.c
+        cum = np.cumsum(inc, axis=0)
+        low = np.minimum(np.minimum.accumulate(cum, axis=0), -self.s)
+        stats = cum - low
+        self.s = stats[-1].copy()
+        return float(self.s.max()) * self.inv_h, float(stats.max()) * self.inv_h
 
     def reset(self) -> None:
-        self.up = self.np.zeros_like(self.mu)
-        self.dn = self.np.zeros_like(self.mu)
+        self.s = self.np.zeros_like(self.s)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "embedding_projection", "reference_values": self.n, "dimensions": int(self.mu.shape[0]),
-                "statistic": max(float(self.up.max()), float(self.dn.max())), "threshold": self.h}
+                "statistic": float(self.s.max()), "threshold": self.h}
 
 
 class DriftMonitor:
@@ -229,7 +234,8 @@ class DriftMonitor:
     ``false_alarm_rate``: the per-call false-alarm budget of the whole bank, divided by
     ``replicas`` when several processes watch one agent. ``reference_calls``: size of the ring of
     recent calls that :meth:`freeze` turns into the reference. ``shift``: the mean shift (in
-    reference standard deviations) the continuous CUSUMs are tuned for; ``odds_ratio`` and
+    reference standard deviations) the continuous CUSUMs are tuned for (``embedding_shift`` for
+    each projected embedding dimension, where shifts are spread thin); ``odds_ratio`` and
     ``min_step``: the rate increase the Bernoulli CUSUMs are tuned for. ``signals``: which signals
     to watch (default: the behavioural ones; ``OPERATIONAL_SIGNALS`` for latency and cost).
     """
@@ -237,7 +243,7 @@ class DriftMonitor:
     def __init__(self, false_alarm_rate: float = 1e-4, *, reference_calls: int = 1000, replicas: int = 1,
                  signals: Sequence[str] = BEHAVIOUR_SIGNALS, shift: float = 0.5, odds_ratio: float = 2.0,
                  min_step: float = 0.005, clip: float = 4.0, bootstrap: int = 16, min_values: int = 30,
-                 embedding_dims: int = 16, seed: int = 0) -> None:
+                 embedding_dims: int = 16, embedding_shift: float = 0.3, seed: int = 0) -> None:
         if not (isinstance(false_alarm_rate, float | int) and 0.0 < false_alarm_rate < 1.0):
             raise ValueError(f"false_alarm_rate={false_alarm_rate!r}: expected a rate between 0 and 1 (exclusive)")
         if not (isinstance(reference_calls, int) and reference_calls >= 10):
@@ -257,6 +263,7 @@ class DriftMonitor:
         self.signal_names = tuple(signals)
         self.shift, self.odds_ratio, self.min_step, self.clip = shift, odds_ratio, min_step, clip
         self.bootstrap, self.min_values, self.embedding_dims, self.seed = bootstrap, min_values, embedding_dims, seed
+        self.embedding_shift = embedding_shift
         self._bank: list[Any] = []
         self._score_sig: _Continuous | None = None
         self._emb_sig: _Embedding | None = None
@@ -272,9 +279,13 @@ class DriftMonitor:
         self._score_i = 0
         self._score_n = 0
         self._wants_emb = "embedding" in self.signal_names
-        self._proj: Any = None
+        self._proj: Any = None  # (d × D) projection, made at the first embedding
         self._proj_dim = -1
         self._np: Any = None
+        self._emb_pending: list[Any] = []  # raw embeddings not yet projected (< EMBEDDING_BATCH)
+        self._emb_ring: Any = None  # (reference_calls × d) projected embeddings: the next reference
+        self._emb_i = 0
+        self._emb_n = 0
         self._warming = DriftStatus(False, 0.0, {}, (), True, 0)
 
     # -- state ------------------------------------------------------------------------------------
@@ -324,17 +335,28 @@ class DriftMonitor:
         ring = self._score_ring
         return ring[:n] if n < cap else ring[i:] + ring[:i]
 
+    def _ring_embeddings(self) -> list[Any]:
+        self._flush_embeddings(score=False)
+        n, i, cap = self._emb_n, self._emb_i, self.reference_calls
+        if n == 0:
+            return []
+        ring = self._emb_ring
+        rows = ring[:n] if n < cap else self._np.concatenate((ring[i:], ring[:i]))
+        return list(rows)
+
     def clear_ring(self) -> None:
         """Forget the calls collected so far (the next reference starts from here)."""
         self._ring = [None] * self.reference_calls
         self._ring_i = self._ring_n = 0
         self._score_i = self._score_n = 0
+        self._emb_pending = []
+        self._emb_i = self._emb_n = 0
 
     def freeze(self) -> int:
         """Make the calls collected since the last freeze the reference (ring emptied); returns its size."""
-        records, scores = self._ring_records(), self._ring_scores()
+        records, scores, vecs = self._ring_records(), self._ring_scores(), self._ring_embeddings()
         self.clear_ring()
-        return self._fit(records, scores)
+        return self._fit(records, scores, vecs)
 
     def fit_reference(self, records: Iterable[CallRecord], scores: Iterable[float] = ()) -> int:
         """Freeze the given calls (and optional extra scores) as the reference; returns how many calls."""
@@ -342,11 +364,14 @@ class DriftMonitor:
         for r in recs:
             if not isinstance(r, CallRecord):
                 raise TypeError(f"fit_reference(records): expected CallRecord items, got {type(r).__name__}")
+        vecs: list[Any] = []
         if self._wants_emb:
-            recs = [self._projected(r) if r.embedding is not None else r for r in recs]
-        return self._fit(recs, [float(s) for s in scores])
+            raw = [r.embedding for r in recs if r.embedding is not None]
+            if raw:
+                vecs = list(self._project(raw))
+        return self._fit(recs, [float(s) for s in scores], vecs)
 
-    def _fit(self, records: list[CallRecord], scores: list[float]) -> int:
+    def _fit(self, records: list[CallRecord], scores: list[float], vecs: list[Any]) -> int:
         rng = random.Random(self.seed)
         specs: list[tuple[str, Any]] = []  # (signal, builder(alpha) -> signal object)
         names = self.signal_names
@@ -374,10 +399,8 @@ class DriftMonitor:
             vals = [float(r.score) for r in records if r.score is not None] + scores
             if len(vals) >= mv:
                 specs.append(self._continuous_spec("score", "score", False, vals, 0.02, (False, True), rng))
-        if "embedding" in names:
-            vecs = [r.embedding for r in records if r.embedding is not None]
-            if len(vecs) >= mv:
-                specs.append(self._embedding_spec(vecs, rng))
+        if "embedding" in names and len(vecs) >= mv:
+            specs.append(self._embedding_spec(vecs, rng))
         if "latency" in names:
             vals = [r.latency_s for r in records if r.latency_s is not None]
             if len(vals) >= mv:
@@ -474,12 +497,13 @@ class DriftMonitor:
 
         def build(alpha: float) -> _Embedding:
             a = alpha / (2 * d)
-            h_up = _embedding_threshold(z, n, a, self.shift, self.clip, self.bootstrap, rng)
-            return _Embedding(np, mu, sd, self.shift, self.clip, h_up, n)
+            h_up = _embedding_threshold(z, n, a, self.embedding_shift, self.clip, self.bootstrap, rng)
+            return _Embedding(np, mu, sd, self.embedding_shift, self.clip, h_up, n)
         return "embedding", build
 
     # -- embedding projection ------------------------------------------------------------------------
-    def _project(self, embedding: Any) -> Any:
+    def _project(self, embeddings: list[Any]) -> Any:
+        """Project raw embeddings (rows of one dimension D) to ``embedding_dims`` dimensions."""
         np = self._np
         if np is None:
             try:
@@ -487,21 +511,50 @@ class DriftMonitor:
             except ImportError:  # pragma: no cover - numpy is present wherever embeddings are
                 raise RuntimeError("the embedding signal needs numpy (pip install numpy)") from None
             self._np = np
-        vec = np.asarray(embedding, dtype=float).ravel()
-        if vec.shape[0] != self._proj_dim:
-            rs = np.random.default_rng(0xD1F7 + vec.shape[0])  # same projection in every replica
-            self._proj = rs.standard_normal((self.embedding_dims, vec.shape[0])) / math.sqrt(vec.shape[0])
-            self._proj_dim = vec.shape[0]
-        return self._proj @ vec
+        mat = np.asarray(embeddings, dtype=float)
+        if mat.ndim == 1:
+            mat = mat[None, :]
+        if mat.shape[1] != self._proj_dim:
+            rs = np.random.default_rng(0xD1F7 + mat.shape[1])  # the same projection in every replica
+            self._proj = (rs.standard_normal((self.embedding_dims, mat.shape[1])) / math.sqrt(mat.shape[1])).T
+            self._proj_dim = mat.shape[1]
+            self._emb_ring = np.zeros((self.reference_calls, self.embedding_dims))
+            self._emb_i = self._emb_n = 0
+        return mat @ self._proj
 
-    def _projected(self, r: CallRecord) -> CallRecord:
-        return replace(r, embedding=self._project(r.embedding))
+    def _flush_embeddings(self, *, score: bool = True) -> tuple[str, ...]:
+        """Project the pending embeddings, add them to the ring and (armed) to the statistics."""
+        pending = self._emb_pending
+        if not pending:
+            return ()
+        self._emb_pending = []
+        try:
+            y = self._project(pending)
+        except ValueError:  # embeddings of different lengths in one batch: skipped, never fatal
+            return ()
+        cap = self.reference_calls
+        for row in y:
+            self._emb_ring[self._emb_i] = row
+            self._emb_i = (self._emb_i + 1) % cap
+        self._emb_n = min(cap, self._emb_n + len(y))
+        sig = self._emb_sig
+        if not score or sig is None or not self._armed:
+            return ()
+        latest, top = sig.batch(y)
+        self._ratios["embedding"] = latest
+        if top >= 1.0 and "embedding" not in self._latched:
+            self._latched["embedding"] = top
+            return ("embedding",)
+        return ()
 
     # -- per call -------------------------------------------------------------------------------------
     def update(self, record: CallRecord) -> DriftStatus:
         """Feed one call: remember it for the next reference and, when armed, run the bank."""
-        if record.embedding is not None and self._wants_emb:
-            record = self._projected(record)
+        emb = record.embedding
+        if emb is not None and self._wants_emb:  # projected in batches; the ring keeps no raw vector
+            self._emb_pending.append(emb)
+            record = CallRecord(record.output_chars, record.tokens, record.refused, record.tools, record.format_ok,
+                                record.error, record.score, None, record.latency_s, record.input_tokens)
         i = self._ring_i
         self._ring[i] = record
         i += 1
@@ -509,10 +562,14 @@ class DriftMonitor:
         if self._ring_n < self.reference_calls:
             self._ring_n += 1
         if not self._armed:
+            if len(self._emb_pending) >= EMBEDDING_BATCH:
+                self._flush_embeddings(score=False)
             return self._warming
         self.calls += 1
         ratios = self._ratios
         fired: tuple[str, ...] = ()
+        if len(self._emb_pending) >= EMBEDDING_BATCH:
+            fired = self._flush_embeddings()
         for sig in self._bank:
             r = sig.step(record)
             if r < 0.0:
