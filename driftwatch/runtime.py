@@ -13,6 +13,7 @@ replaces it, and :mod:`driftwatch.testing` swaps in an isolated one.
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import logging
 import threading
@@ -452,6 +453,16 @@ def _copy_run(run: OptimizerRun) -> OptimizerRun:
 
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
+
+
+def _flush_windows_at_exit() -> None:
+    """At interpreter exit, write the process runtime's open call windows (the last calls of each agent)."""
+    rt = _runtime
+    if rt is not None:
+        rt._safe("windows", rt.windows.flush)
+
+
+atexit.register(_flush_windows_at_exit)
 
 
 def get_runtime() -> Runtime:

@@ -84,3 +84,19 @@ def test_signals_reported_after_a_call_count_in_its_window(tmp_path) -> None:
             rt.record_signals("bot", refused=i == 99, format_ok=True)
     windows = SQLiteLedger(str(tmp_path / "w.db"), readonly=True).windows()
     assert [(w.calls, w.checked_calls, w.refusals) for w in windows] == [(100, 100, 1), (50, 50, 0)]
+
+
+def test_open_windows_are_written_when_the_process_exits(tmp_path) -> None:
+    """A process that never closes its runtime still leaves its last calls in the ledger (atexit)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "exit.db"
+    code = ("import driftwatch\n"
+            f"driftwatch.configure(ledger={str(path)!r})\n"
+            "answer = driftwatch.watch(lambda q: 'ok', agent='bot')\n"
+            "for i in range(42):\n"
+            "    answer(i)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert [w.calls for w in SQLiteLedger(str(path), readonly=True).windows()] == [42]
