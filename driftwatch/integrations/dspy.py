@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 import re
 import threading
@@ -66,7 +67,7 @@ from dspy.utils.usage_tracker import UsageTracker
 
 from driftwatch.change import Change
 from driftwatch.integrations import MINIMUM_VERSIONS, DidNotEnable
-from driftwatch.revision import canonical_json, combine, fingerprint, id_of
+from driftwatch.revision import canonical_json, combine, fingerprint
 from driftwatch.runtime import CallScope, Runtime, get_runtime, is_suppressed, suppressed
 
 __all__ = [
@@ -790,9 +791,8 @@ class _CompileScope:
             except Exception as exc:  # noqa: BLE001  # counted
                 rt.error("tracing", exc)
         try:
-            # the student as it is now: recorded first (a baseline, or a runtime edit made before compile)
-            _observe(student, agent, rt)
-            self.before = {c: canonical_json(s) for c, s in program_state(student).items()}
+            # the student as the optimizer receives it: what the returned program is compared with
+            self.before = {c: canonical_json(st) for c, st in program_state(student).items()}
         except Exception as exc:  # noqa: BLE001  # the run is still recorded
             rt.error("dspy", exc)
 
@@ -838,14 +838,12 @@ class _CompileScope:
         order = sorted(after, key=lambda c: (c == PROGRAM_COMPONENT, c))
         for component in order:
             state = after[component]
-            if canonical_json(state) == self.before.get(component):
-                continue  # unchanged from the student: nothing to record
             before = self.before.get(component)
+            if canonical_json(state) == before:
+                continue  # unchanged from the student: nothing to record
             tracker = rt.tracker(self.agent, component)
-            if before is not None and tracker.revision_id != id_of(before):
-                import json
-
-                tracker.observe(json.loads(before), source="runtime")  # so the change is relative to the student
+            if tracker.revision_id is None and before is not None:
+                tracker.observe(json.loads(before), source="runtime")  # first sighting: the student is the baseline
             kind = "topology" if component == PROGRAM_COMPONENT else _kind
             tracker.observe(state, kind=kind, source=self.name, run_id=run_id)
 
