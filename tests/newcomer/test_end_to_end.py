@@ -9,7 +9,7 @@ from driftwatch.testing import capture
 
 
 def test_a_prompt_rewrite_raises_an_alarm_anchored_at_it_and_the_report_links_them() -> None:
-    """A rewrite asking for detail and caution makes answers longer: an output_chars alarm anchored at the change."""
+    """A rewrite asking for detail and caution: an output_chars alarm (among others) anchored at the change."""
     with capture(drift_reference_calls=300) as cap:
         model = ScriptedModel(seed=5)
         state = {"prompt": "You are a helpful assistant."}
@@ -28,9 +28,9 @@ def test_a_prompt_rewrite_raises_an_alarm_anchored_at_it_and_the_report_links_th
         cap.runtime.windows.flush()
         page = build_report(cap.ledger)
     assert alarms, "no drift alarm after the rewrite"
-    first = alarms[0]
-    assert first.signal == "output_chars" and first.anchor_change_id == change.id
-    assert first.calls_since_anchor < 200
+    assert all(a.anchor_change_id == change.id for a in alarms)
+    by_signal = {a.signal: a for a in alarms}
+    assert "output_chars" in by_signal and by_signal["output_chars"].calls_since_anchor < 200
     assert f"anchored at change <a href='#c-{change.id[:12]}'>" in page
 
 
