@@ -40,7 +40,7 @@ _log1p = math.log1p
 _KNOWN = set(BEHAVIOUR_SIGNALS) | set(OPERATIONAL_SIGNALS)
 _NONE = "(none)"
 #: embeddings are projected and scored this many calls at a time
-EMBEDDING_BATCH = 8
+EMBEDDING_BATCH = 16
 _OTHER = "(other)"
 
 
@@ -106,35 +106,49 @@ class _Cost(_Continuous):
 
 
 class _Rate:
-    """An upward Bernoulli-rate CUSUM (``event`` is the value that counts as an event)."""
+    """Two upward Bernoulli-rate CUSUMs, tuned to a moderate and to a large rate increase.
 
-    __slots__ = ("field", "h", "i0", "i1", "inv_h", "invert", "n", "name", "p0", "p1", "s")
+    ``invert``: the event is a false value (a failed format check)."""
 
-    def __init__(self, name: str, field: str, invert: bool, p0: float, p1: float, h: float, n: int) -> None:
+    __slots__ = ("field", "h", "h2", "i0", "i1", "inv_h", "inv_h2", "invert", "j0", "j1", "n", "name", "p0", "p1",
+                 "p2", "s", "s2")
+
+    def __init__(self, name: str, field: str, invert: bool, p0: float, p1: float, h: float, p2: float, h2: float,
+                 n: int) -> None:
         self.name, self.field, self.invert = name, field, invert
-        self.p0, self.p1 = p0, p1
+        self.p0, self.p1, self.p2 = p0, p1, p2
         self.i1 = math.log(p1 / p0)
         self.i0 = math.log((1.0 - p1) / (1.0 - p0))
+        self.j1 = math.log(p2 / p0)
+        self.j0 = math.log((1.0 - p2) / (1.0 - p0))
         self.h, self.inv_h = h, 1.0 / h
-        self.s = 0.0
+        self.h2, self.inv_h2 = h2, 1.0 / h2
+        self.s = self.s2 = 0.0
         self.n = n
 
     def step(self, record: CallRecord) -> float:
         v = getattr(record, self.field)
         if v is None:
             return -1.0
-        s = self.s + (self.i0 if (not v) ^ self.invert else self.i1)
+        if (not v) ^ self.invert:
+            s, s2 = self.s + self.i0, self.s2 + self.j0
+        else:
+            s, s2 = self.s + self.i1, self.s2 + self.j1
         if s < 0.0:
             s = 0.0
-        self.s = s
-        return s * self.inv_h
+        if s2 < 0.0:
+            s2 = 0.0
+        self.s, self.s2 = s, s2
+        r, r2 = s * self.inv_h, s2 * self.inv_h2
+        return r if r > r2 else r2
 
     def reset(self) -> None:
-        self.s = 0.0
+        self.s = self.s2 = 0.0
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "rate", "reference_values": self.n, "reference_rate": self.p0, "design_rate": self.p1,
-                "statistic": self.s, "threshold": self.h}
+        return {"kind": "rate", "reference_values": self.n, "reference_rate": self.p0,
+                "design_rates": [self.p1, self.p2], "statistics": [self.s, self.s2], "threshold": self.h,
+                "thresholds": [self.h, self.h2]}
 
 
 class _Tools:
@@ -183,7 +197,8 @@ class _Tools:
 
 
 class _Embedding:
-    """Upward and downward mean-shift CUSUMs on each dimension of a random projection (numpy).
+    """Mean-shift CUSUMs on each dimension of a random projection (numpy): upward and downward, each
+    tuned to a small and to a large shift.
 
     Updated a batch of calls at a time (:data:`EMBEDDING_BATCH`): the CUSUM recursion
     ``S_t = max(0, S_{t-1} + x_t)`` unrolls to ``S_t = C_t − min(−S_0, min_{k≤t} C_k)`` with ``C``
@@ -191,14 +206,20 @@ class _Embedding:
     statistic is still exact (an alarm is reported at the end of its batch).
     """
 
-    __slots__ = ("a", "c", "clip", "field", "h", "inv_h", "inv_sd", "mu", "n", "name", "np", "s")
+    __slots__ = ("clip", "coef", "field", "h", "inv_h", "inv_sd", "mu", "n", "name", "np", "offset", "s")
 
-    def __init__(self, np: Any, mu: Any, sd: Any, shift: float, clip: float, h: float, n: int) -> None:
+    def __init__(self, np: Any, mu: Any, sd: Any, shifts: tuple[float, float], clip: float,
+                 h: tuple[float, float], n: int) -> None:
         self.name, self.field, self.np = "embedding", "embedding", np
-        self.mu, self.inv_sd = mu, 1.0 / sd
-        self.a, self.c, self.clip = shift, shift * shift / 2.0, clip
-        self.h, self.inv_h = h, 1.0 / h
-        self.s = np.zeros(2 * mu.shape[0])  # upward statistics, then downward
+        d = mu.shape[0]
+        self.mu, self.inv_sd, self.clip = mu, 1.0 / sd, clip
+        a1, a2 = shifts
+        # columns: up(a1), down(a1), up(a2), down(a2), d each
+        self.coef = np.repeat([a1, -a1, a2, -a2], d)
+        self.offset = np.repeat([a1 * a1 / 2, a1 * a1 / 2, a2 * a2 / 2, a2 * a2 / 2], d)
+        self.h = h
+        self.inv_h = np.repeat([1.0 / h[0], 1.0 / h[0], 1.0 / h[1], 1.0 / h[1]], d)
+        self.s = np.zeros(4 * d)
         self.n = n
 
     def step(self, record: CallRecord) -> float:  # embeddings go through batch()
@@ -207,21 +228,19 @@ class _Embedding:
     def batch(self, y: Any) -> tuple[float, float]:
         """Feed projected rows ``y`` (k × d); returns (latest score, highest score in the batch)."""
         np = self.np
-        az = self.a * np.clip((y - self.mu) * self.inv_sd, -self.clip, self.clip)
-        inc = np.concatenate((az, -az), axis=1)
-        inc -= self.c
+        z = np.clip((y - self.mu) * self.inv_sd, -self.clip, self.clip)
+        inc = np.tile(z, 4) * self.coef - self.offset
         cum = np.cumsum(inc, axis=0)
-        low = np.minimum(np.minimum.accumulate(cum, axis=0), -self.s)
-        stats = cum - low
+        stats = cum - np.minimum(np.minimum.accumulate(cum, axis=0), -self.s)
         self.s = stats[-1].copy()
-        return float(self.s.max()) * self.inv_h, float(stats.max()) * self.inv_h
+        return float((self.s * self.inv_h).max()), float((stats * self.inv_h).max())
 
     def reset(self) -> None:
         self.s = self.np.zeros_like(self.s)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "embedding_projection", "reference_values": self.n, "dimensions": int(self.mu.shape[0]),
-                "statistic": float(self.s.max()), "threshold": self.h}
+                "statistic": float(self.s.max()), "threshold": self.h[0], "thresholds": list(self.h)}
 
 
 class DriftMonitor:
@@ -455,9 +474,12 @@ class DriftMonitor:
                    rng: random.Random) -> tuple[str, Any]:
         def build(alpha: float) -> _Rate:
             p0 = smoothed_rate(k, n)
+            odds2 = self.odds_ratio ** 2.5
             p1 = bernoulli_design(p0, self.odds_ratio, self.min_step)
-            h = bernoulli_thresholds(k, n, alpha, self.odds_ratio, self.min_step, boot=self.bootstrap, rng=rng)
-            return _Rate(name, field, invert, p0, p1, h, n)
+            p2 = bernoulli_design(p0, odds2, 2.5 * self.min_step)
+            h = bernoulli_thresholds(k, n, alpha / 2, self.odds_ratio, self.min_step, boot=self.bootstrap, rng=rng)
+            h2 = bernoulli_thresholds(k, n, alpha / 2, odds2, 2.5 * self.min_step, boot=self.bootstrap, rng=rng)
+            return _Rate(name, field, invert, p0, p1, h, p2, h2, n)
         return name, build
 
     def _tools_spec(self, tool_calls: list[tuple[str, ...]], rng: random.Random) -> tuple[str, Any]:
@@ -496,9 +518,11 @@ class DriftMonitor:
         z = [float(v) for v in pooled]
 
         def build(alpha: float) -> _Embedding:
-            a = alpha / (2 * d)
-            h_up = _embedding_threshold(z, n, a, self.embedding_shift, self.clip, self.bootstrap, rng)
-            return _Embedding(np, mu, sd, self.embedding_shift, self.clip, h_up, n)
+            a = alpha / (4 * d)
+            shifts = (self.embedding_shift, 2.5 * self.embedding_shift)
+            h = (_embedding_threshold(z, n, a, shifts[0], self.clip, self.bootstrap, rng),
+                 _embedding_threshold(z, n, a, shifts[1], self.clip, self.bootstrap, rng))
+            return _Embedding(np, mu, sd, shifts, self.clip, h, n)
         return "embedding", build
 
     # -- embedding projection ------------------------------------------------------------------------
@@ -532,11 +556,20 @@ class DriftMonitor:
             y = self._project(pending)
         except ValueError:  # embeddings of different lengths in one batch: skipped, never fatal
             return ()
-        cap = self.reference_calls
-        for row in y:
-            self._emb_ring[self._emb_i] = row
-            self._emb_i = (self._emb_i + 1) % cap
-        self._emb_n = min(cap, self._emb_n + len(y))
+        cap, i, k = self.reference_calls, self._emb_i, len(y)
+        if k >= cap:
+            self._emb_ring[:] = y[-cap:]
+            i = 0
+        elif i + k <= cap:
+            self._emb_ring[i:i + k] = y
+            i = (i + k) % cap
+        else:
+            first = cap - i
+            self._emb_ring[i:] = y[:first]
+            self._emb_ring[:k - first] = y[first:]
+            i = k - first
+        self._emb_i = i
+        self._emb_n = min(cap, self._emb_n + k)
         sig = self._emb_sig
         if not score or sig is None or not self._armed:
             return ()
