@@ -36,6 +36,7 @@ _FIELD_LINE = re.compile(r"^\d+\. `(\w+)` \((.*)\):", re.M)
 _BLOCK = re.compile(r"\[\[ ## (\w+) ## \]\]\n?(.*?)(?=\n*\[\[ ## \w+ ## \]\]|\Z)", re.S)
 _OBJECTIVE = "your objective is:"
 _MAIN_NAMES = ("answer", "response", "output", "result", "completion", "text")
+_PREFIXES = ("Answer:", "Final answer:", "Short answer:", "Detailed answer:")
 _REACT_TOOL = re.compile(
     r"\(\d+\) (\w+), whose description is <desc>(.*?)</desc>\.?\s*It takes arguments (\{.*?\})\.?$", re.S | re.M)
 
@@ -97,7 +98,7 @@ class ScriptedLM(dspy.BaseLM):
 
     def _fill(self, prompt: Prompt, outputs: list[tuple[str, str]]) -> dict[str, Any]:
         model = self.behaviour
-        str_fields = [n for n, t in outputs if t == "str" and "instruction" not in n]
+        str_fields = [n for n, t in outputs if t == "str" and "instruction" not in n and "prefix" not in n]
         main = next((n for n in str_fields if n in _MAIN_NAMES), str_fields[-1] if str_fields else None)
         needs_reply = main is not None or any(t.startswith("Literal[") for _, t in outputs)
         reply = model.respond(prompt) if needs_reply else None
@@ -106,6 +107,8 @@ class ScriptedLM(dspy.BaseLM):
         for name, typ in outputs:
             if "instruction" in name:
                 values[name] = model.propose_instruction(prompt)
+            elif "prefix" in name:  # COPRO's proposed_prefix_for_output_field
+                values[name] = _PREFIXES[len(prompt.text) % len(_PREFIXES)]
             elif name == main:
                 values[name] = reply.text if reply is not None and reply.text else _short(prompt)
             elif typ == "str":

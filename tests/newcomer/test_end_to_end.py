@@ -66,3 +66,38 @@ def test_a_watched_create_agent_on_the_scripted_model_reports_tools_and_tokens()
     assert before.tools.get("search", 0) >= 24 and after.tools.get("calculator", 0) >= 20  # the prompt steers tools
     assert before.input_tokens > 0 and before.output_tokens > 0
     assert 'aria-label="tool mix (share of calls)"' in page and 'aria-label="tokens per call (tokens)"' in page
+
+
+def test_copro_on_a_watched_program_records_the_run_the_change_and_the_drift_it_causes() -> None:
+    """A watched DSPy program tuned by a real COPRO on the scripted LM: run, change and an output_chars alarm."""
+    import random
+
+    import dspy
+
+    from driftwatch.integrations.scripted_dspy import ScriptedLM
+
+    rnd = random.Random(0)
+
+    def example() -> dspy.Example:
+        a, b = rnd.randint(1, 50), rnd.randint(1, 50)
+        return dspy.Example(question=f"What is {a} + {b}?", answer=str(a + b)).with_inputs("question")
+
+    def metric(e: dspy.Example, p: dspy.Prediction, trace: object = None) -> bool:
+        return e.answer in p.answer
+
+    train = [example() for _ in range(20)]
+    with capture(drift_reference_calls=200) as cap, dspy.context(lm=ScriptedLM(seed=1)):
+        program = driftwatch.watch(dspy.Predict("question -> answer"), agent="qa")
+        for e in [example() for _ in range(300)]:
+            program(question=e.question)
+        compiled = dspy.COPRO(metric=metric, breadth=4, depth=2, init_temperature=1.0).compile(
+            program, trainset=train, eval_kwargs={"num_threads": 1, "display_progress": False})
+        for e in [example() for _ in range(300)]:
+            compiled(question=e.question)
+        (run,) = cap.ledger.runs()
+        (change,) = cap.changes()
+        alarms = cap.ledger.alarms(agent="qa")
+    assert (run.optimizer, run.outcome) == ("COPRO", "ok") and run.candidates > 0
+    assert (change.kind, change.source, change.run_id) == ("instructions", "COPRO", run.id)
+    assert compiled.signature.instructions != program.signature.instructions
+    assert any(a.signal == "output_chars" and a.anchor_change_id == change.id for a in alarms)
