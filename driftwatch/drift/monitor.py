@@ -215,7 +215,7 @@ class _Embedding:
         self.mu, self.inv_sd, self.clip = mu, 1.0 / sd, clip
         a1, a2 = shifts
         # columns: up(a1), down(a1), up(a2), down(a2), d each
-        self.coef = np.repeat([a1, -a1, a2, -a2], d)
+        self.coef = np.repeat([a1, -a1, a2, -a2], d).reshape(4, d)
         self.offset = np.repeat([a1 * a1 / 2, a1 * a1 / 2, a2 * a2 / 2, a2 * a2 / 2], d)
         self.h = h
         self.inv_h = np.repeat([1.0 / h[0], 1.0 / h[0], 1.0 / h[1], 1.0 / h[1]], d)
@@ -229,7 +229,8 @@ class _Embedding:
         """Feed projected rows ``y`` (k × d); returns (latest score, highest score in the batch)."""
         np = self.np
         z = np.clip((y - self.mu) * self.inv_sd, -self.clip, self.clip)
-        inc = np.tile(z, 4) * self.coef - self.offset
+        inc = (z[:, None, :] * self.coef).reshape(z.shape[0], -1)
+        inc -= self.offset
         cum = np.cumsum(inc, axis=0)
         stats = cum - np.minimum(np.minimum.accumulate(cum, axis=0), -self.s)
         self.s = stats[-1].copy()
@@ -383,6 +384,7 @@ class DriftMonitor:
         for r in recs:
             if not isinstance(r, CallRecord):
                 raise TypeError(f"fit_reference(records): expected CallRecord items, got {type(r).__name__}")
+        self.clear_ring()  # the ring holds the calls since the last freeze
         vecs: list[Any] = []
         if self._wants_emb:
             raw = [r.embedding for r in recs if r.embedding is not None]
