@@ -17,7 +17,8 @@ time.
 - watched         ``driftwatch.watch(graph)``: metrics, drift engine, in-memory ledger, spans through an
                   SDK TracerProvider with an in-memory exporter behind a SimpleSpanProcessor (default) or a
                   BatchSpanProcessor (``--processor batch``, what production uses)
-- watched-notrace the same with tracing off
+- watched-notrace the same with tracing off (no SDK configured: what an app without OpenTelemetry pays)
+- watched-nodrift tracing and the drift engine off: the integration itself plus metrics and ledger
 - openinference   OpenInference ``LangChainInstrumentor`` (same provider setup), instrumented per round
 - openllmetry     OpenLLMetry ``LangchainInstrumentor`` (same provider setup). Its ``uninstrument()`` leaves
                   wrappers behind (bare stays ~2.3x slower after it), so it cannot be interleaved: it runs
@@ -133,6 +134,8 @@ def main() -> None:
     provider.add_span_processor(processor(exporter))
     rt_trace = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracer_provider=provider))
     rt_plain = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracing=False))
+    rt_bare = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracing=False,
+                                        drift=False))
     set_runtime(rt_trace)
 
     bare = build()
@@ -141,6 +144,7 @@ def main() -> None:
         "noop-callback": (bare.with_config(callbacks=[Noop()]), None, None),
         "watched": (driftwatch.watch(bare, agent="bench"), rt_trace, None),
         "watched-notrace": (driftwatch.watch(bare, agent="bench-plain"), rt_plain, None),
+        "watched-nodrift": (driftwatch.watch(bare, agent="bench-nodrift"), rt_bare, None),
     }
     last: dict[str, Any] = {}
     for name, instrumentor in peers(provider).items():
@@ -184,7 +188,7 @@ def main() -> None:
                                               strict=True))
         q1, q2, q3 = statistics.quantiles(ratios, n=4)
         print(f"{name:<16} {med:10.1f} {med - base:9.1f} {q2:6.2f}x   ({q1:.2f}..{q3:.2f})")
-    errors = rt_trace.error_counts or rt_plain.error_counts
+    errors = rt_trace.error_counts or rt_plain.error_counts or rt_bare.error_counts
     if errors:
         print(f"driftwatch internal errors: {errors}")
 
