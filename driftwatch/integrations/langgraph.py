@@ -1220,6 +1220,8 @@ def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namesp
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807  # it replaces __init__
             orig_init(self, *args, **kwargs)
             try:
+                if type(self).__module__.startswith("langgraph."):  # graph-lifecycle managers: not ours
+                    return
                 if handler not in self.inheritable_handlers:
                     self.add_handler(handler, True)
             except Exception as exc:  # noqa: BLE001  # never break the host

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,9 +13,6 @@ from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.memory import InMemoryStore
 from lg_graphs import State, reflect_graph
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import driftwatch
 from driftwatch.integrations import langgraph as lg
@@ -145,38 +142,59 @@ def test_a_chat_model_can_be_watched_for_changes(cap: Captured) -> None:
     assert [c.component for c in cap.changes()] == ["model.system_prompt"]
 
 
-def _peer(name: str) -> Any:
-    with warnings.catch_warnings():  # peers' own import-time deprecations are not under test
-        warnings.simplefilter("ignore")
-        if name == "openinference":
-            from openinference.instrumentation.langchain import LangChainInstrumentor
+PEER_RUN = """
+import json, sys, warnings
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import driftwatch
+from driftwatch.testing import capture
+from lg_graphs import reflect_graph
 
-            return LangChainInstrumentor()
-        from opentelemetry.instrumentation.langchain import LangchainInstrumentor
-
-        return LangchainInstrumentor()
+with warnings.catch_warnings():  # the peers' own import-time deprecations are not under test
+    warnings.simplefilter("ignore")
+    if sys.argv[1] == "openinference":
+        from openinference.instrumentation.langchain import LangChainInstrumentor as Instrumentor
+    else:
+        from opentelemetry.instrumentation.langchain import LangchainInstrumentor as Instrumentor
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+Instrumentor().instrument(tracer_provider=provider)
+with capture() as cap:
+    graph = driftwatch.watch(reflect_graph(), agent="peer")
+    state = {"system_prompt": "You are a helpful support agent.", "question": "hi"}
+    for q in ["hi", "rewrite", "thanks"]:
+        state = graph.invoke({**state, "question": q})
+    print(json.dumps({
+        "answer": state["answer"], "peer_spans": len(exporter.get_finished_spans()),
+        "calls": cap.value("driftwatch_calls_total", agent="peer", status="ok"),
+        "changes": [[c.source, c.node] for c in cap.changes()], "errors": cap.runtime.error_counts,
+    }))
+"""
 
 
 @pytest.mark.parametrize("peer", ["openinference", "openllmetry"])
-def test_peer_instrumentation_keeps_working_alongside(cap: Captured, peer: str) -> None:
-    """With OpenInference or OpenLLMetry instrumented, both they and driftwatch record the runs."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrumentor = _peer(peer)
-    instrumentor.instrument(tracer_provider=provider)
-    try:
-        graph = driftwatch.watch(reflect_graph(), agent="peer")
-        state = {"system_prompt": P0, "question": "hi"}
-        for q in ["hi", "rewrite", "thanks"]:
-            state = graph.invoke({**state, "question": q})
-        assert state["answer"] == "Hello there, happy to help."
-    finally:
-        instrumentor.uninstrument()
-    assert len(exporter.get_finished_spans()) >= 3 * 4  # the peer traced the graph, its nodes and the model
-    assert cap.value("driftwatch_calls_total", agent="peer", status="ok") == 3.0
-    assert [(c.source, c.node) for c in cap.changes()] == [("agent", "reflect")]
-    assert cap.runtime.error_counts == {}
+def test_peer_instrumentation_keeps_working_alongside(peer: str) -> None:
+    """With OpenInference or OpenLLMetry instrumented, both they and driftwatch record the runs.
+
+    Each peer runs in a child process: OpenLLMetry's uninstrument() leaves its handler behind.
+    """
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    proc = subprocess.run([sys.executable, "-c", PEER_RUN, peer], capture_output=True, text=True, timeout=120,
+                          cwd=here, env={**os.environ, "PYTHONPATH": str(here)})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["answer"] == "Hello there, happy to help."
+    assert out["peer_spans"] >= 3 * 4  # the peer traced the graph, its nodes and the model
+    assert out["calls"] == 3.0
+    assert out["changes"] == [["agent", "reflect"]]
+    assert out["errors"] == {}
 
 
 def test_instrument_covers_async_runs(cap: Captured, instrumented: None) -> None:
@@ -193,3 +211,24 @@ def test_instrument_covers_async_runs(cap: Captured, instrumented: None) -> None
     asyncio.run(main())
     assert cap.value("driftwatch_calls_total", agent="LangGraph", status="ok") == 2.0
     assert [(c.source, c.node) for c in cap.changes()] == [("agent", "reflect")]
+
+
+def test_interrupt_and_resume_run_cleanly(cap: Captured, instrumented: None,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A human-in-the-loop interrupt and its resume are two ok runs, with no callback errors logged."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command, interrupt
+
+    def ask(state: State) -> dict[str, Any]:
+        return {"answer": interrupt("approve?")}
+
+    builder = StateGraph(State)
+    builder.add_node("ask", ask)
+    builder.set_entry_point("ask")
+    graph = driftwatch.watch(builder.compile(checkpointer=InMemorySaver()), agent="hitl")
+    config = {"configurable": {"thread_id": "1"}}
+    first = graph.invoke({"question": "x"}, config)
+    assert "__interrupt__" in first
+    assert graph.invoke(Command(resume="yes"), config)["answer"] == "yes"
+    assert cap.value("driftwatch_calls_total", agent="hitl", status="ok") == 2.0
+    assert not [r for r in caplog.records if "DriftwatchCallbackHandler" in r.getMessage()]
