@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from driftwatch.stack import Stack, find_binary
+from driftwatch.stack import Stack, find_binary, poll
 from tests.e2e.conftest import AgentProcess, WebhookReceiver
 from tests.grafana.promql import INTEGRATIONS, RULE_FILES, all_dashboard_queries, substitute
 
@@ -126,8 +126,8 @@ def test_drift_pages_the_oncall_with_the_agents_label(oncall: OnCall) -> None:
                                "severity": "critical"}
     assert alert["annotations"]["runbook_url"].endswith("/grafana/runbooks.md#driftwatchbehaviordrift")
     assert f"driftwatch history --agent {AGENT}" in alert["annotations"]["description"]
-    oncall.webhook.wait_for(lambda p, a: p == "/slack" and a["labels"].get("alertname") == "DriftwatchBehaviorDrift",
-                            timeout=10)
+    for receiver in ("/pagerduty", "/slack"):  # each receiver notifies on its own: wait for both
+        oncall.webhook.wait_for(lambda p, a, r=receiver: p == r and a["labels"] == alert["labels"], timeout=10)
     receivers = {p for p, a, _ in oncall.webhook.alerts() if a["labels"].get("alertname") == "DriftwatchBehaviorDrift"}
     assert receivers == {"/pagerduty", "/slack"}
     assert alert["startsAt"] and alert["generatorURL"].startswith(oncall.stack.prometheus.url)
@@ -166,12 +166,15 @@ def _has_value(result: list[dict[str, Any]]) -> bool:
 def test_every_dashboard_expression_returns_data(oncall: OnCall) -> None:
     """Each panel, annotation and variable query of the three dashboards returns data from this Prometheus."""
     prom = oncall.stack.prometheus
+    # rates need scrapes on both sides of the last change: wait until it has been scraped for 3 s
+    settled = f'min_over_time(driftwatch_changes_total{{agent="{AGENT}"}}[3s]) == {len(oncall.changes)}'
+    poll(lambda: prom.query(settled), timeout=20, what="3 s of scrapes after the last change")
     end = time.time()
     window = f"{int(end - oncall.started) + 5}s"
     empty = []
     queries = all_dashboard_queries()
     for q in queries:
-        expr = substitute(q.expr, rate_interval="5s", interval="5s", range_=window,
+        expr = substitute(q.expr, rate_interval="10s", interval="5s", range_=window,
                           variables={"agent": AGENT, "optimizer": OPTIMIZER})
         if q.instant:
             result = prom.query(expr, at=end)
