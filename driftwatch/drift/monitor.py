@@ -285,6 +285,7 @@ class DriftMonitor:
         self.bootstrap, self.min_values, self.embedding_dims, self.seed = bootstrap, min_values, embedding_dims, seed
         self.embedding_shift = embedding_shift
         self._bank: list[Any] = []
+        self._steps: list[tuple[str, Any]] = []  # (signal, bound step) of the per-call signals
         self._score_sig: _Continuous | None = None
         self._emb_sig: _Embedding | None = None
         self._ratios: dict[str, float] = {}
@@ -435,6 +436,7 @@ class DriftMonitor:
                                                    0.05, (True, False), rng, cls=_Cost))
 
         self._bank = []
+        self._steps = []
         self._score_sig = self._emb_sig = None
         self._ratios = {}
         self._latched = {}
@@ -452,6 +454,7 @@ class DriftMonitor:
                 self._score_sig = sig
             elif sig.name == "embedding":
                 self._emb_sig = sig
+        self._steps = [(sig.name, sig.step) for sig in self._bank if sig.name != "embedding"]
         self._armed = True
         self._ref_size = len(records)
         return self._ref_size
@@ -605,15 +608,14 @@ class DriftMonitor:
         fired: tuple[str, ...] = ()
         if len(self._emb_pending) >= EMBEDDING_BATCH:
             fired = self._flush_embeddings()
-        for sig in self._bank:
-            r = sig.step(record)
-            if r < 0.0:
-                continue
-            ratios[sig.name] = r
-            if r >= 1.0 and sig.name not in self._latched:
-                self._latched[sig.name] = r
-                fired += (sig.name,)
-        return DriftStatus(bool(self._latched), max(ratios.values()), dict(ratios), fired, False, self.calls)
+        for name, step in self._steps:
+            r = step(record)
+            if r >= 0.0:
+                ratios[name] = r
+                if r >= 1.0 and name not in self._latched:
+                    self._latched[name] = r
+                    fired += (name,)
+        return DriftStatus(bool(self._latched), max(ratios.values()), ratios.copy(), fired, False, self.calls)
 
     def update_score(self, value: float) -> DriftStatus:
         """Feed a score that arrived on its own (not with a call): it only moves the ``score`` signal."""
@@ -659,6 +661,7 @@ class DriftMonitor:
     def disarm(self) -> None:
         """Drop the reference (warming again); the ring keeps collecting."""
         self._bank = []
+        self._steps = []
         self._score_sig = self._emb_sig = None
         self._ratios = {}
         self._latched = {}
