@@ -74,6 +74,7 @@ __all__ = [
 DEFAULT_PROMPT_KEYS: tuple[str, ...] = ("system_prompt",)
 _OPTIONS = ("prompt_keys", "store_namespaces", "component")
 _WRITES_KEPT = 64  # prompt values remembered per agent for attribution
+_NODE_RUNS_KEPT = 10_000  # node runs in progress remembered per handler
 
 
 # -- versions ------------------------------------------------------------------------------------------
@@ -400,6 +401,8 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
             if self.prompt_keys and metadata:
                 node = metadata.get("langgraph_node")
                 if node is not None and kwargs.get("name") == node:
+                    if len(self._nodes) > _NODE_RUNS_KEPT:  # runs that never ended (cancelled): forget them
+                        self._nodes.clear()
                     self._nodes[run_id] = node
         except Exception as exc:  # noqa: BLE001  # never break the host
             get_runtime().error("langgraph", exc)
@@ -899,8 +902,10 @@ def _unpatch_stores() -> None:
 def watch_store(store: Any, *, agent: str, namespaces: Any = None) -> Any:
     """Record writes to ``store`` under the ``namespaces`` prefixes (default: all) as ``store`` changes.
 
-    The items already under those prefixes become the baselines, so the next write of one is a change.
-    Returns ``store`` itself.
+    With explicit prefixes, the items already under them become the baselines (read once, up to 1000
+    per prefix), so the next write of one is a change; otherwise the first write of a key is its
+    baseline. Each key is a component (``store:<namespace>/<key>``): watch prompt namespaces, not
+    per-user memories, to keep the ``component`` label bounded. Returns ``store`` itself.
     """
     if not isinstance(store, BaseStore):
         raise TypeError(f"watch_store(store=...): expected a LangGraph BaseStore, got {type(store).__name__}")

@@ -232,3 +232,16 @@ def test_interrupt_and_resume_run_cleanly(cap: Captured, instrumented: None,
     assert graph.invoke(Command(resume="yes"), config)["answer"] == "yes"
     assert cap.value("driftwatch_calls_total", agent="hitl", status="ok") == 2.0
     assert not [r for r in caplog.records if "DriftwatchCallbackHandler" in r.getMessage()]
+
+
+def test_too_old_frameworks_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With LangGraph older than the supported minimum, watch() and instrument() raise DidNotEnable with the fix."""
+    from driftwatch.integrations import DidNotEnable
+
+    monkeypatch.setitem(lg.MINIMUM_VERSIONS, "langgraph", "99.0.0")
+    monkeypatch.setattr(lg, "_VERSIONS_OK", [])
+    with pytest.raises(DidNotEnable, match=r"langgraph>=99\.0\.0 .*pip install 'driftwatch-agents\[langgraph\]'"):
+        driftwatch.watch(reflect_graph(), agent="old")
+    with pytest.raises(DidNotEnable):
+        lg.instrument()
+    assert not lg.is_instrumented()
