@@ -54,7 +54,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import dspy
 from dspy.dsp.utils.settings import thread_local_overrides
@@ -119,7 +119,6 @@ _SECRET = re.compile(r"key|secret|password|passwd|auth|credential|header|cookie|
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 _obj_getattr = object.__getattribute__
-T = TypeVar("T")
 
 
 def _vars(obj: Any) -> dict[str, Any]:
@@ -683,6 +682,16 @@ class _Run:
         self.gepa_parent: dict[str, Any] | None = None
         self.gepa_proposal: dict[str, Any] | None = None
 
+    # the run rides in dspy.context: whatever copies or pickles DSPy's settings gets a harmless stand-in
+    def __copy__(self) -> _Run:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Run:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_no_run, ())
+
     def candidate(self, score: float | None, revision_id: str | None, **attributes: Any) -> None:
         try:
             if score is not None:
@@ -693,6 +702,11 @@ class _Run:
                 self.rt.record_candidate(self.run, score, revision_id, **attributes)
         except Exception as exc:  # noqa: BLE001  # never break the optimizer: counted
             self.rt.error("dspy", exc)
+
+
+def _no_run() -> None:
+    """What an optimizer run becomes when DSPy's settings are pickled (``dspy.settings.save``)."""
+    return None
 
 
 class _GepaCallback:

@@ -218,3 +218,18 @@ def test_a_compile_inside_a_forward_is_part_of_the_call(cap: Captured, lm: Promp
     assert cap.ledger.runs() == []
     assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 1
 
+
+
+def test_saving_dspy_settings_inside_a_compile_still_works(cap: Captured, lm: PromptLM, tmp_path: Any) -> None:
+    """The run marker that rides in dspy.context pickles to nothing: dspy.settings.save() inside a run works."""
+    path = tmp_path / "settings.pkl"
+
+    def saving_metric(example: Any, prediction: Any, trace: Any = None) -> float:
+        dspy.settings.save(str(path), exclude_keys=["lm"])
+        return metric(example, prediction)
+
+    student = driftwatch.watch(TwoStep(), agent="qa")
+    dspy.BootstrapFewShot(metric=saving_metric, max_bootstrapped_demos=1, max_labeled_demos=1).compile(
+        student, trainset=trainset(1))
+    assert dspy.settings.load(str(path), allow_pickle=True)["driftwatch_compile"] is None
+    assert cap.ledger.runs()[0].outcome == "ok"

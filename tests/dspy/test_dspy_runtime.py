@@ -342,3 +342,33 @@ def test_watch_rejects_what_it_cannot_watch() -> None:
         driftwatch.watch(TwoStep(), agent="qa", prompt_keys=["x"])
     with pytest.raises(TypeError, match="program"):
         dw_dspy.program_state("not a program")
+
+
+def test_a_factory_returning_a_program_is_watched(cap: Captured, lm: PromptLM) -> None:
+    """@watch on a function that builds a program: the program is watched; the build is a create_agent span."""
+
+    @driftwatch.watch(agent="built")
+    def build() -> TwoStep:
+        return TwoStep()
+
+    program = build()
+    assert isinstance(program, TwoStep)
+    program(question=QUESTION)
+    assert cap.value("driftwatch_calls_total", agent="built", status="ok") == 1
+    assert [s.name for s in cap.spans()] == ["create_agent built", "invoke_agent built"]
+
+
+def test_too_old_dspy_is_refused_with_an_install_hint() -> None:
+    """The integration declares its minimum DSPy (equal to the extra) and refuses an older one."""
+    import subprocess
+    import sys
+
+    from driftwatch.integrations import MINIMUM_VERSIONS
+
+    assert MINIMUM_VERSIONS["dspy"] == dw_dspy.MINIMUM_VERSION
+    code = ("import dspy; dspy.__version__ = '3.2.9'\n"
+            "from driftwatch.integrations import DidNotEnable\n"
+            "try:\n    import driftwatch.integrations.dspy\nexcept DidNotEnable as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == (f"driftwatch's DSPy integration needs dspy>={dw_dspy.MINIMUM_VERSION}, found "
+                                  "3.2.9: pip install 'driftwatch-agents[dspy]'")
