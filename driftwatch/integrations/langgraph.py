@@ -1164,7 +1164,7 @@ else:  # pragma: no cover - the `langgraph` extra installs langchain
 # -- instrument(): every graph in the process ------------------------------------------------------------
 
 _GLOBAL: DriftwatchCallbackHandler | None = None
-_PATCHES: list[tuple[Any, str, Any]] = []
+_PATCHES: list[tuple[Any, str, Any, Any]] = []  # (owner, name, original, ours)
 _SEEN: weakref.WeakSet[Any] = weakref.WeakSet()
 _GLOBAL_OPTIONS: dict[str, Any] = {}
 
@@ -1225,8 +1225,8 @@ def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namesp
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807  # it replaces __init__
             orig_init(self, *args, **kwargs)
             try:
-                if type(self).__module__.startswith("langgraph."):  # graph-lifecycle managers: not ours
-                    return
+                if _GLOBAL is not handler or type(self).__module__.startswith("langgraph."):
+                    return  # uninstrumented (left in place under a later wrapper), or a graph-lifecycle manager
                 if handler not in self.inheritable_handlers:
                     self.add_handler(handler, True)
             except Exception as exc:  # noqa: BLE001  # never break the host
@@ -1251,18 +1251,24 @@ def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namesp
             fn.__doc__ = originals[name].__doc__
             patches.append((Pregel, name, fn))
         for owner, name, new in patches:
-            _PATCHES.append((owner, name, owner.__dict__[name]))
+            _PATCHES.append((owner, name, owner.__dict__[name], new))
             setattr(owner, name, new)
 
 
 def uninstrument() -> None:
-    """Undo :func:`instrument` (and the store patches), in reverse order; idempotent."""
+    """Undo :func:`instrument` and the store patches, in reverse order; idempotent.
+
+    A patch that another instrumentor (OpenInference, OpenLLMetry) has wrapped since is left in place,
+    inert, so that their wrapper keeps working; stores watched with :func:`driftwatch.watch` stop being
+    watched too.
+    """
     global _GLOBAL
     with _LOCK:
+        _GLOBAL = None  # first: every patch of ours passes straight through from here on
         while _PATCHES:
-            owner, name, orig = _PATCHES.pop()
-            setattr(owner, name, orig)
-        _GLOBAL = None
+            owner, name, orig, ours = _PATCHES.pop()
+            if owner.__dict__.get(name) is ours:
+                setattr(owner, name, orig)
         _GLOBAL_OPTIONS.clear()
         _unpatch_stores()
         _STORES.clear()

@@ -245,3 +245,30 @@ def test_too_old_frameworks_say_what_to_install(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(DidNotEnable):
         lg.instrument()
     assert not lg.is_instrumented()
+
+
+def test_uninstrument_keeps_a_later_instrumentor_working(cap: Captured) -> None:
+    """OpenInference instrumented after instrument(): our uninstrument() leaves its wrapper (and spans) intact."""
+    import warnings
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    with warnings.catch_warnings():  # OpenInference's own import-time deprecations are not under test
+        warnings.simplefilter("ignore")
+        from openinference.instrumentation.langchain import LangChainInstrumentor
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    lg.instrument()
+    peer = LangChainInstrumentor()
+    peer.instrument(tracer_provider=provider)
+    try:
+        lg.uninstrument()
+        run_turns(reflect_graph(), ["hi"])
+    finally:
+        peer.uninstrument()
+    assert len(exporter.get_finished_spans()) >= 4
+    assert cap.value("driftwatch_calls_total", agent="LangGraph", status="ok") == 0.0
+    assert not any(isinstance(h, lg.DriftwatchCallbackHandler) for h in CallbackManager(handlers=[]).handlers)
