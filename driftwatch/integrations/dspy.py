@@ -373,10 +373,9 @@ class _Component:
 class _ProgramWatch:
     """What driftwatch keeps about one watched program instance (weakly keyed by the instance)."""
 
-    __slots__ = ("__weakref__", "agent", "components", "lock", "probe", "program", "runtime", "shape_tracker")
+    __slots__ = ("agent", "components", "lock", "probe", "runtime", "shape_tracker")
 
     def __init__(self, program: Any, agent: str, runtime: Runtime) -> None:
-        self.program = weakref.ref(program)
         self.agent = agent
         self.runtime = runtime
         self.probe: list[Any] | None = None
@@ -410,16 +409,30 @@ class _ProgramWatch:
         return changes
 
 
-_WATCHES: weakref.WeakKeyDictionary[Any, _ProgramWatch] = weakref.WeakKeyDictionary()
+# id(program) -> (weak reference, watch): keyed by identity, so that programs that define __eq__ (and
+# are therefore unhashable) can be watched too; an entry goes away with its program
+_WATCHES: dict[int, tuple[weakref.ref[Any], _ProgramWatch]] = {}
 _WATCHES_LOCK = threading.Lock()
 
 
+def _forget(key: int, ref: weakref.ref[Any]) -> None:
+    with _WATCHES_LOCK:
+        entry = _WATCHES.get(key)
+        if entry is not None and entry[0] is ref:
+            del _WATCHES[key]
+
+
 def _watch_for(program: Any, agent: str, rt: Runtime) -> _ProgramWatch:
-    pw = _WATCHES.get(program)
-    if pw is None or pw.runtime is not rt or pw.agent != agent:
-        pw = _ProgramWatch(program, agent, rt)
-        with _WATCHES_LOCK:
-            _WATCHES[program] = pw
+    key = id(program)
+    entry = _WATCHES.get(key)
+    if entry is not None and entry[0]() is program:
+        pw = entry[1]
+        if pw.runtime is rt and pw.agent == agent:
+            return pw
+    pw = _ProgramWatch(program, agent, rt)
+    ref = weakref.ref(program, lambda r: _forget(key, r))
+    with _WATCHES_LOCK:
+        _WATCHES[key] = (ref, pw)
     return pw
 
 

@@ -372,3 +372,23 @@ def test_too_old_dspy_is_refused_with_an_install_hint() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == (f"driftwatch's DSPy integration needs dspy>={dw_dspy.MINIMUM_VERSION}, found "
                                   "3.2.9: pip install 'driftwatch-agents[dspy]'")
+
+
+def test_unhashable_programs_are_watched_and_forgotten_when_gone(cap: Captured, lm: PromptLM) -> None:
+    """A program class defining __eq__ (so unhashable) is watched; its entry goes when the program does."""
+    import gc
+
+    class Comparable(TwoStep):
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Comparable)
+
+    program = driftwatch.watch(Comparable(), agent="qa")
+    program(question=QUESTION)
+    program.respond.demos.append(_example())
+    program(question=QUESTION)
+    assert [(c.component, c.kind) for c in cap.changes()] == [("respond", "demos")]
+    assert cap.runtime.error_counts == {}
+    watched = len(dw_dspy._WATCHES)
+    del program
+    gc.collect()
+    assert len(dw_dspy._WATCHES) == watched - 1
