@@ -17,6 +17,7 @@ HTTP goes through httpx. Prometheus's service discovery hands targets and Alertm
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import socket
@@ -34,10 +35,12 @@ __all__ = [
     "Prometheus",
     "Stack",
     "StackError",
+    "fast_rules",
     "find_binary",
     "free_port",
     "prometheus_config",
     "webhook_config",
+    "webhook_receivers",
 ]
 
 PROMETHEUS_BINARIES = ("prometheus",)
@@ -300,6 +303,46 @@ def webhook_config(url: str, *, group_by: Sequence[str] = ("alertname", "agent")
                   "repeat_interval": "1h"},
         "receivers": [{"name": "webhook", "webhook_configs": [{"url": url, "send_resolved": True}]}],
     }
+
+
+def fast_rules(rule_files: Sequence[str | Path], dest: str | Path, *, interval: str = "1s",
+               for_: str = "0s") -> list[Path]:
+    """Copies of Prometheus rule files with every group evaluated each ``interval`` and every alert's
+    ``for:`` set to ``for_`` (nothing else changed): the shipped rules, at test or demo speed."""
+    import yaml
+
+    out = []
+    for src in map(Path, rule_files):
+        doc = yaml.safe_load(src.read_text())
+        for group in doc.get("groups", []):
+            group["interval"] = interval
+            for rule in group.get("rules", []):
+                if "alert" in rule:
+                    rule["for"] = for_
+        path = Path(dest) / src.name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        out.append(path)
+    return out
+
+
+def webhook_receivers(config: Mapping[str, Any], url: str) -> dict[str, Any]:
+    """An Alertmanager config with its routing and inhibition kept, every receiver replaced by a webhook
+    at ``<url>/<receiver name>``, and no waiting (``group_wait: 0s``, ``group_interval: 1s``)."""
+    cfg = copy.deepcopy(dict(config))
+    cfg["receivers"] = [{"name": r["name"], "webhook_configs": [{"url": f"{url.rstrip('/')}/{r['name']}",
+                                                                 "send_resolved": True}]}
+                        for r in cfg.get("receivers", [])]
+
+    def fast(route: dict[str, Any]) -> None:
+        for key, value in (("group_wait", "0s"), ("group_interval", "1s")):
+            if key in route:
+                route[key] = value
+        for child in route.get("routes", []):
+            fast(child)
+
+    fast(cfg["route"])
+    cfg["route"].update(group_wait="0s", group_interval="1s")
+    return cfg
 
 
 class Stack:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from driftwatch.stack import Stack, find_binary, poll
+from driftwatch.stack import Stack, fast_rules, find_binary, poll, webhook_receivers
 from tests.e2e.conftest import AgentProcess, WebhookReceiver
 from tests.grafana.promql import INTEGRATIONS, RULE_FILES, all_dashboard_queries, substitute
 
@@ -32,41 +32,6 @@ pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 AGENT = "e2e-support-bot"
 OPTIMIZER = "PromptOptimizer"
-
-
-def fast_rules(dest: Path) -> list[Path]:
-    """The shipped rule files with 1 s evaluation and ``for: 0s`` (nothing else changed)."""
-    out = []
-    for f in RULE_FILES:
-        doc = yaml.safe_load(f.read_text())
-        for g in doc["groups"]:
-            g["interval"] = "1s"
-            for r in g["rules"]:
-                if "alert" in r:
-                    r["for"] = "0s"
-        path = dest / f.name
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        out.append(path)
-    return out
-
-
-def shipped_routing(webhook_url: str) -> dict[str, Any]:
-    """integrations/alertmanager.yml with every receiver turned into a webhook at ``/<name>``, no waiting."""
-    cfg = yaml.safe_load((INTEGRATIONS / "alertmanager.yml").read_text())
-    cfg["receivers"] = [{"name": r["name"], "webhook_configs": [{"url": f"{webhook_url}/{r['name']}",
-                                                                 "send_resolved": True}]}
-                        for r in cfg["receivers"]]
-
-    def fast(route: dict[str, Any]) -> None:
-        for key, value in (("group_wait", "0s"), ("group_interval", "1s")):
-            if key in route:
-                route[key] = value
-        for child in route.get("routes", []):
-            fast(child)
-
-    fast(cfg["route"])
-    cfg["route"].update(group_wait="0s", group_interval="1s", repeat_interval="1h")
-    return cfg
 
 
 @dataclass
@@ -95,8 +60,9 @@ def oncall(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -
     stack = None
     try:
         port = int(agent.expect("PORT", 60))
-        stack = Stack(targets=[f"127.0.0.1:{port}"], rule_files=fast_rules(tmp),
-                      alertmanager_config=shipped_routing(webhook.url), workdir=tmp / "stack")
+        routing = webhook_receivers(yaml.safe_load((INTEGRATIONS / "alertmanager.yml").read_text()), webhook.url)
+        stack = Stack(targets=[f"127.0.0.1:{port}"], rule_files=fast_rules(RULE_FILES, tmp),
+                      alertmanager_config=routing, workdir=tmp / "stack")
         stack.start()
         started = time.time()
         stack.wait_until_scraping(timeout=30)

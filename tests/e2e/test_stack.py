@@ -13,10 +13,12 @@ from driftwatch.stack import (
     Prometheus,
     Stack,
     StackError,
+    fast_rules,
     find_binary,
     poll,
     prometheus_config,
     webhook_config,
+    webhook_receivers,
 )
 from tests.e2e.conftest import WebhookReceiver
 
@@ -104,3 +106,35 @@ def test_alertmanager_alone_accepts_and_lists_alerts(tmp_path: Path) -> None:
         am.stop()
     assert prometheus_config(targets=["h:1"], alertmanagers=["h:2"])["alerting"]["alertmanagers"][0] == {
         "static_configs": [{"targets": ["h:2"]}]}
+
+
+def test_fast_rules_change_only_intervals_and_for(tmp_path: Path) -> None:
+    """fast_rules() rewrites group intervals and alert `for:` and leaves every expression, label and annotation."""
+    import yaml
+
+    from tests.grafana.promql import RULE_FILES
+
+    for src, fast in zip(RULE_FILES, fast_rules(RULE_FILES, tmp_path, interval="2s", for_="0s"), strict=True):
+        before, after = yaml.safe_load(src.read_text()), yaml.safe_load(fast.read_text())
+        for g_before, g_after in zip(before["groups"], after["groups"], strict=True):
+            assert g_after["interval"] == "2s"
+            for r_before, r_after in zip(g_before["rules"], g_after["rules"], strict=True):
+                if "alert" in r_before:
+                    assert r_after.pop("for") == "0s"
+                    r_before.pop("for")
+                assert r_after == r_before
+
+
+def test_webhook_receivers_keep_routing_and_inhibition() -> None:
+    """webhook_receivers() swaps receivers for webhooks at /<name> and keeps the routing tree and inhibit rules."""
+    import yaml
+
+    from tests.grafana.promql import INTEGRATIONS
+
+    shipped = yaml.safe_load((INTEGRATIONS / "alertmanager.yml").read_text())
+    cfg = webhook_receivers(shipped, "http://127.0.0.1:5/")
+    assert [r["name"] for r in cfg["receivers"]] == [r["name"] for r in shipped["receivers"]]
+    assert cfg["receivers"][0]["webhook_configs"][0]["url"] == f"http://127.0.0.1:5/{shipped['receivers'][0]['name']}"
+    assert cfg["inhibit_rules"] == shipped["inhibit_rules"]
+    assert [r["matchers"] for r in cfg["route"]["routes"]] == [r["matchers"] for r in shipped["route"]["routes"]]
+    assert cfg["route"]["group_wait"] == "0s" and shipped["route"]["group_wait"] != "0s"
