@@ -28,7 +28,10 @@ What is observed:
   counts in ``driftwatch_optimizer_runs_total``.
 
 Options of :func:`watch_object` (``driftwatch.watch(obj, agent=..., **options)``): ``prompt_keys`` —
-state keys that hold prompts (default ``("system_prompt",)``); ``store_namespaces`` — namespace
+state keys that hold prompts (default ``("system_prompt",)``); ``normalize_prompt`` — a function
+``str -> str`` applied to the system prompt before it is compared, to strip the per-request parts of a
+templated prompt (a user's name, today's date) that would otherwise count as a change on every call
+(also an argument of :class:`DriftwatchMiddleware` and :func:`instrument`); ``store_namespaces`` — namespace
 prefixes of a store to watch (tuples or ``"a/b"`` strings; for a graph, its store is watched only
 when this is given); ``component`` — the component name of a LangMem optimizer's prompt.
 """
@@ -72,7 +75,7 @@ __all__ = [
 
 #: state keys that hold prompts, unless ``prompt_keys=`` says otherwise
 DEFAULT_PROMPT_KEYS: tuple[str, ...] = ("system_prompt",)
-_OPTIONS = ("prompt_keys", "store_namespaces", "component")
+_OPTIONS = ("prompt_keys", "normalize_prompt", "store_namespaces", "component")
 _WRITES_KEPT = 64  # prompt values remembered per agent for attribution
 _NODE_RUNS_KEPT = 10_000  # node runs in progress remembered per handler
 
@@ -326,15 +329,21 @@ def _slot(rt: Runtime, agent: str, node: str) -> _Slot:
 
 
 def _observe_request(rt: Runtime, agent: str, node: str, system: Sequence[str], tools: Sequence[Any] | None,
-                     params_key: Any, params_state: Callable[[], Any]) -> None:
+                     params_key: Any, params_state: Callable[[], Any],
+                     normalize: Callable[[str], str] | None = None) -> None:
     """Compare one model request's prompt, tools and settings with the last ones (cheap keys first)."""
     slot = _slot(rt, agent, node)
-    key = tuple(map(hash, system))
+    if normalize is None:
+        key: Any = tuple(map(hash, system))
+        text = None
+    else:  # the user strips per-request parts (names, dates) of a templated prompt
+        text = normalize("\n".join(system))
+        key = hash(text)
     if key != slot.system_key:
-        text = "\n".join(system)
-        writer = _writes(agent).writer(text) if text else None
-        slot.system.observe(text, key=key, kind="system_prompt", source="agent" if writer else "runtime",
-                            node=writer)
+        raw = "\n".join(system)
+        writer = _writes(agent).writer(raw) if raw else None
+        slot.system.observe(raw if text is None else text, key=key, kind="system_prompt",
+                            source="agent" if writer else "runtime", node=writer)
         slot.system_key = key
     tools = tools or ()
     if tools is not slot.tools_obj or len(tools) != len(slot.tools_obj or ()):
@@ -377,10 +386,12 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
     run_inline = True
     raise_error = False
 
-    def __init__(self, agent: str | None = None, *, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS) -> None:
+    def __init__(self, agent: str | None = None, *, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS,
+                 normalize_prompt: Callable[[str], str] | None = None) -> None:
         super().__init__()
         self.agent = agent
         self.prompt_keys = tuple(prompt_keys)
+        self.normalize_prompt = _check_normalizer(normalize_prompt)
         self._nodes: dict[Any, str] = {}  # run id of a node run -> node name (for attribution)
 
     def _agent(self) -> tuple[str | None, _Invocation | None]:
@@ -443,7 +454,7 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
             tools = params.get("tools")
             rest = {k: v for k, v in params.items() if k != "tools"}
             _observe_request(rt, agent, _node_of(metadata, "model"), system, tools, _items_key(rest.items()),
-                             lambda: _jsonable(rest))
+                             lambda: _jsonable(rest), self.normalize_prompt)
         except Exception as exc:  # noqa: BLE001  # never break the host
             get_runtime().error("langgraph", exc)
 
@@ -1008,6 +1019,12 @@ def _watch_optimizer(opt: Any, agent: str, component: str, source: str) -> Any:
 
 # -- watch_object: what driftwatch.watch calls -------------------------------------------------------------
 
+def _check_normalizer(normalize: Any) -> Callable[[str], str] | None:
+    if normalize is not None and not callable(normalize):
+        raise TypeError(f"normalize_prompt={normalize!r}: expected a function str -> str (or None)")
+    return normalize
+
+
 def _check_prompt_keys(prompt_keys: Any) -> tuple[str, ...]:
     if isinstance(prompt_keys, str):
         prompt_keys = (prompt_keys,)
@@ -1033,12 +1050,13 @@ def watch_object(obj: Any, *, agent: str, **options: Any) -> Any:
                         f"object; expected {', '.join(_OPTIONS)}")
     _check_versions()
     prompt_keys = _check_prompt_keys(options.get("prompt_keys", DEFAULT_PROMPT_KEYS))
+    normalize = _check_normalizer(options.get("normalize_prompt"))
     namespaces = options.get("store_namespaces")
     if isinstance(obj, type):
         raise TypeError(f"driftwatch.watch cannot watch the class {obj.__name__}: watch a compiled graph "
                         "(StateGraph(...).compile()), a store or a function that builds one")
     if isinstance(obj, Pregel):
-        handler = DriftwatchCallbackHandler(agent, prompt_keys=prompt_keys)
+        handler = DriftwatchCallbackHandler(agent, prompt_keys=prompt_keys, normalize_prompt=normalize)
         watched = _with_handler(obj, handler)
         _observe_topology(agent, obj)
         store = getattr(obj, "store", None)
@@ -1057,7 +1075,8 @@ def watch_object(obj: Any, *, agent: str, **options: Any) -> Any:
         raise TypeError(f"driftwatch.watch got an uncompiled {type(obj).__name__}: watch the compiled graph, "
                         "driftwatch.watch(builder.compile(), agent=...)")
     if isinstance(obj, Runnable):
-        return obj.with_config(callbacks=[DriftwatchCallbackHandler(agent, prompt_keys=prompt_keys)])
+        return obj.with_config(callbacks=[DriftwatchCallbackHandler(agent, prompt_keys=prompt_keys,
+                                                                    normalize_prompt=normalize)])
     raise TypeError(f"driftwatch.watch cannot watch a {type(obj).__name__}: expected a compiled LangGraph graph, "
                     "a LangGraph store, a LangMem prompt optimizer or a LangChain Runnable")
 
@@ -1091,7 +1110,7 @@ def _request_params(request: Any) -> tuple[Any, Callable[[], Any]]:
     return key, state
 
 
-def _observe_model_request(agent: str, request: Any) -> None:
+def _observe_model_request(agent: str, request: Any, normalize: Callable[[str], str] | None = None) -> None:
     rt = get_runtime()
     if not rt.enabled or is_suppressed():
         return
@@ -1106,7 +1125,7 @@ def _observe_model_request(agent: str, request: Any) -> None:
         system.append(_content_text(request.system_message.content))
     system.extend(_content_text(m.content) for m in request.messages if getattr(m, "type", None) == "system")
     key, state = _request_params(request)
-    _observe_request(rt, agent, node, system, list(request.tools or ()), key, state)
+    _observe_request(rt, agent, node, system, list(request.tools or ()), key, state, normalize)
 
 
 if _AgentMiddleware is not None:
@@ -1120,11 +1139,12 @@ if _AgentMiddleware is not None:
         with ``driftwatch.watch(agent_graph, agent=...)``; the two never count a model call twice.
         """
 
-        def __init__(self, agent: str) -> None:
+        def __init__(self, agent: str, *, normalize_prompt: Callable[[str], str] | None = None) -> None:
             if not isinstance(agent, str) or not agent.strip():
                 raise ValueError(f"DriftwatchMiddleware(agent={agent!r}): expected a non-empty string")
             super().__init__()
             self.agent = agent
+            self.normalize_prompt = _check_normalizer(normalize_prompt)
 
         @property
         def name(self) -> str:
@@ -1132,7 +1152,7 @@ if _AgentMiddleware is not None:
 
         def _see(self, request: Any) -> None:
             try:
-                _observe_model_request(self.agent, request)
+                _observe_model_request(self.agent, request, self.normalize_prompt)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 get_runtime().error("langgraph", exc)
 
@@ -1157,7 +1177,7 @@ else:  # pragma: no cover - the `langgraph` extra installs langchain
     class DriftwatchMiddleware:  # type: ignore[no-redef]  # stands in when langchain is missing
         """Needs ``langchain`` (``create_agent``): pip install 'driftwatch-agents[langgraph]'."""
 
-        def __init__(self, agent: str) -> None:
+        def __init__(self, agent: str, **options: Any) -> None:
             raise DidNotEnable("DriftwatchMiddleware needs langchain>=1.0: pip install 'driftwatch-agents[langgraph]'")
 
 
@@ -1200,7 +1220,8 @@ def _instrumented_start(graph: Any) -> Started:
     return _start(graph, handler, agent)
 
 
-def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namespaces: Any = None) -> None:
+def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namespaces: Any = None,
+               normalize_prompt: Callable[[str], str] | None = None) -> None:
     """Watch every LangGraph graph in the process (agent name = the graph's ``name``); idempotent.
 
     Adds driftwatch's handler to every LangChain callback manager (as OpenInference does), records
@@ -1211,6 +1232,7 @@ def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namesp
     global _GLOBAL
     _check_versions()
     keys = _check_prompt_keys(prompt_keys)
+    normalize = _check_normalizer(normalize_prompt)
     if store_namespaces is not None:
         _prefixes(store_namespaces, "store_namespaces")
     with _LOCK:
@@ -1218,8 +1240,9 @@ def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namesp
         if _PATCHES:
             if _GLOBAL is not None:
                 _GLOBAL.prompt_keys = keys
+                _GLOBAL.normalize_prompt = normalize
             return
-        handler = _GLOBAL = DriftwatchCallbackHandler(None, prompt_keys=keys)
+        handler = _GLOBAL = DriftwatchCallbackHandler(None, prompt_keys=keys, normalize_prompt=normalize)
         orig_init = BaseCallbackManager.__init__
 
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807  # it replaces __init__

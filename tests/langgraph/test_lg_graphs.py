@@ -283,3 +283,47 @@ def test_watched_graph_is_the_same_kind_of_object() -> None:
     again = watched.with_config(recursion_limit=5)
     assert type(again) is type(watched)
     assert not (graph.config or {}).get("callbacks")  # the original is untouched
+
+
+def _templated_graph() -> Any:
+    """`reflect` may rewrite the prompt; `agent` appends the user's name to it on every call."""
+    model = FakeListChatModel(responses=["Hi."])
+
+    class UserState(State, total=False):
+        user: str
+
+    def agent(state: UserState) -> dict[str, Any]:
+        system = f"{state['system_prompt']} You are talking to {state['user']}."
+        return {"answer": model.invoke([SystemMessage(system), HumanMessage(state["question"])]).content}
+
+    builder = StateGraph(UserState)
+    builder.add_node("reflect", lambda s: {"system_prompt": s["system_prompt"] + " Be brief."}
+                     if "rewrite" in s["question"] else {})
+    builder.add_node("agent", agent)
+    builder.add_edge(START, "reflect")
+    builder.add_edge("reflect", "agent")
+    builder.add_edge("agent", END)
+    return builder.compile()
+
+
+def test_normalize_prompt_ignores_per_request_parts(cap: Captured) -> None:
+    """normalize_prompt= strips a templated user name: other users are no change, a real rewrite still is."""
+    import re
+
+    plain = driftwatch.watch(_templated_graph(), agent="templ-plain")
+    normalized = driftwatch.watch(_templated_graph(), agent="templ",
+                                  normalize_prompt=lambda s: re.sub(r"talking to \w+", "talking to <user>", s))
+    for graph in (plain, normalized):
+        prompt = P0
+        for user, question in [("ann", "hi"), ("bob", "hi"), ("cy", "hi"), ("cy", "rewrite"), ("dee", "hi")]:
+            prompt = graph.invoke({"system_prompt": prompt, "user": user, "question": question})["system_prompt"]
+    assert len(cap.changes(agent="templ-plain")) == 4  # without it, every new user looks like an edit
+    (change,) = cap.changes(agent="templ")
+    assert (change.source, change.node) == ("agent", "reflect")
+    assert after(cap, change) == BRIEF + " You are talking to <user>."
+
+
+def test_normalize_prompt_must_be_callable() -> None:
+    """A normalize_prompt that is not a function is a one-line TypeError naming it."""
+    with pytest.raises(TypeError, match="normalize_prompt='x'"):
+        driftwatch.watch(reflect_graph(), agent="n", normalize_prompt="x")
