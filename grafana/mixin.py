@@ -593,6 +593,10 @@ def optimizer_runs(cfg: dict[str, Any] = CONFIG) -> dict[str, Any]:
                  f'label_values(driftwatch_optimizer_runs_total{sel(cfg, AGENTS)}, optimizer)',
                  multi=True, include_all=True)
     s = sel(cfg, AGENTS, OPTIMIZERS)
+    lay.annotation("Changes deployed by optimizers",
+                   "sum by (agent, component, kind, source) "
+                   f"(changes(driftwatch_changes_total{sel(cfg, AGENTS, SOURCES)}[$__interval])) > 0",
+                   "{{agent}}: {{kind}} change of {{component}}", "by {{source}}", "agent,source", "purple")
     lay.row("Runs")
     lay.panel(_stat(), "Runs in range", "Optimizer runs finished in the time range.",
               [(f"sum(increase(driftwatch_optimizer_runs_total{s}[$__range]))", "")], width=8, height=5)
