@@ -71,6 +71,7 @@ __all__ = [
     "topology",
     "uninstrument",
     "watch_object",
+    "watch_store",
 ]
 
 #: state keys that hold prompts, unless ``prompt_keys=`` says otherwise
