@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: driftwatch modules that add a subcommand through their ``register(subparsers, ledger_help)``
-_COMMAND_MODULES: tuple[str, ...] = ("driftwatch.report", "driftwatch.drift.commands")
+_COMMAND_MODULES: tuple[str, ...] = ("driftwatch.report", "driftwatch.drift.commands", "driftwatch.demo")
 #: commands added by other modules (demo, report, stack ...): each gets (subparsers, ledger_help)
 _EXTRA_COMMANDS: list[Callable[[Any, str], None]] = []
 
