@@ -33,7 +33,7 @@ debs:
 	fi
 
 demo: $(STAMP)
-	$(BIN)/python examples/self_editing_agent.py
+	$(BIN)/driftwatch demo --non-interactive
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
