@@ -15,6 +15,9 @@ Two sources of error are accounted for by a double bootstrap:
   and fed through the replicate's detector; the ARL of that is computed from the renewal formula
   instead of by simulation (cheap and deterministic).
 
+For rates the outer level is exact (a sum over the binomial distribution of the refitted count);
+for continuous signals it is 16 resamples.
+
 The per-call false-alarm rate of a statistic is the mean over replicates of ``1/ARL₀(h)``; the
 threshold is the smallest ``h`` that brings it to the statistic's share of the budget. Everything
 here is pure Python: it runs once per reference (at a change), never per call.
@@ -49,30 +52,46 @@ def cramer(xs: Sequence[float], ws: Sequence[float]) -> tuple[float, float, floa
         return 0.0, -mean, var
     pairs = [(x, w) for x, w in zip(xs, ws, strict=True) if w > 0.0]
 
-    def f(theta: float) -> float:
-        # Σ w exp(θx) − 1, computed without overflow (θx is capped: beyond it f is surely > 0)
-        total = 0.0
+    def f(theta: float) -> tuple[float, float]:
+        # (Σ w exp(θx) − 1, its derivative); θx is capped: beyond the cap f is surely > 0
+        total = slope = 0.0
         for x, w in pairs:
             t = theta * x
             if t > 700.0:
-                return math.inf
-            total += w * math.exp(t)
-        return total - 1.0
+                return math.inf, math.inf
+            e = w * math.exp(t)
+            total += e
+            slope += e * x
+        return total - 1.0, slope
 
-    lo, hi = 0.0, 1.0
-    while f(hi) <= 0.0:
-        lo, hi = hi, hi * 2.0
-        if hi > 1e6:
+    # f is convex with f(0) = 0 and f'(0) = E[X] < 0: start right of the root, then Newton steps
+    # decrease monotonically onto it
+    theta = max(2.0 * -mean / var, 1e-9) if var > 0.0 else 1.0
+    lo = 0.0
+    value, slope = f(theta)
+    while value <= 0.0:
+        lo, theta = theta, theta * 2.0
+        if theta > 1e6:
             return math.inf, -mean, var
-    for _ in range(48):
-        mid = 0.5 * (lo + hi)
-        if f(mid) <= 0.0:
+        value, slope = f(theta)
+    while value == math.inf:  # overflow: bisect back until f is finite (and still positive)
+        mid = 0.5 * (lo + theta)
+        v, sl = f(mid)
+        if v <= 0.0:
             lo = mid
         else:
-            hi = mid
-        if hi - lo < 1e-6 * hi:
+            theta, value, slope = mid, v, sl
+        if theta - lo < 1e-12 * theta:
+            return theta, -mean, var
+    for _ in range(100):
+        step = value / slope
+        theta -= step
+        if step < 1e-9 * theta:
             break
-    return 0.5 * (lo + hi), -mean, var
+        value, slope = f(theta)
+        if value < 0.0:  # rounding crossed the root: it is here
+            break
+    return theta, -mean, var
 
 
 def _rate(h: float, theta: float, mu: float, var: float) -> float:
@@ -87,12 +106,14 @@ def _rate(h: float, theta: float, mu: float, var: float) -> float:
     return theta * mu / (math.expm1(t) - t)
 
 
-def solve_threshold(replicates: Sequence[tuple[float, float, float]], alpha: float) -> float:
-    """The smallest h whose mean false-alarm rate over the replicates is at most ``alpha``."""
+def solve_threshold(replicates: Sequence[tuple[float, float, float]], alpha: float,
+                    weights: Sequence[float] | None = None) -> float:
+    """The smallest h whose mean false-alarm rate over the replicates (weighted) is at most ``alpha``."""
     n = len(replicates)
+    ws = [1.0 / n] * n if weights is None else list(weights)
 
     def rate(h: float) -> float:
-        return sum(_rate(h, th, mu, var) for th, mu, var in replicates) / n
+        return sum(w * _rate(h, th, mu, var) for w, (th, mu, var) in zip(ws, replicates, strict=True))
 
     if rate(H_MIN) <= alpha:
         return H_MIN
@@ -163,28 +184,22 @@ def smoothed_rate(k: int, n: int) -> float:
 
 def bernoulli_thresholds(k: int, n: int, alpha: float, odds_ratio: float, min_step: float, *, boot: int,
                          rng: random.Random) -> float:
-    """Threshold of an upward Bernoulli-rate CUSUM fitted on ``k`` events in ``n`` reference calls."""
+    """Threshold of an upward Bernoulli-rate CUSUM fitted on ``k`` events in ``n`` reference calls.
+
+    The outer bootstrap is exact here: the refitted count ranges over the binomial distribution of
+    ``n`` calls at the smoothed rate (±7 sd), weighted by its probabilities (``boot``/``rng`` unused).
+    """
     p = smoothed_rate(k, n)
+    sd = math.sqrt(n * p * (1.0 - p))
+    lo, hi = max(0, math.floor(n * p - 7.0 * sd - 1.0)), min(n, math.ceil(n * p + 7.0 * sd + 2.0))
     reps: list[tuple[float, float, float]] = []
-    for _ in range(boot):
-        kb = _binomial(n, p, rng)
+    weights: list[float] = []
+    log_p, log_q = math.log(p), math.log1p(-p)
+    base = math.lgamma(n + 1)
+    for kb in range(lo, hi + 1):
+        weights.append(math.exp(base - math.lgamma(kb + 1) - math.lgamma(n - kb + 1) + kb * log_p + (n - kb) * log_q))
         p0 = smoothed_rate(kb, n)
         p1 = bernoulli_design(p0, odds_ratio, min_step)
-        x1 = math.log(p1 / p0)
-        x0 = math.log((1.0 - p1) / (1.0 - p0))
-        reps.append(cramer([x0, x1], [1.0 - p, p]))
-    return solve_threshold(reps, alpha)
-
-
-def _binomial(n: int, p: float, rng: random.Random) -> int:
-    if n * p < 30.0:  # count events by their geometric gaps: O(events), exact
-        if p <= 0.0:
-            return 0
-        log_q = math.log1p(-p)
-        k, i = 0, 0
-        while True:
-            i += int(math.log(1.0 - rng.random()) / log_q) + 1
-            if i > n:
-                return k
-            k += 1
-    return max(0, min(n, round(rng.gauss(n * p, math.sqrt(n * p * (1.0 - p))))))
+        reps.append(cramer([math.log((1.0 - p1) / (1.0 - p0)), math.log(p1 / p0)], [1.0 - p, p]))
+    total = sum(weights)
+    return solve_threshold(reps, alpha, [w / total for w in weights])
