@@ -18,6 +18,7 @@ HTTP goes through httpx. Prometheus's service discovery hands targets and Alertm
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import socket
@@ -75,9 +76,16 @@ def find_binary(names: Sequence[str], override: str | None = None) -> str:
 
 
 def _dump_yaml(data: Mapping[str, Any]) -> str:
-    import yaml  # PyYAML: a test/dev dependency; only needed when a config is given as a dict
+    """Configs are written as JSON, which is YAML too: no YAML library needed to run servers."""
+    return json.dumps(dict(data), indent=2) + "\n"
 
-    return yaml.safe_dump(dict(data), sort_keys=False)
+
+def _yaml() -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise StackError("reading rule files needs PyYAML: pip install pyyaml") from None
+    return yaml
 
 
 def poll(condition: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.05) -> T:
@@ -309,8 +317,7 @@ def fast_rules(rule_files: Sequence[str | Path], dest: str | Path, *, interval: 
                for_: str = "0s") -> list[Path]:
     """Copies of Prometheus rule files with every group evaluated each ``interval`` and every alert's
     ``for:`` set to ``for_`` (nothing else changed): the shipped rules, at test or demo speed."""
-    import yaml
-
+    yaml = _yaml()
     out = []
     for src in map(Path, rule_files):
         doc = yaml.safe_load(src.read_text())
