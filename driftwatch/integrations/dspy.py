@@ -181,9 +181,14 @@ def _signature_fields(sig: Any) -> list[dict[str, Any]]:
     return fields
 
 
+def _signature_of(p: Any, d: dict[str, Any]) -> Any:
+    sig = d.get("signature")
+    return sig if sig is not None else p.signature  # a subclass may hold it elsewhere (a property)
+
+
 def _predict_state(p: Any) -> dict[str, Any]:
     d = _vars(p)
-    sig = d["signature"]
+    sig = _signature_of(p, d)
     state: dict[str, Any] = {
         "instructions": sig.instructions,
         "fields": _signature_fields(sig),
@@ -211,8 +216,8 @@ def _state_of(obj: Any) -> dict[str, Any]:
 
 
 # cheap keys: object identities only (the objects are pinned by the caller, so ids cannot be reused)
-def _predict_key(d: dict[str, Any]) -> tuple[Any, ...]:
-    sig = d["signature"]
+def _predict_key(p: Any, d: dict[str, Any]) -> tuple[Any, ...]:
+    sig = _signature_of(p, d)
     doc = sig.__doc__
     demos = d.get("demos")
     config = d.get("config")
@@ -221,19 +226,19 @@ def _predict_key(d: dict[str, Any]) -> tuple[Any, ...]:
             *map(id, config.values() if config else ()), -2, id(criteria), len(criteria) if criteria else 0)
 
 
-def _predict_pins(d: dict[str, Any]) -> tuple[Any, ...]:
-    sig = d["signature"]
+def _predict_pins(p: Any, d: dict[str, Any]) -> tuple[Any, ...]:
+    sig = _signature_of(p, d)
     demos = d.get("demos")
     config = d.get("config")
     return (sig, sig.__doc__, d.get("lm"), demos, tuple(demos or ()), config,
             tuple(config.values()) if config else (), d.get("fields"))
 
 
-def _flex_key(d: dict[str, Any]) -> tuple[Any, ...]:
+def _flex_key(f: Any, d: dict[str, Any]) -> tuple[Any, ...]:
     return (id(d.get("_module_src")), id(d.get("lm")))
 
 
-def _flex_pins(d: dict[str, Any]) -> tuple[Any, ...]:
+def _flex_pins(f: Any, d: dict[str, Any]) -> tuple[Any, ...]:
     return (d.get("_module_src"), d.get("lm"))
 
 
@@ -399,10 +404,11 @@ class _ProgramWatch:
                 changes.append(ch)
         for comp in self.components:
             d = _vars(comp.obj)
-            key = _flex_key(d) if comp.flex else _predict_key(d)
+            obj = comp.obj
+            key = _flex_key(obj, d) if comp.flex else _predict_key(obj, d)
             if key != comp.key:
                 comp.key = key
-                comp.pins = _flex_pins(d) if comp.flex else _predict_pins(d)
+                comp.pins = _flex_pins(obj, d) if comp.flex else _predict_pins(obj, d)
             ch = comp.tracker.observe(comp.state, key=key, kind=_kind, source=source, run_id=run_id)
             if ch is not None:
                 changes.append(ch)
@@ -811,7 +817,12 @@ class _CompileScope:
                 self.span, self.token = tracing.start_run(agent, self.name)
             except Exception as exc:  # noqa: BLE001  # counted
                 rt.error("tracing", exc)
-        self.run = _Run(rt, agent, self.name, rt.start_run(agent, self.name))
+        try:
+            self.run = _Run(rt, agent, self.name, rt.start_run(agent, self.name))
+        except BaseException:
+            if self.span is not None:  # no run: leave no span behind (the caller counts the error)
+                tracing.end_run(self.span, self.token, _NoRun(), error=None)  # type: ignore[union-attr]  # set
+            raise
         if self.span is not None:
             try:
                 self.span.set_attribute("driftwatch.optimizer.run_id", self.run.run.id)
@@ -903,6 +914,15 @@ class _CompileScope:
 _UNSET: Any = object()
 
 
+class _NoRun:
+    """Stands in for a run that could not be started, when its span is closed."""
+
+    id = ""
+    outcome = "not_started"
+    candidates = 0
+    best_score = None
+
+
 def _compile_scope(optimizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _CompileScope | None:
     ov = thread_local_overrides.get()
     if ov and (ov.get(_CTX) is not None or ov.get("caller_modules")):
@@ -969,8 +989,8 @@ def _wrap_compile(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _wrap_class_compile(cls: type) -> None:
     fn = cls.__dict__.get("compile")
-    if fn is None or not callable(fn) or getattr(fn, "__driftwatch_original__", None) is not None:
-        return
+    if not inspect.isfunction(fn) or getattr(fn, "__driftwatch_original__", None) is not None:
+        return  # absent, already wrapped, or a staticmethod/classmethod/descriptor: left as it is
     cls.compile = _wrap_compile(fn)  # type: ignore[attr-defined]  # patched; undone by uninstrument()
     _Hooks.compiles[cls] = fn
 
@@ -1165,7 +1185,7 @@ def _apply(obj: Any, state: Mapping[str, Any]) -> None:
         obj.lm = lm
         return
     d = _vars(obj)
-    sig = _signature_for(d["signature"], state)
+    sig = _signature_for(_signature_of(obj, d), state)
     lm = _lm_for(d.get("lm"), state.get("lm"))
     obj.signature = sig
     obj.demos = [dspy.Example(**demo) if isinstance(demo, Mapping) else demo for demo in state.get("demos") or []]
@@ -1216,7 +1236,7 @@ def restore(program: Any, revision_id: str | Mapping[str, str], *, component: st
         if _is_flex(obj):
             _lm_for(_vars(obj).get("lm"), state.get("lm"))
         else:
-            _signature_for(_vars(obj)["signature"], state)
+            _signature_for(_signature_of(obj, _vars(obj)), state)
             _lm_for(_vars(obj).get("lm"), state.get("lm"))
     with suppressed():
         for _comp, obj, state in plan:

@@ -233,3 +233,21 @@ def test_saving_dspy_settings_inside_a_compile_still_works(cap: Captured, lm: Pr
         student, trainset=trainset(1))
     assert dspy.settings.load(str(path), allow_pickle=True)["driftwatch_compile"] is None
     assert cap.ledger.runs()[0].outcome == "ok"
+
+
+def test_a_failing_hook_never_breaks_an_optimizer_run(cap: Captured, lm: PromptLM,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Errors inside driftwatch's compile and Evaluate hooks are counted; the optimizer's result is unchanged."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("driftwatch bug")
+
+    monkeypatch.setattr(dw_dspy, "_program_revision", broken)
+    monkeypatch.setattr(dw_dspy._CompileScope, "_record_result", broken)
+    student = driftwatch.watch(TwoStep(), agent="qa")
+    tuned = _compile("COPRO", student)
+    assert tuned(question=QUESTION).answer == "Paris"
+    (run,) = cap.ledger.runs(agent="qa")
+    assert run.outcome == "ok" and run.candidates >= 2
+    assert all(c["revision_id"] is None for c in cap.ledger.candidates(run.id))
+    assert cap.value("driftwatch_internal_errors_total", stage="dspy") >= 1 + run.candidates
