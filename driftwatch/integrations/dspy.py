@@ -56,7 +56,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any, ClassVar
 
-import dspy
+from driftwatch.integrations import MINIMUM_VERSIONS, DidNotEnable
+
+try:
+    import dspy
+except ImportError as _missing:  # the import is the check that DSPy is installed
+    raise DidNotEnable("driftwatch's DSPy integration needs dspy: pip install 'driftwatch-agents[dspy]'") \
+        from _missing
+
 from dspy.dsp.utils.settings import thread_local_overrides
 from dspy.evaluate.evaluate import Evaluate
 from dspy.predict.parameter import Parameter
@@ -66,7 +73,6 @@ from dspy.teleprompt.teleprompt import Teleprompter
 from dspy.utils.usage_tracker import UsageTracker
 
 from driftwatch.change import Change
-from driftwatch.integrations import MINIMUM_VERSIONS, DidNotEnable
 from driftwatch.revision import canonical_json, combine, fingerprint
 from driftwatch.runtime import CallScope, Runtime, get_runtime, is_suppressed, suppressed
 

@@ -358,8 +358,8 @@ def test_a_factory_returning_a_program_is_watched(cap: Captured, lm: PromptLM) -
     assert [s.name for s in cap.spans()] == ["create_agent built", "invoke_agent built"]
 
 
-def test_too_old_dspy_is_refused_with_an_install_hint() -> None:
-    """The integration declares its minimum DSPy (equal to the extra) and refuses an older one."""
+def test_missing_or_too_old_dspy_is_refused_with_an_install_hint() -> None:
+    """The integration declares its minimum DSPy (equal to the extra); a missing or older one: DidNotEnable."""
     import subprocess
     import sys
 
@@ -372,6 +372,9 @@ def test_too_old_dspy_is_refused_with_an_install_hint() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == (f"driftwatch's DSPy integration needs dspy>={dw_dspy.MINIMUM_VERSION}, found "
                                   "3.2.9: pip install 'driftwatch-agents[dspy]'")
+    missing = code.replace("import dspy; dspy.__version__ = '3.2.9'", "import sys; sys.modules['dspy'] = None")
+    out = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "driftwatch's DSPy integration needs dspy: pip install 'driftwatch-agents[dspy]'"
 
 
 def test_unhashable_programs_are_watched_and_forgotten_when_gone(cap: Captured, lm: PromptLM) -> None:
