@@ -340,6 +340,7 @@ class _Layout:
         d = cfg["dashboards"]
         self.cfg = cfg
         self.next_id = 1
+        self.annotation_extra: list[dict[str, Any]] = []  # Prometheus annotation fields the SDK has no setter for
         self.dash = (
             Dashboard(title).uid(f"{d['uid_prefix']}-{uid}").tags(d["tags"]).description(description)
             .refresh(d["refresh"]).time(d["time_from"], "now").timezone("browser").editable()
@@ -381,14 +382,12 @@ class _Layout:
     def annotation(self, name: str, expr: str, title: str, text: str, tags: str, color: str) -> None:
         self.dash = self.dash.annotation(
             AnnotationQuery().name(name).datasource(DS).enable(True).hide(False).icon_color(color).expr(expr))
-        self._annotation_extra = getattr(self, "_annotation_extra", [])
-        self._annotation_extra.append({"titleFormat": title, "textFormat": text, "tagKeys": tags,
+        self.annotation_extra.append({"titleFormat": title, "textFormat": text, "tagKeys": tags,
                                        "useValueForTime": False, "step": "$__interval"})
 
     def build(self) -> dict[str, Any]:
         out = json.loads(json.dumps(self.dash.build(), cls=JSONEncoder))
-        for ann, extra in zip(out.get("annotations", {}).get("list", []),
-                              getattr(self, "_annotation_extra", []), strict=True):
+        for ann, extra in zip(out.get("annotations", {}).get("list", []), self.annotation_extra, strict=True):
             ann.update(extra)
         return out
 
