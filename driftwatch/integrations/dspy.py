@@ -735,28 +735,41 @@ def _no_run() -> None:
 
 
 class _GepaCallback:
-    """GEPA's own callbacks (``gepa_kwargs={"callbacks": [...]}``): its candidates and their scores."""
+    """GEPA's own callbacks (``gepa_kwargs={"callbacks": [...]}``): its candidates and their scores.
+
+    Accepted candidates are recorded with their validation-set score; rejected proposals with no
+    score (their minibatch scores are attributes: a minibatch is too small to compete for best score).
+    """
 
     def __init__(self, run: _Run) -> None:
         self.run = run
 
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001  # never break GEPA: counted
+            self.run.rt.error("dspy", exc)
+
     def on_valset_evaluated(self, event: Mapping[str, Any]) -> None:
-        candidate = event.get("candidate") or {}
-        self.run.candidate(event.get("average_score"), fingerprint(_jsonable(candidate)),
-                           stage="valset", gepa_index=event.get("candidate_idx"))
+        self._guard(lambda: self.run.candidate(
+            event.get("average_score"), fingerprint(_jsonable(event.get("candidate") or {})), stage="valset",
+            gepa_index=_jsonable(event.get("candidate_idx"))))
 
     def on_proposal_start(self, event: Mapping[str, Any]) -> None:
-        self.run.gepa_parent = dict(event.get("parent_candidate") or {})
+        self._guard(lambda: setattr(self.run, "gepa_parent", dict(event.get("parent_candidate") or {})))
 
     def on_proposal_end(self, event: Mapping[str, Any]) -> None:
-        self.run.gepa_proposal = {**(self.run.gepa_parent or {}), **dict(event.get("new_instructions") or {})}
+        self._guard(lambda: setattr(self.run, "gepa_proposal", {
+            **(self.run.gepa_parent or {}), **dict(event.get("new_instructions") or {})}))
 
     def on_candidate_rejected(self, event: Mapping[str, Any]) -> None:
-        proposal = self.run.gepa_proposal
-        self.run.candidate(None, fingerprint(_jsonable(proposal)) if proposal else None, stage="minibatch",
-                           accepted=False, minibatch_score=_jsonable(event.get("new_score")),
-                           parent_minibatch_score=_jsonable(event.get("old_score")))
-        self.run.gepa_proposal = None
+        def record() -> None:
+            proposal, self.run.gepa_proposal = self.run.gepa_proposal, None
+            self.run.candidate(None, fingerprint(_jsonable(proposal)) if proposal else None, stage="minibatch",
+                               accepted=False, minibatch_score=_jsonable(event.get("new_score")),
+                               parent_minibatch_score=_jsonable(event.get("old_score")))
+
+        self._guard(record)
 
 
 def _current_run() -> _Run | None:
