@@ -251,3 +251,15 @@ def test_a_failing_hook_never_breaks_an_optimizer_run(cap: Captured, lm: PromptL
     assert run.outcome == "ok" and run.candidates >= 2
     assert all(c["revision_id"] is None for c in cap.ledger.candidates(run.id))
     assert cap.value("driftwatch_internal_errors_total", stage="dspy") >= 1 + run.candidates
+
+
+def test_instrument_records_runs_of_unwatched_students_under_their_class_name(cap: Captured, lm: PromptLM) -> None:
+    """With instrument(), an unwatched student's run and changes are recorded under the program's class name."""
+    dw_dspy.instrument()
+    tuned = dspy.LabeledFewShot(k=1).compile(TwoStep(), trainset=trainset(2))
+    tuned(question=QUESTION)
+    (run,) = cap.ledger.runs()
+    assert (run.agent, run.optimizer) == ("TwoStep", "LabeledFewShot")
+    assert sorted((c.agent, c.component, c.kind) for c in cap.changes()) == [
+        ("TwoStep", "gen_query", "demos"), ("TwoStep", "respond", "demos")]
+    assert cap.value("driftwatch_calls_total", agent="TwoStep", status="ok") == 1
