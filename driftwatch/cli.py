@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: driftwatch modules that add a subcommand through their ``register(subparsers, ledger_help)``
-_COMMAND_MODULES: tuple[str, ...] = ("driftwatch.report", "driftwatch.drift.commands", "driftwatch.demo")
+_COMMAND_MODULES: tuple[str, ...] = ("driftwatch.report", "driftwatch.drift.commands", "driftwatch.demo",
+                                     "driftwatch.stack_cli")
 #: commands added by other modules (demo, report, stack ...): each gets (subparsers, ledger_help)
 _EXTRA_COMMANDS: list[Callable[[Any, str], None]] = []
 
