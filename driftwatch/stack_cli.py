@@ -103,7 +103,7 @@ class AlertWatcher:
         self.t0 = clock() if t0 is None else t0
         self.states: dict[tuple[tuple[str, str], ...], str] = {}
         self.fired: dict[tuple[tuple[str, str], ...], float] = {}
-        self.received: dict[str, float] = {}
+        self.received: dict[str, tuple[float, tuple[str, str, str]]] = {}
         self.errors = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -136,7 +136,9 @@ class AlertWatcher:
         for a in held:
             fp = a.get("fingerprint", "")
             if fp and fp not in self.received and a.get("status", {}).get("state") in ("active", "suppressed"):
-                self.received[fp] = now
+                labels = a["labels"]
+                self.received[fp] = (now, (labels.get("alertname", ""), labels.get("agent", ""),
+                                           labels.get("signal", "")))
                 self.write(f"[{now:5.1f}s] alertmanager received {_describe(a['labels'])}")
 
     def firing(self) -> set[tuple[str, str, str]]:
@@ -312,7 +314,7 @@ def _settle(demo: Any, watcher: AlertWatcher, shipped_timing: bool) -> None:
         return
 
     def paged() -> bool:
-        return alarms <= watcher.firing() and len(watcher.received) >= len(alarms)
+        return alarms <= watcher.firing() and alarms <= {key for _, key in watcher.received.values()}
 
     _wait(paged, 20.0)
 
