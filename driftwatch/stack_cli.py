@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AlertWatcher", "register", "rule_files"]
+__all__ = ["AlertWatcher", "check_rules", "register", "rule_files"]
 
 RULE_NAMES = ("driftwatch_rules.yaml", "driftwatch_alerts.yaml")
 JOB = "driftwatch"
@@ -45,8 +45,8 @@ def default_rules_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "grafana" / "alerts"
 
 
-def rule_files(rules_dir: Path, dest: Path, *, shipped_timing: bool) -> list[Path]:
-    """The shipped rule files copied to ``dest`` (evaluated every 1 s with ``for: 0s`` unless ``shipped_timing``)."""
+def check_rules(rules_dir: Path) -> list[Path]:
+    """The two shipped rule files in ``rules_dir`` (a one-line ``CLIError`` when one is missing)."""
     from driftwatch.cli import CLIError
 
     paths = [rules_dir / name for name in RULE_NAMES]
@@ -54,6 +54,14 @@ def rule_files(rules_dir: Path, dest: Path, *, shipped_timing: bool) -> list[Pat
     if missing:
         raise CLIError(f"--rules {rules_dir}: no {missing[0].name} there (a source checkout has grafana/alerts/); "
                        "pass --rules DIR")
+    return paths
+
+
+def rule_files(rules_dir: Path, dest: Path, *, shipped_timing: bool) -> list[Path]:
+    """The shipped rule files copied to ``dest`` (evaluated every 1 s with ``for: 0s`` unless ``shipped_timing``)."""
+    from driftwatch.cli import CLIError
+
+    paths = check_rules(rules_dir)
     try:
         import yaml
     except ImportError:
@@ -199,6 +207,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
     except StackError as exc:
         raise CLIError(str(exc)) from None
     rules_dir = Path(args.rules) if args.rules else default_rules_dir()
+    check_rules(rules_dir)
 
     def write(line: str) -> None:
         print(line, flush=True)
