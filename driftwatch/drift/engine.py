@@ -172,7 +172,11 @@ class DriftEngine:
                 st.calls_since_anchor += 1
             if st.settle and st.mon.ring_size >= self.reference_calls:
                 self._freeze(st, "after_change")
-            fired = [(s, status.signals[s]) for s in status.fired]
+            if status.fired:
+                latched = st.mon.latched  # the score at the crossing (an embedding batch may end lower)
+                fired = [(s, latched.get(s, status.signals[s])) for s in status.fired]
+            else:
+                fired = []
             if ops.fired:
                 st.ops_alarmed.update(ops.fired)
         for signal, score in fired:
