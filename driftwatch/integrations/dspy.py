@@ -497,8 +497,12 @@ class _Hooks:
 
     installed = False
     cover_all = False
+    #: the generation of the patches in place (-1: none). A wrapper is live only while its own
+    #: generation is: one left behind under another instrumentor's wrapper then just passes through.
+    live = -1
+    generation = 0
     lock = threading.RLock()
-    saved: ClassVar[list[tuple[type, str, Any, bool]]] = []
+    saved: ClassVar[list[tuple[type, str, Any, bool, Any]]] = []
     compiles: ClassVar[dict[type, Any]] = {}
 
 
@@ -645,8 +649,12 @@ def _end(rec: _CallRecord, result: Any = None, error: BaseException | None = Non
 
 
 def _make_call(orig: Callable[..., Any]) -> Callable[..., Any]:
+    gen = _Hooks.generation
+
     @functools.wraps(orig)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807  # replaces Module.__call__
+        if _Hooks.live != gen:
+            return orig(self, *args, **kwargs)
         try:
             agent = _call_target(self)
             rec = _begin(self, agent) if agent is not None else None
@@ -668,8 +676,12 @@ def _make_call(orig: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _make_acall(orig: Callable[..., Any]) -> Callable[..., Any]:
+    gen = _Hooks.generation
+
     @functools.wraps(orig)
     async def acall(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _Hooks.live != gen:
+            return await orig(self, *args, **kwargs)
         try:
             agent = _call_target(self)
             rec = _begin(self, agent) if agent is not None else None
@@ -778,9 +790,11 @@ def _current_run() -> _Run | None:
 
 
 def _make_evaluate(orig: Callable[..., Any]) -> Callable[..., Any]:
+    gen = _Hooks.generation
+
     @functools.wraps(orig)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807  # replaces Evaluate.__call__
-        run = _current_run()
+        run = _current_run() if _Hooks.live == gen else None
         if run is None or run.gepa:
             return orig(self, *args, **kwargs)
         revision = None
@@ -961,10 +975,13 @@ def _compile_scope(optimizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 def _wrap_compile(fn: Callable[..., Any]) -> Callable[..., Any]:
     if getattr(fn, "__driftwatch_original__", None) is not None:
         return fn
+    gen = _Hooks.generation
 
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def acompile(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if _Hooks.live != gen:
+                return await fn(self, *args, **kwargs)
             try:
                 scope = _compile_scope(self, args, kwargs)
             except Exception as exc:  # noqa: BLE001  # never break the optimizer
@@ -986,6 +1003,8 @@ def _wrap_compile(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def compile(self: Any, *args: Any, **kwargs: Any) -> Any:  # replaces Teleprompter.compile
+        if _Hooks.live != gen:
+            return fn(self, *args, **kwargs)
         try:
             scope = _compile_scope(self, args, kwargs)
         except Exception as exc:  # noqa: BLE001  # never break the optimizer
@@ -1033,38 +1052,45 @@ def _all_subclasses(cls: type) -> Iterator[type]:
 def _patch(owner: type, name: str, make: Callable[[Any], Any]) -> None:
     had = name in owner.__dict__
     original = owner.__dict__.get(name)
-    current = getattr(owner, name)
-    _Hooks.saved.append((owner, name, original, had))
-    setattr(owner, name, make(current))
+    wrapper = make(getattr(owner, name))
+    _Hooks.saved.append((owner, name, original, had, wrapper))
+    setattr(owner, name, wrapper)
 
 
 def _install() -> None:
     with _Hooks.lock:
         if _Hooks.installed:
             return
+        _Hooks.generation += 1
         _Hooks.saved = []
         _Hooks.compiles = {}
         _patch(Module, "__call__", _make_call)
         _patch(Module, "acall", _make_acall)
         _patch(Evaluate, "__call__", _make_evaluate)
         original_init_subclass = Teleprompter.__dict__.get("__init_subclass__")
-        _Hooks.saved.append((Teleprompter, "__init_subclass__", original_init_subclass,
-                             original_init_subclass is not None))
+        gen = _Hooks.generation
+
         def __init_subclass__(cls: type, **kwargs: Any) -> None:  # noqa: N807  # the hook's own name
             func = getattr(original_init_subclass, "__func__", None)
             if func is not None:
                 func(cls, **kwargs)
             else:
                 super(Teleprompter, cls).__init_subclass__(**kwargs)
+            if _Hooks.live != gen:
+                return
             try:
                 _wrap_class_compile(cls)
             except Exception as exc:  # noqa: BLE001  # never break a class definition
                 get_runtime().error("dspy", exc)
 
-        Teleprompter.__init_subclass__ = classmethod(__init_subclass__)  # type: ignore[assignment]  # patched
+        hook = classmethod(__init_subclass__)
+        _Hooks.saved.append((Teleprompter, "__init_subclass__", original_init_subclass,
+                             original_init_subclass is not None, hook))
+        Teleprompter.__init_subclass__ = hook  # type: ignore[assignment]  # patched; undone by uninstrument()
+        _Hooks.installed = True
+        _Hooks.live = _Hooks.generation
         for cls in _all_subclasses(Teleprompter):
             _wrap_class_compile(cls)
-        _Hooks.installed = True
 
 
 def instrument() -> None:
@@ -1077,18 +1103,23 @@ def instrument() -> None:
 def uninstrument() -> None:
     """Undo every patch (also those :func:`driftwatch.watch` put in place). Idempotent.
 
-    Programs keep their mark: watching anything again (or :func:`instrument`) re-arms them.
+    A patch that another instrumentor has since wrapped is left in place, inert (it only passes
+    calls through), so that the other tool keeps working. Programs keep their mark: watching
+    anything again (or :func:`instrument`) re-arms them.
     """
     with _Hooks.lock:
         _Hooks.cover_all = False
         if not _Hooks.installed:
             return
+        _Hooks.live = -1
         for cls, fn in reversed(list(_Hooks.compiles.items())):
             current = cls.__dict__.get("compile")
             if getattr(current, "__driftwatch_original__", None) is fn:
                 cls.compile = fn  # type: ignore[attr-defined]  # restoring the original
         _Hooks.compiles = {}
-        for owner, name, original, had in reversed(_Hooks.saved):
+        for owner, name, original, had, wrapper in reversed(_Hooks.saved):
+            if owner.__dict__.get(name) is not wrapper:
+                continue  # wrapped over by someone else: ours stays, inert
             if had:
                 setattr(owner, name, original)
             else:

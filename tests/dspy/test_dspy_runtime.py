@@ -396,3 +396,44 @@ def test_unhashable_programs_are_watched_and_forgotten_when_gone(cap: Captured, 
     del program
     gc.collect()
     assert key not in dw_dspy._WATCHES
+
+
+def test_uninstrument_leaves_a_later_instrumentor_working(cap: Captured, lm: PromptLM) -> None:
+    """OpenInference wraps DSPy after driftwatch: uninstrument() keeps OpenInference's spans, records nothing more."""
+    from openinference.instrumentation.dspy import DSPyInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    classes = [Module, Evaluate, Teleprompter, dspy.BaseLM, dspy.LM, type(lm).__mro__[1], dspy.Adapter,
+               dspy.ChatAdapter, dspy.Tool, *dw_dspy._all_subclasses(Module)]
+    pristine = {cls: dict(cls.__dict__) for cls in classes}
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    oi = DSPyInstrumentor()
+    program = driftwatch.watch(TwoStep(), agent="qa")
+    oi.instrument(tracer_provider=provider, skip_dep_check=True)
+    try:
+        program(question=QUESTION)
+        dw_dspy.uninstrument()
+        assert Module.__dict__["__call__"] is not pristine[Module]["__call__"]  # OpenInference's wrapper stays
+        exporter.clear()
+        program(question=QUESTION)
+        assert len(exporter.get_finished_spans()) > 0
+        assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 1
+        driftwatch.watch(program, agent="qa")  # re-armed once, not twice (the inert wrapper stays inert)
+        program(question=QUESTION)
+        assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 2
+    finally:
+        oi.uninstrument()
+        dw_dspy.uninstrument()
+        for cls, attrs in pristine.items():  # OpenInference 0.1.48's uninstrument leaves some wrappers
+            for name, value in list(cls.__dict__.items()):
+                if not (callable(value) or isinstance(value, classmethod)) or attrs.get(name) is value:
+                    continue
+                if name in attrs:
+                    setattr(cls, name, attrs[name])
+                else:
+                    delattr(cls, name)
+    assert Module.__dict__["__call__"] is pristine[Module]["__call__"]
