@@ -89,13 +89,16 @@ def _yaml() -> Any:
 
 
 def poll(condition: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.05) -> T:
-    """Call ``condition`` until it returns something other than ``None``/``False``; ``StackError`` on timeout."""
+    """Call ``condition`` until it returns something truthy (a non-empty query result…); return that value.
+
+    ``StackError`` naming ``what`` on timeout; HTTP errors count as "not yet"; a dead server fails at once.
+    """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while True:
         try:
             value = condition()
-            if value is not None and value is not False:
+            if value:
                 return value
         except _ExitedError:
             raise

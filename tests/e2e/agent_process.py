@@ -5,8 +5,9 @@
 Protocol on stdout, one line each: ``PORT <n>`` once /metrics is served (on 127.0.0.1), ``CHANGE <id> <source>``
 per self-modification, ``ALARM <signal> <unix time>`` when a behavioural drift alarm of driftwatch's drift engine
 latches (read from the exported ``driftwatch_drift_alarm`` gauge).
-It serves steady traffic (about 100 calls/s) from the start; the line ``go`` on stdin starts the self-tuning
-(two optimizer runs, at least ``--gap`` seconds apart so that a scrape falls between them); closing stdin stops it.
+It serves steady traffic (about 100 calls/s) from the start. The line ``go`` on stdin runs the first optimizer
+run, ``next`` the second (once the reference after the first change is complete): the test sends it once Prometheus
+has scraped the first change, so every counter is seen moving. Closing stdin stops the process.
 
 The agent answers with driftwatch's scripted model (offline, prompt-sensitive: the only stand-in, for a hosted
 LLM) and reports each call through the runtime's call scope (output, tokens, tool calls, errors) and
@@ -128,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ledger", required=True)
     parser.add_argument("--reference-calls", type=int, default=60)
     parser.add_argument("--rate", type=float, default=100.0, help="calls per second")
-    parser.add_argument("--gap", type=float, default=3.0, help="seconds at least between the two optimizer runs")
     args = parser.parse_args(argv)
 
     # a real SDK tracer provider (no exporter): spans get trace ids, which /metrics carries as exemplars
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     period = 1.0 / args.rate
     phase = 0  # 0: steady, 1: after the first optimizer run, 2: after the second
     calls_in_phase = 0
-    phase_t = time.monotonic()
+    next_asked = False
     alarmed: set[str] = set()
     next_t = time.monotonic()
     while True:
@@ -170,12 +170,11 @@ def main(argv: list[str] | None = None) -> int:
             cmd = ""
         if cmd is None:
             break
-        if (cmd == "go" and phase == 0) or (phase == 1 and calls_in_phase >= args.reference_calls + 20
-                                            and time.monotonic() - phase_t >= args.gap):
+        next_asked = next_asked or cmd == "next"
+        if (cmd == "go" and phase == 0) or (phase == 1 and next_asked and calls_in_phase >= args.reference_calls + 20):
             change = agent.optimize(PROMPTS[phase:phase + 2])
             phase += 1
             calls_in_phase = 0
-            phase_t = time.monotonic()
             if change is not None:
                 say(f"CHANGE {change.id} {change.source}")
         agent.call()

@@ -67,7 +67,13 @@ def oncall(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -
         started = time.time()
         stack.wait_until_scraping(timeout=30)
         agent.send("go")
-        changes = [agent.expect("CHANGE", 30).split()[0] for _ in range(2)]
+        changes = [agent.expect("CHANGE", 30).split()[0]]
+        # let Prometheus see the first change before the second (counters must be seen moving, even when a
+        # loaded machine makes scrapes time out)
+        seen = f'driftwatch_changes_total{{agent="{AGENT}"}} == 1 and on () driftwatch_optimizer_runs_total == 1'
+        poll(lambda: stack.prometheus.query(seen), timeout=30, what="the first change in Prometheus")
+        agent.send("next")
+        changes.append(agent.expect("CHANGE", 30).split()[0])
         while True:  # the engine may latch other behavioural signals too; output_chars is the one the change moves
             signal, at = agent.expect("ALARM", 60).split()
             if signal == "output_chars":
@@ -140,7 +146,7 @@ def test_every_dashboard_expression_returns_data(oncall: OnCall) -> None:
     empty = []
     queries = all_dashboard_queries()
     for q in queries:
-        expr = substitute(q.expr, rate_interval="10s", interval="5s", range_=window,
+        expr = substitute(q.expr, rate_interval="30s", interval="15s", range_=window,
                           variables={"agent": AGENT, "optimizer": OPTIMIZER})
         if q.instant:
             result = prom.query(expr, at=end)

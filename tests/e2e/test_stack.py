@@ -56,6 +56,8 @@ def test_poll_times_out_with_what_it_waited_for() -> None:
     """poll() gives up after its timeout and says what it was waiting for."""
     with pytest.raises(StackError, match=r"timed out after 0\.2s waiting for the moon"):
         poll(lambda: None, timeout=0.2, what="the moon")
+    with pytest.raises(StackError, match="an empty result"):
+        poll(lambda: [], timeout=0.1, what="an empty result")  # e.g. a query that matches nothing yet
     assert poll(lambda: 42, timeout=1, what="x") == 42
 
 
