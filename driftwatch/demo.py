@@ -21,7 +21,7 @@ alarm as driftwatch records them (read from its audit events), with calls and dr
 that one is busy). The ledger starts from a fresh file: an existing file that holds only a previous
 demo's agents is replaced, anything else is refused with a message. At the end the HTML report is
 written and a summary names both paths. Ctrl-C stops early: the summary and report are still written
-and the exit status is 130 (0 after a full run).
+and the exit status is 130 (0 after a full run; 1, with the error on stderr, if an agent's thread failed).
 
 The drift is real: nothing here draws a canned curve. The scripted model answers longer when its
 instructions ask for detail, refuses more when they ask for caution, and so on; driftwatch's drift

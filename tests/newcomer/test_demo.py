@@ -31,7 +31,9 @@ from tests.newcomer.test_report_browser import _chromium, _console
 
 pytestmark = pytest.mark.slow
 
-DEMO = [sys.executable, "-m", "driftwatch", "demo"]
+ROOT = Path(__file__).resolve().parents[2]
+_SCRIPT = Path(sys.executable).with_name("driftwatch")  # the console script `make demo` runs
+DEMO = [str(_SCRIPT), "demo"] if _SCRIPT.exists() else [sys.executable, "-m", "driftwatch", "demo"]
 DURATION = "12"
 
 
@@ -162,6 +164,13 @@ def test_the_demo_report_renders_in_chromium_without_console_errors(demo_run: De
     for change in led.changes():
         assert f'id="c-{change.id[:12]}"' in dom.stdout
     assert 'class="timeline"' in dom.stdout and "COPRO (ok" in dom.stdout
+
+
+def test_make_demo_runs_the_demo_non_interactively() -> None:
+    """`make -n demo` (a dry run) shows that `make demo` runs this command with --non-interactive."""
+    proc = subprocess.run(["make", "-n", "demo"], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == ".venv/bin/driftwatch demo --non-interactive"
 
 
 def test_a_ledger_of_other_agents_is_never_replaced(tmp_path: Path) -> None:
