@@ -201,7 +201,7 @@ def test_ctrl_c_in_the_live_display_stops_cleanly(tmp_path: Path) -> None:
     """In a terminal: the rich live table shows; Ctrl-C after the first change exits 130 with summary and report."""
     leader, follower = pty.openpty()
     env = {**os.environ, "COLUMNS": "150", "LINES": "50"}
-    proc = subprocess.Popen([*DEMO, "--duration", "60", "--port", "0"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([*DEMO, "--duration", "15", "--port", "0"], cwd=tmp_path, env=env,
                             stdin=follower, stdout=follower, stderr=follower)
     os.close(follower)
     out = b""
