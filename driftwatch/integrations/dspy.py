@@ -561,13 +561,24 @@ def _tokens(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
 
 
 class _UsageSum(UsageTracker):
-    """A usage tracker that only sums input and output tokens (DSPy's merges every entry: ~5x dearer)."""
+    """A usage tracker that only sums input and output tokens (DSPy's merges every entry: ~5x dearer).
+
+    DSPy deep-copies the usage tracker into each ``dspy.Parallel`` worker thread; this one hands out
+    itself instead (with a lock), so the tokens a program spends in its own parallel sections count.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.tin = 0
         self.tout = 0
         self.seen = False
+        self.lock = threading.Lock()
+
+    def __deepcopy__(self, memo: Any) -> _UsageSum:
+        return self
+
+    def __copy__(self) -> _UsageSum:
+        return self
 
     def add_usage(self, lm: str, usage_entry: Mapping[str, Any]) -> None:
         if usage_entry:
@@ -576,12 +587,13 @@ class _UsageSum(UsageTracker):
     def count(self, entry: Mapping[str, Any]) -> None:
         tin = entry.get("prompt_tokens", entry.get("input_tokens"))
         tout = entry.get("completion_tokens", entry.get("output_tokens"))
-        if type(tin) is int:
-            self.tin += tin
-            self.seen = True
-        if type(tout) is int:
-            self.tout += tout
-            self.seen = True
+        with self.lock:
+            if type(tin) is int:
+                self.tin += tin
+                self.seen = True
+            if type(tout) is int:
+                self.tout += tout
+                self.seen = True
 
     def totals(self) -> tuple[int | None, int | None]:
         for entries in self.usage_data.values():  # rolled up by a nested dspy.track_usage() block

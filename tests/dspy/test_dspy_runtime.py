@@ -437,3 +437,22 @@ def test_uninstrument_leaves_a_later_instrumentor_working(cap: Captured, lm: Pro
                 else:
                     delattr(cls, name)
     assert Module.__dict__["__call__"] is pristine[Module]["__call__"]
+
+
+def test_tokens_spent_in_a_programs_own_parallel_section_count(cap: Captured, lm: PromptLM) -> None:
+    """A program that fans out with dspy.Parallel: the worker threads' tokens are part of its call."""
+
+    class FanOut(dspy.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.respond = dspy.Predict("question -> answer")
+
+        def forward(self, question: str) -> Any:
+            results = dspy.Parallel(num_threads=3)([(self.respond, {"question": f"{question} {i}"})
+                                                    for i in range(3)])
+            return results[-1]
+
+    program = driftwatch.watch(FanOut(), agent="fan")
+    program(question=QUESTION)
+    assert cap.value("driftwatch_calls_total", agent="fan", status="ok") == 1
+    assert cap.value("driftwatch_tokens_total", agent="fan", type="output") == 15  # 3 LM calls x 5
