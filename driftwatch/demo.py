@@ -166,7 +166,9 @@ class Demo:
                  report: str | None = DEFAULT_REPORT, reference_calls: int = REFERENCE_CALLS,
                  rate: float = RATE, seed: int = 0) -> None:
         if isinstance(duration, bool) or not isinstance(duration, int | float) or not duration >= MIN_DURATION:
-            raise DemoError(f"--duration {duration!r}: expected at least {MIN_DURATION:g} seconds")
+            shown = f"{duration:g}" if isinstance(duration, int | float) and not isinstance(duration, bool) \
+                else repr(duration)
+            raise DemoError(f"--duration {shown}: expected at least {MIN_DURATION:g} seconds")
         if not isinstance(ledger, str) or not ledger or ledger == ":memory:" or "://" in ledger:
             raise DemoError(f"--ledger {ledger!r}: expected a file path (the demo writes a fresh SQLite ledger)")
         self.duration = float(duration)
@@ -752,6 +754,7 @@ def print_summary(s: Summary, write: Callable[[str], None]) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from driftwatch.cli import CLIError
 
+    check_port(args.port)
     try:
         demo = Demo(duration=args.duration, ledger=args.ledger, report=args.report or None)
         notes = demo.prepare()
@@ -780,6 +783,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if demo.errors:
         return 1
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+def check_port(port: int) -> None:
+    """``--port`` must be a TCP port number (0: any free port)."""
+    from driftwatch.cli import CLIError
+
+    if not 0 <= port <= 65535:
+        raise CLIError(f"--port {port}: expected a port number from 0 to 65535")
 
 
 def register(sub: Any, ledger_help: str) -> None:

@@ -214,7 +214,9 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
     demo = None
     if not targets:
-        from driftwatch.demo import Demo, DemoError
+        from driftwatch.demo import Demo, DemoError, check_port
+
+        check_port(args.port)
 
         try:
             demo = Demo(duration=args.duration or DEFAULT_STACK_DURATION, ledger=args.ledger,

@@ -187,11 +187,12 @@ def test_a_ledger_of_other_agents_is_never_replaced(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--duration", "3"], "--duration 3.0: expected at least 10 seconds"),
+    (["--duration", "3"], "--duration 3: expected at least 10 seconds"),
+    (["--port", "70000"], "--port 70000: expected a port number from 0 to 65535"),
     (["--ledger", ":memory:"], "--ledger ':memory:': expected a file path"),
 ])
 def test_bad_options_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
-    """A too-short duration or a non-file ledger ends in one line on stderr, exit 1, before anything runs."""
+    """A too-short duration, a bad port or a non-file ledger: one line on stderr, exit 1, before anything runs."""
     proc = subprocess.run([*DEMO, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
     assert proc.returncode == 1 and message in proc.stderr and proc.stderr.count("\n") == 1
     assert not (tmp_path / "driftwatch.db").exists()
