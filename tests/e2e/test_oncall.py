@@ -193,3 +193,17 @@ def test_warnings_of_a_paged_agent_are_inhibited(oncall: OnCall) -> None:
     [muted] = am.alerts(alertname="DriftwatchRefusalSpike", agent=AGENT)
     assert muted["status"]["state"] == "suppressed" and muted["status"]["inhibitedBy"]
     assert not [a for _, a, _ in oncall.webhook.alerts() if a["labels"] == {**warning, "agent": AGENT}]
+
+
+def test_accepting_the_new_behaviour_resolves_the_page(oncall: OnCall) -> None:
+    """`driftwatch accept AGENT` from a shell unlatches the alarm in the running process; the page resolves."""
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-m", "driftwatch", "accept", AGENT, "--ledger", str(oncall.ledger),
+                          "--note", "e2e: longer answers are intended"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    for receiver in ("/pagerduty", "/slack"):  # send_resolved: both receivers hear that it is over
+        _, _, at = oncall.webhook.wait_for(lambda p, a, r=receiver: p == r and a["status"] == "resolved"
+                                           and a["labels"] == oncall.page[1]["labels"], timeout=30)
+    print(f"\n[e2e] driftwatch accept → resolved at the webhook after {at - t0:.2f} s")
+    alarms = oncall.stack.prometheus.query(f'driftwatch_drift_alarm{{agent="{AGENT}"}} > 0')
+    assert alarms == []
