@@ -190,6 +190,8 @@ def test_grafana_managed_alerts_are_in_step_with_the_prometheus_rules() -> None:
         for key, text in p["annotations"].items():
             assert g["annotations"][key] == text.replace("$value ", "$values.A.Value "), (name, key)
         assert "$value " not in str(g["annotations"])
+        # Grafana interpolates environment variables in labels ($VAR), not in annotations or query models
+        assert "$" not in str(g["labels"]), name
 
 
 # -- Grafana data sources, dashboards provider, collector, compose ----------------------------------
