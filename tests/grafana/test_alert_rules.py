@@ -163,3 +163,12 @@ def test_thresholds_and_selectors_are_configured_in_one_place() -> None:
     generated = str(mixin.alert_rules(cfg)) + str(mixin.recording_rules(cfg)) + str(mixin.dashboards(cfg))
     assert 'job="driftwatch"' not in generated
     assert generated.count('job="agents", env="prod"') > 30
+
+
+def test_operational_signals_match_the_drift_engine() -> None:
+    """The alerts split drift signals exactly as the drift engine does (latency/cost never page as behaviour)."""
+    from driftwatch.drift import BEHAVIOUR_SIGNALS, OPERATIONAL_SIGNALS
+
+    config = load_mixin().CONFIG
+    assert config["operational_signals"] == list(OPERATIONAL_SIGNALS)
+    assert not set(config["operational_signals"]) & set(BEHAVIOUR_SIGNALS)
