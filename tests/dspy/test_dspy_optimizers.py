@@ -263,3 +263,24 @@ def test_instrument_records_runs_of_unwatched_students_under_their_class_name(ca
     assert sorted((c.agent, c.component, c.kind) for c in cap.changes()) == [
         ("TwoStep", "gen_query", "demos"), ("TwoStep", "respond", "demos")]
     assert cap.value("driftwatch_calls_total", agent="TwoStep", status="ok") == 1
+
+
+def test_knn_fewshot_is_one_run_and_its_per_call_compiles_are_not(cap: Captured, lm: PromptLM) -> None:
+    """KNNFewShot: compile() is a run (demos reset: one change); its program's per-call compiles are part of calls."""
+    import numpy as np
+
+    def embed(texts: list[str]) -> Any:  # a deterministic embedding: no model can be downloaded here
+        return np.array([[len(t), t.count("a"), t.count("e")] for t in texts], dtype=np.float32)
+
+    program = TwoStep()
+    program.respond.demos = [dspy.Example(question="Capital of Italy?", query="capital of Italy", answer="Rome")]
+    student = driftwatch.watch(program, agent="qa")
+    knn = dspy.KNNFewShot(k=1, trainset=trainset(3), vectorizer=dspy.Embedder(embed), max_bootstrapped_demos=1,
+                          max_labeled_demos=1)
+    tuned = knn.compile(student)
+    answers = [tuned(question=QUESTION).answer for _ in range(3)]
+    assert answers == ["Paris"] * 3  # each call attaches its nearest neighbour as a demo
+    (run,) = cap.ledger.runs()
+    assert (run.agent, run.optimizer, run.outcome) == ("qa", "KNNFewShot", "ok")
+    assert [(c.component, c.kind, c.source) for c in cap.changes()] == [("respond", "demos", "KNNFewShot")]
+    assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 3
