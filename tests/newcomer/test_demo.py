@@ -168,9 +168,16 @@ def test_the_demo_report_renders_in_chromium_without_console_errors(demo_run: De
 
 def test_make_demo_runs_the_demo_non_interactively() -> None:
     """`make -n demo` (a dry run) shows that `make demo` runs this command with --non-interactive."""
-    proc = subprocess.run(["make", "-n", "demo"], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    # Under `make test` this runs inside another make: drop the parent's MAKEFLAGS/MAKELEVEL so the dry run
+    # prints only recipes, not "make[1]: Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}}
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-n", "demo"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False, env=env,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == ".venv/bin/driftwatch demo --non-interactive"
+    recipes = [line for line in proc.stdout.strip().splitlines() if not line.startswith("make")]
+    assert recipes[-1] == ".venv/bin/driftwatch demo --non-interactive"
 
 
 def test_a_ledger_of_other_agents_is_never_replaced(tmp_path: Path) -> None:
