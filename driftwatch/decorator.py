@@ -17,7 +17,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from driftwatch.integrations import adapter_for
+from driftwatch.integrations import DidNotEnable, adapter_for, unavailable_reason
 from driftwatch.observation import output_size, output_text
 from driftwatch.runtime import CallScope, get_runtime
 
@@ -47,6 +47,9 @@ def watch(obj: Any = None, /, *, agent: str | None = None, **options: Any) -> An
     adapter = adapter_for(obj)
     if adapter is not None:
         return adapter.watch_object(obj, agent=name, **options)
+    reason = unavailable_reason(obj)
+    if reason is not None:  # a DSPy / LangGraph object whose integration cannot load: say why, not "not callable"
+        raise DidNotEnable(f"driftwatch.watch({type(obj).__name__}): {reason}")
     if isinstance(obj, type):
         raise TypeError(f"driftwatch.watch cannot watch class {obj.__name__}: only DSPy modules, LangGraph "
                         "graphs, and functions that run or build an agent can be watched")

@@ -17,7 +17,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-__all__ = ["MINIMUM_VERSIONS", "DidNotEnable", "adapter_for"]
+__all__ = ["MINIMUM_VERSIONS", "DidNotEnable", "adapter_for", "unavailable_reason"]
 
 #: the oldest framework versions each integration supports (kept equal to setup.cfg's extras by a test)
 MINIMUM_VERSIONS: dict[str, str] = {
@@ -34,6 +34,7 @@ _ROOTS = {
     "langchain_core": "driftwatch.integrations.langgraph",
 }
 _CACHE: dict[type, ModuleType | None] = {}
+_FAILED: dict[str, str] = {}  # integration module -> why it could not be imported (its DidNotEnable message)
 
 
 class DidNotEnable(ImportError):  # noqa: N818  # named like sentry-sdk's, which users know
@@ -61,7 +62,19 @@ def _lookup(cls: type) -> ModuleType | None:
         if target is not None:
             try:
                 module = importlib.import_module(target)
-            except ImportError:
+            except ImportError as exc:
+                _FAILED[target] = str(exc) if isinstance(exc, DidNotEnable) else \
+                    f"{target} could not be imported ({exc}); pip install 'driftwatch-agents[all]'"
                 return None
             return module if hasattr(module, "watch_object") else None
+    return None
+
+
+def unavailable_reason(obj: Any) -> str | None:
+    """Why the integration for ``obj``'s framework could not load (``None`` when it loaded or none applies)."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    for klass in getattr(cls, "__mro__", (cls,)):
+        target = _ROOTS.get((getattr(klass, "__module__", "") or "").split(".", 1)[0])
+        if target is not None:
+            return _FAILED.get(target)
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,22 @@ def test_bad_targets_and_arguments_get_clear_errors() -> None:
 
     with pytest.raises(ValueError, match=r"driftwatch.watch\(agent=''\): expected a non-empty string"):
         driftwatch.watch(agent="")
+
+
+def test_an_object_whose_integration_cannot_load_gets_the_reason(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A framework object whose integration fails to import: watch() raises DidNotEnable with the reason."""
+    from driftwatch import integrations
+    from driftwatch.integrations import DidNotEnable
+
+    (tmp_path / "fakefw.py").write_text("class Graph:\n    pass\n")
+    (tmp_path / "fakefw_integration.py").write_text(
+        "from driftwatch.integrations import DidNotEnable\n"
+        "raise DidNotEnable(\"fakefw>=2.0 is required; pip install 'driftwatch-agents[fakefw]'\")\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(integrations._ROOTS, "fakefw", "fakefw_integration")
+    import fakefw  # type: ignore[import-not-found]  # written above
+
+    with pytest.raises(DidNotEnable, match=r"^driftwatch.watch\(Graph\): fakefw>=2.0 is required; pip install"):
+        driftwatch.watch(fakefw.Graph(), agent="g")
+    assert integrations.unavailable_reason(object()) is None
