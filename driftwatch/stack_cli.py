@@ -24,6 +24,7 @@ cleanly (exit status 130).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import threading
 import time
@@ -41,8 +42,12 @@ _SHOWN_LABELS = ("agent", "signal", "stage", "instance")
 
 
 def default_rules_dir() -> Path:
-    """``grafana/alerts`` of the source tree this package was installed from."""
-    return Path(__file__).resolve().parents[1] / "grafana" / "alerts"
+    """``grafana/alerts`` of the source tree (a checkout or an editable install), else the copy a wheel
+    installs under ``<prefix>/share/driftwatch/alerts`` (setup.cfg ``data_files``)."""
+    source = Path(__file__).resolve().parents[1] / "grafana" / "alerts"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "driftwatch" / "alerts"
 
 
 def check_rules(rules_dir: Path) -> list[Path]:

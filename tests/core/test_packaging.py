@@ -41,3 +41,20 @@ def test_public_surface_is_declared_and_typed() -> None:
     for name in driftwatch.__all__:
         assert hasattr(driftwatch, name), name
     assert (ROOT / "driftwatch" / "py.typed").exists()
+
+
+def test_the_wheel_ships_the_alert_rules_for_driftwatch_stack(tmp_path: Path) -> None:
+    """A built wheel holds the package, py.typed, and the two rule files `driftwatch stack` falls back to."""
+    import subprocess
+    import sys
+    import zipfile
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("driftwatch_agents-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "driftwatch/py.typed" in names and "driftwatch/cli.py" in names
+    for rule in ("driftwatch_rules.yaml", "driftwatch_alerts.yaml"):
+        assert any(n.endswith(f".data/data/share/driftwatch/alerts/{rule}") for n in names), rule
+    assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "examples/"))]

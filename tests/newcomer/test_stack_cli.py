@@ -142,3 +142,15 @@ def test_stack_scrapes_a_given_target(tmp_path: Path) -> None:
     assert "firing   DriftwatchBehaviorDrift {agent=billing-bot, signal=refusal} [critical]" in proc.stdout
     assert "alerts that fired:" in proc.stdout
     assert not (tmp_path / "driftwatch.db").exists()  # no demo ran
+
+
+def test_rules_come_from_the_checkout_else_from_the_wheels_data_files(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a checkout the rules are grafana/alerts; installed from a wheel, <prefix>/share/driftwatch/alerts."""
+    from driftwatch import stack_cli
+
+    assert stack_cli.default_rules_dir() == Path(__file__).resolve().parents[2] / "grafana" / "alerts"
+    assert [p.name for p in stack_cli.check_rules(stack_cli.default_rules_dir())] == list(stack_cli.RULE_NAMES)
+    monkeypatch.setattr(stack_cli, "__file__", str(tmp_path / "site-packages" / "driftwatch" / "stack_cli.py"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    assert stack_cli.default_rules_dir() == tmp_path / "venv" / "share" / "driftwatch" / "alerts"
