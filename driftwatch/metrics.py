@@ -13,6 +13,7 @@ is a plain counter, gauge or histogram).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ MAGNITUDE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 UNIT_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 CHARS_BUCKETS = (16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
+#: a watched call's metrics carry its trace id as an exemplar at most this often per agent (errors always)
+EXEMPLAR_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,8 @@ class Metrics:
         m["driftwatch_build_info"].labels(version=__version__).set(1)
         self._agent_children: dict[str, tuple[Any, Any, Any, Any]] = {}
         self._revision_labels: dict[tuple[str, str], str] = {}
+        self._next_exemplar: dict[str, float] = {}
+        self.exemplar_interval_s = EXEMPLAR_INTERVAL_S
 
     def metric(self, name: str) -> Any:
         """The prometheus_client object behind an exposed catalogue name."""
@@ -156,6 +161,23 @@ class Metrics:
         if trace_id is None or self.multiprocess:
             return None
         return {"trace_id": trace_id, "span_id": span_id or ""}
+
+    def exemplar_due(self, agent: str, error: bool = False) -> bool:
+        """Whether a call of ``agent`` ending now should carry its trace id as an exemplar.
+
+        Prometheus keeps only the latest exemplar of a series per scrape, and prometheus_client
+        validates each one it is given, so a call gets one at most every :data:`EXEMPLAR_INTERVAL_S`
+        per agent; failed calls always do (the trace an on-call wants). Never in multiprocess mode.
+        """
+        if self.multiprocess:
+            return False
+        if error:
+            return True
+        now = time.monotonic()
+        if now < self._next_exemplar.get(agent, 0.0):
+            return False
+        self._next_exemplar[agent] = now + self.exemplar_interval_s  # a race at worst lets two through
+        return True
 
     def on_change(self, change: Change) -> None:
         ex = self._exemplar(change.trace_id, change.span_id)

@@ -80,7 +80,7 @@ class CallScope:
 
     __slots__ = ("agent", "runtime", "span", "t0", "token")
 
-    def __init__(self, runtime: Runtime, agent: str) -> None:
+    def __init__(self, runtime: Runtime, agent: str, attach: bool = True) -> None:
         self.runtime = runtime
         self.agent = agent
         self.span: Any = None
@@ -88,7 +88,7 @@ class CallScope:
         tracing = runtime.tracing
         if tracing is not None:
             try:
-                self.span, self.token = tracing.start_call(agent, runtime.agent_version(agent))
+                self.span, self.token = tracing.start_call(agent, runtime.agent_version(agent), attach=attach)
             except Exception as exc:  # noqa: BLE001  # never break the host: counted below
                 runtime.error("tracing", exc)
         self.t0 = time.perf_counter()
@@ -118,18 +118,23 @@ class CallScope:
         duration = time.perf_counter() - self.t0
         rt = self.runtime
         trace_id = span_id = None
-        try:
-            if self.token is not None:
-                Tracing.exit(self.token)
-                self.token = None
-            if self.span is not None:
-                ctx = self.span.get_span_context()
-                if ctx.is_valid and self.span.is_recording():
-                    trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-                Tracing.end_call(self.span, error=error, output_chars=output_chars, input_tokens=input_tokens,
+        span = self.span
+        if span is not None:
+            try:
+                if self.token is not None:
+                    Tracing.exit(self.token)
+                    self.token = None
+                # exemplars (the call's trace id on its metrics) only for recording spans, rate-limited:
+                # Prometheus keeps one exemplar per series per scrape anyway
+                if record and rt.metrics is not None and span.is_recording() \
+                        and rt.metrics.exemplar_due(self.agent, error is not None):
+                    ctx = span.get_span_context()
+                    if ctx.is_valid:
+                        trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+                Tracing.end_call(span, error=error, output_chars=output_chars, input_tokens=input_tokens,
                                  output_tokens=output_tokens, factory=factory)
-        except Exception as exc:  # noqa: BLE001  # never break the host
-            rt.error("tracing", exc)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                rt.error("tracing", exc)
         if not record:
             return
         rt.record_call(Call(
@@ -351,22 +356,35 @@ class Runtime:
             return None
 
     # -- calls --------------------------------------------------------------------------------------
-    def begin_call(self, agent: str) -> CallScope | None:
-        """Start a watched call (``None`` when driftwatch is off or suppressed)."""
+    def begin_call(self, agent: str, *, attach: bool = True) -> CallScope | None:
+        """Start a watched call (``None`` when driftwatch is off or suppressed).
+
+        ``attach=False``: the call's span is not made current here; the hook makes it current (with
+        :meth:`CallScope.enter`) where the agent runs.
+        """
         if not self.enabled or _SUPPRESS.get():
             return None
         try:
-            return CallScope(self, agent)
+            return CallScope(self, agent, attach)
         except Exception as exc:  # noqa: BLE001  # never break the host
             self.error("call", exc)
             return None
 
     def record_call(self, call: Call) -> None:
         if self.metrics is not None:
-            self._safe("metrics", self.metrics.on_call, call)
-        self._safe("windows", self.windows.on_call, call)
+            try:
+                self.metrics.on_call(call)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                self.error("metrics", exc)
+        try:
+            self.windows.on_call(call)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("windows", exc)
         if self.drift is not None:
-            self._safe("drift", self.drift.on_call, call)
+            try:
+                self.drift.on_call(call)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                self.error("drift", exc)
 
     def record_score(self, agent: str, value: float, metric: str = "score") -> None:
         if not self.enabled:
@@ -380,8 +398,14 @@ class Runtime:
     def record_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
         """Count a call's derived signals (refusal, format check): metrics and call windows."""
         if self.metrics is not None:
-            self._safe("metrics", lambda: self.metrics.on_signals(agent, refused=refused, format_ok=format_ok))
-        self._safe("windows", lambda: self.windows.on_signals(agent, refused=refused, format_ok=format_ok))
+            try:
+                self.metrics.on_signals(agent, refused=refused, format_ok=format_ok)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                self.error("metrics", exc)
+        try:
+            self.windows.on_signals(agent, refused=refused, format_ok=format_ok)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("windows", exc)
 
     # -- optimizer runs -----------------------------------------------------------------------------
     def start_run(self, agent: str, optimizer: str, **attributes: Any) -> OptimizerRun:

@@ -86,17 +86,18 @@ class Tracing:
         self.redact = redact
 
     # -- agent calls ------------------------------------------------------------------------------
-    def start_call(self, agent: str, version: str | None) -> tuple[Any, Any]:
+    def start_call(self, agent: str, version: str | None, *, attach: bool = True) -> tuple[Any, Any]:
         """Start ``invoke_agent {agent}`` as the current span; returns ``(span, token)``.
 
         The token is ``None`` when the span does not record (no SDK configured), so nothing needs
-        detaching and the call pays almost nothing.
+        detaching and the call pays almost nothing, and with ``attach=False`` (the caller makes the
+        span current with :meth:`enter` where the agent runs).
         """
         attributes = {GEN_AI_OPERATION_NAME: "invoke_agent", GEN_AI_AGENT_NAME: agent}
         if version:
             attributes[GEN_AI_AGENT_VERSION] = version
         span = self.tracer.start_span(f"invoke_agent {agent}", kind=SpanKind.INTERNAL, attributes=attributes)
-        if not span.is_recording():
+        if not attach or not span.is_recording():
             return span, None
         return span, otel_context.attach(trace.set_span_in_context(span))
 
@@ -119,19 +120,22 @@ class Tracing:
         if span is None:
             return
         if span.is_recording():
+            attributes: dict[str, Any] = {}
             if factory is not None:  # the watched function built an agent rather than ran one
                 span.update_name(f"create_agent {factory}")
-                span.set_attribute(GEN_AI_OPERATION_NAME, "create_agent")
+                attributes[GEN_AI_OPERATION_NAME] = "create_agent"
             if output_chars is not None:
-                span.set_attribute(ATTR.OUTPUT_CHARS, output_chars)
+                attributes[ATTR.OUTPUT_CHARS] = output_chars
             if input_tokens:
-                span.set_attribute(GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
+                attributes[GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
             if output_tokens:
-                span.set_attribute(GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+                attributes[GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
             if error is not None:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                span.set_attribute("error.type", type(error).__qualname__)
+                attributes["error.type"] = type(error).__qualname__
+            if attributes:
+                span.set_attributes(attributes)  # one lock and one pass for all of them
         span.end()
 
     # -- optimizer runs ---------------------------------------------------------------------------

@@ -119,11 +119,14 @@ def _check_versions() -> None:
 class _Invocation:
     """One watched graph run in progress: what the handler gathers for its call record."""
 
-    __slots__ = ("agent", "handler", "input_tokens", "lock", "output", "output_tokens", "root", "tools")
+    __slots__ = ("agent", "graph", "handler", "input_tokens", "lock", "output", "output_tokens", "root", "stream",
+                 "tools")
 
-    def __init__(self, handler: DriftwatchCallbackHandler, agent: str) -> None:
+    def __init__(self, handler: DriftwatchCallbackHandler, agent: str, graph: Any = None) -> None:
         self.handler = handler
         self.agent = agent
+        self.graph = graph  # the graph object whose invoke/stream began the run (invoke → stream: same run)
+        self.stream = False  # a streamed run: its output comes from the root run's on_chain_end
         self.root: Any = None
         self.output: Any = None
         self.tools: list[str] = []
@@ -150,6 +153,8 @@ class _Writes:
         self.lock = threading.Lock()
 
     def add(self, value: Any, node: str) -> None:
+        if type(value) is str and self.values.get(value) == node:
+            return  # a node writing back the prompt it wrote last time (a full-state return): nothing new
         texts: list[str] = []
         _texts(value, texts, 0)
         if not texts:
@@ -186,6 +191,85 @@ def _writes(agent: str) -> _Writes:
         with _WRITES_LOCK:
             w = _WRITES.setdefault(agent, _Writes())
     return w
+
+
+#: names of the state-update mappers of ``StateGraph`` nodes (``CompiledStateGraph.attach_node``)
+_STATE_MAPPERS = ("_get_updates",)
+
+
+def _spy_mapper(mapper: Callable[[Any], Any], node: str, keys: frozenset[str], writes: _Writes,
+                ) -> Callable[[Any], Any]:
+    """``mapper`` (a node's ``(state key, value)`` update extractor) that also notes prompt writes."""
+
+    def spy(value: Any) -> Any:
+        updates = mapper(value)
+        if updates:
+            try:
+                for key, written in updates:
+                    if key in keys:
+                        writes.add(written, node)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                get_runtime().error("langgraph", exc)
+        return updates
+
+    spy.__wrapped__ = mapper  # type: ignore[attr-defined]  # unwrapped when the graph is watched again
+    spy.__name__ = getattr(mapper, "__name__", "spy")
+    spy._driftwatch_spy = True  # type: ignore[attr-defined]  # marks ours
+    return spy
+
+
+def _unspied(mapper: Any) -> Any:
+    return mapper.__wrapped__ if getattr(mapper, "_driftwatch_spy", False) else mapper
+
+
+def _spied_nodes(graph: Any, agent: str, prompt_keys: Sequence[str]) -> dict[str, Any] | None:
+    """The graph's nodes with prompt writes noted by their state writers, or ``None`` when that is not possible.
+
+    Attribution (which node wrote a new prompt into state) then needs no chain callbacks: the watched
+    graph's handler ignores chain events, which LangChain then skips dispatching (~15-20 µs per
+    invoke on a 3-node graph). When no prompt key is a channel of the graph (no node can write one),
+    the nodes are returned without spies. ``None`` — keep attributing through chain events — when a
+    node runs a subgraph (its nodes are not ours to copy) or has no recognizable state writer. The
+    nodes are copies: the original graph is untouched.
+    """
+    from langgraph.pregel._write import ChannelWrite, ChannelWriteTupleEntry
+
+    nodes = getattr(graph, "nodes", None)
+    channels = getattr(graph, "channels", None)
+    if not isinstance(nodes, dict) or not isinstance(channels, dict):
+        return None
+    keys = frozenset(k for k in prompt_keys if k in channels)
+    writes = _writes(agent)
+    out: dict[str, Any] = {}
+    for name, node in nodes.items():
+        if getattr(node, "subgraphs", None):
+            return None
+        writers = getattr(node, "writers", None)
+        if name == "__start__" or not isinstance(writers, list):  # the caller's input is not a node's write
+            out[name] = node
+            continue
+        found = False
+        new_writers = []
+        for writer in writers:
+            if type(writer) is not ChannelWrite:
+                new_writers.append(writer)
+                continue
+            entries = []
+            for entry in writer.writes:
+                if type(entry) is ChannelWriteTupleEntry \
+                        and getattr(_unspied(entry.mapper), "__name__", None) in _STATE_MAPPERS:
+                    found = True
+                    mapper = _unspied(entry.mapper)
+                    if keys:
+                        mapper = _spy_mapper(mapper, str(name), keys, writes)
+                    entries.append(entry._replace(mapper=mapper))
+                else:
+                    entries.append(entry)
+            new_writers.append(ChannelWrite(entries, tags=writer.tags))
+        if not found and keys:
+            return None
+        out[name] = node.copy({"writers": new_writers})
+    return out
 
 
 def _texts(value: Any, out: list[str], depth: int) -> None:
@@ -394,6 +478,17 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
         self.prompt_keys = tuple(prompt_keys)
         self.normalize_prompt = _check_normalizer(normalize_prompt)
         self._nodes: dict[Any, str] = {}  # run id of a node run -> node name (for attribution)
+        #: attribution comes from chain events (node runs' outputs); False when the watched graph's state
+        #: writers note prompt writes themselves (see ``_spied_nodes``)
+        self.chain_attribution = True
+
+    @property
+    def ignore_chain(self) -> bool:  # LangChain reads it for each chain event, per handler
+        """Skip chain events unless they carry something: attribution, or a streamed run's output."""
+        if self.chain_attribution:
+            return False
+        inv = _ACTIVE.get()
+        return inv is None or not inv.stream or inv.handler is not self
 
     def _agent(self) -> tuple[str | None, _Invocation | None]:
         inv = _ACTIVE.get()
@@ -410,7 +505,7 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
             if inv is not None and inv.root is None:
                 inv.root = run_id
                 return
-            if self.prompt_keys and metadata:
+            if self.prompt_keys and metadata and self.chain_attribution:
                 node = metadata.get("langgraph_node")
                 if node is not None and kwargs.get("name") == node:
                     if len(self._nodes) > _NODE_RUNS_KEPT:  # runs that never ended (cancelled): forget them
@@ -490,15 +585,12 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
 
 # -- recording each graph run --------------------------------------------------------------------------
 
-def _begin(handler: DriftwatchCallbackHandler, agent: str) -> tuple[CallScope, _Invocation] | None:
-    rt = get_runtime()
-    scope = rt.begin_call(agent)
+def _begin(handler: DriftwatchCallbackHandler, agent: str, graph: Any = None,
+           ) -> tuple[CallScope, _Invocation] | None:
+    scope = get_runtime().begin_call(agent, attach=False)  # current only while the graph runs (_invoke, steps)
     if scope is None:
         return None
-    if scope.token is not None:  # the span is made current during each step, not between steps
-        Tracing.exit(scope.token)
-        scope.token = None
-    return scope, _Invocation(handler, agent)
+    return scope, _Invocation(handler, agent, graph)
 
 
 def _end(scope: CallScope, inv: _Invocation, error: BaseException | None = None) -> None:
@@ -613,7 +705,7 @@ def _start(graph: Any, handler: DriftwatchCallbackHandler | None, agent: str | N
     if outer is not None and (outer.agent == agent or handler.agent is None):
         return None  # part of a run already recorded (a subgraph, or invoke → stream)
     try:
-        return _begin(handler, agent)
+        return _begin(handler, agent, graph)
     except Exception as exc:  # noqa: BLE001  # never break the host
         get_runtime().error("call", exc)
         return None
@@ -671,6 +763,7 @@ def _stream(started: Started, sup: Callable[..., Any], args: tuple[Any, ...], kw
     if started is None:
         return sup(*args, **kwargs)
     scope, inv = started
+    inv.stream = True
     try:
         stream = sup(*args, **kwargs)
     except BaseException as exc:
@@ -683,6 +776,7 @@ def _astream(started: Started, sup: Callable[..., Any], args: tuple[Any, ...], k
     if started is None:
         return sup(*args, **kwargs)
     scope, inv = started
+    inv.stream = True
     try:
         stream = sup(*args, **kwargs)
     except BaseException as exc:
@@ -692,6 +786,9 @@ def _astream(started: Started, sup: Callable[..., Any], args: tuple[Any, ...], k
 
 
 def _watched_start(graph: Any) -> Started:
+    outer = _ACTIVE.get()
+    if outer is not None and outer.graph is graph:
+        return None  # Pregel.invoke runs through self.stream: the same run
     handler = _handler_of(graph)
     return _start(graph, handler, handler.agent if handler is not None else None)
 
@@ -756,6 +853,15 @@ def _with_handler(graph: Any, handler: DriftwatchCallbackHandler) -> Any:
         config["callbacks"] = callbacks
     attrs = {k: v for k, v in graph.__dict__.items() if k != "__orig_class__"}
     attrs["config"] = merge_configs(config, {"callbacks": [handler]})
+    if handler.agent is not None:
+        try:
+            nodes = _spied_nodes(graph, handler.agent, handler.prompt_keys)
+        except Exception as exc:  # noqa: BLE001  # an unexpected graph shape: attribute through chain events
+            get_runtime().error("langgraph", exc)
+            nodes = None
+        if nodes is not None:
+            attrs["nodes"] = nodes
+            handler.chain_attribution = False
     return _watched_class(type(graph))(**attrs)
 
 

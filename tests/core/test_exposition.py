@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import Any
 
 import httpx
 import pytest
@@ -72,9 +73,46 @@ def test_exemplars_carry_the_trace_id(cap: Captured) -> None:
     change = cap.changes()[-1]
     line = next(x for x in text.splitlines() if x.startswith("driftwatch_changes_total{"))
     assert f'# {{span_id="{change.span_id}",trace_id="{change.trace_id}"}}' in line
-    call_span = cap.spans("invoke_agent bot")[-1]
+    call_span = cap.spans("invoke_agent bot")[0]  # calls carry an exemplar at most once a second per agent
     trace_id = format(call_span.context.trace_id, "032x")
-    assert f'trace_id="{trace_id}"' in text
+    calls = next(x for x in text.splitlines() if x.startswith('driftwatch_calls_total{agent="bot",status="ok"}'))
+    assert f'trace_id="{trace_id}"' in calls
+    duration = [x for x in text.splitlines() if x.startswith("driftwatch_call_duration_seconds_bucket")]
+    assert any(f'trace_id="{trace_id}"' in x for x in duration)
+
+
+def test_call_exemplars_are_rate_limited_per_agent(cap: Captured, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call's trace id becomes its metrics' exemplar at most once per interval per agent; failed calls always."""
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    clock = [1000.0]
+    monkeypatch.setattr("driftwatch.metrics.time.monotonic", lambda: clock[0])
+
+    @driftwatch.watch(agent="paced")
+    def run(fail: bool = False) -> str:
+        if fail:
+            raise ValueError("boom")
+        return "answer"
+
+    def exemplar_traces(status: str) -> set[str]:
+        text = generate_latest(cap.registry).decode()
+        return {line.split('trace_id="')[1].split('"')[0] for line in text.splitlines()
+                if line.startswith(f'driftwatch_calls_total{{agent="paced",status="{status}"}}') and "trace_id" in line}
+
+    def trace_of(span: Any) -> str:
+        return format(span.context.trace_id, "032x")
+
+    run()
+    run()  # within the interval: no exemplar, the first call's stays
+    first, second = cap.spans("invoke_agent paced")
+    assert exemplar_traces("ok") == {trace_of(first)}
+    with pytest.raises(ValueError):
+        run(fail=True)  # an error always carries its trace
+    assert exemplar_traces("error") == {trace_of(cap.spans("invoke_agent paced")[-1])}
+    clock[0] += 1.0  # the interval has passed
+    run()
+    assert exemplar_traces("ok") == {trace_of(cap.spans("invoke_agent paced")[-1])}
+    assert trace_of(second) not in generate_latest(cap.registry).decode()
 
 
 def test_changes_reach_a_loopback_otlp_receiver() -> None:
