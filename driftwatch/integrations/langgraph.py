@@ -16,6 +16,9 @@ What is observed:
   ``outer/inner.system_prompt``). A change is attributed to source ``agent`` and names the node when a
   node of the graph wrote the new prompt into a state key listed in ``prompt_keys``; otherwise its
   source is ``runtime``. Only a hash comparison runs per call; fingerprints and diffs only on change.
+  The writer is known without chain callbacks: the watched copy's nodes note prompt writes in their
+  state writers, and the handler ignores chain events except in streamed runs (for the output);
+  a graph with subgraph nodes, and :func:`instrument`, attribute through chain events instead.
 - **each run** (``invoke``/``ainvoke``/``stream``/``astream``, and ``astream_events``/``batch``, which run
   through them): status, duration, output size, tool calls by name and token usage, and an
   ``invoke_agent {agent}`` span around the run (nested graphs of the same agent count once).
@@ -367,8 +370,14 @@ def _hashable_key(value: Any) -> Any:
 
 
 def _items_key(items: Iterable[tuple[str, Any]]) -> Any:
+    key = tuple(items)
+    try:
+        hash(key)  # all values hashable (most models' settings): the items themselves, no Python loop
+        return key
+    except TypeError:
+        pass
     out = []
-    for k, v in items:
+    for k, v in key:
         try:
             hash(v)
             out.append((k, v))
@@ -548,7 +557,7 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
                       if getattr(m, "type", None) == "system"]
             params = kwargs.get("invocation_params") or {}
             tools = params.get("tools")
-            rest = {k: v for k, v in params.items() if k != "tools"}
+            rest = {k: v for k, v in params.items() if k != "tools"} if "tools" in params else params
             _observe_request(rt, agent, _node_of(metadata, "model"), system, tools, _items_key(rest.items()),
                              lambda: _jsonable(rest), self.normalize_prompt)
         except Exception as exc:  # noqa: BLE001  # never break the host
