@@ -8,6 +8,14 @@ when that differs does it build a change (diff, magnitude, paths) and hand it to
 The first sighting in a process is checked against the ledger's head for the component: no head
 means a *baseline* (stored, not counted as a change); a head with other content means the component
 changed while no process watched it (a redeploy, a loaded program), which is a change.
+
+Several live copies of one component (a program instance that keeps serving while its optimized copy
+is swapped in, an A/B pair) each observe through their own :class:`Lineage`: the cheap key and the
+revision that copy last had. A copy is compared with its *own* last revision, so serving an unchanged
+copy never records anything, and a change made to one copy reads "its revision → its new revision".
+The tracker's current revision (:attr:`Tracker.revision_id`, the agent version, the ledger head) is
+the last one recorded by any copy. A copy seen for the first time is compared with the current
+revision, unless another live copy already holds its revision (then it is no change).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,15 +33,40 @@ from driftwatch.revision import canonical_json, changed_paths, cheap_key, id_of,
 if TYPE_CHECKING:
     from driftwatch.runtime import Runtime
 
-__all__ = ["Tracker"]
+__all__ = ["Lineage", "Tracker"]
 
 _UNSET = object()
+
+
+class Lineage:
+    """One live copy's view of a component: the cheap key, revision and state it last had.
+
+    Pass it to :meth:`Tracker.observe` as ``lineage=`` (one per copy, e.g. per program instance; hold
+    it as long as the copy lives). Subclasses may add slots.
+    """
+
+    __slots__ = ("__weakref__", "key", "revision_id", "state")
+
+    def __init__(self) -> None:
+        self.key: Any = _UNSET
+        self.revision_id: str | None = None
+        self.state: Any = None
+
+    def inherit(self, parent: Lineage) -> None:
+        """Continue ``parent``'s lineage (a copy made from it): its revision, not its cheap key."""
+        self.revision_id = parent.revision_id
+        self.state = parent.state
+        self.key = _UNSET
+
+    def forget_key(self) -> None:
+        """Forget the cheap key, so the next observation is fingerprinted in full."""
+        self.key = _UNSET
 
 
 class Tracker:
     """Follows one component of one agent through its revisions."""
 
-    __slots__ = ("_key", "_lock", "agent", "component", "revision_id", "runtime", "state")
+    __slots__ = ("_key", "_lineages", "_lock", "agent", "component", "revision_id", "runtime", "state")
 
     def __init__(self, runtime: Runtime, agent: str, component: str) -> None:
         self.runtime = runtime
@@ -42,37 +76,50 @@ class Tracker:
         self.state: Any = None
         self._key: Any = _UNSET
         self._lock = threading.Lock()
+        self._lineages: weakref.WeakSet[Lineage] = weakref.WeakSet()
 
     def observe(self, state: Any, *, key: Any = None, kind: str | Callable[[tuple[str, ...]], str] | None = None,
                 source: str = "runtime", run_id: str | None = None, node: str | None = None,
-                attributes: dict[str, Any] | None = None) -> Change | None:
+                attributes: dict[str, Any] | None = None, lineage: Lineage | None = None) -> Change | None:
         """Report the component's current state; returns the change when it moved, else ``None``.
 
         ``key`` is a caller-computed cheap key (identity tuple, length...) standing for ``state``;
         without one, :func:`~driftwatch.revision.cheap_key` of the state is used. ``state`` may be a
-        zero-argument callable, evaluated only when the key moved.
+        zero-argument callable, evaluated only when the key moved. ``lineage``: the live copy that is
+        observed (see :class:`Lineage`); without one, the state is compared with the current revision.
         """
         if key is None:
             if callable(state):
                 state = state()
             key = cheap_key(state)
-        if key == self._key:
+        if key == (self._key if lineage is None else lineage.key):
             return None
         with self._lock:
-            if key == self._key:
+            if key == (self._key if lineage is None else lineage.key):
                 return None
             if callable(state):
                 state = state()
             text = canonical_json(state)
             rid = id_of(text)
-            if rid == self.revision_id:
-                self._key = key
-                return None
             before_id, before_state = self.revision_id, self.state
+            if lineage is not None:
+                if lineage.revision_id is not None:
+                    before_id, before_state = lineage.revision_id, lineage.state
+                elif rid != before_id:
+                    live = self._live(rid)
+                    if live is not None:  # another live copy holds this revision: not a change
+                        self._hold(lineage, key, rid, live.state)
+                        return None
+            if rid == before_id:
+                if lineage is None:
+                    self._key = key
+                else:
+                    self._hold(lineage, key, rid, before_state)
+                return None
             if before_id is None:
                 before_id = self.runtime.ledger_head(self.agent, self.component)
                 if before_id == rid:
-                    self._adopt(key, rid, text)
+                    self._adopt(key, rid, text, lineage)
                     return None
                 if before_id is not None:
                     before_state = self.runtime.ledger_state(before_id)
@@ -92,15 +139,34 @@ class Tracker:
                 before_state=before_state, after_state=after_state, run_id=run_id, node=node,
                 attributes=dict(attributes or {}),
             )
-            self._key = key
+            if lineage is None:
+                self._key = key
+            else:
+                self._key = _UNSET  # observers without a lineage compare with the new current revision
+                self._hold(lineage, key, rid, after_state)
             self.revision_id = rid
             self.state = after_state
             return self.runtime.emit_change(change)
 
-    def _adopt(self, key: Any, rid: str, text: str) -> None:
-        self._key = key
+    def _live(self, rid: str) -> Lineage | None:
+        for other in list(self._lineages):
+            if other.revision_id == rid:
+                return other
+        return None
+
+    def _hold(self, lineage: Lineage, key: Any, rid: str, state: Any) -> None:
+        lineage.key = key
+        lineage.revision_id = rid
+        lineage.state = state
+        self._lineages.add(lineage)
+
+    def _adopt(self, key: Any, rid: str, text: str, lineage: Lineage | None = None) -> None:
         self.revision_id = rid
         self.state = json.loads(text)
+        if lineage is None:
+            self._key = key
+        else:
+            self._hold(lineage, key, rid, self.state)
         self.runtime.note_revision(self.agent, self.component, rid)
 
     def reset(self) -> None:
