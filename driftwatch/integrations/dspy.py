@@ -24,6 +24,15 @@ What is recorded, and how it is hooked (DSPy is imported only in this module):
   the last call; only when they moved is the state read in full and fingerprinted. An edit made
   while the program serves is therefore recorded once, source ``runtime``, on the next call.
   No DSPy callback is registered on the hot path (one costs ~1.5x per call).
+- **Several instances.** Each program instance is compared with its *own* last state (per-instance
+  cheap keys and revisions, held weakly: programs can be collected). An instance that serves
+  unchanged records nothing, whatever another instance of the same agent did meanwhile: the student
+  that keeps serving while its optimized copy is built and until the swap, the old program of a
+  blue/green deployment, either half of an A/B. An edit of one instance reads "its revision → its
+  new revision". The component's current revision (``driftwatch_revision_info``, the agent version
+  on call spans) is the last one recorded by any instance. A new instance is compared with the
+  current revision on its first call, unless another live instance already has its state (a
+  deep copy, a reload): then it is no change.
 - **Optimizer runs.** ``compile`` of every ``Teleprompter`` subclass is wrapped, including classes
   defined after :func:`instrument` (through ``Teleprompter.__init_subclass__``). The run is recorded
   (``driftwatch.optimizer.compile`` span, run and candidate metrics, ledger); each ``dspy.Evaluate``
@@ -32,8 +41,12 @@ What is recorded, and how it is hooked (DSPy is imported only in this module):
   proposals); optimizers that evaluate without ``Evaluate`` (SIMBA) have their scored
   ``candidate_programs`` recorded at the end. Calls and edits inside a compile are trials, never
   production changes (the marker lives in ``dspy.context``, so DSPy's worker threads see it). The
-  returned program is compared with the student: one change per predictor that differs, source =
-  the optimizer's class name, linked to the run; the returned program is watched under the same agent.
+  student is checked in full when ``compile`` starts (edits not yet recorded are its own ``runtime``
+  changes). The returned program is compared with the student: one change per predictor that
+  differs (student's revision → result's), source = the optimizer's class name, linked to the run,
+  recorded when ``compile`` returns; the returned program is watched under the same agent, its
+  lineage continuing the student's, so its first call records nothing new and the student may
+  serve on until the caller swaps the new program in.
 - A compile started from inside a program's ``forward`` (``KNNFewShot``'s programs do that on every
   call) is part of that call, not an optimizer run.
 - **Restore.** :func:`restore` reads a recorded revision from the ledger and puts it back on the
@@ -43,17 +56,16 @@ Cost: driftwatch's own work is about 20 µs per program call, plus the core's ca
 (``benchmarks/bench_dspy.py``). Limits: in-place edits of a field's ``json_schema_extra``, of one
 demo's contents, or of a mutable value inside ``config`` keep every identity the cheap check looks
 at; they are seen when anything else about that predictor moves, or after :func:`refresh`. Modules
-held in a list or dict of more than 64 items are not looked into. Several instances watched under
-one agent share its components: calling them in turn records their differences as changes, and a
-program deep-copied before every call is fingerprinted in full on every call (~100 µs for three
-predictors with a few demos each).
+held in a list or dict of more than 64 items are not looked into. A program deep-copied before every
+call is fingerprinted in full on every call (~100 µs for three predictors with a few demos each).
+While two instances with different states serve one agent, call spans carry the agent version of the
+last recorded revision, and drift is measured over both instances' calls together.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import json
 import math
 import re
 import threading
@@ -79,8 +91,9 @@ from dspy.teleprompt.teleprompt import Teleprompter
 from dspy.utils.usage_tracker import UsageTracker
 
 from driftwatch.change import Change
-from driftwatch.revision import canonical_json, combine, fingerprint
+from driftwatch.revision import combine, fingerprint
 from driftwatch.runtime import CallScope, Runtime, get_runtime, is_suppressed, suppressed
+from driftwatch.tracker import Lineage
 
 __all__ = [
     "MINIMUM_VERSION",
@@ -374,23 +387,30 @@ def _program_revision(program: Any) -> str:
 # Watching one program instance: the per-call cheap check
 # ----------------------------------------------------------------------------------------------
 
-class _Component:
-    __slots__ = ("flex", "key", "obj", "path", "pins", "state", "tracker")
+class _Component(Lineage):
+    """One predictor (or Flex) of one program instance, and that instance's lineage of it."""
+
+    __slots__ = ("flex", "obj", "path", "pins", "read", "tracker")
 
     def __init__(self, path: str, obj: Any, tracker: Any) -> None:
+        super().__init__()
         self.path = path
         self.obj = obj
         self.flex = _is_flex(obj)
         self.tracker = tracker
-        self.key: Any = None
         self.pins: Any = None  # the objects whose ids make up ``key``: kept alive, so no id is reused
-        self.state = functools.partial(_flex_state if self.flex else _predict_state, obj)
+        self.read = functools.partial(_flex_state if self.flex else _predict_state, obj)
 
 
 class _ProgramWatch:
-    """What driftwatch keeps about one watched program instance (weakly keyed by the instance)."""
+    """What driftwatch keeps about one watched program instance (weakly keyed by the instance).
 
-    __slots__ = ("agent", "components", "lock", "probe", "runtime", "shape_tracker")
+    Each instance has its own lineage per component (:class:`~driftwatch.tracker.Lineage`): its cheap
+    keys and the revisions it last had. An instance that serves unchanged records nothing, whatever
+    other instances of the same agent (an optimized copy, the other half of an A/B) did meanwhile.
+    """
+
+    __slots__ = ("agent", "components", "inherited", "lock", "probe", "runtime", "shape", "shape_tracker")
 
     def __init__(self, program: Any, agent: str, runtime: Runtime) -> None:
         self.agent = agent
@@ -398,33 +418,94 @@ class _ProgramWatch:
         self.probe: list[Any] | None = None
         self.components: list[_Component] = []
         self.shape_tracker = runtime.tracker(agent, PROGRAM_COMPONENT)
+        self.shape = Lineage()
+        #: the lineage a copy starts from (an optimizer's result: the student's), by component
+        self.inherited: dict[str, Lineage] = {}
         self.lock = threading.Lock()
 
-    def check(self, program: Any, *, source: str = "runtime", run_id: str | None = None) -> list[Change]:
-        """Compare the program with what was last seen; record what moved (the per-call hot path)."""
+    def inherit(self, parent: Mapping[str, Lineage]) -> None:
+        """Start from ``parent``'s lineage (``{component: lineage}``, ``<program>`` included): this
+        instance is a copy of it, so only what differs from the parent is a change."""
+        shape = parent.get(PROGRAM_COMPONENT)
+        if shape is not None and shape.revision_id is not None:
+            self.shape.inherit(shape)
+        self.inherited = {c: lin for c, lin in parent.items() if c != PROGRAM_COMPONENT and lin.revision_id}
+
+    def lineages(self) -> dict[str, Lineage]:
+        """This instance's lineage by component (``<program>`` included), as last seen."""
+        out: dict[str, Lineage] = {}
+        for comp in self.components:
+            lin = Lineage()
+            lin.inherit(comp)
+            out[comp.path] = lin
+        shape = Lineage()
+        shape.inherit(self.shape)
+        out[PROGRAM_COMPONENT] = shape
+        return out
+
+    def forget_keys(self) -> None:
+        """Make the next check fingerprint everything (in-place edits the cheap keys cannot see)."""
+        self.probe = None
+        self.shape.forget_key()
+        for comp in self.components:
+            comp.forget_key()
+
+    def _rebuild(self, found: list[tuple[str, Any]]) -> list[_Component]:
+        old = {c.path: c for c in self.components}
+        rt = self.runtime
+        out = []
+        for path, obj in found:
+            prev = old.get(path)
+            if prev is not None and prev.obj is obj:
+                out.append(prev)
+                continue
+            comp = _Component(path, obj, rt.tracker(self.agent, path))
+            parent = prev if prev is not None and prev.revision_id is not None else self.inherited.get(path)
+            if parent is not None:  # another object at the same path: the lineage goes on
+                comp.inherit(parent)
+            out.append(comp)
+        self.inherited = {}
+        return out
+
+    def check(self, program: Any, *, source: str = "runtime", run_id: str | None = None,
+              in_order: bool = False) -> list[Change]:
+        """Compare the program with what was last seen; record what moved (the per-call hot path).
+
+        ``in_order``: record the components by name, the shape last (an optimizer run's changes).
+        """
         changes: list[Change] = []
         probe = self.probe
+        shape_state = None
         if probe is None or not _same_shape(probe):
             with self.lock:
                 found, probe = _scan(program)
-                rt = self.runtime
-                self.components = [_Component(path, obj, rt.tracker(self.agent, path)) for path, obj in found]
+                self.components = self._rebuild(found)
                 self.probe = probe
                 shape_state = _shape_state(found)
-            ch = self.shape_tracker.observe(shape_state, kind="topology", source=source, run_id=run_id)
-            if ch is not None:
-                changes.append(ch)
-        for comp in self.components:
+            if not in_order:
+                self._check_shape(shape_state, changes, source, run_id)
+        components = sorted(self.components, key=lambda c: c.path) if in_order else self.components
+        for comp in components:
             d = _vars(comp.obj)
             obj = comp.obj
             key = _flex_key(obj, d) if comp.flex else _predict_key(obj, d)
-            if key != comp.key:
-                comp.key = key
-                comp.pins = _flex_pins(obj, d) if comp.flex else _predict_pins(obj, d)
-            ch = comp.tracker.observe(comp.state, key=key, kind=_kind, source=source, run_id=run_id)
+            if key == comp.key:
+                continue
+            pins = _flex_pins(obj, d) if comp.flex else _predict_pins(obj, d)
+            ch = comp.tracker.observe(comp.read, key=key, kind=_kind, source=source, run_id=run_id, lineage=comp)
+            comp.pins = pins
             if ch is not None:
                 changes.append(ch)
+        if in_order and shape_state is not None:
+            self._check_shape(shape_state, changes, source, run_id)
         return changes
+
+    def _check_shape(self, shape_state: dict[str, Any], changes: list[Change], source: str,
+                     run_id: str | None) -> None:
+        ch = self.shape_tracker.observe(shape_state, kind="topology", source=source, run_id=run_id,
+                                        lineage=self.shape)
+        if ch is not None:
+            changes.append(ch)
 
 
 # id(program) -> (weak reference, watch): keyed by identity, so that programs that define __eq__ (and
@@ -440,12 +521,21 @@ def _forget(key: int, ref: weakref.ref[Any]) -> None:
             del _WATCHES[key]
 
 
-def _watch_for(program: Any, agent: str, rt: Runtime) -> _ProgramWatch:
-    key = id(program)
-    entry = _WATCHES.get(key)
+def _existing_watch(program: Any, agent: str, rt: Runtime) -> _ProgramWatch | None:
+    entry = _WATCHES.get(id(program))
     if entry is not None and entry[0]() is program:
         pw = entry[1]
         if pw.runtime is rt and pw.agent == agent:
+            return pw
+    return None
+
+
+def _watch_for(program: Any, agent: str, rt: Runtime, *, fresh: bool = False) -> _ProgramWatch:
+    """The program's watch (``fresh``: a new one, replacing what was kept about the instance)."""
+    key = id(program)
+    if not fresh:
+        pw = _existing_watch(program, agent, rt)
+        if pw is not None:
             return pw
     pw = _ProgramWatch(program, agent, rt)
     ref = weakref.ref(program, lambda r: _forget(key, r))
@@ -486,11 +576,7 @@ def refresh(program: Any) -> list[Change]:
     rt = get_runtime()
     if not rt.enabled or is_suppressed():
         return []
-    pw = _watch_for(program, agent, rt)
-    pw.probe = None
-    for comp in pw.components:
-        comp.tracker.reset()
-    pw.shape_tracker.reset()
+    _watch_for(program, agent, rt).forget_keys()
     return [c for c in _observe(program, agent, rt) if not c.is_baseline]
 
 
@@ -859,9 +945,19 @@ class _CompileScope:
         self.rt = rt
         self.name = type(optimizer).__name__
         self.span = self.token = None
-        self.before: dict[str, Any] = {}
+        #: the student's lineage as the optimizer receives it: where the returned program's starts
+        self.parent: dict[str, Lineage] = {}
         self.student_watched = _agent_of(student) is not None
         self.gepa_saved: Any = _UNSET
+        try:
+            # the student checked in full first (edits not recorded yet are its own runtime changes,
+            # outside the run), so that the run's changes read "student -> result"
+            pw = _watch_for(student, agent, rt)
+            pw.forget_keys()
+            pw.check(student)
+            self.parent = pw.lineages()
+        except Exception as exc:  # noqa: BLE001  # the run is still recorded
+            rt.error("dspy", exc)
         tracing = rt.tracing
         if tracing is not None:
             try:
@@ -879,11 +975,6 @@ class _CompileScope:
                 self.span.set_attribute("driftwatch.optimizer.run_id", self.run.run.id)
             except Exception as exc:  # noqa: BLE001  # counted
                 rt.error("tracing", exc)
-        try:
-            # the student as the optimizer receives it: what the returned program is compared with
-            self.before = {c: canonical_json(st) for c, st in program_state(student).items()}
-        except Exception as exc:  # noqa: BLE001  # the run is still recorded
-            rt.error("dspy", exc)
 
     @contextmanager
     def inside(self) -> Iterator[None]:
@@ -920,21 +1011,20 @@ class _CompileScope:
         self._end(None)
 
     def _record_result(self, result: Any) -> None:
+        """One change per component of the result that differs from the student (student -> result).
+
+        The result gets its own watch, its lineage continuing the student's: when it is swapped in,
+        its first call records nothing, and the student serving meanwhile records nothing either.
+        """
         if self.run.run.candidates == 0:
             self._candidates_from(result)
-        after = program_state(result)
-        rt, run_id = self.rt, self.run.run.id
-        order = sorted(after, key=lambda c: (c == PROGRAM_COMPONENT, c))
-        for component in order:
-            state = after[component]
-            before = self.before.get(component)
-            if canonical_json(state) == before:
-                continue  # unchanged from the student: nothing to record
-            tracker = rt.tracker(self.agent, component)
-            if tracker.revision_id is None and before is not None:
-                tracker.observe(json.loads(before), source="runtime")  # first sighting: the student is the baseline
-            kind = "topology" if component == PROGRAM_COMPONENT else _kind
-            tracker.observe(state, kind=kind, source=self.name, run_id=run_id)
+        if result is self.student:  # tuned in place
+            pw = _watch_for(result, self.agent, self.rt)
+        else:
+            pw = _watch_for(result, self.agent, self.rt, fresh=True)
+            pw.inherit(self.parent)
+        pw.forget_keys()
+        pw.check(result, source=self.name, run_id=self.run.run.id, in_order=True)
 
     def _candidates_from(self, result: Any) -> None:
         """Optimizers that score without ``dspy.Evaluate`` (SIMBA) attach ``candidate_programs``."""
@@ -1270,7 +1360,8 @@ def restore(program: Any, revision_id: str | Mapping[str, str], *, component: st
     ``revision_id`` is one component's revision id (or a unique prefix of 6+ characters; the
     component is found in the ledger, or named with ``component=``), or a mapping
     ``{component: revision_id}`` to restore several at once. The state is read from the ledger.
-    ``agent`` defaults to the name the program is watched as.
+    ``agent`` defaults to the name the program is watched as. Edits made to the program since its
+    last call are recorded first, as its own ``runtime`` changes.
     """
     if not isinstance(program, Module):
         raise TypeError(f"restore(program=...): expected a dspy.Module, got {type(program).__name__}")
@@ -1306,15 +1397,17 @@ def restore(program: Any, revision_id: str | Mapping[str, str], *, component: st
         else:
             _signature_for(_signature_of(obj, _vars(obj)), state)
             _lm_for(_vars(obj).get("lm"), state.get("lm"))
+    agent = agent or _derived_agent(program)
+    live = rt.enabled
+    pw = _existing_watch(program, agent, rt) if live else None
+    if pw is not None:
+        pw.check(program)  # edits made since its last call are its own (runtime) changes, not the restore's
     with suppressed():
         for _comp, obj, state in plan:
             _apply(obj, state)
-    agent = agent or _derived_agent(program)
-    changes: list[Change] = []
-    if rt.enabled:
-        for comp, obj, _state in plan:
-            tracker = rt.tracker(agent, comp)
-            ch = tracker.observe(_state_of(obj), kind=_kind, source="manual")
-            if ch is not None and not ch.is_baseline:
-                changes.append(ch)
-    return changes
+    if not live:
+        return []
+    if pw is None:
+        pw = _watch_for(program, agent, rt)
+    restored = {comp for comp, _obj, _state in plan}
+    return [c for c in pw.check(program, source="manual") if not c.is_baseline and c.component in restored]
