@@ -8,7 +8,8 @@ sensitive to its prompt the way a real model is: see :mod:`driftwatch.scripted`)
 
 - ``qa-program``, a DSPy program answering arithmetic questions. While it serves, a real ``dspy.COPRO``
   optimizer runs in a background thread on examples taken from the served traffic; the program it
-  returns is swapped in. The instructions COPRO picks change how the model answers.
+  returns is swapped in (the old one serves until then, and driftwatch records the optimizer's change
+  once). The instructions COPRO picks change how the model answers.
 - ``support-bot``, a LangGraph agent (``reflect -> agent -> feedback``) that rewrites its own system
   prompt: its ``feedback`` node rates each answer the way customers would (too short, unsafe, a
   refusal) and, at each periodic review, its ``reflect`` node edits the prompt in the graph state to
@@ -189,7 +190,6 @@ class Demo:
         self._calls = dict.fromkeys(DEMO_AGENTS, 0)
         self._rate_marks: dict[str, deque[tuple[float, int]]] = {a: deque(maxlen=8) for a in DEMO_AGENTS}
         self._program: Any = None
-        self._serving = threading.Lock()
         self._optimizer_busy = threading.Event()
         self._errors: list[str] = []
 
@@ -326,8 +326,7 @@ class Demo:
                     optimizer.start()
                 a, b = rnd.randint(2, 99), rnd.randint(2, 99)
                 question, truth = f"What is {a} + {b}?", str(a + b)
-                with self._serving:  # the optimizer swaps the program under this lock
-                    pred = self._program(question=question)
+                pred = self._program(question=question)  # the optimizer thread swaps self._program
                 correct = truth in str(pred.answer)
                 driftwatch.record_score(DSPY_AGENT, 1.0 if correct else 0.0, metric="correct")
                 served.append(dspy.Example(question=question, answer=truth).with_inputs("question"))
@@ -336,25 +335,13 @@ class Demo:
     def _optimize(self, student: Any, trainset: list[Any]) -> None:
         """COPRO on examples from the served traffic, in its own thread and LM; the result is swapped in.
 
-        driftwatch records the optimizer's change when ``compile`` returns. So that no call reaches the
-        old program after that moment (it would be recorded as a ``runtime`` change back to the old
-        instructions, and the swap as another), serving pauses from the end of the compile (DSPy's
-        ``on_compile_end`` callback, which runs before driftwatch's wrapper records the change) until
-        the new program is in place: the blue/green swap a real deployment needs too.
+        The old program serves throughout: during the compile, and after it until the swap, as in a
+        blue/green deployment. driftwatch records the optimizer's change once, when ``compile``
+        returns; the old program's calls meanwhile, and the new program's first call, record nothing.
         """
         import dspy
-        from dspy.utils.callback import BaseCallback
 
         from driftwatch.integrations.scripted_dspy import ScriptedLM
-
-        serving = self._serving
-        held: list[bool] = []
-
-        class SwapGate(BaseCallback):
-            def on_compile_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
-                if exception is None and outputs is not None and not held:
-                    serving.acquire()
-                    held.append(True)
 
         def metric(example: Any, pred: Any, trace: Any = None) -> bool:
             if self.stop.is_set():
@@ -363,7 +350,7 @@ class Demo:
 
         self.note(DSPY_AGENT, f"COPRO starts on {len(trainset)} served examples (the program keeps serving)")
         try:
-            with dspy.context(lm=ScriptedLM(seed=self.seed + 2), callbacks=[SwapGate()]):
+            with dspy.context(lm=ScriptedLM(seed=self.seed + 2)):
                 optimized = dspy.COPRO(metric=metric, breadth=4, depth=2, init_temperature=1.0).compile(
                     student, trainset=trainset, eval_kwargs={"num_threads": 1, "display_progress": False})
             if not self.stop.is_set():
@@ -375,8 +362,6 @@ class Demo:
                 return
             raise
         finally:
-            if held:
-                serving.release()
             self._optimizer_busy.clear()
 
     def _build_support_bot(self) -> Any:
