@@ -1,7 +1,7 @@
 """Added cost per invoke of watching a 3-node LangGraph graph, next to its peers.
 
 Run:  .venv/bin/python benchmarks/bench_langgraph.py [--invokes 100] [--rounds 30] [--clock cpu|wall]
-                                                     [--processor simple|batch]
+                                                     [--processor simple|batch] [--sample-ratio 1.0]
 
 The graph is ``prep -> reflect -> agent`` with ``FakeListChatModel`` (the agent node makes one chat-model
 call with a system prompt; the prompt does not change, so this is driftwatch's steady-state hot path).
@@ -16,7 +16,8 @@ time.
 - noop-callback   the graph with a do-nothing ``BaseCallbackHandler`` (the floor of any callback approach)
 - watched         ``driftwatch.watch(graph)``: metrics, drift engine, in-memory ledger, spans through an
                   SDK TracerProvider with an in-memory exporter behind a SimpleSpanProcessor (default) or a
-                  BatchSpanProcessor (``--processor batch``, what production uses)
+                  BatchSpanProcessor (``--processor batch``, what production uses); ``--sample-ratio 0.1``
+                  head-samples 10% of traces, as busy services do (unsampled spans are non-recording)
 - watched-notrace the same with tracing off (no SDK configured: what an app without OpenTelemetry pays)
 - watched-nodrift tracing and the drift engine off: the integration itself plus metrics and ledger
 - openinference   OpenInference ``LangChainInstrumentor`` (same provider setup), instrumented per round
@@ -42,6 +43,7 @@ from langgraph.graph import END, START, StateGraph
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CollectorRegistry
 
 import driftwatch
@@ -124,12 +126,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     parser.add_argument("--processor", choices=("simple", "batch"), default="simple")
+    parser.add_argument("--sample-ratio", type=float, default=1.0,
+                        help="head sampling of traces (ParentBased(TraceIdRatioBased)); 1.0 records every span")
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
 
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(args.sample_ratio)))
     processor = SimpleSpanProcessor if args.processor == "simple" else BatchSpanProcessor
     provider.add_span_processor(processor(exporter))
     rt_trace = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracer_provider=provider))
@@ -179,7 +183,7 @@ def main() -> None:
 
     base = statistics.median(results["bare"])
     print(f"3-node LangGraph graph, FakeListChatModel; {args.rounds} rounds x {args.invokes} invokes per mode, "
-          f"{args.clock} clock, {args.processor} span processor")
+          f"{args.clock} clock, {args.processor} span processor, trace sampling {args.sample_ratio:g}")
     print(f"{'mode':<16} {'µs/invoke':>10} {'added µs':>9} {'ratio':>7}   (quartiles of the paired ratio)")
     for name, values in results.items():
         med = statistics.median(values)
