@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import dspy
@@ -25,3 +26,11 @@ def _unpatch() -> Iterator[None]:
     dw_dspy.uninstrument()
     yield
     dw_dspy.uninstrument()
+
+
+@pytest.fixture
+def quiet_optimizers() -> Iterator[None]:
+    """The optimizers log progress at INFO/WARNING; keep the test output readable."""
+    logging.disable(logging.WARNING)
+    yield
+    logging.disable(logging.NOTSET)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import copy
 import gc
-import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 import dspy
@@ -23,14 +21,7 @@ from driftwatch.revision import fingerprint
 from driftwatch.testing import Captured
 
 QUESTION = "What is the capital of France?"
-
-
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    """The optimizers log progress at INFO/WARNING; keep the test output readable."""
-    logging.disable(logging.WARNING)
-    yield
-    logging.disable(logging.NOTSET)
+pytestmark = pytest.mark.usefixtures("quiet_optimizers")
 
 
 def _compile(name: str, student: dspy.Module) -> dspy.Module:

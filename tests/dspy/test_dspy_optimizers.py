@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import dspy
@@ -19,14 +17,7 @@ from driftwatch.revision import fingerprint
 from driftwatch.testing import Captured
 
 QUESTION = "What is the capital of France?"
-
-
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    """The optimizers log progress at INFO/WARNING; keep the test output readable."""
-    logging.disable(logging.WARNING)
-    yield
-    logging.disable(logging.NOTSET)
+pytestmark = pytest.mark.usefixtures("quiet_optimizers")
 
 
 def gepa_metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None) -> float:
