@@ -32,8 +32,9 @@ debs:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/driftwatch demo --non-interactive
+	$(BIN)/driftwatch demo --non-interactive $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

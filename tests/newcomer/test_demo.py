@@ -176,8 +176,25 @@ def test_make_demo_runs_the_demo_non_interactively() -> None:
         capture_output=True, text=True, timeout=60, cwd=ROOT, check=False, env=env,
     )
     assert proc.returncode == 0, proc.stderr
-    recipes = [line for line in proc.stdout.strip().splitlines() if not line.startswith("make")]
+    recipes = [line.strip() for line in proc.stdout.strip().splitlines() if not line.startswith("make")]
     assert recipes[-1] == ".venv/bin/driftwatch demo --non-interactive"
+
+
+def test_make_demo_itself_leaves_a_run_changes_and_an_alarm(tmp_path: Path) -> None:
+    """`make demo` (its real recipe, on the installed driftwatch, never reinstalling) leaves a ledger with an
+    optimizer run, at least three changes and at least one drift alarm, and writes the report."""
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}}
+    ledger, report = tmp_path / "make-demo.db", tmp_path / "make-demo.html"
+    args = f"--duration {DURATION} --port 0 --ledger {ledger} --report {report}"
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "demo", f"BIN={Path(sys.executable).parent}",
+         f"DEMO_ARGS={args}"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT, check=False, env=env,
+    )
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+    led = open_ledger(str(ledger), readonly=True)
+    assert len(led.runs()) >= 1 and len(led.changes()) >= 3 and len(led.alarms()) >= 1
+    assert report.stat().st_size > 10_000 and "driftwatch demo finished" in proc.stdout
 
 
 def test_a_ledger_of_other_agents_is_never_replaced(tmp_path: Path) -> None:
