@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEBS   := prometheus prometheus-alertmanager chromium
+DEBS   := prometheus prometheus-alertmanager chromium postgresql
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 PYTEST_ARGS ?=
 
@@ -24,7 +24,8 @@ $(STAMP): setup.cfg constraints.txt
 
 venv: $(STAMP)
 
-# Debian packages the tests use: real Prometheus / Alertmanager, and Chromium for page tests.
+# Debian packages the tests use: real Prometheus / Alertmanager, Chromium for page tests, and PostgreSQL
+# (tests/pg_server.py finds its binaries in /usr/lib/postgresql/*/bin and runs a throwaway cluster).
 debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -3,11 +3,13 @@
 :class:`Ledger` is the one narrow interface the core writes through and the CLI reads through;
 :class:`SQLiteLedger` is the embedded default (one file, WAL mode, ``synchronous=FULL``, so a change
 is on disk before the hook that saw it returns, and several threads and processes can share a file).
-Other backends (a fleet's PostgreSQL) implement the same interface. :func:`open_ledger` picks the
-backend from a path or URL.
+:class:`~driftwatch.ledger_postgres.PostgresLedger` (a fleet's shared PostgreSQL database) implements the
+same interface; both inherit their SQL from :class:`SQLLedger`. :func:`open_ledger` picks the backend
+from a path or URL.
 
-The schema is versioned with SQLite's ``user_version``; :data:`MIGRATIONS` upgrades an older file in
-place, and a file written by a newer driftwatch is refused with a clear error.
+The schema is versioned (SQLite's ``user_version``; a ``driftwatch_schema`` table in PostgreSQL);
+:data:`MIGRATIONS` upgrades an older ledger in place, and one written by a newer driftwatch is refused
+with a clear error.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from driftwatch.observation import OptimizerRun
 from driftwatch.revision import Revision, canonical_json
 from driftwatch.windows import CallWindow
 
-__all__ = ["DEFAULT_PATH", "Ledger", "LedgerError", "SQLiteLedger", "open_ledger"]
+__all__ = ["DEFAULT_PATH", "Ledger", "LedgerError", "SQLLedger", "SQLiteLedger", "open_ledger"]
 
 DEFAULT_PATH = "driftwatch.db"
 
@@ -128,9 +130,11 @@ class Ledger(ABC):
 
 
 # ----------------------------------------------------------------------------------------------
-# SQLite
+# The schema and the SQL shared by the SQLite and PostgreSQL backends
 # ----------------------------------------------------------------------------------------------
 
+#: Written in SQLite's dialect; the PostgreSQL backend translates the column types
+#: (:func:`driftwatch.ledger_postgres.postgres_ddl`), so both backends always have the same tables.
 MIGRATIONS: tuple[str, ...] = (
     # version 1
     """
@@ -245,7 +249,192 @@ def _json(value: Any) -> str:
     return json.dumps(value or {}, sort_keys=True, default=str)
 
 
-class SQLiteLedger(Ledger):
+class SQLLedger(Ledger):
+    """The SQL both backends run (``?`` placeholders; the PostgreSQL backend rewrites them) and the
+    row → object conversions. A backend supplies the connection: :meth:`_read`, :meth:`_write`,
+    :meth:`_schema_version`, :meth:`record_command` and :meth:`close`.
+
+    Every insert of an entry with an id is idempotent (``ON CONFLICT … DO NOTHING``): the runtime retries
+    a write whose outcome it did not learn (a connection lost during ``COMMIT``) without duplicating it.
+    """
+
+    readonly: bool = False
+    #: the order of call windows with the same start (SQLite: insertion order)
+    _WINDOW_ORDER = " ORDER BY start, rowid"
+
+    @abstractmethod
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one query; ``LedgerError`` when the ledger cannot be read."""
+
+    @abstractmethod
+    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]], *, durable: bool = True) -> None:
+        """Run statements in one transaction, committed (``durable``: synchronously) before returning."""
+
+    @abstractmethod
+    def _schema_version(self) -> int:
+        """The schema version the ledger is at."""
+
+    def commands(self, *, after: int = 0, since: float | None = None) -> list[tuple[int, str, str, float]]:
+        sql, args = "SELECT id, agent, action, ts FROM drift_commands WHERE id > ?", [after]
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        return [(r[0], r[1], r[2], r[3]) for r in self._read(sql + " ORDER BY id", tuple(args))]
+
+    # -- writes ---------------------------------------------------------------------------------
+    def record_change(self, change: Change) -> None:
+        now = change.timestamp or time.time()
+        self._write([
+            ("INSERT INTO revisions (id, parent, state, created_at) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT (id) DO NOTHING",
+             (change.after_id, change.before_id, canonical_json(change.after_state), now)),
+            (f"INSERT INTO changes ({_CHANGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+             "ON CONFLICT (id) DO NOTHING",
+             (change.id, change.agent, change.component, change.kind, change.source, change.before_id,
+              change.after_id, change.magnitude, json.dumps(list(change.paths)), now, change.trace_id,
+              change.span_id, change.run_id, change.node, _json(change.attributes))),
+            ("INSERT INTO heads (agent, component, revision_id, updated_at) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT (agent, component) DO UPDATE SET revision_id = excluded.revision_id, "
+             "updated_at = excluded.updated_at",
+             (change.agent, change.component, change.after_id, now)),
+        ])
+
+    def record_run(self, run: OptimizerRun) -> None:
+        self._write([(
+            "INSERT INTO runs (id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, "
+            "trace_id, error_type, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, ended_at = excluded.ended_at, "
+            "candidates = excluded.candidates, best_score = excluded.best_score, "
+            "error_type = excluded.error_type, attributes = excluded.attributes",
+            (run.id, run.agent, run.optimizer, run.outcome, run.started_at, run.ended_at, run.candidates,
+             run.best_score, run.trace_id, run.error_type, _json(run.attributes)),
+        )])
+
+    def record_candidate(self, run_id: str, index: int, score: float | None,
+                         revision_id: str | None = None, attributes: dict[str, Any] | None = None) -> None:
+        self._write([(
+            "INSERT INTO candidates (run_id, idx, score, revision_id, attributes) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id, idx) DO UPDATE SET score = excluded.score, revision_id = excluded.revision_id, "
+            "attributes = excluded.attributes",
+            (run_id, index, score, revision_id, _json(attributes)),
+        )])
+
+    def record_alarm(self, alarm: Alarm) -> None:
+        self._write([(
+            "INSERT INTO alarms (id, agent, signal, score, ts, anchor_change_id, calls_since_anchor, trace_id, "
+            "span_id, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp, alarm.anchor_change_id,
+             alarm.calls_since_anchor, alarm.trace_id, alarm.span_id, _json(alarm.attributes)),
+        )])
+
+    _WINDOW_COLS = ("agent, start, end_ts, calls, errors, duration_s, output_chars, sized_calls, input_tokens, "
+                    "output_tokens, refusals, format_failures, checked_calls, tools, scores, pid")
+
+    def record_window(self, window: CallWindow) -> None:
+        w = window
+        self._write([(
+            f"INSERT INTO call_windows ({self._WINDOW_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (w.agent, w.start, w.end, w.calls, w.errors, w.duration_s, w.output_chars, w.sized_calls,
+             w.input_tokens, w.output_tokens, w.refusals, w.format_failures, w.checked_calls,
+             json.dumps(w.tools, sort_keys=True), json.dumps(w.scores, sort_keys=True), w.pid),
+        )], durable=False)  # an aggregate for reports: no fsync on the agent's call path
+
+    def windows(self, *, agent: str | None = None, since: float | None = None,
+                until: float | None = None) -> list[CallWindow]:
+        where, args = _filters(agent=agent, since=since, until=until, ts="start")
+        sql = f"SELECT {self._WINDOW_COLS} FROM call_windows"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + self._WINDOW_ORDER, tuple(args))
+        return [CallWindow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+                           json.loads(r[13]), json.loads(r[14]), r[15]) for r in rows]
+
+    # -- reads ----------------------------------------------------------------------------------
+    def head(self, agent: str, component: str) -> str | None:
+        rows = self._read("SELECT revision_id FROM heads WHERE agent = ? AND component = ?", (agent, component))
+        return rows[0][0] if rows else None
+
+    def revision(self, revision_id: str) -> Revision | None:
+        if len(revision_id) < 6:
+            return None
+        rows = self._read("SELECT id, parent, state, created_at FROM revisions WHERE id = ?", (revision_id,))
+        if not rows:
+            rows = self._read("SELECT id, parent, state, created_at FROM revisions WHERE id LIKE ? LIMIT 2",
+                              (_prefix(revision_id),))
+        if len(rows) != 1:
+            return None
+        rid, parent, state, created = rows[0]
+        return Revision(rid, json.loads(state), parent, created)
+
+    def change(self, change_id: str) -> Change:
+        if len(change_id) < 4:
+            raise KeyError(f"change id {change_id!r} is too short: give at least 4 characters")
+        rows = self._read(f"SELECT {_CHANGE_COLS} FROM changes WHERE id LIKE ? LIMIT 2", (_prefix(change_id),))
+        if not rows:
+            raise KeyError(f"no change {change_id!r} in {self.location}")
+        if len(rows) > 1:
+            raise KeyError(f"change id {change_id!r} is ambiguous in {self.location}: give more characters")
+        return self._change(rows[0], with_states=True)
+
+    def changes(self, *, agent: str | None = None, component: str | None = None, since: float | None = None,
+                until: float | None = None, limit: int | None = None, baselines: bool = False) -> list[Change]:
+        where, args = _filters(agent=agent, component=component, since=since, until=until)
+        if not baselines:
+            where.append("before_id IS NOT NULL")
+        sql = f"SELECT {_CHANGE_COLS} FROM changes"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts, id"
+        rows = self._read(sql, tuple(args))
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return [self._change(r) for r in rows]
+
+    def _change(self, row: tuple[Any, ...], with_states: bool = False) -> Change:
+        (cid, agent, component, kind, source, before_id, after_id, magnitude, paths, ts, trace_id, span_id,
+         run_id, node, attributes) = row
+        before_state = after_state = None
+        if with_states:
+            after = self.revision(after_id)
+            after_state = after.state if after else None
+            if before_id:
+                before = self.revision(before_id)
+                before_state = before.state if before else None
+        return Change(cid, agent, component, kind, source, before_id, after_id, magnitude,
+                      tuple(json.loads(paths)), ts, before_state, after_state, trace_id, span_id, run_id, node,
+                      json.loads(attributes))
+
+    def runs(self, *, agent: str | None = None, since: float | None = None,
+             limit: int | None = None) -> list[OptimizerRun]:
+        where, args = _filters(agent=agent, since=since, ts="started_at")
+        sql = ("SELECT id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, trace_id, "
+               "error_type, attributes FROM runs")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY started_at, id", tuple(args))
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return [OptimizerRun(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], json.loads(r[10]))
+                for r in rows]
+
+    def candidates(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._read("SELECT idx, score, revision_id, attributes FROM candidates WHERE run_id = ? ORDER BY idx",
+                          (run_id,))
+        return [{"index": r[0], "score": r[1], "revision_id": r[2], **json.loads(r[3])} for r in rows]
+
+    def alarms(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[Alarm]:
+        where, args = _filters(agent=agent, since=since)
+        sql = ("SELECT id, agent, signal, score, ts, anchor_change_id, calls_since_anchor, trace_id, span_id, "
+               "attributes FROM alarms")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY ts, id", tuple(args))
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return [Alarm(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9])) for r in rows]
+
+
+class SQLiteLedger(SQLLedger):
     """The embedded ledger: one SQLite file (or ``:memory:``), safe across threads and processes."""
 
     def __init__(self, path: str = DEFAULT_PATH, *, readonly: bool = False) -> None:
@@ -337,6 +526,9 @@ class SQLiteLedger(Ledger):
                 if not durable and self.path != ":memory:":
                     conn.execute("PRAGMA synchronous = FULL")
 
+    def _schema_version(self) -> int:
+        return int(self._read("PRAGMA user_version")[0][0])
+
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
@@ -360,168 +552,13 @@ class SQLiteLedger(Ledger):
                 raise LedgerError(f"cannot write ledger {self.path}: {exc}") from None
             return int(cur.lastrowid or 0)
 
-    def commands(self, *, after: int = 0, since: float | None = None) -> list[tuple[int, str, str, float]]:
-        sql, args = "SELECT id, agent, action, ts FROM drift_commands WHERE id > ?", [after]
-        if since is not None:
-            sql += " AND ts >= ?"
-            args.append(since)
-        return [(r[0], r[1], r[2], r[3]) for r in self._read(sql + " ORDER BY id", tuple(args))]
-
-    # -- writes ---------------------------------------------------------------------------------
-    def record_change(self, change: Change) -> None:
-        now = change.timestamp or time.time()
-        self._write([
-            ("INSERT OR IGNORE INTO revisions (id, parent, state, created_at) VALUES (?, ?, ?, ?)",
-             (change.after_id, change.before_id, canonical_json(change.after_state), now)),
-            (f"INSERT INTO changes ({_CHANGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-             (change.id, change.agent, change.component, change.kind, change.source, change.before_id,
-              change.after_id, change.magnitude, json.dumps(list(change.paths)), now, change.trace_id,
-              change.span_id, change.run_id, change.node, _json(change.attributes))),
-            ("INSERT INTO heads (agent, component, revision_id, updated_at) VALUES (?, ?, ?, ?) "
-             "ON CONFLICT (agent, component) DO UPDATE SET revision_id = excluded.revision_id, "
-             "updated_at = excluded.updated_at",
-             (change.agent, change.component, change.after_id, now)),
-        ])
-
-    def record_run(self, run: OptimizerRun) -> None:
-        self._write([(
-            "INSERT INTO runs (id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, "
-            "trace_id, error_type, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, ended_at = excluded.ended_at, "
-            "candidates = excluded.candidates, best_score = excluded.best_score, "
-            "error_type = excluded.error_type, attributes = excluded.attributes",
-            (run.id, run.agent, run.optimizer, run.outcome, run.started_at, run.ended_at, run.candidates,
-             run.best_score, run.trace_id, run.error_type, _json(run.attributes)),
-        )])
-
-    def record_candidate(self, run_id: str, index: int, score: float | None,
-                         revision_id: str | None = None, attributes: dict[str, Any] | None = None) -> None:
-        self._write([(
-            "INSERT OR REPLACE INTO candidates (run_id, idx, score, revision_id, attributes) VALUES (?, ?, ?, ?, ?)",
-            (run_id, index, score, revision_id, _json(attributes)),
-        )])
-
-    def record_alarm(self, alarm: Alarm) -> None:
-        self._write([(
-            "INSERT INTO alarms (id, agent, signal, score, ts, anchor_change_id, calls_since_anchor, trace_id, "
-            "span_id, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp, alarm.anchor_change_id,
-             alarm.calls_since_anchor, alarm.trace_id, alarm.span_id, _json(alarm.attributes)),
-        )])
-
-    _WINDOW_COLS = ("agent, start, end_ts, calls, errors, duration_s, output_chars, sized_calls, input_tokens, "
-                    "output_tokens, refusals, format_failures, checked_calls, tools, scores, pid")
-
-    def record_window(self, window: CallWindow) -> None:
-        w = window
-        self._write([(
-            f"INSERT INTO call_windows ({self._WINDOW_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (w.agent, w.start, w.end, w.calls, w.errors, w.duration_s, w.output_chars, w.sized_calls,
-             w.input_tokens, w.output_tokens, w.refusals, w.format_failures, w.checked_calls,
-             json.dumps(w.tools, sort_keys=True), json.dumps(w.scores, sort_keys=True), w.pid),
-        )], durable=False)  # an aggregate for reports: no fsync on the agent's call path
-
-    def windows(self, *, agent: str | None = None, since: float | None = None,
-                until: float | None = None) -> list[CallWindow]:
-        where, args = _filters(agent=agent, since=since, until=until, ts="start")
-        sql = f"SELECT {self._WINDOW_COLS} FROM call_windows"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY start, rowid", tuple(args))
-        return [CallWindow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
-                           json.loads(r[13]), json.loads(r[14]), r[15]) for r in rows]
-
-    # -- reads ----------------------------------------------------------------------------------
-    def head(self, agent: str, component: str) -> str | None:
-        rows = self._read("SELECT revision_id FROM heads WHERE agent = ? AND component = ?", (agent, component))
-        return rows[0][0] if rows else None
-
-    def revision(self, revision_id: str) -> Revision | None:
-        if len(revision_id) < 6:
-            return None
-        rows = self._read("SELECT id, parent, state, created_at FROM revisions WHERE id = ?", (revision_id,))
-        if not rows:
-            rows = self._read("SELECT id, parent, state, created_at FROM revisions WHERE id LIKE ? LIMIT 2",
-                              (_prefix(revision_id),))
-        if len(rows) != 1:
-            return None
-        rid, parent, state, created = rows[0]
-        return Revision(rid, json.loads(state), parent, created)
-
-    def change(self, change_id: str) -> Change:
-        if len(change_id) < 4:
-            raise KeyError(f"change id {change_id!r} is too short: give at least 4 characters")
-        rows = self._read(f"SELECT {_CHANGE_COLS} FROM changes WHERE id LIKE ? LIMIT 2", (_prefix(change_id),))
-        if not rows:
-            raise KeyError(f"no change {change_id!r} in {self.location}")
-        if len(rows) > 1:
-            raise KeyError(f"change id {change_id!r} is ambiguous in {self.location}: give more characters")
-        return self._change(rows[0], with_states=True)
-
-    def changes(self, *, agent: str | None = None, component: str | None = None, since: float | None = None,
-                until: float | None = None, limit: int | None = None, baselines: bool = False) -> list[Change]:
-        where, args = _filters(agent=agent, component=component, since=since, until=until)
-        if not baselines:
-            where.append("before_id IS NOT NULL")
-        sql = f"SELECT {_CHANGE_COLS} FROM changes"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts, id"
-        rows = self._read(sql, tuple(args))
-        if limit is not None:
-            rows = rows[-limit:] if limit > 0 else []
-        return [self._change(r) for r in rows]
-
-    def _change(self, row: tuple[Any, ...], with_states: bool = False) -> Change:
-        (cid, agent, component, kind, source, before_id, after_id, magnitude, paths, ts, trace_id, span_id,
-         run_id, node, attributes) = row
-        before_state = after_state = None
-        if with_states:
-            after = self.revision(after_id)
-            after_state = after.state if after else None
-            if before_id:
-                before = self.revision(before_id)
-                before_state = before.state if before else None
-        return Change(cid, agent, component, kind, source, before_id, after_id, magnitude,
-                      tuple(json.loads(paths)), ts, before_state, after_state, trace_id, span_id, run_id, node,
-                      json.loads(attributes))
-
-    def runs(self, *, agent: str | None = None, since: float | None = None,
-             limit: int | None = None) -> list[OptimizerRun]:
-        where, args = _filters(agent=agent, since=since, ts="started_at")
-        sql = ("SELECT id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, trace_id, "
-               "error_type, attributes FROM runs")
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY started_at, id", tuple(args))
-        if limit is not None:
-            rows = rows[-limit:] if limit > 0 else []
-        return [OptimizerRun(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], json.loads(r[10]))
-                for r in rows]
-
-    def candidates(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self._read("SELECT idx, score, revision_id, attributes FROM candidates WHERE run_id = ? ORDER BY idx",
-                          (run_id,))
-        return [{"index": r[0], "score": r[1], "revision_id": r[2], **json.loads(r[3])} for r in rows]
-
-    def alarms(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[Alarm]:
-        where, args = _filters(agent=agent, since=since)
-        sql = ("SELECT id, agent, signal, score, ts, anchor_change_id, calls_since_anchor, trace_id, span_id, "
-               "attributes FROM alarms")
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY ts, id", tuple(args))
-        if limit is not None:
-            rows = rows[-limit:] if limit > 0 else []
-        return [Alarm(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9])) for r in rows]
-
-
 def _has_tables(conn: sqlite3.Connection) -> bool:
     return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").fetchall())
 
 
 def _prefix(text: str) -> str:
-    return text.replace("\\", "").replace("%", "").replace("_", "") + "%"
+    """A ``LIKE`` pattern for an id prefix (ids are lower-case hex; PostgreSQL's ``LIKE`` is case-sensitive)."""
+    return text.lower().replace("\\", "").replace("%", "").replace("_", "") + "%"
 
 
 def _filters(*, agent: str | None = None, component: str | None = None, since: float | None = None,
@@ -545,7 +582,9 @@ def open_ledger(location: str | None = None, *, readonly: bool = False) -> Ledge
     """Open the ledger named by a path, ``sqlite:///path``, ``:memory:`` or ``postgresql://…`` URL."""
     location = location or DEFAULT_PATH
     if location.startswith(("postgresql://", "postgres://")):
-        raise LedgerError("a PostgreSQL ledger is not supported yet: use an SQLite path for DRIFTWATCH_LEDGER")
+        from driftwatch.ledger_postgres import PostgresLedger
+
+        return PostgresLedger(location, readonly=readonly)
     if location.startswith("sqlite:///"):
         location = location[len("sqlite:///"):] or ":memory:"
     elif "://" in location:
