@@ -217,6 +217,11 @@ class PostgresLedger(SQLLedger):
             for conn in idle:
                 conn.close()
 
+    def __del__(self) -> None:  # a ledger dropped without close(): its connections go with it, quietly
+        if getattr(self, "_idle", None) and os.getpid() == self._pid:
+            for conn in self._idle:
+                conn.close()
+
     # -- schema ------------------------------------------------------------------------------------
     @staticmethod
     def _version(conn: Any) -> int | None:

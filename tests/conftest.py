@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 from collections.abc import Iterator
 
 import pytest
 
 from driftwatch.testing import Captured, capture
+from tests.pg_server import PostgresServer
 
 
 @pytest.fixture
@@ -22,3 +24,31 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session (started on first use, ~1 s; see tests/pg_server.py).
+    Fails (never skips) when the server binaries are missing: `make test` installs them."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return postgres.create_database(f"dw{next(_databases)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A fresh ledger location for each backend: an SQLite file, then a PostgreSQL database URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "dw.db")
+    return request.getfixturevalue("pg_url")

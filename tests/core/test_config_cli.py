@@ -59,9 +59,9 @@ def _populated(path: str) -> list[str]:
     return [c.id for c in open_ledger(path).changes()]
 
 
-def test_history_table_json_and_filters(tmp_path, capsys) -> None:
+def test_history_table_json_and_filters(ledger_url, capsys) -> None:
     """history prints a table, JSON with --json, and filters by agent and component."""
-    path = str(tmp_path / "dw.db")
+    path = ledger_url
     ids = _populated(path)
     assert main(["history", "--ledger", path]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -78,9 +78,9 @@ def test_history_table_json_and_filters(tmp_path, capsys) -> None:
     assert len(json.loads(capsys.readouterr().out)) == 3
 
 
-def test_show_prints_the_unified_diff(tmp_path, capsys) -> None:
+def test_show_prints_the_unified_diff(ledger_url, capsys) -> None:
     """show CHANGE_ID (or a prefix) prints the change and a unified diff of its revisions."""
-    path = str(tmp_path / "dw.db")
+    path = ledger_url
     ids = _populated(path)
     assert main(["show", ids[1][:8], "--ledger", path]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,7 @@
-"""The SQLite ledger: durability, concurrency, schema versions, and its read API."""
+"""The ledger contract, run against both backends (``ledger_url``: an SQLite file, then a database on a
+throwaway PostgreSQL server): durability, concurrency, schema versions, the read API; SQLite specifics.
+PostgreSQL specifics (connection errors, concurrent first migration, the runtime when the database is
+down) are in test_ledger_postgres.py."""
 
 from __future__ import annotations
 
@@ -13,8 +16,10 @@ import time
 
 import pytest
 
+from driftwatch.alarm import Alarm
 from driftwatch.change import Change, new_id
 from driftwatch.ledger import SCHEMA_VERSION, LedgerError, SQLiteLedger, open_ledger
+from driftwatch.observation import OptimizerRun
 from driftwatch.revision import fingerprint
 
 PY = sys.executable
@@ -35,12 +40,12 @@ def test_file_is_in_wal_mode_with_full_sync(tmp_path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
-def test_change_survives_sigkill_right_after_track(tmp_path) -> None:
+def test_change_survives_sigkill_right_after_track(ledger_url) -> None:
     """A process killed with SIGKILL right after track() returned has that change in the ledger."""
-    path = tmp_path / "dw.db"
+    path = ledger_url
     script = textwrap.dedent(f"""
         import os, sys, driftwatch
-        driftwatch.configure(ledger={str(path)!r}, tracing=False)
+        driftwatch.configure(ledger={path!r}, tracing=False)
         driftwatch.track("bot", "prompt", "first")
         change = driftwatch.track("bot", "prompt", "second")
         sys.stdout.write(change.id + "\\n"); sys.stdout.flush()
@@ -49,15 +54,15 @@ def test_change_survives_sigkill_right_after_track(tmp_path) -> None:
     proc = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL
     change_id = proc.stdout.strip()
-    ledger = SQLiteLedger(str(path))
+    ledger = open_ledger(path)
     stored = ledger.change(change_id)
     assert stored.after_state == "second"
     assert stored.before_state == "first"
 
 
-def test_threads_lose_nothing(tmp_path) -> None:
+def test_threads_lose_nothing(ledger_url) -> None:
     """Eight threads writing 50 changes each to one ledger store all 400."""
-    ledger = SQLiteLedger(str(tmp_path / "dw.db"))
+    ledger = open_ledger(ledger_url)
 
     def work(n: int) -> None:
         for i in range(50):
@@ -73,9 +78,10 @@ def test_threads_lose_nothing(tmp_path) -> None:
     assert ledger.head("agent3", "p") == fingerprint("s50")
 
 
-def test_processes_sharing_a_file_lose_nothing(tmp_path) -> None:
-    """Three processes tracking changes into one file at the same time store every change intact."""
-    path = str(tmp_path / "dw.db")
+def test_processes_sharing_a_ledger_lose_nothing(ledger_url) -> None:
+    """Three processes tracking changes into one new ledger at the same time (each opening, and for
+    PostgreSQL racing to create, the schema) store every change once and intact."""
+    path = ledger_url
     script = textwrap.dedent("""
         import sys, driftwatch
         driftwatch.configure(ledger=sys.argv[1], tracing=False, metrics=False)
@@ -85,18 +91,20 @@ def test_processes_sharing_a_file_lose_nothing(tmp_path) -> None:
     """)
     procs = [subprocess.Popen([PY, "-c", script, path, str(n)]) for n in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
-    ledger = SQLiteLedger(path)
+    ledger = open_ledger(path)
     entries = ledger.changes(baselines=True)
     assert len(entries) == 180
     assert len(ledger.changes()) == 177  # one baseline per process's agent
     for n in range(3):
         assert ledger.revision(ledger.head(f"agent{n}", "prompt")).state == f"prompt 59 of process {n}"
-    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert len({c.id for c in entries}) == 180
+    if "://" not in path:
+        assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_read_api_filters_and_prefixes(tmp_path) -> None:
+def test_read_api_filters_and_prefixes(ledger_url) -> None:
     """changes() filters by agent, component and time; change() takes a unique prefix; diff() is unified."""
-    ledger = SQLiteLedger(str(tmp_path / "dw.db"))
+    ledger = open_ledger(ledger_url)
     t0 = 1_700_000_000.0
     a = _change("a", "p", None, "v1", t0)
     b = _change("a", "p", "v1", "v2", t0 + 10)
@@ -110,6 +118,9 @@ def test_read_api_filters_and_prefixes(tmp_path) -> None:
     assert [x.id for x in ledger.changes(since=t0 + 5, until=t0 + 25, baselines=True)] == [b.id, c.id]
     assert [x.id for x in ledger.changes(limit=1)] == [d.id]
     assert ledger.change(b.id[:10]).after_state == "v2"
+    assert ledger.change(b.id[:10].upper()).id == b.id
+    assert ledger.revision(b.after_id[:8]).state == "v2"
+    assert ledger.head("a", "p") == b.after_id and ledger.head("a", "zz") is None
     with pytest.raises(KeyError, match="no change 'ffffffff'"):
         ledger.change("ffffffff")
     assert ledger.diff(b.before_id, b.after_id).splitlines()[2:] == ["@@ -1 +1 @@", "-v1", "+v2"]
@@ -140,26 +151,30 @@ def test_corrupt_and_foreign_files_are_refused_with_one_line(tmp_path) -> None:
         open_ledger("mysql://x")
 
 
-def test_older_schema_is_migrated_in_place(tmp_path, monkeypatch) -> None:
+def test_older_schema_is_migrated_in_place(ledger_url, monkeypatch) -> None:
     """A ledger written with an older schema is upgraded on open, keeping its entries."""
     import driftwatch.ledger as ledger_mod
 
-    path = str(tmp_path / "old.db")
-    extra = "CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT);"
-    ledger = SQLiteLedger(path)
+    path = ledger_url
+    extra = "CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT, n INTEGER);"
+    ledger = open_ledger(path)
     ledger.record_change(_change("a", "p", None, "v1"))
     ledger.close()
     monkeypatch.setattr(ledger_mod, "MIGRATIONS", (*ledger_mod.MIGRATIONS, extra))
     monkeypatch.setattr(ledger_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
-    upgraded = ledger_mod.SQLiteLedger(path)
-    assert upgraded._read("PRAGMA user_version")[0][0] == SCHEMA_VERSION + 1
-    assert upgraded._read("SELECT name FROM sqlite_master WHERE name = 'notes'") == [("notes",)]
+    upgraded = ledger_mod.open_ledger(path)
+    assert upgraded._schema_version() == SCHEMA_VERSION + 1
+    assert upgraded._read("SELECT count(*) FROM notes") == [(0,)]
     assert len(upgraded.changes(baselines=True)) == 1
+    upgraded.close()
+    monkeypatch.setattr(ledger_mod, "SCHEMA_VERSION", SCHEMA_VERSION)  # an older driftwatch refuses it
+    with pytest.raises(LedgerError, match="upgrade driftwatch-agents"):
+        ledger_mod.open_ledger(path)
 
 
-def test_forked_child_gets_its_own_connection(tmp_path) -> None:
+def test_forked_child_gets_its_own_connection(ledger_url) -> None:
     """After fork, the child reopens the ledger instead of sharing the parent's connection."""
-    ledger = SQLiteLedger(str(tmp_path / "dw.db"))
+    ledger = open_ledger(ledger_url)
     ledger.record_change(_change("a", "p", None, "v1"))
     pid = os.fork()
     if pid == 0:  # child
@@ -171,3 +186,69 @@ def test_forked_child_gets_its_own_connection(tmp_path) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
     assert ledger.head("a", "p") == fingerprint("v2")
+    ledger.record_change(_change("a", "p", "v2", "v3"))  # the parent's connection still works
+    assert [c.after_state for c in [ledger.change(c.id) for c in ledger.changes()]] == ["v2", "v3"]
+
+
+def test_runs_candidates_alarms_windows_and_commands(ledger_url) -> None:
+    """Optimizer runs (upserted), their candidates, alarms, call windows and drift commands round-trip."""
+    from driftwatch.windows import CallWindow
+
+    ledger = open_ledger(ledger_url)
+    t0 = 1_700_000_000.25
+    run = OptimizerRun("r1", "bot", "MIPROv2", "running", t0, attributes={"trials": 3})
+    ledger.record_run(run)
+    ledger.record_run(OptimizerRun("r1", "bot", "MIPROv2", "ok", t0, t0 + 60.5, 2, 0.75, None, None, {"trials": 3}))
+    ledger.record_run(OptimizerRun("r0", "other", "GEPA", "error", t0 - 10, t0 - 5, error_type="ValueError"))
+    assert [r.id for r in ledger.runs()] == ["r0", "r1"]
+    (stored,) = ledger.runs(agent="bot")
+    assert (stored.outcome, stored.ended_at, stored.candidates, stored.best_score) == ("ok", t0 + 60.5, 2, 0.75)
+    assert stored.attributes == {"trials": 3} and ledger.runs(since=t0 + 1) == [] and len(ledger.runs(limit=1)) == 1
+    ledger.record_candidate("r1", 1, 0.75, "b" * 32, {"note": "x"})
+    ledger.record_candidate("r1", 0, None)
+    ledger.record_candidate("r1", 1, 0.8, "c" * 32)  # re-evaluated: replaced
+    assert ledger.candidates("r1") == [{"index": 0, "score": None, "revision_id": None},
+                                       {"index": 1, "score": 0.8, "revision_id": "c" * 32}]
+    alarm = Alarm("al1", "bot", "output_chars", 1.5, t0 + 70, "ch1", 120, "t" * 32, "s" * 16, {"stat": 2.0})
+    ledger.record_alarm(alarm)
+    ledger.record_alarm(alarm)  # a retried write stores it once
+    ledger.record_alarm(Alarm("al2", "other", "refusal", 1.1, t0 + 80))
+    assert ledger.alarms(agent="bot") == [alarm]
+    assert [a.id for a in ledger.alarms(since=t0 + 75)] == ["al2"] and [a.id for a in ledger.alarms(limit=1)] == ["al2"]
+    w1 = CallWindow("bot", t0, t0 + 60, 10, 1, 2.5, 1234.0, 9, 100, 2_300_000_000, 1, 0, 9, {"search": 3},
+                    {"score": [4.0, 3.2]}, 4242)
+    w2 = CallWindow("bot", t0 + 60, t0 + 120, 5, 0, 1.0, 99.0, 5, 0, 0, 0, 0, 0, {}, {}, 4242)
+    ledger.record_window(w2)
+    ledger.record_window(w1)
+    assert ledger.windows(agent="bot") == [w1, w2]
+    assert ledger.windows(since=t0 + 30) == [w2] and ledger.windows(until=t0 + 30) == [w1]
+    first = ledger.record_command("bot", "accept", "looks fine")
+    second = ledger.record_command("*", "reset")
+    assert second > first
+    assert [(c[0], c[1], c[2]) for c in ledger.commands()] == [(first, "bot", "accept"), (second, "*", "reset")]
+    assert [c[0] for c in ledger.commands(after=first)] == [second]
+    assert ledger.commands(since=time.time() + 60) == []
+
+
+def test_read_only_ledger_refuses_writes(ledger_url) -> None:
+    """readonly=True: the API refuses writes with a one-line error, and so does the session itself."""
+    ledger = open_ledger(ledger_url)
+    ledger.record_change(_change("a", "p", None, "v1"))
+    ledger.close()
+    ro = open_ledger(ledger_url, readonly=True)
+    assert len(ro.changes(baselines=True)) == 1
+    for write in (lambda: ro.record_change(_change("a", "p", "v1", "v2")), lambda: ro.record_command("a", "accept")):
+        with pytest.raises(LedgerError, match=r"opened read-only$"):
+            write()
+    with pytest.raises(LedgerError, match=r"read-only|readonly"):
+        ro._read("INSERT INTO drift_commands (agent, action, ts, note) VALUES ('a', 'reset', 0, '')")
+    assert ro.commands() == []
+
+
+def test_a_retried_change_is_stored_once(ledger_url) -> None:
+    """Writing the same change twice (a retry after a lost COMMIT acknowledgement) stores it once."""
+    ledger = open_ledger(ledger_url)
+    change = _change("a", "p", "v1", "v2")
+    ledger.record_change(change)
+    ledger.record_change(change)
+    assert [c.id for c in ledger.changes()] == [change.id]
