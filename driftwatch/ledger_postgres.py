@@ -224,8 +224,16 @@ class PostgresLedger(SQLLedger):
 
     # -- schema ------------------------------------------------------------------------------------
     @staticmethod
-    def _version(conn: Any) -> int | None:
-        if conn.execute("SELECT to_regclass(%s)", (VERSION_TABLE,)).fetchone()[0] is None:
+    def _exists(conn: Any, table: str) -> bool:
+        # pg_tables, not to_regclass(): a name lookup can answer from this session's cache of names it did
+        # not find, stale right after another session created the table; reading pg_class takes a lock,
+        # which applies pending catalog invalidations
+        return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = "
+                                 "current_schema() AND tablename = %s)", (table,)).fetchone()[0])
+
+    @classmethod
+    def _version(cls, conn: Any) -> int | None:
+        if not cls._exists(conn, VERSION_TABLE):
             return None
         row = conn.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
@@ -248,7 +256,7 @@ class PostgresLedger(SQLLedger):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
                 current = self._version(conn)  # another process may have migrated while we waited
                 if current is None:
-                    if conn.execute("SELECT to_regclass('changes')").fetchone()[0] is not None:
+                    if self._exists(conn, "changes"):
                         raise LedgerError(
                             f"{self.location} has a table 'changes' that driftwatch did not create: give driftwatch "
                             "its own database or schema (e.g. ?options=-csearch_path%3Ddriftwatch)")

@@ -131,6 +131,13 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(sql)
 
+    def admin_in(self, url: str, sql: str) -> None:
+        """Run one statement in the database of ``url`` as the superuser."""
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql)
+
     def create_database(self, name: str) -> str:
         self.admin(f'CREATE DATABASE "{name}"')
         return self.url(name)
