@@ -30,7 +30,7 @@ class Settings:
 
     #: master switch: when off, watched code runs untouched and nothing is recorded
     enabled: bool = True
-    #: ledger path or URL (``driftwatch.db``, ``sqlite:///…``, ``:memory:``)
+    #: ledger path or URL (``driftwatch.db``, ``sqlite:///…``, ``:memory:``, ``postgresql://…`` for a fleet)
     ledger: str = "driftwatch.db"
     #: export Prometheus metrics
     metrics: bool = True

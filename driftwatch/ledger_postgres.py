@@ -43,7 +43,7 @@ EXTRA = "pip install 'driftwatch-agents[postgres]'"
 MIGRATION_LOCK = 0x64776C6564676572
 VERSION_TABLE = "driftwatch_schema"
 #: idle connections kept for reuse; more threads at once open more, closed when returned
-MAX_IDLE = 4
+MAX_IDLE = 8
 #: seconds a failed connect is remembered: calls fail fast (no new connect attempt) meanwhile
 RETRY_AFTER_S = 2.0
 #: ``connect_timeout`` when the URL sets none (libpq waits forever by default)
@@ -128,7 +128,8 @@ class PostgresLedger(SQLLedger):
 
     # -- errors ------------------------------------------------------------------------------------
     def _error(self, what: str, exc: BaseException) -> LedgerError:
-        text = " ".join(str(exc).split()) or type(exc).__name__  # one line
+        diag = getattr(exc, "diag", None)  # a server error: its primary message, without the LINE/caret context
+        text = " ".join(str(getattr(diag, "message_primary", None) or exc).split()) or type(exc).__name__
         text = text.removeprefix("connection failed: ")
         if self._secret:
             text = text.replace(self._secret, "***")

@@ -14,6 +14,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -144,19 +145,9 @@ class PostgresServer:
 
     # -- stop --------------------------------------------------------------------------------------
     def _kill(self) -> None:
+        """Stop the postgres process (SIGINT: fast shutdown, clients disconnected; SIGKILL after 15 s)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: smart shutdown would wait for clients; postgres treats TERM as that
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT: fast shutdown (disconnects clients, no waiting for them)
+            self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -164,5 +155,8 @@ class PostgresServer:
                 self.proc.wait(timeout=10)
         if getattr(self, "_log", None) is not None:
             self._log.close()
+
+    def stop(self) -> None:
+        self._kill()
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -119,6 +119,21 @@ def test_driftwatch_gets_its_own_schema_through_the_url(postgres) -> None:
     assert led._read("SELECT current_schema()") == [("dw",)]
 
 
+def test_permissions_creating_needs_create_on_the_schema_writing_needs_table_grants(postgres, pg_url) -> None:
+    """A role without CREATE on the schema cannot make the tables (one line); with SELECT, INSERT, UPDATE on
+    tables an administrator created, it writes every kind of entry (identity ids need no sequence grant)."""
+    postgres.admin("CREATE ROLE agent LOGIN PASSWORD 'agent-pw'")
+    agent_url = pg_url.replace(f"driftwatch:{PASSWORD}@", "agent:agent-pw@")
+    with pytest.raises(LedgerError, match=r"^cannot open ledger .*agent:\*\*\*@.*permission denied for schema public$"):
+        open_ledger(agent_url)
+    open_ledger(pg_url).close()
+    postgres.admin_in(pg_url, "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO agent")
+    led = open_ledger(agent_url)
+    _track_one(led)
+    assert led.record_command("bot", "accept") == 1
+    assert len(led.changes(baselines=True)) == 1
+
+
 def test_connection_errors_are_one_line_and_never_show_the_password(postgres) -> None:
     """Refused port, wrong password, missing database, bad URL: one-line LedgerError, password masked."""
     secret = "hunter2-do-not-print"
