@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,15 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "dw.db")
     return request.getfixturevalue("pg_url")
+
+
+_ROOT_LEDGER = Path(__file__).resolve().parents[1] / "driftwatch.db"
+_ROOT_LEDGER_EXISTED = _ROOT_LEDGER.exists()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a test opened the default ledger in the checkout (a test without an isolated runtime)."""
+    if not _ROOT_LEDGER_EXISTED and _ROOT_LEDGER.exists():
+        session.config.get_terminal_writer().line(
+            f"FAILED: a test created {_ROOT_LEDGER} (use the `cap` fixture or driftwatch.testing.capture())", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
