@@ -27,7 +27,7 @@ from driftwatch.alarm import Alarm
 from driftwatch.audit import AuditLog
 from driftwatch.change import Change, new_id
 from driftwatch.config import ConfigError, Settings
-from driftwatch.ledger import Ledger, open_ledger
+from driftwatch.ledger import Ledger, LedgerError, open_ledger
 from driftwatch.metrics import Metrics
 from driftwatch.observation import Call, OptimizerRun
 from driftwatch.redaction import resolve
@@ -168,6 +168,7 @@ class Runtime:
         self._ledger = ledger
         self._ledger_failed_at = float("-inf")
         self._pending: deque[Callable[[Ledger], None]] = deque(maxlen=_PENDING_MAX)
+        self._next_flush = 0.0  # monotonic time of the next retry of pending writes from a watched call
         self._trackers: dict[tuple[str, str], Tracker] = {}
         self._revisions: dict[str, dict[str, str]] = {}
         self._versions: dict[str, str] = {}
@@ -230,20 +231,45 @@ class Runtime:
             return None
 
     def write(self, op: Callable[[Ledger], None]) -> bool:
-        """Run a ledger write now; if the ledger is unavailable, keep it (bounded) and retry later."""
+        """Run a ledger write now; if the ledger is unavailable, keep it (bounded) and retry later: at the
+        next write, on a watched call at most every ``_LEDGER_RETRY_S``, and at exit."""
         led = self._ledger_or_none()
         if led is None:
-            self._pending.append(op)
+            self._keep(op)
             return False
         with self._lock:
             try:
-                while self._pending:
-                    self._pending[0](led)
-                    self._pending.popleft()
+                self._drain(led)
                 op(led)
                 return True
             except Exception as exc:  # noqa: BLE001  # counted; kept for the next write
-                self._pending.append(op)
+                self._keep(op)
+                self.error("ledger", exc)
+                return False
+
+    def _keep(self, op: Callable[[Ledger], None]) -> None:
+        if len(self._pending) == self._pending.maxlen:  # the oldest is dropped: say so, never silently
+            self.error("ledger", LedgerError(f"{self._pending.maxlen} ledger writes pending: the oldest is dropped"))
+        self._pending.append(op)
+
+    def _drain(self, led: Ledger) -> None:
+        while self._pending:
+            self._pending[0](led)
+            self._pending.popleft()
+
+    def flush_pending(self) -> bool:
+        """Try the writes kept while the ledger was unavailable; ``True`` when none is left."""
+        if not self._pending:
+            return True
+        self._next_flush = time.monotonic() + _LEDGER_RETRY_S
+        led = self._ledger_or_none()
+        if led is None:
+            return False
+        with self._lock:
+            try:
+                self._drain(led)
+                return True
+            except Exception as exc:  # noqa: BLE001  # counted; kept for the next try
                 self.error("ledger", exc)
                 return False
 
@@ -371,6 +397,8 @@ class Runtime:
             return None
 
     def record_call(self, call: Call) -> None:
+        if self._pending and time.monotonic() >= self._next_flush:  # an idle agent's kept writes go out too
+            self.flush_pending()
         if self.metrics is not None:
             try:
                 self.metrics.on_call(call)
@@ -453,7 +481,8 @@ class Runtime:
         """Close the ledger (open call windows are written and pending writes tried once more first)."""
         self._safe("windows", self.windows.flush)
         if self._pending:
-            self.write(lambda led: None)
+            self._ledger_failed_at = float("-inf")  # one more try, whenever the last one was
+            self.flush_pending()
         if self._ledger is not None:
             self._safe("ledger", self._ledger.close)
         if self.http_server is not None:
@@ -480,10 +509,14 @@ _runtime_lock = threading.Lock()
 
 
 def _flush_windows_at_exit() -> None:
-    """At interpreter exit, write the process runtime's open call windows (the last calls of each agent)."""
+    """At interpreter exit, write the process runtime's open call windows (the last calls of each agent)
+    and any writes it kept while the ledger was unavailable."""
     rt = _runtime
     if rt is not None:
         rt._safe("windows", rt.windows.flush)
+        if rt._pending:  # changes kept while the ledger was down: one last try before the process ends
+            rt._ledger_failed_at = float("-inf")
+            rt.flush_pending()
 
 
 atexit.register(_flush_windows_at_exit)

@@ -103,6 +103,60 @@ def test_pending_writes_are_flushed_when_the_ledger_comes_back(tmp_path, monkeyp
         assert [cap.ledger.change(c.id).after_state for c in entries] == ["one", "two", "three"]
 
 
+def test_an_idle_agents_kept_writes_go_out_on_its_next_calls(tmp_path, monkeypatch) -> None:
+    """No new change after the outage: the kept writes are retried from watched calls (at most every retry
+    interval), not only at the next write."""
+    import driftwatch.runtime as runtime_mod
+
+    monkeypatch.setattr(runtime_mod, "_LEDGER_RETRY_S", 0.0)
+    missing_dir = tmp_path / "later"
+    with capture(ledger=str(missing_dir / "dw.db")) as cap:
+        run = _agent(["one", "two"])
+        run()
+        run()
+        assert cap.runtime.pending_writes == 2  # baseline + change
+        missing_dir.mkdir()
+        run()  # same prompt: no new write, only the call
+        assert cap.runtime.pending_writes == 0
+        assert [cap.ledger.change(c.id).after_state for c in cap.ledger.changes(baselines=True)] == ["one", "two"]
+
+
+def test_kept_writes_are_tried_once_more_at_exit(tmp_path) -> None:
+    """A process whose ledger came back after its last change, and that never called close(): at exit."""
+    import subprocess
+    import sys
+
+    ledger = tmp_path / "later" / "dw.db"
+    code = (
+        "import driftwatch, os, driftwatch.runtime as r\n"
+        "r._LEDGER_RETRY_S = 3600.0\n"  # no retry from calls: only the exit hook can write them
+        f"driftwatch.configure(ledger={str(ledger)!r}, metrics=False, tracing=False)\n"
+        "driftwatch.track('bot', 'p', 'one'); driftwatch.track('bot', 'p', 'two')\n"
+        "assert driftwatch.runtime.get_runtime().pending_writes == 2\n"
+        f"os.mkdir({str(ledger.parent)!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    from driftwatch.ledger import open_ledger
+
+    led = open_ledger(str(ledger), readonly=True)
+    assert [led.change(c.id).after_state for c in led.changes(baselines=True)] == ["one", "two"]
+
+
+def test_a_full_queue_of_kept_writes_drops_the_oldest_and_says_so(tmp_path, monkeypatch) -> None:
+    """Kept writes are bounded; when the bound is hit the drop is counted and logged, never silent."""
+    import driftwatch.runtime as runtime_mod
+
+    monkeypatch.setattr(runtime_mod, "_PENDING_MAX", 3)
+    with capture(ledger=str(tmp_path / "missing" / "dw.db")) as cap:
+        errors = []
+        for i in range(5):
+            driftwatch.track("bot", "p", f"v{i}")
+            errors.append(cap.runtime.error_counts.get("ledger", 0))
+        assert cap.runtime.pending_writes == 3
+        assert errors[3] > errors[2] and errors[4] > errors[3]  # each drop counted
+
+
 def test_refusing_otlp_endpoint_is_counted_and_does_not_block(tmp_path) -> None:
     """Spans exported to an OTLP endpoint that refuses connections: calls return promptly, failures are counted."""
     provider = TracerProvider()
