@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from driftwatch.alarm import Alarm
@@ -47,6 +47,11 @@ class Ledger(ABC):
     @abstractmethod
     def record_change(self, change: Change) -> None:
         """Store a change (or baseline), its after revision, and move the component's head."""
+
+    @abstractmethod
+    def record_revisions(self, revisions: Mapping[str, Any]) -> None:
+        """Store revisions ``{revision_id: state}`` that no change points at (an optimizer's candidates);
+        idempotent: a revision already stored is left as it is."""
 
     @abstractmethod
     def record_run(self, run: OptimizerRun) -> None:
@@ -298,6 +303,14 @@ class SQLLedger(Ledger):
              "updated_at = excluded.updated_at",
              (change.agent, change.component, change.after_id, now)),
         ])
+
+    def record_revisions(self, revisions: Mapping[str, Any]) -> None:
+        if not revisions:
+            return
+        now = time.time()
+        self._write([("INSERT INTO revisions (id, parent, state, created_at) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (id) DO NOTHING", (rid, None, canonical_json(state), now))
+                     for rid, state in revisions.items()])
 
     def record_run(self, run: OptimizerRun) -> None:
         self._write([(

@@ -7,6 +7,8 @@
 >>> from driftwatch.integrations import dspy as dw_dspy
 >>> dw_dspy.instrument()                                    # or: every program in the process
 >>> dw_dspy.restore(program, "3f2a9c…")                     # put a recorded revision back
+>>> dw_dspy.candidates(run_id)                               # what an optimizer run tried, with revision ids
+>>> dw_dspy.restore(optimized, "9be1d0…")                    # put one of its candidates back
 
 What is recorded, and how it is hooked (DSPy is imported only in this module):
 
@@ -39,10 +41,14 @@ What is recorded, and how it is hooked (DSPy is imported only in this module):
   call inside the compile is a candidate with its score (a percentage in DSPy, recorded as a 0–1
   fraction); GEPA's candidates come from GEPA's own callbacks (valset evaluations and rejected
   proposals); optimizers that evaluate without ``Evaluate`` (SIMBA) have their scored
-  ``candidate_programs`` recorded at the end. Calls and edits inside a compile are trials, never
-  production changes (the marker lives in ``dspy.context``, so DSPy's worker threads see it). The
-  student is checked in full when ``compile`` starts (edits not yet recorded are its own ``runtime``
-  changes). The returned program is compared with the student: one change per predictor that
+  ``candidate_programs`` recorded at the end. A candidate's revision id is its trial program's
+  :func:`program_revision` (a GEPA candidate's: the program GEPA builds from it); the program's state
+  (one revision per component, content-addressed, and the program revision naming them) is written to
+  the ledger, so :func:`restore` can put any candidate back (~0.3 ms per candidate on an SQLite file,
+  on top of the full fingerprint, which was already taken). Calls and edits inside a compile are
+  trials, never production changes (the marker lives in ``dspy.context``, so DSPy's worker threads
+  see it). The student is checked in full when ``compile`` starts (edits not yet recorded are its
+  own ``runtime`` changes). The returned program is compared with the student: one change per predictor that
   differs (student's revision → result's), source = the optimizer's class name, linked to the run,
   recorded when ``compile`` returns; the returned program is watched under the same agent, its
   lineage continuing the student's, so its first call records nothing new and the student may
@@ -50,7 +56,9 @@ What is recorded, and how it is hooked (DSPy is imported only in this module):
 - A compile started from inside a program's ``forward`` (``KNNFewShot``'s programs do that on every
   call) is part of that call, not an optimizer run.
 - **Restore.** :func:`restore` reads a recorded revision from the ledger and puts it back on the
-  predictor (instructions, fields, demos, config, LM), recorded as a change with source ``manual``.
+  predictor (instructions, fields, demos, config, LM), recorded as a change with source ``manual``. Given
+  an optimizer candidate's (a whole program's) revision id, it puts back every predictor of that
+  candidate (the program must have the same predictor paths); :func:`candidates` lists a run's.
 
 Cost: driftwatch's own work is about 20 µs per program call, plus the core's call recording
 (``benchmarks/bench_dspy.py``). Limits: in-place edits of a field's ``json_schema_extra``, of one
@@ -98,8 +106,10 @@ from driftwatch.tracker import Lineage
 __all__ = [
     "MINIMUM_VERSION",
     "PROGRAM_COMPONENT",
+    "candidates",
     "instrument",
     "is_instrumented",
+    "program_revision",
     "program_state",
     "refresh",
     "restore",
@@ -378,9 +388,49 @@ def program_state(program: Any) -> dict[str, Any]:
     return states
 
 
+#: the one key of a program revision's state: ``{"components": {component: revision id}}``
+_PROGRAM_KEY = "components"
+
+
+def _program_snapshot(program: Any) -> tuple[str, dict[str, Any]]:
+    """A whole program's revision id and every revision it is made of, ``{revision_id: state}``: each
+    component's state, and the program revision itself, whose state names its components' revisions
+    (``{"components": {component: revision id}}``) and whose id is :func:`~driftwatch.revision.combine`
+    of them (what the program's ``gen_ai.agent.version`` is)."""
+    return _snapshot_of(program_state(program))
+
+
+def _snapshot_of(states: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    revisions: dict[str, Any] = {}
+    manifest: dict[str, str] = {}
+    for comp, state in states.items():
+        rid = fingerprint(state)
+        manifest[comp] = rid
+        revisions[rid] = state
+    program_id = combine(manifest)
+    revisions[program_id] = {_PROGRAM_KEY: manifest}
+    return program_id, revisions
+
+
 def _program_revision(program: Any) -> str:
     """One id for a whole program's state (the combination of its components' revision ids)."""
     return combine({c: fingerprint(s) for c, s in program_state(program).items()})
+
+
+def program_revision(program: Any) -> str:
+    """The revision id of a whole program: :func:`~driftwatch.revision.combine` of its components'
+    revision ids. An optimizer candidate is recorded under this id (see :func:`candidates`), and a
+    program watched alone reports it as its agent version (``gen_ai.agent.version``)."""
+    if not isinstance(program, Module):
+        raise TypeError(f"program_revision(program=...): expected a dspy.Module, got {type(program).__name__}")
+    return _program_revision(program)
+
+
+def _manifest(state: Any) -> dict[str, str] | None:
+    """The ``{component: revision id}`` of a program revision's state; ``None`` for a component's state."""
+    if isinstance(state, Mapping) and len(state) == 1 and isinstance(state.get(_PROGRAM_KEY), Mapping):
+        return dict(state[_PROGRAM_KEY])
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -822,6 +872,10 @@ class _Run:
         self.gepa = False
         self.gepa_parent: dict[str, Any] | None = None
         self.gepa_proposal: dict[str, Any] | None = None
+        #: revision ids this run already wrote (trial programs share most of their predictors' states)
+        self.stored: set[str] = set()
+        #: GEPA's student: its candidates are instructions for the student's predictors
+        self.gepa_student: Any = None
 
     # the run rides in dspy.context: whatever copies or pickles DSPy's settings gets a harmless stand-in
     def __copy__(self) -> _Run:
@@ -832,6 +886,44 @@ class _Run:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_no_run, ())
+
+    def snapshot(self, program: Any) -> str | None:
+        """A trial program's revision id; its state (and each component's) is written to the ledger, so
+        that :func:`restore` can put the candidate back. ``None`` (counted) when it cannot be read."""
+        return self._store(lambda: _program_snapshot(program))
+
+    def gepa_snapshot(self, candidate: Mapping[str, Any]) -> str | None:
+        """A GEPA candidate (``{predictor name: instructions}``) as the program GEPA builds from it: the
+        student with those instructions. A candidate naming anything else is recorded by the fingerprint
+        of its own text (not restorable)."""
+        student = self.gepa_student
+        comps = dict(_components(student)) if student is not None else {}
+        if not candidate or any(not isinstance(text, str) or name not in comps or _is_flex(comps[name])
+                                for name, text in candidate.items()):
+            return fingerprint(_jsonable(candidate)) if candidate else None
+
+        def build() -> tuple[str, dict[str, Any]]:
+            states = program_state(student)
+            for name, text in candidate.items():
+                sig = _signature_of(comps[name], _vars(comps[name])).with_instructions(text)
+                states[name] = {**states[name], "instructions": sig.instructions,
+                                "fields": _signature_fields(sig)}
+            return _snapshot_of(states)
+
+        return self._store(build)
+
+    def _store(self, snapshot: Callable[[], tuple[str, dict[str, Any]]]) -> str | None:
+        try:
+            program_id, revisions = snapshot()
+            with self.lock:
+                new = {rid: state for rid, state in revisions.items() if rid not in self.stored}
+                self.stored.update(new)
+            if new:
+                self.rt.write(lambda led: led.record_revisions(new))
+            return program_id
+        except Exception as exc:  # noqa: BLE001  # the candidate is recorded without its revision
+            self.rt.error("dspy", exc)
+            return None
 
     def candidate(self, score: float | None, revision_id: str | None, **attributes: Any) -> None:
         try:
@@ -868,8 +960,8 @@ class _GepaCallback:
 
     def on_valset_evaluated(self, event: Mapping[str, Any]) -> None:
         self._guard(lambda: self.run.candidate(
-            event.get("average_score"), fingerprint(_jsonable(event.get("candidate") or {})), stage="valset",
-            gepa_index=_jsonable(event.get("candidate_idx"))))
+            event.get("average_score"), self.run.gepa_snapshot(dict(event.get("candidate") or {})),
+            stage="valset", gepa_index=_jsonable(event.get("candidate_idx"))))
 
     def on_proposal_start(self, event: Mapping[str, Any]) -> None:
         self._guard(lambda: setattr(self.run, "gepa_parent", dict(event.get("parent_candidate") or {})))
@@ -881,7 +973,7 @@ class _GepaCallback:
     def on_candidate_rejected(self, event: Mapping[str, Any]) -> None:
         def record() -> None:
             proposal, self.run.gepa_proposal = self.run.gepa_proposal, None
-            self.run.candidate(None, fingerprint(_jsonable(proposal)) if proposal else None, stage="minibatch",
+            self.run.candidate(None, self.run.gepa_snapshot(proposal) if proposal else None, stage="minibatch",
                                accepted=False, minibatch_score=_jsonable(event.get("new_score")),
                                parent_minibatch_score=_jsonable(event.get("old_score")))
 
@@ -905,7 +997,7 @@ def _make_evaluate(orig: Callable[..., Any]) -> Callable[..., Any]:
         try:
             program = kwargs.get("program", args[0] if args else None)
             if isinstance(program, Module):
-                revision = _program_revision(program)
+                revision = run.snapshot(program)
         except Exception as exc:  # noqa: BLE001  # the candidate is recorded without its revision
             run.rt.error("dspy", exc)
         result = orig(self, *args, **kwargs)
@@ -982,6 +1074,7 @@ class _CompileScope:
             gk = getattr(self.optimizer, "gepa_kwargs", None)
             if isinstance(gk, dict):
                 self.run.gepa = True
+                self.run.gepa_student = self.student
                 self.gepa_saved = gk
                 self.optimizer.gepa_kwargs = {**gk, "callbacks": [*(gk.get("callbacks") or []),
                                                                   _GepaCallback(self.run)]}
@@ -1035,7 +1128,7 @@ class _CompileScope:
             if not isinstance(item, Mapping):
                 continue
             program = item.get("program")
-            revision = _program_revision(program) if isinstance(program, Module) else None
+            revision = self.run.snapshot(program) if isinstance(program, Module) else None
             score = item.get("score")
             self.run.candidate(score if isinstance(score, int | float) else None, revision,
                                stage="candidate_programs", rank=i)
@@ -1295,6 +1388,33 @@ def _find_component(rt: Runtime, agent: str | None, revision_id: str) -> tuple[s
     return next(iter(matches))
 
 
+def _program_plan(led: Any, program_id: str, manifest: Mapping[str, str],
+                  found: list[tuple[str, Any]]) -> list[tuple[str, Any, Any]]:
+    """(component, predictor, state) for each predictor of a program revision; the program must have the
+    same shape (the same kinds of predictor at the same paths)."""
+    shape_id = manifest.get(PROGRAM_COMPONENT)
+    if shape_id is not None and shape_id != fingerprint(_shape_state(found)):
+        shape = led.revision(shape_id)
+        theirs = sorted((shape.state.get("predictors") or {}) if shape is not None else {})
+        raise ValueError(f"restore(revision_id={program_id!r}): that program has predictors at "
+                         f"{', '.join(theirs) or '(unknown)'}; this one at {', '.join(p for p, _ in found) or 'none'}: "
+                         "restore its predictors one by one with component=")
+    targets = dict(found)
+    plan = []
+    for comp, rid in sorted(manifest.items()):
+        if comp == PROGRAM_COMPONENT:
+            continue
+        rev = led.revision(rid)
+        if rev is None:
+            raise KeyError(f"restore(revision_id={program_id!r}): revision {rid!r} of its component "
+                           f"{comp!r} is missing from {led.location}")
+        obj = targets.get(comp)
+        if obj is None:  # pragma: no cover - the shape check above rules this out
+            raise KeyError(f"restore(revision_id={program_id!r}): the program has no predictor at {comp!r}")
+        plan.append((comp, obj, rev.state))
+    return plan
+
+
 def _signature_for(current: Any, state: Mapping[str, Any]) -> Any:
     fields = state.get("fields") or []
     current_fields = _signature_fields(current)
@@ -1359,7 +1479,9 @@ def restore(program: Any, revision_id: str | Mapping[str, str], *, component: st
 
     ``revision_id`` is one component's revision id (or a unique prefix of 6+ characters; the
     component is found in the ledger, or named with ``component=``), or a mapping
-    ``{component: revision_id}`` to restore several at once. The state is read from the ledger.
+    ``{component: revision_id}`` to restore several at once, or a whole program's revision id (an
+    optimizer candidate's, see :func:`candidates`): every predictor it covers is put back, and the
+    program's :func:`program_revision` then equals it. The state is read from the ledger.
     ``agent`` defaults to the name the program is watched as. Edits made to the program since its
     last call are recorded first, as its own ``runtime`` changes.
     """
@@ -1375,11 +1497,19 @@ def restore(program: Any, revision_id: str | Mapping[str, str], *, component: st
         raise TypeError(f"restore(revision_id={revision_id!r}): expected a revision id or {{component: revision_id}}")
     led = rt.ledger
     plan: list[tuple[str, Any, Any]] = []
-    targets = dict(_components(program))
+    found = _components(program)
+    targets = dict(found)
     for comp, rid in wanted.items():
         rev = led.revision(rid) if isinstance(rid, str) else None
         if rev is None:
             raise KeyError(f"restore(revision_id={rid!r}): no such revision in {led.location}")
+        manifest = _manifest(rev.state)
+        if manifest is not None:  # a whole program's revision (an optimizer candidate): every predictor
+            if comp:
+                raise ValueError(f"restore(revision_id={rid!r}): a whole program's revision: pass it without "
+                                 f"component= (got {comp!r})")
+            plan.extend(_program_plan(led, rev.id, manifest, found))
+            continue
         if not comp:
             found_agent, comp = _find_component(rt, agent, rev.id)
             agent = agent or found_agent
@@ -1411,3 +1541,25 @@ def restore(program: Any, revision_id: str | Mapping[str, str], *, component: st
         pw = _watch_for(program, agent, rt)
     restored = {comp for comp, _obj, _state in plan}
     return [c for c in pw.check(program, source="manual") if not c.is_baseline and c.component in restored]
+
+
+def candidates(run_id: str) -> list[dict[str, Any]]:
+    """The candidates an optimizer run evaluated, in order: ``index``, ``score`` (0–1 or ``None``),
+    ``revision_id`` (the trial program's :func:`program_revision`, or ``None``), ``restorable`` (its
+    state is in the ledger: ``restore(program, c["revision_id"])`` puts it back) and the recorded
+    attributes (``stage`` …). ``run_id`` is a run's id or a unique prefix (see ``driftwatch history``).
+    """
+    led = get_runtime().ledger
+    if not isinstance(run_id, str) or len(run_id) < 4:
+        raise KeyError(f"candidates(run_id={run_id!r}): give a run id or a unique prefix of 4+ characters")
+    ids = {r.id for r in led.runs()}
+    matches = [rid for rid in ids if rid == run_id] or [rid for rid in ids if rid.startswith(run_id.lower())]
+    if len(matches) != 1:
+        problem = "ambiguous: give more characters" if matches else "no such optimizer run"
+        raise KeyError(f"candidates(run_id={run_id!r}): {problem} in {led.location}")
+    out = []
+    for cand in led.candidates(matches[0]):
+        rid = cand.get("revision_id")
+        rev = led.revision(rid) if rid else None
+        out.append({**cand, "restorable": rev is not None and _manifest(rev.state) is not None})
+    return out

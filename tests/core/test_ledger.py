@@ -209,6 +209,11 @@ def test_runs_candidates_alarms_windows_and_commands(ledger_url) -> None:
     ledger.record_candidate("r1", 1, 0.8, "c" * 32)  # re-evaluated: replaced
     assert ledger.candidates("r1") == [{"index": 0, "score": None, "revision_id": None},
                                        {"index": 1, "score": 0.8, "revision_id": "c" * 32}]
+    ledger.record_revisions({fingerprint("p1"): "p1", "d" * 16: {"components": {"x": fingerprint("p1")}}})
+    ledger.record_revisions({fingerprint("p1"): "p1"})  # already stored (a retry, another candidate): no-op
+    ledger.record_revisions({})
+    assert ledger.revision(fingerprint("p1")).state == "p1"
+    assert ledger.revision("d" * 8).state == {"components": {"x": fingerprint("p1")}}
     alarm = Alarm("al1", "bot", "output_chars", 1.5, t0 + 70, "ch1", 120, "t" * 32, "s" * 16, {"stat": 2.0})
     ledger.record_alarm(alarm)
     ledger.record_alarm(alarm)  # a retried write stores it once

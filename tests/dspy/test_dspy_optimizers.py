@@ -233,7 +233,7 @@ def test_a_failing_hook_never_breaks_an_optimizer_run(cap: Captured, lm: PromptL
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("driftwatch bug")
 
-    monkeypatch.setattr(dw_dspy, "_program_revision", broken)
+    monkeypatch.setattr(dw_dspy, "_program_snapshot", broken)
     monkeypatch.setattr(dw_dspy._CompileScope, "_record_result", broken)
     student = driftwatch.watch(TwoStep(), agent="qa")
     tuned = _compile("COPRO", student)

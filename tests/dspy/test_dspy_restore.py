@@ -91,3 +91,99 @@ def test_restore_names_bad_arguments(cap: Captured, lm: PromptLM) -> None:
     with pytest.raises(ValueError, match="component="):
         dw_dspy.restore(TwoStep(), heads["respond"])
     assert dw_dspy.restore(program, heads["respond"]) == []  # already there: nothing to record
+
+
+def _compile(name: str, student: dspy.Module) -> dspy.Module:
+    logging.disable(logging.WARNING)
+    try:
+        if name == "COPRO":
+            return dspy.COPRO(metric=metric, breadth=2, depth=1).compile(
+                student, trainset=trainset(4), eval_kwargs={"num_threads": 1, "display_progress": False})
+        return dspy.BootstrapFewShotWithRandomSearch(
+            metric=metric, max_bootstrapped_demos=1, max_labeled_demos=1, num_candidate_programs=2,
+            num_threads=1).compile(student, trainset=trainset(4))
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+@pytest.mark.parametrize("name", ["COPRO", "BootstrapFewShotWithRandomSearch"])
+def test_restore_an_optimizer_candidate(cap: Captured, lm: PromptLM, name: str) -> None:
+    """Every candidate's state is in the ledger; restoring one the optimizer did not return puts back all its
+    predictors (recorded as manual changes), and the program's revision then equals the candidate's."""
+    student = driftwatch.watch(TwoStep(), agent="qa")
+    tuned = _compile(name, student)
+    (run,) = cap.ledger.runs(agent="qa")
+    cands = dw_dspy.candidates(run.id[:8])
+    assert len(cands) == run.candidates >= 2
+    assert all(c["revision_id"] and c["restorable"] for c in cands)
+    for c in cands:  # the program revision and each of its components' revisions are stored
+        manifest = cap.ledger.revision(c["revision_id"]).state["components"]
+        assert set(manifest) == {"gen_query", "respond", "<program>"}
+        assert all(cap.ledger.revision(rid) is not None for rid in manifest.values())
+
+    returned = dw_dspy.program_revision(tuned)
+    other = next(c for c in cands if c["revision_id"] != returned)
+    before = len(cap.changes())
+
+    restored = dw_dspy.restore(tuned, other["revision_id"][:8])
+
+    assert dw_dspy.program_revision(tuned) == other["revision_id"]
+    assert restored and all(c.source == "manual" for c in restored)
+    assert [c.id for c in cap.changes()[before:]] == [c.id for c in restored]
+    manifest = cap.ledger.revision(other["revision_id"]).state["components"]
+    assert _revisions(tuned) == manifest
+    assert all(c.after_id == manifest[c.component] for c in restored)
+    tuned(question=QUESTION)
+    assert len(cap.changes()) == before + len(restored)  # serving the restored program records nothing new
+
+    # back to the returned program: also a candidate id
+    dw_dspy.restore(tuned, returned)
+    assert dw_dspy.program_revision(tuned) == returned
+
+
+def test_restore_a_candidate_names_bad_ids(cap: Captured, lm: PromptLM) -> None:
+    """An unknown candidate id, a candidate with component=, another program's shape: one clear error each."""
+    student = driftwatch.watch(TwoStep(), agent="qa")
+    tuned = _compile("COPRO", student)
+    (run,) = cap.ledger.runs(agent="qa")
+    rid = dw_dspy.candidates(run.id)[0]["revision_id"]
+    with pytest.raises(KeyError, match="revision_id='0123456789abcdef'") as err:
+        dw_dspy.restore(tuned, "0123456789abcdef")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="without component="):
+        dw_dspy.restore(tuned, rid, component="respond")
+    with pytest.raises(ValueError, match="predictors at gen_query, respond"):
+        dw_dspy.restore(Pipeline(), rid)
+    with pytest.raises(KeyError, match="no such optimizer run"):
+        dw_dspy.candidates("ffffffff")
+
+
+def test_gepa_candidates_are_the_programs_gepa_builds(cap: Captured, lm: PromptLM) -> None:
+    """A GEPA candidate (instructions by predictor) is recorded as the program GEPA builds from it: the returned
+    program's revision is one of them, and restoring the seed candidate gives the student's state back."""
+    from dspy.adapters import JSONAdapter
+    from dspy.utils import DummyLM
+
+    def gepa_metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None) -> float:
+        return metric(gold, pred)
+
+    student = driftwatch.watch(TwoStep(), agent="qa")
+    ts = trainset(4)
+    logging.disable(logging.WARNING)
+    try:
+        tuned = dspy.GEPA(metric=gepa_metric, max_metric_calls=16, num_threads=1, reflection_minibatch_size=2,
+                          reflection_lm=DummyLM([{"new_instruction": "Be concise."}] * 50, adapter=JSONAdapter()),
+                          ).compile(student, trainset=ts, valset=ts[:2])
+    finally:
+        logging.disable(logging.NOTSET)
+    (run,) = cap.ledger.runs(agent="qa")
+    cands = dw_dspy.candidates(run.id)
+    assert cands and all(c["restorable"] for c in cands)
+    valset = [c["revision_id"] for c in cands if c["stage"] == "valset"]
+    assert dw_dspy.program_revision(tuned) in valset
+    assert valset[0] == dw_dspy.program_revision(student)  # GEPA's seed candidate is the student
+
+    restored = dw_dspy.restore(tuned, valset[0])
+
+    assert restored and {c.source for c in restored} == {"manual"}
+    assert _revisions(tuned) == _revisions(student)
