@@ -14,11 +14,15 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from driftwatch._version import __version__
 from driftwatch.config import ConfigError, Settings
 from driftwatch.ledger import DEFAULT_PATH, Ledger, LedgerError, open_ledger
+
+if TYPE_CHECKING:
+    from driftwatch.alarm import Alarm
+    from driftwatch.observation import OptimizerRun
 
 __all__ = ["main"]
 
@@ -128,12 +132,16 @@ def cmd_history(args: argparse.Namespace) -> int:
 # -- show ------------------------------------------------------------------------------------------
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """One entry by id (or a unique prefix): a change with its diff, an optimizer run with its candidates
+    and changes, or a drift alarm with the change it is anchored at."""
     ledger = _open(args)
     try:
         try:
             change = ledger.change(args.change_id)
         except KeyError as exc:
-            raise CLIError(str(exc.args[0])) from None
+            if "ambiguous" in str(exc.args[0]) or "too short" in str(exc.args[0]):
+                raise CLIError(str(exc.args[0])) from None
+            return _show_other(ledger, args.change_id)
         diff = ledger.diff(change.before_id, change.after_id)
     finally:
         ledger.close()
@@ -154,6 +162,88 @@ def cmd_show(args: argparse.Namespace) -> int:
     print()
     sys.stdout.write(diff)
     return 0
+
+
+def _show_other(ledger: Ledger, prefix: str) -> int:
+    """``show`` of an optimizer run or a drift alarm (the id was no change's)."""
+    key = prefix.lower()
+    runs = [r for r in ledger.runs() if r.id.startswith(key)]
+    alarms = [a for a in ledger.alarms() if a.id.startswith(key)]
+    found = len(runs) + len(alarms)
+    if found == 0:
+        raise CLIError(f"no change, optimizer run or alarm {prefix!r} in {ledger.location}")
+    if found > 1:
+        raise CLIError(f"id {prefix!r} is ambiguous in {ledger.location}: give more characters")
+    if runs:
+        _print_run(ledger, runs[0])
+    else:
+        _print_alarm(ledger, alarms[0])
+    return 0
+
+
+def _print_run(ledger: Ledger, run: OptimizerRun) -> None:
+    best = "-" if run.best_score is None else f"{run.best_score:.3f}"
+    print(f"optimizer run  {run.id}")
+    print(f"agent          {run.agent}")
+    print(f"optimizer      {run.optimizer}")
+    print(f"outcome        {run.outcome}" + (f" ({run.error_type})" if run.error_type else ""))
+    ended = f" -> {_fmt_time(run.ended_at)}" if run.ended_at else ""
+    print(f"time           {_fmt_time(run.started_at)}{ended}")
+    print(f"candidates     {run.candidates}, best score {best}")
+    if run.trace_id:
+        print(f"trace          {run.trace_id}")
+    candidates = ledger.candidates(run.id)
+    restorable = False
+    if candidates:
+        print()
+        table = [("#", "SCORE", "REVISION", "RESTORABLE")]
+        for c in candidates:
+            rid = c.get("revision_id") or ""
+            score = "-" if c.get("score") is None else f"{c['score']:.3f}"
+            stored = bool(rid) and ledger.revision(rid) is not None
+            restorable = restorable or stored
+            table.append((str(c["index"]), score, rid[:16] or "-", "yes" if stored else "no"))
+        widths = [max(len(r[i]) for r in table) for i in range(4)]
+        for r in table:
+            print("  ".join(col.ljust(w) for col, w in zip(r, widths, strict=True)).rstrip())
+    changes = [c for c in ledger.changes(agent=run.agent) if c.run_id == run.id]
+    if changes:
+        print()
+        for c in changes:
+            print(f"change {c.id[:12]}  {c.component}  {c.kind}  {(c.before_id or '-')[:8]} -> {c.after_id[:8]}  "
+                  f"mag {c.magnitude:.3f}")
+    if restorable:
+        print()
+        print("restore a candidate onto a DSPy program: "
+              "driftwatch.integrations.dspy.restore(program, \"<REVISION>\")")
+
+
+def _print_alarm(ledger: Ledger, alarm: Alarm) -> None:
+    lines: list[tuple[str, str]] = [
+        ("drift alarm", alarm.id), ("agent", alarm.agent), ("signal", alarm.signal),
+        ("score", f"{alarm.score:.2f} (1.00 = threshold)"), ("time", _fmt_time(alarm.timestamp)),
+        ("calls", f"{alarm.calls_since_anchor} after the anchor"),
+    ]
+    if alarm.trace_id:
+        lines.append(("trace", alarm.trace_id))
+    for key in ("reference", "reference_calls", "false_alarm_rate", "later_changes"):
+        if key in alarm.attributes:
+            lines.append((key.replace("_", " "), str(alarm.attributes[key])))
+    hint = None
+    if alarm.anchor_change_id:
+        try:
+            anchor = ledger.change(alarm.anchor_change_id)
+        except KeyError:
+            lines.append(("anchor", f"{alarm.anchor_change_id} (not in this ledger)"))
+        else:
+            lines.append(("anchor", f"change {anchor.id} ({anchor.component}, {anchor.kind}, by {anchor.source})"))
+            hint = f"driftwatch show {anchor.id[:12]}   # the anchor's diff"
+    for label, value in lines:
+        print(f"{label:<17}{value}")
+    print()
+    if hint:
+        print(hint)
+    print(f"driftwatch accept {alarm.agent}   # accept the new behaviour as the reference (clears the alarm)")
 
 
 # -- entry point -----------------------------------------------------------------------------------
@@ -179,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--json", action="store_true", help="print JSON instead of a table")
     h.set_defaults(func=cmd_history)
 
-    s = sub.add_parser("show", help="show one change and the unified diff of its revisions")
-    s.add_argument("change_id", metavar="CHANGE_ID", help="a change id or a unique prefix (4+ characters)")
+    s = sub.add_parser("show", help="show a change and its diff, an optimizer run and its candidates, or an alarm")
+    s.add_argument("change_id", metavar="ID",
+                   help="a change, optimizer run or alarm id, or a unique prefix (4+ characters)")
     s.add_argument("--ledger", help=ledger_help)
     s.set_defaults(func=cmd_show)
 

@@ -89,7 +89,7 @@ def test_show_prints_the_unified_diff(ledger_url, capsys) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["show", "deadbeef"], "driftwatch: error: no change 'deadbeef' in {path}"),
+    (["show", "deadbeef"], "driftwatch: error: no change, optimizer run or alarm 'deadbeef' in {path}"),
     (["history", "--since", "yesterday"], "driftwatch: error: --since 'yesterday': expected a duration"),
     (["history", "--ledger", "{dir}/missing.db"], "driftwatch: error: no ledger at {dir}/missing.db"),
     (["history", "--ledger", "{dir}/junk.db"], "driftwatch: error: cannot open ledger {dir}/junk.db: file is not"),
@@ -115,3 +115,37 @@ def test_cli_bad_environment_value_is_one_line(tmp_path) -> None:
                                "DRIFTWATCH_CAPTURE_CONTENT": "perhaps"}, cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr == "driftwatch: error: DRIFTWATCH_CAPTURE_CONTENT='perhaps': expected true or false\n"
+
+
+def test_show_an_alarm_and_an_optimizer_run(ledger_url, capsys) -> None:
+    """show ALARM_ID prints the alarm and its anchor change (and how to accept); show RUN_ID the run, its
+    candidates (a candidate without a stored revision is not restorable) and its changes."""
+    import time
+
+    from driftwatch.alarm import Alarm
+    from driftwatch.change import new_id
+
+    path = ledger_url
+    with capture(ledger=path) as cap:
+        run = cap.runtime.start_run("bot", "COPRO")
+        driftwatch.track("bot", "system_prompt", "You are helpful.")
+        cap.runtime.record_candidate(run, 0.5, None)
+        cap.runtime.record_candidate(run, 0.75, "f" * 32)
+        cap.runtime.end_run(run)
+        change = driftwatch.track("bot", "system_prompt", "You are terse.", kind="system_prompt", source="agent")
+        alarm = Alarm(id=new_id(), agent="bot", signal="output_chars", score=1.25, timestamp=time.time(),
+                      anchor_change_id=change.id, calls_since_anchor=42,
+                      attributes={"reference": "before_change", "reference_calls": 1000})
+        cap.runtime.record_alarm(alarm, change)
+    assert main(["show", alarm.id[:10], "--ledger", path]) == 0
+    out = capsys.readouterr().out
+    assert f"drift alarm      {alarm.id}" in out and "signal           output_chars" in out
+    assert f"anchor           change {change.id} (system_prompt, system_prompt, by agent)" in out
+    assert "calls            42 after the anchor" in out and "reference calls  1000" in out
+    assert f"driftwatch show {change.id[:12]}" in out and "driftwatch accept bot" in out
+    assert main(["show", run.id[:10], "--ledger", path]) == 0
+    out = capsys.readouterr().out
+    assert f"optimizer run  {run.id}" in out and "candidates     2, best score 0.750" in out
+    rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
+    assert rows == [["0", "0.500", "-", "no"], ["1", "0.750", "f" * 16, "no"]]
+    assert "restore(program" not in out  # nothing restorable: no hint

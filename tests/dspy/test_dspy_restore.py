@@ -187,3 +187,25 @@ def test_gepa_candidates_are_the_programs_gepa_builds(cap: Captured, lm: PromptL
 
     assert restored and {c.source for c in restored} == {"manual"}
     assert _revisions(tuned) == _revisions(student)
+
+
+def test_cli_show_lists_a_runs_candidates_and_its_changes(lm: PromptLM, tmp_path: Any, capsys: Any) -> None:
+    """`driftwatch show RUN_ID` on a real COPRO run: each candidate with score and revision, restorable; the
+    run's changes; the restore hint."""
+    from driftwatch.cli import main
+    from driftwatch.testing import capture
+
+    path = str(tmp_path / "dw.db")
+    with capture(ledger=path) as cap:
+        student = driftwatch.watch(TwoStep(), agent="qa")
+        _compile("COPRO", student)
+        (run,) = cap.ledger.runs(agent="qa")
+        cands = cap.ledger.candidates(run.id)
+        run_changes = [c for c in cap.ledger.changes(agent="qa") if c.run_id == run.id]
+    assert main(["show", run.id[:10], "--ledger", path]) == 0
+    out = capsys.readouterr().out
+    assert f"optimizer run  {run.id}" in out and "optimizer      COPRO" in out
+    rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
+    assert [(int(r[0]), r[2], r[3]) for r in rows] == [(c["index"], c["revision_id"][:16], "yes") for c in cands]
+    assert all(f"change {c.id[:12]}" in out for c in run_changes) and run_changes
+    assert "driftwatch.integrations.dspy.restore(program" in out
