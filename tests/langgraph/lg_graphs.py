@@ -143,3 +143,15 @@ def tools_graph(model: ToolModel) -> Any:
     builder.add_edge(START, "agent")
     builder.add_edge("agent", END)
     return builder.compile()
+
+
+def chain_graph(state: type, *nodes: tuple[str, Any]) -> Any:
+    """``START -> node 1 -> … -> END``, compiled: the smallest graphs tests build around one behaviour."""
+    builder = StateGraph(state)
+    previous = START
+    for name, fn in nodes:
+        builder.add_node(name, fn)
+        builder.add_edge(previous, name)
+        previous = name
+    builder.add_edge(previous, END)
+    return builder.compile()

@@ -7,9 +7,8 @@ from typing import Any
 
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
-from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
-from lg_graphs import State, reflect_graph
+from lg_graphs import State, chain_graph, reflect_graph
 
 import driftwatch
 from driftwatch.integrations.langgraph import DriftwatchCallbackHandler, _handler_of
@@ -80,13 +79,7 @@ def test_command_updates_are_attributed(cap: Captured) -> None:
     def agent(state: State) -> dict[str, Any]:
         return {"answer": model.invoke([SystemMessage(state["system_prompt"]), HumanMessage("q")]).content}
 
-    builder = StateGraph(State)
-    builder.add_node("reflect", reflect)
-    builder.add_node("agent", agent)
-    builder.add_edge(START, "reflect")
-    builder.add_edge("reflect", "agent")
-    builder.add_edge("agent", END)
-    graph = driftwatch.watch(builder.compile(), agent="cmd")
+    graph = driftwatch.watch(chain_graph(State, ("reflect", reflect), ("agent", agent)), agent="cmd")
     graph.invoke({"system_prompt": P0, "question": "hi"})
     graph.invoke({"system_prompt": P0, "question": "rewrite"})
     assert [(c.source, c.node) for c in prompt_changes(cap)] == [("agent", "reflect")]
@@ -117,11 +110,7 @@ def test_graph_without_prompt_channels_needs_no_chain_events(cap: Captured, monk
     def agent(state: QA) -> dict[str, Any]:
         return {"answer": model.invoke([SystemMessage(P0), HumanMessage(state["question"])]).content}
 
-    builder = StateGraph(QA)
-    builder.add_node("agent", agent)
-    builder.add_edge(START, "agent")
-    builder.add_edge("agent", END)
-    graph = driftwatch.watch(builder.compile(), agent="plain")
+    graph = driftwatch.watch(chain_graph(QA, ("agent", agent)), agent="plain")
     assert _handler_of(graph).chain_attribution is False
     assert not getattr(graph.nodes["agent"].writers[0].writes[0].mapper, "_driftwatch_spy", False)
     graph.invoke({"question": "hi"})
@@ -132,11 +121,7 @@ def test_graph_without_prompt_channels_needs_no_chain_events(cap: Captured, monk
 def test_subgraphs_keep_chain_event_attribution(cap: Captured) -> None:
     """A node that runs a subgraph: attribution stays on chain events (inner nodes can write prompts too)."""
     sub = reflect_graph()
-    outer = StateGraph(State)
-    outer.add_node("research", sub)
-    outer.add_edge(START, "research")
-    outer.add_edge("research", END)
-    graph = driftwatch.watch(outer.compile(), agent="deep")
+    graph = driftwatch.watch(chain_graph(State, ("research", sub)), agent="deep")
     assert _handler_of(graph).chain_attribution is True
     graph.invoke({"system_prompt": P0, "question": "hi"})
     graph.invoke({"system_prompt": P0, "question": "rewrite"})
