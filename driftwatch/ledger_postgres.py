@@ -48,6 +48,8 @@ MAX_IDLE = 8
 RETRY_AFTER_S = 2.0
 #: ``connect_timeout`` when the URL sets none (libpq waits forever by default)
 CONNECT_TIMEOUT_S = 5
+#: ``statement_timeout`` when the URL's ``options`` set none: a hook never waits forever on a lock
+STATEMENT_TIMEOUT_S = 30
 
 T = TypeVar("T")
 
@@ -158,6 +160,8 @@ class PostgresLedger(SQLLedger):
             raise err from None
         try:
             conn.execute("SET synchronous_commit = on")  # whatever the server or role default is
+            if "statement_timeout" not in (params.get("options") or ""):
+                conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_S}s'")
             if self.readonly:
                 conn.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:

@@ -119,6 +119,37 @@ def test_driftwatch_gets_its_own_schema_through_the_url(postgres) -> None:
     assert led._read("SELECT current_schema()") == [("dw",)]
 
 
+def test_sessions_have_a_statement_timeout_unless_the_url_sets_one(pg_url) -> None:
+    """A hook never waits forever on a lock: 30 s by default; the URL's options win."""
+    led = open_ledger(pg_url)
+    assert led._read("SHOW statement_timeout") == [(f"{pg_mod.STATEMENT_TIMEOUT_S}s",)]
+    led.close()
+    led = open_ledger(pg_url + "?options=-cstatement_timeout%3D1500")
+    assert led._read("SHOW statement_timeout") == [("1500ms",)]
+    led.close()
+
+
+def test_a_locked_table_costs_a_hook_the_statement_timeout_not_forever(pg_url, monkeypatch) -> None:
+    """Another session holds the ledger's table locked: track() returns after the statement timeout, the error
+    is counted, the change is kept, and it is written once the lock is gone."""
+    import psycopg
+
+    monkeypatch.setattr(pg_mod, "STATEMENT_TIMEOUT_S", 1)
+    with capture(ledger=pg_url) as cap:
+        driftwatch.track("bot", "p", "one")
+        with psycopg.connect(pg_url) as locker:  # a transaction: the lock is held until the block ends
+            locker.execute("LOCK TABLE changes IN ACCESS EXCLUSIVE MODE")
+            started = time.perf_counter()
+            driftwatch.track("bot", "p", "two")
+            elapsed = time.perf_counter() - started
+        assert 0.9 < elapsed < 5.0
+        assert cap.runtime.error_counts["ledger"] >= 1 and cap.runtime.pending_writes == 1
+        driftwatch.track("bot", "p", "three")
+        assert cap.runtime.pending_writes == 0
+        assert [cap.ledger.change(c.id).after_state for c in cap.ledger.changes(baselines=True)] == \
+            ["one", "two", "three"]
+
+
 def test_permissions_creating_needs_create_on_the_schema_writing_needs_table_grants(postgres, pg_url) -> None:
     """A role without CREATE on the schema cannot make the tables (one line); with SELECT, INSERT, UPDATE on
     tables an administrator created, it writes every kind of entry (identity ids need no sequence grant)."""
