@@ -22,6 +22,7 @@ from driftwatch.ledger import DEFAULT_PATH, Ledger, LedgerError, open_ledger
 
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
+    from driftwatch.change import Change
     from driftwatch.observation import OptimizerRun
 
 __all__ = ["main"]
@@ -136,15 +137,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     and changes, or a drift alarm with the change it is anchored at."""
     ledger = _open(args)
     try:
-        try:
-            change = ledger.change(args.change_id)
-        except KeyError as exc:
-            if "ambiguous" in str(exc.args[0]) or "too short" in str(exc.args[0]):
-                raise CLIError(str(exc.args[0])) from None
-            return _show_other(ledger, args.change_id)
-        diff = ledger.diff(change.before_id, change.after_id)
+        for get, show in ((ledger.change, _print_change), (ledger.run, _print_run), (ledger.alarm, _print_alarm)):
+            try:
+                entry = get(args.change_id)
+            except KeyError as exc:
+                if "ambiguous" in str(exc.args[0]) or "too short" in str(exc.args[0]):
+                    raise CLIError(str(exc.args[0])) from None
+                continue
+            show(ledger, entry)
+            return 0
+        raise CLIError(f"no change, optimizer run or alarm {args.change_id!r} in {ledger.location}")
     finally:
         ledger.close()
+
+
+def _print_change(ledger: Ledger, change: Change) -> None:
+    diff = ledger.diff(change.before_id, change.after_id)
     print(f"change     {change.id}")
     print(f"agent      {change.agent}")
     print(f"component  {change.component}")
@@ -161,24 +169,6 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"trace      {change.trace_id}")
     print()
     sys.stdout.write(diff)
-    return 0
-
-
-def _show_other(ledger: Ledger, prefix: str) -> int:
-    """``show`` of an optimizer run or a drift alarm (the id was no change's)."""
-    key = prefix.lower()
-    runs = [r for r in ledger.runs() if r.id.startswith(key)]
-    alarms = [a for a in ledger.alarms() if a.id.startswith(key)]
-    found = len(runs) + len(alarms)
-    if found == 0:
-        raise CLIError(f"no change, optimizer run or alarm {prefix!r} in {ledger.location}")
-    if found > 1:
-        raise CLIError(f"id {prefix!r} is ambiguous in {ledger.location}: give more characters")
-    if runs:
-        _print_run(ledger, runs[0])
-    else:
-        _print_alarm(ledger, alarms[0])
-    return 0
 
 
 def _print_run(ledger: Ledger, run: OptimizerRun) -> None:

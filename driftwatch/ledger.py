@@ -90,6 +90,14 @@ class Ledger(ABC):
         """Optimizer runs in time order."""
 
     @abstractmethod
+    def run(self, run_id: str) -> OptimizerRun:
+        """An optimizer run by id or unique prefix (``KeyError`` with a clear message otherwise)."""
+
+    @abstractmethod
+    def alarm(self, alarm_id: str) -> Alarm:
+        """A drift alarm by id or unique prefix (``KeyError`` with a clear message otherwise)."""
+
+    @abstractmethod
     def candidates(self, run_id: str) -> list[dict[str, Any]]:
         """The candidates of one run, in the order they were evaluated."""
 
@@ -379,15 +387,25 @@ class SQLLedger(Ledger):
         rid, parent, state, created = rows[0]
         return Revision(rid, json.loads(state), parent, created)
 
-    def change(self, change_id: str) -> Change:
-        if len(change_id) < 4:
-            raise KeyError(f"change id {change_id!r} is too short: give at least 4 characters")
-        rows = self._read(f"SELECT {_CHANGE_COLS} FROM changes WHERE id LIKE ? LIMIT 2", (_prefix(change_id),))
+    def _one(self, noun: str, table: str, cols: str, entry_id: str) -> tuple[Any, ...]:
+        """The row of ``table`` whose id is ``entry_id`` or starts with it (4+ characters, unique)."""
+        if len(entry_id) < 4:
+            raise KeyError(f"{noun} id {entry_id!r} is too short: give at least 4 characters")
+        rows = self._read(f"SELECT {cols} FROM {table} WHERE id LIKE ? LIMIT 2", (_prefix(entry_id),))
         if not rows:
-            raise KeyError(f"no change {change_id!r} in {self.location}")
+            raise KeyError(f"no {noun} {entry_id!r} in {self.location}")
         if len(rows) > 1:
-            raise KeyError(f"change id {change_id!r} is ambiguous in {self.location}: give more characters")
-        return self._change(rows[0], with_states=True)
+            raise KeyError(f"{noun} id {entry_id!r} is ambiguous in {self.location}: give more characters")
+        return rows[0]
+
+    def change(self, change_id: str) -> Change:
+        return self._change(self._one("change", "changes", _CHANGE_COLS, change_id), with_states=True)
+
+    def run(self, run_id: str) -> OptimizerRun:
+        return _run(self._one("optimizer run", "runs", _RUN_COLS, run_id))
+
+    def alarm(self, alarm_id: str) -> Alarm:
+        return _alarm(self._one("alarm", "alarms", _ALARM_COLS, alarm_id))
 
     def changes(self, *, agent: str | None = None, component: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int | None = None, baselines: bool = False) -> list[Change]:
@@ -420,15 +438,13 @@ class SQLLedger(Ledger):
     def runs(self, *, agent: str | None = None, since: float | None = None,
              limit: int | None = None) -> list[OptimizerRun]:
         where, args = _filters(agent=agent, since=since, ts="started_at")
-        sql = ("SELECT id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, trace_id, "
-               "error_type, attributes FROM runs")
+        sql = f"SELECT {_RUN_COLS} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._read(sql + " ORDER BY started_at, id", tuple(args))
         if limit is not None:
             rows = rows[-limit:] if limit > 0 else []
-        return [OptimizerRun(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], json.loads(r[10]))
-                for r in rows]
+        return [_run(r) for r in rows]
 
     def candidates(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._read("SELECT idx, score, revision_id, attributes FROM candidates WHERE run_id = ? ORDER BY idx",
@@ -437,14 +453,26 @@ class SQLLedger(Ledger):
 
     def alarms(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[Alarm]:
         where, args = _filters(agent=agent, since=since)
-        sql = ("SELECT id, agent, signal, score, ts, anchor_change_id, calls_since_anchor, trace_id, span_id, "
-               "attributes FROM alarms")
+        sql = f"SELECT {_ALARM_COLS} FROM alarms"
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._read(sql + " ORDER BY ts, id", tuple(args))
         if limit is not None:
             rows = rows[-limit:] if limit > 0 else []
-        return [Alarm(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9])) for r in rows]
+        return [_alarm(r) for r in rows]
+
+
+_RUN_COLS = ("id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, trace_id, error_type, "
+             "attributes")
+_ALARM_COLS = "id, agent, signal, score, ts, anchor_change_id, calls_since_anchor, trace_id, span_id, attributes"
+
+
+def _run(r: tuple[Any, ...]) -> OptimizerRun:
+    return OptimizerRun(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], json.loads(r[10]))
+
+
+def _alarm(r: tuple[Any, ...]) -> Alarm:
+    return Alarm(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]))
 
 
 class SQLiteLedger(SQLLedger):
@@ -564,6 +592,7 @@ class SQLiteLedger(SQLLedger):
             except sqlite3.DatabaseError as exc:
                 raise LedgerError(f"cannot write ledger {self.path}: {exc}") from None
             return int(cur.lastrowid or 0)
+
 
 def _has_tables(conn: sqlite3.Connection) -> bool:
     return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").fetchall())

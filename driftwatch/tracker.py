@@ -111,10 +111,7 @@ class Tracker:
                         self._hold(lineage, key, rid, live.state)
                         return None
             if rid == before_id:
-                if lineage is None:
-                    self._key = key
-                else:
-                    self._hold(lineage, key, rid, before_state)
+                self._hold(lineage, key, rid, before_state)
                 return None
             if before_id is None:
                 before_id = self.runtime.ledger_head(self.agent, self.component)
@@ -139,11 +136,9 @@ class Tracker:
                 before_state=before_state, after_state=after_state, run_id=run_id, node=node,
                 attributes=dict(attributes or {}),
             )
-            if lineage is None:
-                self._key = key
-            else:
+            if lineage is not None:
                 self._key = _UNSET  # observers without a lineage compare with the new current revision
-                self._hold(lineage, key, rid, after_state)
+            self._hold(lineage, key, rid, after_state)
             self.revision_id = rid
             self.state = after_state
             return self.runtime.emit_change(change)
@@ -154,7 +149,11 @@ class Tracker:
                 return other
         return None
 
-    def _hold(self, lineage: Lineage, key: Any, rid: str, state: Any) -> None:
+    def _hold(self, lineage: Lineage | None, key: Any, rid: str, state: Any) -> None:
+        """Remember ``key`` as seen: the tracker's own (no lineage), or the copy's, with its revision."""
+        if lineage is None:
+            self._key = key
+            return
         lineage.key = key
         lineage.revision_id = rid
         lineage.state = state
@@ -163,10 +162,7 @@ class Tracker:
     def _adopt(self, key: Any, rid: str, text: str, lineage: Lineage | None = None) -> None:
         self.revision_id = rid
         self.state = json.loads(text)
-        if lineage is None:
-            self._key = key
-        else:
-            self._hold(lineage, key, rid, self.state)
+        self._hold(lineage, key, rid, self.state)
         self.runtime.note_revision(self.agent, self.component, rid)
 
     def reset(self) -> None:

@@ -412,18 +412,13 @@ def _snapshot_of(states: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return program_id, revisions
 
 
-def _program_revision(program: Any) -> str:
-    """One id for a whole program's state (the combination of its components' revision ids)."""
-    return combine({c: fingerprint(s) for c, s in program_state(program).items()})
-
-
 def program_revision(program: Any) -> str:
     """The revision id of a whole program: :func:`~driftwatch.revision.combine` of its components'
     revision ids. An optimizer candidate is recorded under this id (see :func:`candidates`), and a
     program watched alone reports it as its agent version (``gen_ai.agent.version``)."""
     if not isinstance(program, Module):
         raise TypeError(f"program_revision(program=...): expected a dspy.Module, got {type(program).__name__}")
-    return _program_revision(program)
+    return _program_snapshot(program)[0]
 
 
 def _manifest(state: Any) -> dict[str, str] | None:
@@ -1550,15 +1545,14 @@ def candidates(run_id: str) -> list[dict[str, Any]]:
     attributes (``stage`` …). ``run_id`` is a run's id or a unique prefix (see ``driftwatch history``).
     """
     led = get_runtime().ledger
-    if not isinstance(run_id, str) or len(run_id) < 4:
+    if not isinstance(run_id, str):
         raise KeyError(f"candidates(run_id={run_id!r}): give a run id or a unique prefix of 4+ characters")
-    ids = {r.id for r in led.runs()}
-    matches = [rid for rid in ids if rid == run_id] or [rid for rid in ids if rid.startswith(run_id.lower())]
-    if len(matches) != 1:
-        problem = "ambiguous: give more characters" if matches else "no such optimizer run"
-        raise KeyError(f"candidates(run_id={run_id!r}): {problem} in {led.location}")
+    try:
+        run = led.run(run_id)
+    except KeyError as exc:
+        raise KeyError(f"candidates(run_id={run_id!r}): {exc.args[0]}") from None
     out = []
-    for cand in led.candidates(matches[0]):
+    for cand in led.candidates(run.id):
         rid = cand.get("revision_id")
         rev = led.revision(rid) if rid else None
         out.append({**cand, "restorable": rev is not None and _manifest(rev.state) is not None})

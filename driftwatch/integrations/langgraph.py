@@ -122,13 +122,11 @@ def _check_versions() -> None:
 class _Invocation:
     """One watched graph run in progress: what the handler gathers for its call record."""
 
-    __slots__ = ("agent", "graph", "handler", "input_tokens", "lock", "output", "output_tokens", "root", "stream",
-                 "tools")
+    __slots__ = ("agent", "handler", "input_tokens", "lock", "output", "output_tokens", "root", "stream", "tools")
 
-    def __init__(self, handler: DriftwatchCallbackHandler, agent: str, graph: Any = None) -> None:
+    def __init__(self, handler: DriftwatchCallbackHandler, agent: str) -> None:
         self.handler = handler
         self.agent = agent
-        self.graph = graph  # the graph object whose invoke/stream began the run (invoke → stream: same run)
         self.stream = False  # a streamed run: its output comes from the root run's on_chain_end
         self.root: Any = None
         self.output: Any = None
@@ -594,12 +592,11 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
 
 # -- recording each graph run --------------------------------------------------------------------------
 
-def _begin(handler: DriftwatchCallbackHandler, agent: str, graph: Any = None,
-           ) -> tuple[CallScope, _Invocation] | None:
+def _begin(handler: DriftwatchCallbackHandler, agent: str) -> tuple[CallScope, _Invocation] | None:
     scope = get_runtime().begin_call(agent, attach=False)  # current only while the graph runs (_invoke, steps)
     if scope is None:
         return None
-    return scope, _Invocation(handler, agent, graph)
+    return scope, _Invocation(handler, agent)
 
 
 def _end(scope: CallScope, inv: _Invocation, error: BaseException | None = None) -> None:
@@ -714,7 +711,7 @@ def _start(graph: Any, handler: DriftwatchCallbackHandler | None, agent: str | N
     if outer is not None and (outer.agent == agent or handler.agent is None):
         return None  # part of a run already recorded (a subgraph, or invoke → stream)
     try:
-        return _begin(handler, agent, graph)
+        return _begin(handler, agent)
     except Exception as exc:  # noqa: BLE001  # never break the host
         get_runtime().error("call", exc)
         return None
@@ -795,9 +792,6 @@ def _astream(started: Started, sup: Callable[..., Any], args: tuple[Any, ...], k
 
 
 def _watched_start(graph: Any) -> Started:
-    outer = _ACTIVE.get()
-    if outer is not None and outer.graph is graph:
-        return None  # Pregel.invoke runs through self.stream: the same run
     handler = _handler_of(graph)
     return _start(graph, handler, handler.agent if handler is not None else None)
 

@@ -154,7 +154,7 @@ def test_restore_a_candidate_names_bad_ids(cap: Captured, lm: PromptLM) -> None:
         dw_dspy.restore(tuned, rid, component="respond")
     with pytest.raises(ValueError, match="predictors at gen_query, respond"):
         dw_dspy.restore(Pipeline(), rid)
-    with pytest.raises(KeyError, match="no such optimizer run"):
+    with pytest.raises(KeyError, match="no optimizer run 'ffffffff'"):
         dw_dspy.candidates("ffffffff")
 
 
