@@ -55,6 +55,11 @@ SHARED_PRIVATE_MODULES = frozenset({"driftwatch._version"})
 #: Violations in parts other helpers are reorganising (integrations, CLI, demo, report): removed when the
 #: apps/integrations split lands. Each entry is exactly what the check reports; a fixed one must be deleted here.
 KNOWN_VIOLATIONS: frozenset[str] = frozenset({
+    # the scripted models move to driftwatch/demo/ with the demo split
+    "integrations/scripted_dspy.py imports driftwatch.scripted (hooks may not import apps)",
+    "integrations/scripted_langchain.py imports driftwatch.scripted (hooks may not import apps)",
+    # the CLI package gives report its own way to open the ledger
+    "report.py imports private name driftwatch.cli._open",
 })
 
 
@@ -280,7 +285,7 @@ def _doc_rooms() -> dict[str, set[str]]:
             break
         if in_table and not line.startswith("|---"):
             cells = [c.strip() for c in line.strip("|").split("|")]
-            rows[cells[0]] = {m.removeprefix("driftwatch/") for m in re.findall(r"`([^`]+\.py|[^`]+/)`", cells[1])}
+            rows[cells[0]] = {m.removeprefix("driftwatch/") for m in re.findall(r"`(\w[\w/]*(?:\.py|/))`", cells[1])}
     return rows
 
 

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from driftwatch.config import Settings
-from driftwatch.ledger import open_ledger
+from driftwatch.ledger import open_ledger, parse_location
 
 __all__ = ["register"]
 
@@ -29,9 +29,10 @@ def _run(args: argparse.Namespace) -> int:
     if not agent:
         raise CLIError(f"{args.command}: name an AGENT or pass --all")
     location = args.ledger or Settings.from_env().ledger
-    path = location.removeprefix("sqlite:///")
-    if "://" not in location and path != ":memory:" and not os.path.exists(path):
-        raise CLIError(f"no ledger at {path} (set --ledger or DRIFTWATCH_LEDGER to the watched processes' ledger)")
+    where = parse_location(location)
+    if where.is_file and not os.path.exists(where.target):
+        raise CLIError(f"no ledger at {where.target} (set --ledger or DRIFTWATCH_LEDGER to the watched processes' "
+                       "ledger)")
     ledger = open_ledger(location)
     try:
         cid = ledger.record_command(agent, args.command, args.note or "")
