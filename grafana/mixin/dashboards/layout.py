@@ -1,5 +1,5 @@
-"""Shared dashboard building blocks: the :class:`Layout` that numbers panels and refIds, panel styles,
-signal targets, and the behaviour panels the overview and the agent drill-down share.
+"""Shared dashboard building blocks: the :class:`Layout` that numbers panels and refIds, signal targets,
+and the behaviour panels the overview and the agent drill-down share (panel styles are in :mod:`.panels`).
 
 Built with grafana-foundation-sdk (pinned ``1769699379!11.6.0``: Grafana 11.6 types).
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from grafana_foundation_sdk.builders import common as gcommon
 from grafana_foundation_sdk.builders.dashboard import (
     AnnotationQuery,
     Dashboard,
@@ -17,31 +16,18 @@ from grafana_foundation_sdk.builders.dashboard import (
     DatasourceVariable,
     QueryVariable,
     Row,
-    ThresholdsConfig,
 )
 from grafana_foundation_sdk.builders.prometheus import Dataquery
-from grafana_foundation_sdk.builders.stat import Panel as StatPanel
-from grafana_foundation_sdk.builders.statetimeline import Panel as StateTimelinePanel
-from grafana_foundation_sdk.builders.table import Panel as TablePanel
-from grafana_foundation_sdk.builders.timeseries import Panel as TimeseriesPanel
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common as gmodels
-from grafana_foundation_sdk.models.dashboard import (
-    DashboardLinkType,
-    DataSourceRef,
-    DataTransformerConfig,
-    Threshold,
-    ThresholdsMode,
-    VariableRefresh,
-)
+from grafana_foundation_sdk.models.dashboard import DashboardLinkType, DataSourceRef, VariableRefresh
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from driftwatch import promql
 
 from ..config import matchers, sel
+from . import panels
 
-__all__ = ["RATE_INTERVAL", "Layout", "bars", "behaviour_panels", "stat", "state_timeline", "table", "target",
-           "threshold_lines", "thresholds", "timeseries"]
+__all__ = ["DS", "RATE_INTERVAL", "Layout", "Target", "behaviour_panels", "target"]
 
 #: the rate window of every panel: Grafana picks it from the scrape interval and the time range
 RATE_INTERVAL = "$__rate_interval"
@@ -80,11 +66,13 @@ class Layout:
         """The configured selector with ``extra`` matchers: ``{job="driftwatch", agent=~"$agent"}``."""
         return sel(self.cfg, *extra)
 
-    def variable(self, name: str, label: str, query: str, *, multi: bool, include_all: bool) -> None:
+    def variable(self, name: str, label: str, metric: str, *extra: str, multi: bool) -> None:
+        """A variable listing the values of label ``name`` on ``metric`` (multi-select ones offer All = ``.*``)."""
+        query = f"label_values({metric}{self.sel(*extra)}, {name})"
         v = (QueryVariable(name).label(label).datasource(DS)
              .query({"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1})
-             .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).multi(multi).include_all(include_all).sort(1))
-        if include_all:
+             .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).multi(multi).include_all(multi).sort(1))
+        if multi:
             v = v.all_value(".*")
         self.dash = self.dash.with_variable(v)
 
@@ -116,6 +104,11 @@ class Layout:
         self.annotation_extra.append({"titleFormat": title, "textFormat": text, "tagKeys": tags,
                                        "useValueForTime": False, "step": "$__interval"})
 
+    def change_annotation(self, name: str, selector: str, by: str, title: str, tags: str, color: str) -> None:
+        """Mark each recorded self-modification (``driftwatch_changes_total`` moving), grouped ``by``."""
+        self.annotation(name, f"sum by ({by}) (changes(driftwatch_changes_total{selector}[$__interval])) > 0",
+                        title, "by {{source}}", tags, color)
+
     def build(self) -> dict[str, Any]:
         out = json.loads(json.dumps(self.dash.build(), cls=JSONEncoder))
         for ann, extra in zip(out.get("annotations", {}).get("list", []), self.annotation_extra, strict=True):
@@ -132,67 +125,27 @@ def target(signal: promql.Signal, matchers: tuple[str, ...], *, by: tuple[str, .
     return signal.render(matchers, window, by=grouping, **params), legend
 
 
-# -- panel styles -----------------------------------------------------------------------------------
-
-def thresholds(*steps: tuple[float | None, str]) -> ThresholdsConfig:
-    return ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps([Threshold(value=v, color=c) for v, c in steps])
-
-
-def timeseries(fill: int = 10) -> TimeseriesPanel:
-    return (TimeseriesPanel().legend(gcommon.VizLegendOptions().display_mode(gmodels.LegendDisplayMode.LIST)
-                                     .placement(gmodels.LegendPlacement.BOTTOM).show_legend(True))
-            .tooltip(gcommon.VizTooltipOptions().mode(gmodels.TooltipDisplayMode.MULTI).sort(gmodels.SortOrder.DESCENDING))
-            .fill_opacity(fill).line_width(1))
-
-
-def threshold_lines(*steps: tuple[float | None, str]) -> TimeseriesPanel:
-    """A time series drawing its thresholds as lines (drift scores: 1 = alarm)."""
-    lines = gcommon.GraphThresholdsStyleConfig().mode(gmodels.GraphThresholdsStyleMode.LINE)
-    return timeseries().thresholds_style(lines).thresholds(thresholds(*steps))
-
-
-def bars() -> TimeseriesPanel:
-    return timeseries(fill=60).draw_style(gmodels.GraphDrawStyle.BARS).stacking(
-        gcommon.StackingConfig().mode(gmodels.StackingMode.NORMAL))
-
-
-def stat() -> StatPanel:
-    return (StatPanel().graph_mode(gmodels.BigValueGraphMode.NONE).color_mode(gmodels.BigValueColorMode.VALUE)
-            .reduce_options(gcommon.ReduceDataOptions().calcs(["lastNotNull"]).values(False)))
-
-
-def table() -> TablePanel:
-    hidden = {"Time": True, "__name__": True, "job": True, "instance": True}
-    return TablePanel().with_transformation(DataTransformerConfig(id_val="organize", options={"excludeByName": hidden}))
-
-
-def state_timeline() -> StateTimelinePanel:
-    return (StateTimelinePanel().show_value(gmodels.VisibilityMode.NEVER).merge_values(True)
-            .thresholds(thresholds((None, "green"), (1, "red"))))
-
-
-# -- panels shared by dashboards --------------------------------------------------------------------
-
 def behaviour_panels(lay: Layout, agent: str) -> None:
     """The behavioural signals (the overview and the drill-down); ``agent`` is the agent matcher."""
     m = lay.matchers(agent)
-    lay.panel(timeseries(), "Calls / s by status", "Watched agent calls per second, by status.",
+    line, bars = panels.timeseries, panels.bars
+    lay.panel(line(), "Calls / s by status", "Watched agent calls per second, by status.",
               [target(promql.CALLS, m)], unit="reqps", exemplars=True)
-    lay.panel(timeseries().thresholds(thresholds((None, "green"), (0.05, "red"))), "Error ratio",
+    lay.panel(line().thresholds(panels.thresholds((None, "green"), (0.05, "red"))), "Error ratio",
               "Share of watched calls that raised.", [target(promql.ERROR, m)], unit="percentunit")
-    lay.panel(timeseries(), "Refusal ratio", "Share of answers the drift engine classified as refusals.",
+    lay.panel(line(), "Refusal ratio", "Share of answers the drift engine classified as refusals.",
               [target(promql.REFUSAL, m)], unit="percentunit")
-    lay.panel(timeseries(), "Output length (p50, p90)", "Characters per answer, from the output-size histogram.",
+    lay.panel(line(), "Output length (p50, p90)", "Characters per answer, from the output-size histogram.",
               [target(promql.OUTPUT_CHARS_QUANTILE, m, q=0.5, suffix="p50"),
                target(promql.OUTPUT_CHARS_QUANTILE, m, q=0.9, suffix="p90")], unit="none")
-    lay.panel(timeseries(), "Mean output length", "Mean characters per answer.",
+    lay.panel(line(), "Mean output length", "Mean characters per answer.",
               [target(promql.OUTPUT_CHARS, m)], unit="none")
-    lay.panel(timeseries(), "Format failure ratio", "Share of answers that failed the declared format check.",
+    lay.panel(line(), "Format failure ratio", "Share of answers that failed the declared format check.",
               [target(promql.FORMAT_FAILURE, m)], unit="percentunit")
-    lay.panel(timeseries().max(1).min(0), "Mean score", "Mean evaluation/feedback score (record_score), by metric.",
+    lay.panel(line().max(1).min(0), "Mean score", "Mean evaluation/feedback score (record_score), by metric.",
               [target(promql.SCORE, m)], unit="none")
     lay.panel(bars(), "Tool calls / s", "Tool calls by tool: a shift in the mix is a tool_mix drift signal.",
               [target(promql.TOOL_CALLS, m)], unit="ops")
-    lay.panel(timeseries(), "Tokens / s", "Language-model tokens, by type.", [target(promql.TOKENS, m)], unit="short")
-    lay.panel(timeseries(), "Call duration p95", "95th percentile of watched call duration (an operational signal).",
+    lay.panel(line(), "Tokens / s", "Language-model tokens, by type.", [target(promql.TOKENS, m)], unit="short")
+    lay.panel(line(), "Call duration p95", "95th percentile of watched call duration (an operational signal).",
               [target(promql.LATENCY_QUANTILE, m, q=0.95)], unit="s", exemplars=True)

@@ -7,7 +7,8 @@ from typing import Any
 from driftwatch import promql
 
 from ..config import CONFIG
-from .layout import Layout, bars, stat, table, target, thresholds, timeseries
+from . import panels
+from .layout import Layout, target
 
 AGENTS = 'agent=~"$agent"'
 OPTIMIZERS = 'optimizer=~"$optimizer"'
@@ -18,21 +19,18 @@ FAILED = 'outcome="failed"'
 def optimizer_runs(cfg: dict[str, Any] = CONFIG) -> dict[str, Any]:
     lay = Layout(cfg, "optimizers", "Driftwatch / Optimizer runs",
                  "Optimizer runs, candidates evaluated and best scores, per agent and optimizer.")
-    lay.variable("agent", "Agent", f"label_values(driftwatch_optimizer_runs_total{lay.sel()}, agent)", multi=True,
-                 include_all=True)
-    lay.variable("optimizer", "Optimizer", f"label_values(driftwatch_optimizer_runs_total{lay.sel(AGENTS)}, optimizer)",
-                 multi=True, include_all=True)
+    lay.variable("agent", "Agent", "driftwatch_optimizer_runs_total", multi=True)
+    lay.variable("optimizer", "Optimizer", "driftwatch_optimizer_runs_total", AGENTS, multi=True)
     s, deployed = lay.sel(AGENTS, OPTIMIZERS), lay.sel(AGENTS, SOURCES)
     best_score = f"max by (agent, optimizer) (driftwatch_optimizer_best_score{s})"
-    lay.annotation("Changes deployed by optimizers",
-                   "sum by (agent, component, kind, source) "
-                   f"(changes(driftwatch_changes_total{deployed}[$__interval])) > 0",
-                   "{{agent}}: {{kind}} change of {{component}}", "by {{source}}", "agent,source", "purple")
+    lay.change_annotation("Changes deployed by optimizers", deployed, "agent, component, kind, source",
+                          "{{agent}}: {{kind}} change of {{component}}", "agent,source", "purple")
+    stat, bars = panels.stat, panels.bars
 
     lay.row("Runs")
     lay.panel(stat(), "Runs in range", "Optimizer runs finished in the time range.",
               [(f"sum(increase(driftwatch_optimizer_runs_total{s}[$__range]))", "")], width=8, height=5)
-    lay.panel(stat().thresholds(thresholds((None, "green"), (1, "red"))), "Failed runs in range",
+    lay.panel(stat().thresholds(panels.thresholds((None, "green"), (1, "red"))), "Failed runs in range",
               "Optimizer runs that raised.",
               [(f"sum(increase(driftwatch_optimizer_runs_total{lay.sel(AGENTS, OPTIMIZERS, FAILED)}[$__range]))"
                 " or vector(0)", "")],
@@ -47,14 +45,15 @@ def optimizer_runs(cfg: dict[str, Any] = CONFIG) -> dict[str, Any]:
                 "{{agent}} {{optimizer}}")], width=12, unit="short")
 
     lay.row("Scores")
-    lay.panel(timeseries().min(0).max(1), "Best score per run", "Best candidate score of each optimizer's last run.",
+    lay.panel(panels.timeseries().min(0).max(1), "Best score per run",
+              "Best candidate score of each optimizer's last run.",
               [(best_score, "{{agent}} {{optimizer}}")], width=12)
-    lay.panel(table(), "Latest best scores", "Best candidate score of the last run, per agent and optimizer.",
+    lay.panel(panels.table(), "Latest best scores", "Best candidate score of the last run, per agent and optimizer.",
               [(best_score, "")], width=12, instant=True)
     lay.panel(bars(), "Changes deployed by optimizers", "Self-modifications whose source is an optimizer.",
               [(f"sum by (agent, source, kind) (increase(driftwatch_changes_total{deployed}[$__rate_interval]))",
                 "{{agent}} {{source}} {{kind}}")], width=12, unit="short", exemplars=True)
-    lay.panel(timeseries().min(0).max(1), "Production score after optimizer changes",
+    lay.panel(panels.timeseries().min(0).max(1), "Production score after optimizer changes",
               "Mean evaluation score of the agents these optimizers tune.",
               [target(promql.SCORE, lay.matchers(AGENTS))], width=12)
     return lay.build()
