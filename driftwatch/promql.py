@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "CALLS",
+    "CHANGE_MAGNITUDE_QUANTILE",
     "DRIFT_ALARM",
     "DRIFT_SCORE",
     "ERROR",
@@ -161,14 +162,16 @@ SCORE = Signal("score", "score", "mean", _ratio("driftwatch_score_sum", "driftwa
 LATENCY = Signal("latency", "latency", "s/call",
                  _ratio("driftwatch_call_duration_seconds_sum", "driftwatch_call_duration_seconds_count"))
 LATENCY_QUANTILE = Signal("latency_quantile", "latency quantile", "s", _quantile("driftwatch_call_duration_seconds"))
+CHANGE_MAGNITUDE_QUANTILE = Signal("change_magnitude_quantile", "change magnitude quantile", "share",
+                                   _quantile("driftwatch_change_magnitude"), ("agent", "kind"))
 DRIFT_SCORE = Signal("drift_score", "drift score ÷ threshold", "ratio", _max("driftwatch_drift_score"),
                      ("agent", "signal"))
 DRIFT_ALARM = Signal("drift_alarm", "drift alarm", "0/1", _max("driftwatch_drift_alarm"), ("agent", "signal"))
 
 #: every signal
 SIGNALS: tuple[Signal, ...] = (CALLS, ERROR, REFUSAL, FORMAT_FAILURE, OUTPUT_CHARS, OUTPUT_CHARS_QUANTILE, TOKENS,
-                               TOKENS_PER_CALL, TOOL_CALLS, SCORE, LATENCY, LATENCY_QUANTILE, DRIFT_SCORE,
-                               DRIFT_ALARM)
+                               TOKENS_PER_CALL, TOOL_CALLS, SCORE, LATENCY, LATENCY_QUANTILE, CHANGE_MAGNITUDE_QUANTILE,
+                               DRIFT_SCORE, DRIFT_ALARM)
 _BY_NAME = {s.name: s for s in SIGNALS}
 
 

@@ -75,7 +75,7 @@ def test_render_fills_selector_window_grouping_and_parameters() -> None:
      "signal latency_quantile: expected the parameters ['q'], got []"),
     (lambda: promql.REFUSAL.render([], "5m", q=0.5), "signal refusal: expected the parameters [], got ['q']"),
     (lambda: promql.REFUSAL.render([], "5m", by=()), "signal refusal: by= needs at least one label"),
-    (lambda: promql.signal("latencyy"), "signal 'latencyy': expected one of calls, drift_alarm"),
+    (lambda: promql.signal("latencyy"), "signal 'latencyy': expected one of calls, change_magnitude_quantile"),
 ])
 def test_bad_arguments_are_named_in_one_line(call: Any, message: str) -> None:
     """A missing window or parameter, an unknown parameter, an empty `by` or name: ValueError naming it."""

@@ -41,9 +41,7 @@ def agent_drilldown(cfg: dict[str, Any] = CONFIG) -> dict[str, Any]:
               [(f"sum by (component, kind, source) (increase(driftwatch_changes_total{s}[$__rate_interval]))",
                 "{{component}} {{kind}} ({{source}})")], width=12, exemplars=True)
     lay.panel(panels.timeseries(), "Change magnitude (p90)", "Normalized edit distance of the changes.",
-              [("histogram_quantile(0.9, sum by (kind, le) "
-                f"(rate(driftwatch_change_magnitude_bucket{s}[$__rate_interval])))",
-                "{{kind}}")], width=12, unit="percentunit")
+              [target(promql.CHANGE_MAGNITUDE_QUANTILE, m, by=("kind",), q=0.9)], width=12, unit="percentunit")
     lay.panel(panels.threshold_lines((None, "green"), (1, "red")), "Drift score by signal (1 = alarm)",
               "Each signal's drift statistic ÷ threshold since the reference was anchored.",
               [target(promql.DRIFT_SCORE, m, by=by_signal)], width=12)
