@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from driftwatch import promql
 from driftwatch._version import __version__
 from driftwatch.alarm import Alarm
 from driftwatch.change import KINDS, Change
@@ -54,41 +55,33 @@ class ReportError(Exception):
 
 @dataclass(frozen=True)
 class Signal:
-    """One plotted behaviour signal: how to read it from a call window and how to query Prometheus."""
+    """One plotted behaviour signal: how to read it from a call window and, when known, from Prometheus."""
 
     key: str
     title: str
     unit: str
     from_window: Callable[[CallWindow], float | None]
-    promql: str | None  # ``{sel}`` = the agent's label selector, ``{w}`` = the rate window
+    promql: promql.Signal | None = None  # its PromQL (driftwatch.promql), rendered for one agent
+
+
+def _signal(s: promql.Signal, from_window: Callable[[CallWindow], float | None]) -> Signal:
+    return Signal(s.name, s.title, s.unit, from_window, s)
 
 
 SIGNALS: tuple[Signal, ...] = (
-    Signal("output_chars", "output length", "chars/call", CallWindow.mean_chars,
-           "sum(rate(driftwatch_output_chars_sum{sel}[{w}])) / sum(rate(driftwatch_output_chars_count{sel}[{w}]))"),
-    Signal("refusal", "refusal rate", "share", CallWindow.refusal_rate,
-           "sum(rate(driftwatch_refusals_total{sel}[{w}])) / sum(rate(driftwatch_calls_total{sel}[{w}]))"),
-    Signal("format_failure", "format failures", "share", CallWindow.format_failure_rate,
-           "sum(rate(driftwatch_format_failures_total{sel}[{w}])) / sum(rate(driftwatch_calls_total{sel}[{w}]))"),
-    Signal("error", "error rate", "share", CallWindow.error_rate,
-           'sum(rate(driftwatch_calls_total{sel_error}[{w}])) / sum(rate(driftwatch_calls_total{sel}[{w}]))'),
-    Signal("tokens", "tokens per call", "tokens", CallWindow.tokens_per_call,
-           "sum(rate(driftwatch_tokens_total{sel}[{w}])) / sum(rate(driftwatch_calls_total{sel}[{w}]))"),
-    Signal("score", "score", "mean", lambda w: None,  # per score metric: see _score_signals
-           "sum(rate(driftwatch_score_sum{sel}[{w}])) / sum(rate(driftwatch_score_count{sel}[{w}]))"),
-    Signal("latency", "latency", "s/call", CallWindow.mean_duration,
-           "sum(rate(driftwatch_call_duration_seconds_sum{sel}[{w}])) / "
-           "sum(rate(driftwatch_call_duration_seconds_count{sel}[{w}]))"),
+    _signal(promql.OUTPUT_CHARS, CallWindow.mean_chars),
+    _signal(promql.REFUSAL, CallWindow.refusal_rate),
+    _signal(promql.FORMAT_FAILURE, CallWindow.format_failure_rate),
+    _signal(promql.ERROR, CallWindow.error_rate),
+    _signal(promql.TOKENS_PER_CALL, CallWindow.tokens_per_call),
+    _signal(promql.SCORE, lambda w: None),  # per score metric: see _score_signals
+    _signal(promql.LATENCY, CallWindow.mean_duration),
 )
 
 
 # ----------------------------------------------------------------------------------------------
 # Prometheus
 # ----------------------------------------------------------------------------------------------
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
 
 @contextlib.contextmanager
 def _one_line() -> Iterator[None]:
@@ -131,20 +124,19 @@ class PrometheusSource:
 
     def signals(self, agent: str, start: float, end: float) -> dict[str, list[tuple[str, list[tuple[float, float]]]]]:
         """Every signal's series for one agent between ``start`` and ``end`` (plus the drift scores)."""
-        sel = '{agent="%s"}' % _label(agent)  # noqa: UP031  # PromQL braces make str.format awkward
-        sel_error = '{agent="%s",status="error"}' % _label(agent)  # noqa: UP031  # same
+        agent_only = (promql.matcher("agent", agent),)
+        by_agent = ("agent",)  # one series: every score metric pooled, as in the call-window table
         step = max((end - start) / 120.0, 1.0)
         out: dict[str, list[tuple[str, list[tuple[float, float]]]]] = {}
         for s in SIGNALS:
             if s.promql is None:
                 continue
-            expr = s.promql.replace("{sel_error}", sel_error).replace("{sel}", sel).replace("{w}", self.rate_window)
-            found = self.range(expr, start, end, step)
+            found = self.range(s.promql.render(agent_only, self.rate_window, by=by_agent), start, end, step)
             if found:
                 out[s.key] = [(s.title, found[0][1])]
-        drift = self.range('max by (signal) (driftwatch_drift_score%s)' % sel, start, end, step)  # noqa: UP031  # PromQL braces
+        drift = self.range(promql.DRIFT_SCORE.render(agent_only, by=("signal",)), start, end, step)
         if drift:
-            out["drift_score"] = [(labels.get("signal", "?"), points) for labels, points in drift]
+            out[promql.DRIFT_SCORE.name] = [(labels.get("signal", "?"), points) for labels, points in drift]
         return out
 
 
@@ -426,7 +418,7 @@ def _change_section(change: Change, diff: str | None, windows: Sequence[CallWind
     if prom:
         t0p, t1p, data = prom["t0"], prom["t1"], prom["series"]
         marks = [(change.timestamp, color, f"change {change.id[:12]}")]
-        titles = {s.key: s.title for s in SIGNALS} | {"drift_score": "drift score ÷ threshold"}
+        titles = {s.key: s.title for s in SIGNALS} | {promql.DRIFT_SCORE.name: promql.DRIFT_SCORE.title}
         plots = [line_plot(f"{titles.get(key, key)} (Prometheus)", series, t0=t0p, t1=t1p, marks=marks)
                  for key, series in data.items()]
         out.append("<h3>From Prometheus</h3>")
