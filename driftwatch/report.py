@@ -8,20 +8,21 @@ each change its metadata, the unified diff of its revisions, and plots of the ag
 signals (output length, refusal and format-failure rates, errors, tokens per call, scores, tool
 mix, latency) before and after it, from the call windows the runtime stores
 (:mod:`driftwatch.windows`). With ``--prometheus URL`` each change also gets plots of the same
-signals — and the drift scores — queried from Prometheus (through httpx, transport injectable).
+signals — and the drift scores — queried from Prometheus (:mod:`driftwatch.prometheus_api`).
 
 Everything is inline (CSS and SVG, no script, no external asset), so the file can be mailed or
-attached to an incident. Diffs contain prompt text from the ledger: ``--no-diffs`` leaves them out.
+attached to an incident. Diffs contain prompt text from the ledger: ``--no-diffs`` leaves them out. The
+command is :mod:`driftwatch.cli.report`.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import datetime as dt
 import html
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +32,10 @@ from driftwatch.alarm import Alarm
 from driftwatch.change import KINDS, Change
 from driftwatch.ledger import Ledger
 from driftwatch.observation import OptimizerRun
+from driftwatch.prometheus_api import PrometheusAPI, PrometheusAPIError
 from driftwatch.windows import CallWindow
 
-__all__ = ["PrometheusSource", "ReportError", "build_report", "register", "write_report"]
+__all__ = ["PrometheusSource", "ReportError", "build_report", "write_report"]
 
 #: windows shown on each side of a change
 WINDOWS_EACH_SIDE = 30
@@ -81,49 +83,39 @@ SIGNALS: tuple[Signal, ...] = (
 # Prometheus
 # ----------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _one_line() -> Iterator[None]:
+    """A Prometheus API failure as the report's one-line ``--prometheus`` error."""
+    try:
+        yield
+    except PrometheusAPIError as exc:
+        raise ReportError(f"--prometheus {exc}") from None
+
+
 class PrometheusSource:
-    """Range queries against a Prometheus server's HTTP API (``transport``: an httpx transport for tests)."""
+    """The report's signals, queried from a Prometheus server (:class:`~driftwatch.prometheus_api.PrometheusAPI`;
+    ``transport``: an httpx transport for tests)."""
 
     def __init__(self, url: str, *, transport: Any = None, timeout: float = 10.0, rate_window: str = "1m") -> None:
-        import httpx
-
-        if not url.startswith(("http://", "https://")):
-            raise ReportError(f"--prometheus {url!r}: expected an http:// or https:// URL")
-        self.url = url.rstrip("/")
+        with _one_line():
+            self.api = PrometheusAPI(url, transport=transport, timeout=timeout)
+        self.url = self.api.url
         self.rate_window = rate_window
-        self._client = httpx.Client(base_url=self.url, transport=transport, timeout=timeout)
 
     def close(self) -> None:
-        self._client.close()
-
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
-        import httpx
-
-        try:
-            resp = self._client.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise ReportError(f"--prometheus {self.url}: cannot reach Prometheus ({type(exc).__name__}: {exc})") \
-                from None
-        if resp.status_code != 200:
-            raise ReportError(f"--prometheus {self.url}: {path} answered HTTP {resp.status_code}")
-        try:
-            body = resp.json()
-        except ValueError:
-            raise ReportError(f"--prometheus {self.url}: {path} did not answer JSON (is this Prometheus?)") from None
-        if body.get("status") != "success":
-            raise ReportError(f"--prometheus {self.url}: query failed: {body.get('error', body)}")
-        return body["data"]
+        self.api.close()
 
     def check(self) -> None:
         """Fail early, with one line, when the server is not a reachable Prometheus."""
-        self._get("/api/v1/query", {"query": "1"})
+        with _one_line():
+            self.api.query("1")
 
     def range(self, expr: str, start: float, end: float, step: float) -> list[tuple[dict[str, str], Points]]:
         """``query_range``: one ``(labels, [(t, v), ...])`` per series (NaN points dropped)."""
-        data = self._get("/api/v1/query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
-                                                 "step": f"{max(step, 1.0):.3f}"})
+        with _one_line():
+            result = self.api.query_range(expr, start, end, max(step, 1.0))
         out = []
-        for series in data.get("result", []):
+        for series in result:
             points = [(float(t), float(v)) for t, v in series.get("values", [])]
             points = [(t, v) for t, v in points if math.isfinite(v)]
             if points:
@@ -544,49 +536,3 @@ def write_report(out: str, ledger: Ledger, **kwargs: Any) -> int:
     with open(out, "wb") as fh:
         fh.write(page)
     return len(page)
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from driftwatch.cli import CLIError, _open, parse_time
-
-    if args.limit < 0:
-        raise CLIError(f"--limit {args.limit}: expected a whole number >= 0")
-    since = parse_time(args.since) if args.since else None
-    prometheus = None
-    if args.prometheus:
-        try:
-            prometheus = PrometheusSource(args.prometheus, rate_window=args.rate_window)
-            prometheus.check()
-        except ReportError as exc:
-            raise CLIError(str(exc)) from None
-    ledger = _open(args)
-    try:
-        size = write_report(args.out, ledger, agent=args.agent, since=since, prometheus=prometheus,
-                            diffs=not args.no_diffs, limit=args.limit)
-    except ReportError as exc:
-        raise CLIError(str(exc)) from None
-    finally:
-        ledger.close()
-        if prometheus is not None:
-            prometheus.close()
-    print(f"wrote {args.out} ({size:,} bytes)")
-    return 0
-
-
-def register(sub: Any, ledger_help: str) -> None:
-    """Add ``driftwatch report`` to the CLI's subcommands."""
-    r = sub.add_parser("report", help="write a self-contained HTML report of changes, alarms and behaviour")
-    r.add_argument("--out", default="report.html", help="output file (default: report.html)")
-    r.add_argument("--ledger", help=ledger_help)
-    r.add_argument("--agent", help="only this agent")
-    r.add_argument("--since", help="only entries since a duration ago (30m, 2h, 7d) or a date")
-    r.add_argument("--prometheus", metavar="URL", help="also plot signals queried from this Prometheus server")
-    r.add_argument("--rate-window", default="1m", help="PromQL rate() window for --prometheus (default: 1m)")
-    r.add_argument("--no-diffs", action="store_true", help="leave the diffs (prompt text) out of the page")
-    r.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
-                   help=f"detailed sections for the last N changes (default: {DEFAULT_LIMIT})")
-    r.set_defaults(func=cmd_report)
