@@ -19,8 +19,8 @@ DOC = ROOT / "docs" / "architecture.md"
 
 #: each room's modules, as paths under driftwatch/ (a trailing "/" is a package; the longest match wins)
 ROOMS: dict[str, tuple[str, ...]] = {
-    "apps": ("cli/", "cli.py", "demo/", "demo.py", "stack/", "stack.py", "stack_cli.py", "report.py",
-             "scripted.py", "__main__.py", "drift/commands.py"),
+    "apps": ("cli/", "__main__.py", "demo/", "stack/", "report.py", "scripted.py", "integrations/scripted_dspy.py",
+             "integrations/scripted_langchain.py"),
     "hooks": ("__init__.py", "drift/__init__.py", "decorator.py", "integrations/"),
     "runtime": ("runtime.py",),
     "core": ("observation.py", "change.py", "revision.py", "alarm.py", "tracker.py", "signals.py", "options.py",
@@ -41,7 +41,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 }
 #: top-level packages of the frameworks we integrate: imported only in these places
 FRAMEWORKS = re.compile(r"^(dspy|gepa|langgraph|langchain|langchain_[a-z_]+|langmem)$")
-FRAMEWORK_ROOMS = ("integrations/", "demo/", "demo.py")
+FRAMEWORK_ROOMS = ("integrations/", "demo/")
 #: libraries only their owners import (outside the apps and driftwatch.testing)
 OWNERS: dict[str, tuple[str, ...]] = {
     "prometheus_client": ("metrics.py", "exposition.py"),
@@ -51,16 +51,6 @@ OWNERS: dict[str, tuple[str, ...]] = {
 }
 #: private modules that are fine to import from anywhere (a private module holding one public name)
 SHARED_PRIVATE_MODULES = frozenset({"driftwatch._version"})
-
-#: Violations in parts other helpers are reorganising (integrations, CLI, demo, report): removed when the
-#: apps/integrations split lands. Each entry is exactly what the check reports; a fixed one must be deleted here.
-KNOWN_VIOLATIONS: frozenset[str] = frozenset({
-    # the scripted models move to driftwatch/demo/ with the demo split
-    "integrations/scripted_dspy.py imports driftwatch.scripted (hooks may not import apps)",
-    "integrations/scripted_langchain.py imports driftwatch.scripted (hooks may not import apps)",
-    # the CLI package gives report its own way to open the ledger
-    "report.py imports private name driftwatch.cli._open",
-})
 
 
 # -- the source, parsed ---------------------------------------------------------------------------------
@@ -245,13 +235,7 @@ def test_every_module_has_a_room():
 def test_imports_follow_the_one_way_doors():
     """No room imports a room it may not; no private names across packages; frameworks and I/O libraries
     only where they belong."""
-    found = all_violations()
-    assert sorted(found - KNOWN_VIOLATIONS) == []
-
-
-def test_known_violations_are_still_real():
-    """An entry in KNOWN_VIOLATIONS that no longer occurs is deleted (the list only shrinks)."""
-    assert sorted(KNOWN_VIOLATIONS - all_violations()) == []
+    assert sorted(all_violations()) == []
 
 
 def test_the_checks_catch_what_they_claim():

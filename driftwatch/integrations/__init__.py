@@ -1,4 +1,6 @@
-"""Framework integrations: the only place where DSPy, LangGraph or LangChain are imported.
+"""Framework integrations: with the demo (``driftwatch/demo/``), the only place where DSPy, LangGraph or
+LangChain are imported; nothing else in driftwatch imports a framework. (``scripted_dspy`` and
+``scripted_langchain`` here only re-export the demo's scripted models, for compatibility.)
 
 Each module (``dspy.py``, ``langgraph.py``) imports its framework at the top, so importing it is the
 check that the framework is installed, and offers:
