@@ -149,7 +149,7 @@ class SQLLedger(Ledger):
 
     readonly: bool = False
     #: the order of call windows with the same start (SQLite: insertion order)
-    _WINDOW_ORDER = " ORDER BY start, rowid"
+    _WINDOW_ORDER = "start, rowid"
 
     @abstractmethod
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -238,15 +238,24 @@ class SQLLedger(Ledger):
 
     def windows(self, *, agent: str | None = None, since: float | None = None,
                 until: float | None = None) -> list[CallWindow]:
-        where, args = _filters(agent=agent, since=since, until=until, ts="start")
-        sql = f"SELECT {self._WINDOW_COLS} FROM call_windows"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + self._WINDOW_ORDER, tuple(args))
+        rows = self._select(self._WINDOW_COLS, "call_windows",
+                            _filters(agent=agent, since=since, until=until, ts="start"), self._WINDOW_ORDER)
         return [CallWindow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
                            json.loads(r[13]), json.loads(r[14]), r[15]) for r in rows]
 
     # -- reads ----------------------------------------------------------------------------------
+    def _select(self, cols: str, table: str, filters: tuple[list[str], list[Any]], order: str,
+                limit: int | None = None) -> list[tuple[Any, ...]]:
+        """Rows of ``table`` matching ``filters`` (from :func:`_filters`) in ``order``; the last ``limit``."""
+        where, args = filters
+        sql = f"SELECT {cols} FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(f"{sql} ORDER BY {order}", tuple(args))
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return rows
+
     def head(self, agent: str, component: str) -> str | None:
         rows = self._read("SELECT revision_id FROM heads WHERE agent = ? AND component = ?", (agent, component))
         return rows[0][0] if rows else None
@@ -288,14 +297,7 @@ class SQLLedger(Ledger):
         where, args = _filters(agent=agent, component=component, since=since, until=until)
         if not baselines:
             where.append("before_id IS NOT NULL")
-        sql = f"SELECT {_CHANGE_COLS} FROM changes"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts, id"
-        rows = self._read(sql, tuple(args))
-        if limit is not None:
-            rows = rows[-limit:] if limit > 0 else []
-        return [self._change(r) for r in rows]
+        return [self._change(r) for r in self._select(_CHANGE_COLS, "changes", (where, args), "ts, id", limit)]
 
     def _change(self, row: tuple[Any, ...], with_states: bool = False) -> Change:
         (cid, agent, component, kind, source, before_id, after_id, magnitude, paths, ts, trace_id, span_id,
@@ -313,14 +315,8 @@ class SQLLedger(Ledger):
 
     def runs(self, *, agent: str | None = None, since: float | None = None,
              limit: int | None = None) -> list[OptimizerRun]:
-        where, args = _filters(agent=agent, since=since, ts="started_at")
-        sql = f"SELECT {_RUN_COLS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY started_at, id", tuple(args))
-        if limit is not None:
-            rows = rows[-limit:] if limit > 0 else []
-        return [_run(r) for r in rows]
+        filters = _filters(agent=agent, since=since, ts="started_at")
+        return [_run(r) for r in self._select(_RUN_COLS, "runs", filters, "started_at, id", limit)]
 
     def candidates(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._read("SELECT idx, score, revision_id, attributes FROM candidates WHERE run_id = ? ORDER BY idx",
@@ -328,14 +324,8 @@ class SQLLedger(Ledger):
         return [{"index": r[0], "score": r[1], "revision_id": r[2], **json.loads(r[3])} for r in rows]
 
     def alarms(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[Alarm]:
-        where, args = _filters(agent=agent, since=since)
-        sql = f"SELECT {_ALARM_COLS} FROM alarms"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY ts, id", tuple(args))
-        if limit is not None:
-            rows = rows[-limit:] if limit > 0 else []
-        return [_alarm(r) for r in rows]
+        filters = _filters(agent=agent, since=since)
+        return [_alarm(r) for r in self._select(_ALARM_COLS, "alarms", filters, "ts, id", limit)]
 
 
 _RUN_COLS = ("id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, trace_id, error_type, "

@@ -88,7 +88,7 @@ def _pg(sql: str) -> str:
 class PostgresLedger(SQLLedger):
     """A ledger in a PostgreSQL database, safe across threads, processes and hosts."""
 
-    _WINDOW_ORDER = " ORDER BY start, end_ts, pid"
+    _WINDOW_ORDER = "start, end_ts, pid"
 
     def __init__(self, url: str, *, readonly: bool = False) -> None:
         self.url = url
