@@ -95,7 +95,9 @@ def test_agent_options_carry_over_to_a_new_runtime(tmp_path):
 
     old = set_runtime(None)
     try:
+        early = driftwatch.configure_agent("early", refusal_phrases=False)  # at import time, before configure()
         first = driftwatch.configure(ledger=str(tmp_path / "a.db"), metrics=False, tracing=False)
+        assert first.agent_options("early") is early
         opts = driftwatch.configure_agent("bot", format="json")
         second = driftwatch.configure(ledger=str(tmp_path / "b.db"), metrics=False, tracing=False)
         assert second is not first and second.agent_options("bot") is opts
