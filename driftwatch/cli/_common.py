@@ -10,7 +10,7 @@ import re
 import time
 
 from driftwatch.config import Settings
-from driftwatch.ledger import DEFAULT_PATH, Ledger, open_ledger
+from driftwatch.ledger import DEFAULT_PATH, Ledger, open_ledger, parse_location
 
 __all__ = [
     "EXIT_ERROR",
@@ -55,10 +55,9 @@ def open_for_writing(args: argparse.Namespace) -> Ledger:
     """The ledger of the watched processes, for writing; a SQLite file must exist already (a typo in
     ``--ledger`` must not queue commands in a new, empty ledger nobody reads)."""
     location = ledger_location(args)
-    # integrator: ask the ledger package's one URL parser for the SQLite path once it exists (the one place
-    # the CLI reads a ledger location itself; today only a plain path is checked, as before)
-    if "://" not in location and location != ":memory:" and not os.path.exists(location):
-        raise CLIError(f"no ledger at {location} (set --ledger or DRIFTWATCH_LEDGER to the watched processes' "
+    where = parse_location(location)
+    if where.is_file and not os.path.exists(where.target):
+        raise CLIError(f"no ledger at {where.target} (set --ledger or DRIFTWATCH_LEDGER to the watched processes' "
                        "ledger)")
     return open_ledger(location)
 

@@ -188,11 +188,10 @@ class Demo:
         _require_frameworks()
         notes = _fresh_ledger(self.ledger)
         import driftwatch
-        from driftwatch.drift import configure_agent
 
         driftwatch.configure(ledger=self.ledger, drift_reference_calls=self.reference_calls,
                              audit_logger=_AuditTap(self._on_audit))
-        configure_agent(DSPY_AGENT, score_metric="correct")
+        driftwatch.configure_agent(DSPY_AGENT, score_metric="correct")
         _quiet_libraries()
         return notes
 
@@ -362,7 +361,7 @@ class Demo:
 
         import driftwatch
         from driftwatch.demo.scripted_langchain import ScriptedChatModel
-        from driftwatch.drift import is_refusal
+        from driftwatch.signals import is_refusal
 
         model = ScriptedChatModel(seed=self.seed + 3)
         demo = self

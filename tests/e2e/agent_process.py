@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import driftwatch
 from driftwatch.change import Change
 from driftwatch.demo.scripted import Prompt, ScriptedModel, Tool
-from driftwatch.drift import OPERATIONAL_SIGNALS, configure_agent
+from driftwatch.drift import OPERATIONAL_SIGNALS
 
 AGENT = "e2e-support-bot"
 OPTIMIZER = "PromptOptimizer"
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ERROR driftwatch's drift engine or metrics are off in this build", flush=True)
         return 2
     # the agent's contract: answers are JSON (feeds format_failure); the score signal reads exact_match
-    configure_agent(AGENT, format="json", score_metric="exact_match")
+    driftwatch.configure_agent(AGENT, format="json", score_metric="exact_match")
     server = driftwatch.start_http_server(0, runtime=rt)
     agent = Agent()
     out_lock = threading.Lock()

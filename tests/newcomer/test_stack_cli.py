@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from driftwatch.exposition import start_http_server
+import driftwatch
 from driftwatch.ledger import open_ledger
 from driftwatch.testing import capture
 
@@ -130,7 +130,7 @@ def test_stack_runs_the_demo_and_prints_the_alerts_that_fire(tmp_path: Path, web
 def test_stack_scrapes_a_given_target(tmp_path: Path) -> None:
     """--target: the stack scrapes a running process's /metrics and prints the alert its latched alarm raises."""
     with capture(drift=False) as cap:
-        server = start_http_server(0, runtime=cap.runtime)
+        server = driftwatch.start_http_server(0, runtime=cap.runtime)
         try:
             assert cap.runtime.metrics is not None
             cap.runtime.metrics.drift_alarm.labels("billing-bot", "refusal").set(1.0)  # what the engine sets

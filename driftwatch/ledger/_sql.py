@@ -1,11 +1,4 @@
-"""The ledger: where revisions, changes, optimizer runs and alarms are kept.
-
-:class:`Ledger` is the one narrow interface the core writes through and the CLI reads through;
-:class:`SQLiteLedger` is the embedded default (one file, WAL mode, ``synchronous=FULL``, so a change
-is on disk before the hook that saw it returns, and several threads and processes can share a file).
-:class:`~driftwatch.ledger_postgres.PostgresLedger` (a fleet's shared PostgreSQL database) implements the
-same interface; both inherit their SQL from :class:`SQLLedger`. :func:`open_ledger` picks the backend
-from a path or URL.
+"""The schema and the SQL shared by the SQLite and PostgreSQL backends (:class:`SQLLedger`).
 
 The schema is versioned (SQLite's ``user_version``; a ``driftwatch_schema`` table in PostgreSQL);
 :data:`MIGRATIONS` upgrades an older ledger in place, and one written by a newer driftwatch is refused
@@ -15,139 +8,22 @@ with a clear error.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import threading
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from driftwatch.alarm import Alarm
 from driftwatch.change import Change
+from driftwatch.ledger import Ledger
 from driftwatch.observation import OptimizerRun
 from driftwatch.revision import Revision, canonical_json
 from driftwatch.windows import CallWindow
 
-__all__ = ["DEFAULT_PATH", "Ledger", "LedgerError", "SQLLedger", "SQLiteLedger", "open_ledger"]
-
-DEFAULT_PATH = "driftwatch.db"
-
-
-class LedgerError(Exception):
-    """A ledger cannot be opened, read or written; the message is one line naming the ledger."""
-
-
-class Ledger(ABC):
-    """What the core needs from storage. Every write is durable when the method returns."""
-
-    location: str
-
-    # -- writes ---------------------------------------------------------------------------------
-    @abstractmethod
-    def record_change(self, change: Change) -> None:
-        """Store a change (or baseline), its after revision, and move the component's head."""
-
-    @abstractmethod
-    def record_revisions(self, revisions: Mapping[str, Any]) -> None:
-        """Store revisions ``{revision_id: state}`` that no change points at (an optimizer's candidates);
-        idempotent: a revision already stored is left as it is."""
-
-    @abstractmethod
-    def record_run(self, run: OptimizerRun) -> None:
-        """Insert or update an optimizer run."""
-
-    @abstractmethod
-    def record_candidate(self, run_id: str, index: int, score: float | None,
-                         revision_id: str | None = None, attributes: dict[str, Any] | None = None) -> None:
-        """Store one candidate an optimizer run evaluated."""
-
-    @abstractmethod
-    def record_alarm(self, alarm: Alarm) -> None:
-        """Store a drift alarm."""
-
-    # -- reads ----------------------------------------------------------------------------------
-    @abstractmethod
-    def head(self, agent: str, component: str) -> str | None:
-        """The current revision id of a component, or ``None`` if never seen."""
-
-    @abstractmethod
-    def revision(self, revision_id: str) -> Revision | None:
-        """A stored revision by its id (or a unique prefix of at least 6 characters)."""
-
-    @abstractmethod
-    def change(self, change_id: str) -> Change:
-        """A change by id or unique prefix (``KeyError`` with a clear message otherwise)."""
-
-    @abstractmethod
-    def changes(self, *, agent: str | None = None, component: str | None = None, since: float | None = None,
-                until: float | None = None, limit: int | None = None, baselines: bool = False) -> list[Change]:
-        """Changes in time order, filtered; baselines only when asked for."""
-
-    @abstractmethod
-    def runs(self, *, agent: str | None = None, since: float | None = None,
-             limit: int | None = None) -> list[OptimizerRun]:
-        """Optimizer runs in time order."""
-
-    @abstractmethod
-    def run(self, run_id: str) -> OptimizerRun:
-        """An optimizer run by id or unique prefix (``KeyError`` with a clear message otherwise)."""
-
-    @abstractmethod
-    def alarm(self, alarm_id: str) -> Alarm:
-        """A drift alarm by id or unique prefix (``KeyError`` with a clear message otherwise)."""
-
-    @abstractmethod
-    def candidates(self, run_id: str) -> list[dict[str, Any]]:
-        """The candidates of one run, in the order they were evaluated."""
-
-    @abstractmethod
-    def alarms(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[Alarm]:
-        """Drift alarms in time order."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release the connection."""
-
-    # -- operator commands to running processes (drift accept/reset) ---------------------------
-    def record_command(self, agent: str, action: str, note: str = "") -> int:
-        """Queue an operator command for the processes watching ``agent`` (``*``: every agent);
-        returns its id. Processes poll :meth:`commands` (see ``docs/drift.md``)."""
-        raise LedgerError(f"ledger {self.location} does not support drift commands")
-
-    def commands(self, *, after: int = 0, since: float | None = None) -> list[tuple[int, str, str, float]]:
-        """Commands with an id above ``after`` (and time at or after ``since``): (id, agent, action, time)."""
-        return []
-
-    # -- call windows (for reports; optional for a backend) -------------------------------------
-    def record_window(self, window: CallWindow) -> None:  # noqa: B027  # optional: a backend may keep none
-        """Store one closed window of call aggregates (see :mod:`driftwatch.windows`)."""
-
-    def windows(self, *, agent: str | None = None, since: float | None = None,
-                until: float | None = None) -> list[CallWindow]:
-        """Call windows in time order (empty for a backend that keeps none)."""
-        return []
-
-    def diff(self, before_id: str | None, after_id: str) -> str:
-        """A unified diff of two stored revisions."""
-        from driftwatch.revision import unified_diff
-
-        after = self.revision(after_id)
-        if after is None:
-            raise KeyError(f"no revision {after_id!r} in {self.location}")
-        before = self.revision(before_id) if before_id else None
-        if before_id and before is None:
-            raise KeyError(f"no revision {before_id!r} in {self.location}")
-        return unified_diff(before.state if before else None, after.state,
-                            f"revision {before_id[:12]}" if before_id else "(none)", f"revision {after_id[:12]}")
-
-
-# ----------------------------------------------------------------------------------------------
-# The schema and the SQL shared by the SQLite and PostgreSQL backends
-# ----------------------------------------------------------------------------------------------
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLLedger"]
 
 #: Written in SQLite's dialect; the PostgreSQL backend translates the column types
-#: (:func:`driftwatch.ledger_postgres.postgres_ddl`), so both backends always have the same tables.
+#: (:func:`driftwatch.ledger.postgres.postgres_ddl`), so both backends always have the same tables.
 MIGRATIONS: tuple[str, ...] = (
     # version 1
     """
@@ -273,7 +149,7 @@ class SQLLedger(Ledger):
 
     readonly: bool = False
     #: the order of call windows with the same start (SQLite: insertion order)
-    _WINDOW_ORDER = " ORDER BY start, rowid"
+    _WINDOW_ORDER = "start, rowid"
 
     @abstractmethod
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -362,15 +238,24 @@ class SQLLedger(Ledger):
 
     def windows(self, *, agent: str | None = None, since: float | None = None,
                 until: float | None = None) -> list[CallWindow]:
-        where, args = _filters(agent=agent, since=since, until=until, ts="start")
-        sql = f"SELECT {self._WINDOW_COLS} FROM call_windows"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + self._WINDOW_ORDER, tuple(args))
+        rows = self._select(self._WINDOW_COLS, "call_windows",
+                            _filters(agent=agent, since=since, until=until, ts="start"), self._WINDOW_ORDER)
         return [CallWindow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
                            json.loads(r[13]), json.loads(r[14]), r[15]) for r in rows]
 
     # -- reads ----------------------------------------------------------------------------------
+    def _select(self, cols: str, table: str, filters: tuple[list[str], list[Any]], order: str,
+                limit: int | None = None) -> list[tuple[Any, ...]]:
+        """Rows of ``table`` matching ``filters`` (from :func:`_filters`) in ``order``; the last ``limit``."""
+        where, args = filters
+        sql = f"SELECT {cols} FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(f"{sql} ORDER BY {order}", tuple(args))
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return rows
+
     def head(self, agent: str, component: str) -> str | None:
         rows = self._read("SELECT revision_id FROM heads WHERE agent = ? AND component = ?", (agent, component))
         return rows[0][0] if rows else None
@@ -412,14 +297,7 @@ class SQLLedger(Ledger):
         where, args = _filters(agent=agent, component=component, since=since, until=until)
         if not baselines:
             where.append("before_id IS NOT NULL")
-        sql = f"SELECT {_CHANGE_COLS} FROM changes"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts, id"
-        rows = self._read(sql, tuple(args))
-        if limit is not None:
-            rows = rows[-limit:] if limit > 0 else []
-        return [self._change(r) for r in rows]
+        return [self._change(r) for r in self._select(_CHANGE_COLS, "changes", (where, args), "ts, id", limit)]
 
     def _change(self, row: tuple[Any, ...], with_states: bool = False) -> Change:
         (cid, agent, component, kind, source, before_id, after_id, magnitude, paths, ts, trace_id, span_id,
@@ -437,14 +315,8 @@ class SQLLedger(Ledger):
 
     def runs(self, *, agent: str | None = None, since: float | None = None,
              limit: int | None = None) -> list[OptimizerRun]:
-        where, args = _filters(agent=agent, since=since, ts="started_at")
-        sql = f"SELECT {_RUN_COLS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY started_at, id", tuple(args))
-        if limit is not None:
-            rows = rows[-limit:] if limit > 0 else []
-        return [_run(r) for r in rows]
+        filters = _filters(agent=agent, since=since, ts="started_at")
+        return [_run(r) for r in self._select(_RUN_COLS, "runs", filters, "started_at, id", limit)]
 
     def candidates(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._read("SELECT idx, score, revision_id, attributes FROM candidates WHERE run_id = ? ORDER BY idx",
@@ -452,14 +324,8 @@ class SQLLedger(Ledger):
         return [{"index": r[0], "score": r[1], "revision_id": r[2], **json.loads(r[3])} for r in rows]
 
     def alarms(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[Alarm]:
-        where, args = _filters(agent=agent, since=since)
-        sql = f"SELECT {_ALARM_COLS} FROM alarms"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY ts, id", tuple(args))
-        if limit is not None:
-            rows = rows[-limit:] if limit > 0 else []
-        return [_alarm(r) for r in rows]
+        filters = _filters(agent=agent, since=since)
+        return [_alarm(r) for r in self._select(_ALARM_COLS, "alarms", filters, "ts, id", limit)]
 
 
 _RUN_COLS = ("id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, trace_id, error_type, "
@@ -473,129 +339,6 @@ def _run(r: tuple[Any, ...]) -> OptimizerRun:
 
 def _alarm(r: tuple[Any, ...]) -> Alarm:
     return Alarm(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]))
-
-
-class SQLiteLedger(SQLLedger):
-    """The embedded ledger: one SQLite file (or ``:memory:``), safe across threads and processes."""
-
-    def __init__(self, path: str = DEFAULT_PATH, *, readonly: bool = False) -> None:
-        self.path = path
-        self.location = path
-        self.readonly = readonly
-        self._lock = threading.RLock()
-        self._pid = os.getpid()
-        self._conn = self._connect()
-
-    # -- connection -----------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        memory = self.path == ":memory:"
-        if self.readonly:
-            if not os.path.exists(self.path):
-                raise LedgerError(f"no ledger at {self.path} (set --ledger or DRIFTWATCH_LEDGER)")
-            uri, target = True, f"file:{self.path}?mode=ro"
-        else:
-            uri, target = False, self.path
-            if not memory:
-                parent = os.path.dirname(os.path.abspath(self.path))
-                if not os.path.isdir(parent):
-                    raise LedgerError(f"cannot create ledger {self.path}: directory {parent} does not exist")
-        try:
-            conn = sqlite3.connect(target, timeout=30.0, isolation_level=None, check_same_thread=False, uri=uri)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            if not self.readonly and not memory:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if mode.lower() != "wal":
-                    raise LedgerError(f"ledger {self.path}: cannot switch to WAL mode (got {mode})")
-                conn.execute("PRAGMA synchronous = FULL")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"ledger {self.path} has schema version {version}; this driftwatch reads up to "
-                    f"{SCHEMA_VERSION}: upgrade driftwatch-agents")
-            if version < SCHEMA_VERSION:
-                if self.readonly:
-                    if version == 0 and not _has_tables(conn):
-                        raise LedgerError(f"{self.path} is not a driftwatch ledger (no tables)")
-                    raise LedgerError(f"ledger {self.path} has an old schema ({version}); open it once for writing")
-                self._migrate(conn, version)
-            elif self.readonly and not _has_tables(conn):
-                raise LedgerError(f"{self.path} is not a driftwatch ledger (no tables)")
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from None
-        return conn
-
-    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
-            if current == 0 and _has_tables(conn):
-                raise LedgerError(f"{self.path} is an SQLite file but not a driftwatch ledger")
-            for v in range(current, SCHEMA_VERSION):
-                for statement in MIGRATIONS[v].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def _db(self) -> sqlite3.Connection:
-        if os.getpid() != self._pid:  # forked: never share a connection with the parent
-            self._pid = os.getpid()
-            self._conn = self._connect()
-        return self._conn
-
-    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]], *, durable: bool = True) -> None:
-        """Run statements in one transaction; ``durable=False`` skips the fsync (aggregates only)."""
-        if self.readonly:
-            raise LedgerError(f"ledger {self.path} was opened read-only")
-        with self._lock:
-            conn = self._db()
-            try:
-                if not durable:
-                    conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute("BEGIN IMMEDIATE")
-                for sql, args in statements:
-                    conn.execute(sql, args)
-                conn.execute("COMMIT")
-            except sqlite3.DatabaseError as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise LedgerError(f"cannot write ledger {self.path}: {exc}") from None
-            finally:
-                if not durable and self.path != ":memory:":
-                    conn.execute("PRAGMA synchronous = FULL")
-
-    def _schema_version(self) -> int:
-        return int(self._read("PRAGMA user_version")[0][0])
-
-    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._db().execute(sql, args).fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise LedgerError(f"cannot read ledger {self.path}: {exc}") from None
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def record_command(self, agent: str, action: str, note: str = "") -> int:
-        if self.readonly:
-            raise LedgerError(f"ledger {self.path} was opened read-only")
-        with self._lock:
-            conn = self._db()
-            try:
-                cur = conn.execute("INSERT INTO drift_commands (agent, action, ts, note) VALUES (?, ?, ?, ?)",
-                                   (agent, action, time.time(), note))
-            except sqlite3.DatabaseError as exc:
-                raise LedgerError(f"cannot write ledger {self.path}: {exc}") from None
-            return int(cur.lastrowid or 0)
-
-
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").fetchall())
 
 
 def _prefix(text: str) -> str:
@@ -618,17 +361,3 @@ def _filters(*, agent: str | None = None, component: str | None = None, since: f
         where.append(f"{ts} < ?")
         args.append(until)
     return where, args
-
-
-def open_ledger(location: str | None = None, *, readonly: bool = False) -> Ledger:
-    """Open the ledger named by a path, ``sqlite:///path``, ``:memory:`` or ``postgresql://…`` URL."""
-    location = location or DEFAULT_PATH
-    if location.startswith(("postgresql://", "postgres://")):
-        from driftwatch.ledger_postgres import PostgresLedger
-
-        return PostgresLedger(location, readonly=readonly)
-    if location.startswith("sqlite:///"):
-        location = location[len("sqlite:///"):] or ":memory:"
-    elif "://" in location:
-        raise LedgerError(f"unknown ledger URL scheme in {location!r}: use a path, sqlite:///PATH or postgresql://")
-    return SQLiteLedger(location, readonly=readonly)

@@ -2,8 +2,8 @@
 
 ``open_ledger("postgresql://user:password@host:5432/db")`` (or ``DRIFTWATCH_LEDGER`` / ``--ledger`` set to
 that URL) returns a :class:`PostgresLedger`. It runs the same SQL as the SQLite ledger
-(:class:`driftwatch.ledger.SQLLedger`) on the same tables, created and upgraded by the same
-:data:`~driftwatch.ledger.MIGRATIONS` (column types translated by :func:`postgres_ddl`):
+(:class:`driftwatch.ledger._sql.SQLLedger`) on the same tables, created and upgraded by the same
+:data:`~driftwatch.ledger._sql.MIGRATIONS` (column types translated by :func:`postgres_ddl`):
 
 - every write is one transaction committed with ``synchronous_commit = on`` before the method returns
   (call windows, aggregates for reports, commit asynchronously like SQLite's ``synchronous=NORMAL``);
@@ -15,7 +15,8 @@ that URL) returns a :class:`PostgresLedger`. It runs the same SQL as the SQLite 
 - a connection the server dropped (restart, failover, idle timeout) is replaced and the write retried
   once; after a failed connect the ledger fails fast for :data:`RETRY_AFTER_S` seconds, so an agent whose
   database is down is not slowed down on every call (the runtime counts the errors under
-  ``driftwatch_internal_errors_total{stage="ledger"}`` and keeps the writes until the database is back);
+  ``driftwatch_internal_errors_total{stage="ledger"}`` and its :class:`~driftwatch.ledger.buffered.BufferedLedger`
+  keeps the writes until the database is back);
 - ``readonly=True`` opens read-only sessions (``default_transaction_read_only``).
 
 Errors are one line, naming the URL with its password masked. The driver is psycopg 3, imported here
@@ -31,12 +32,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from driftwatch import ledger as _ledger
-from driftwatch.ledger import LedgerError, SQLLedger
+from driftwatch.ledger import LedgerError, _sql, mask_password
+from driftwatch.ledger._sql import SQLLedger
 
-__all__ = ["PostgresLedger", "mask_password", "postgres_ddl"]
+__all__ = ["PostgresLedger", "postgres_ddl"]
 
 EXTRA = "pip install 'driftwatch-agents[postgres]'"
 #: the advisory lock key that serialises migrations (any bigint; "dwledger" in ASCII)
@@ -60,24 +61,6 @@ def _psycopg() -> Any:
     except ImportError:
         raise LedgerError(f"a PostgreSQL ledger needs the psycopg driver: {EXTRA}") from None
     return psycopg
-
-
-def mask_password(url: str) -> str:
-    """The URL with its password (in the user info or a ``password=`` parameter) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = userinfo.split(":", 1)[0] + ":***@" + host
-    query = parts.query
-    if "password=" in query:
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(query, keep_blank_values=True)],
-                          safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _password(url: str) -> str | None:
@@ -105,7 +88,7 @@ def _pg(sql: str) -> str:
 class PostgresLedger(SQLLedger):
     """A ledger in a PostgreSQL database, safe across threads, processes and hosts."""
 
-    _WINDOW_ORDER = " ORDER BY start, end_ts, pid"
+    _WINDOW_ORDER = "start, end_ts, pid"
 
     def __init__(self, url: str, *, readonly: bool = False) -> None:
         self.url = url
@@ -245,7 +228,7 @@ class PostgresLedger(SQLLedger):
 
     def _prepare(self, conn: Any) -> None:
         """Check the schema version; migrate an empty or older database forward (not when read-only)."""
-        latest = _ledger.SCHEMA_VERSION
+        latest = _sql.SCHEMA_VERSION
         try:
             version = self._version(conn)
             if version is not None and version > latest:
@@ -270,7 +253,7 @@ class PostgresLedger(SQLLedger):
                 if current > latest:
                     raise LedgerError(f"ledger {self.location} has schema version {current}: upgrade driftwatch-agents")
                 for v in range(current, latest):
-                    for statement in postgres_ddl(_ledger.MIGRATIONS[v]).split(";"):
+                    for statement in postgres_ddl(_sql.MIGRATIONS[v]).split(";"):
                         if statement.strip():
                             conn.execute(statement)
                 conn.execute(f"DELETE FROM {VERSION_TABLE}")
