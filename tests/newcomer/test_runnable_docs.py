@@ -1,4 +1,5 @@
-"""Every code block of README.md and docs/*.md marked runnable runs, in a venv with only the extras it names.
+"""Every code block of README.md and docs/*.md marked runnable, and every example, runs in a venv with only the
+extras its text names.
 
 The marker is an HTML comment on the line just before a fenced ``python`` block (invisible when rendered)::
 
@@ -11,6 +12,9 @@ block itself uses an offline fake, e.g. DSPy's ``DummyLM``), in an empty working
 packages of ``constraints.txt``. Venvs are built once per extras set and checkout (an editable install, so
 they follow the code) and cached under ``$DRIFTWATCH_DOC_VENVS`` (default: ``<tmp>/driftwatch-doc-venvs``);
 the key includes ``setup.cfg`` and ``constraints.txt``, so a dependency change builds a new one.
+
+Each ``examples/*.py`` says what to install in its docstring (``Needs:   pip install 'driftwatch-agents[dspy]'``)
+and runs as its ``Run it:`` line shows, with the defaults, in an empty working directory.
 """
 
 from __future__ import annotations
@@ -73,10 +77,25 @@ def parse(page: Path) -> list[Block]:
 
 BLOCKS = [b for page in PAGES for b in parse(page)]
 
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+NEEDS = re.compile(r"^Needs: +pip install (?:'driftwatch-agents\[(?P<extras>[a-z0-9_,-]+)\]'|driftwatch-agents)$", re.M)
+
+
+def example_block(path: Path) -> Block:
+    """An example as a block: its documented extras, its code (run as a file, so ``__file__`` is its own)."""
+    m = NEEDS.search(path.read_text())
+    if m is None:
+        raise ValueError(f"{path.relative_to(ROOT)}: its docstring must say what to install "
+                         "(Needs:   pip install 'driftwatch-agents[extra]')")
+    extras = ",".join(sorted(filter(None, (m.group("extras") or "").split(","))))
+    return Block(str(path.relative_to(ROOT)), 1, extras, "")
+
 #: blocks that call MIPROv2 and are known to fail today, by (page, extras) -> reason
 KNOWN_FAILURES = {
     ("README.md", "dspy"): "issue 12 item 3: MIPROv2 needs optuna, which the dspy extra does not install",
     ("README.md", "all"): "issue 12 item 3: MIPROv2 needs optuna, which the all extra does not install",
+    ("examples/dspy_mipro.py", "dspy"): "issue 12 item 3: MIPROv2 needs optuna, which the dspy extra does not "
+                                        "install",
 }
 
 
@@ -131,13 +150,34 @@ def test_the_readme_marks_its_examples_runnable() -> None:
                for b in readme)
 
 
+def _run(venv: Path, script: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTWATCH_", "OTEL_", "PYTHON"))}
+    return subprocess.run([str(venv / "bin" / "python"), str(script)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("block", _params())
 def test_runnable_block_runs(block: Block, tmp_path: Path) -> None:
-    venv = venv_for(block.extras)
     script = tmp_path / "block.py"
     script.write_text(block.code)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTWATCH_", "OTEL_", "PYTHON"))}
-    proc = subprocess.run([str(venv / "bin" / "python"), str(script)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = _run(venv_for(block.extras), script, tmp_path)
+    assert proc.returncode == 0, f"{block.id} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+
+
+def _example_params() -> list[object]:
+    out = []
+    for path in EXAMPLES:
+        block = example_block(path)
+        reason = KNOWN_FAILURES.get((block.page, block.extras))
+        out.append(pytest.param(path, id=block.id, marks=[pytest.mark.xfail(strict=True, reason=reason)]
+                                if reason else []))
+    return out
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("path", _example_params())
+def test_example_runs_with_the_extras_it_names(path: Path, tmp_path: Path) -> None:
+    block = example_block(path)
+    proc = _run(venv_for(block.extras), path, tmp_path)
     assert proc.returncode == 0, f"{block.id} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
