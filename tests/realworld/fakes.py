@@ -52,7 +52,7 @@ def _fields(text: str) -> dict[str, str]:
 
 
 def parse_prompt(messages: Sequence[dict[str, Any]]) -> DSPyPrompt:
-    system = messages[0].get("content") or "" if messages and messages[0].get("role") == "system" else ""
+    system = (messages[0].get("content") or "") if messages and messages[0].get("role") == "system" else ""
     block = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
     outputs = tuple(re.findall(r"^\d+\. `(\w+)`", block, re.M))
     instructions = system.split("your objective is:", 1)[-1].strip() if "your objective is:" in system else ""

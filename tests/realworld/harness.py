@@ -88,9 +88,6 @@ class Outcome:
                     out[tuple(sorted(s.labels.items()))] = s.value
         return out
 
-    def total(self, name: str, **labels: str) -> float:
-        return sum(self.samples(name, **labels).values())
-
     def tool_calls(self, agent: str) -> dict[str, float]:
         return {dict(k)["tool"]: v for k, v in self.samples("driftwatch_tool_calls_total", agent=agent).items()}
 
