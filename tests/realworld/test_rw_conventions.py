@@ -66,7 +66,6 @@ def test_docs_give_the_middleware_import_path() -> None:
     assert "from driftwatch.integrations.langgraph import DriftwatchMiddleware" in _docs()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 4: store watching needs store_namespaces=, documented only "
-                                       "in a docstring")
 def test_docs_tell_how_store_writes_are_watched() -> None:
+    """docs/integrations.md names the store_namespaces= option (issue 12 item 4)."""
     assert "store_namespaces" in _docs()
