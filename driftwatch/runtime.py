@@ -212,10 +212,9 @@ class RunScope:
         if rt.audit is not None:
             rt._safe("audit", rt.audit.on_run, snapshot)
         if self.span is not None:
+            token, self.token = self.token, None
+            self.exit(token)  # guarded: a detach from another context is counted, and the span still ends
             try:
-                if self.token is not None:
-                    Tracing.exit(self.token)
-                    self.token = None
                 Tracing.end_run(self.span, snapshot, error)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 rt.error("tracing", exc)
