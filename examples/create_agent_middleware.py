@@ -28,8 +28,8 @@ from langchain.agents.middleware import ModelRequest, dynamic_prompt, wrap_model
 from langchain_core.tools import tool
 
 import driftwatch
+from driftwatch.demo.scripted_langchain import ScriptedChatModel
 from driftwatch.integrations.langgraph import DriftwatchMiddleware
-from driftwatch.integrations.scripted_langchain import ScriptedChatModel
 from driftwatch.report import write_report
 
 AGENT = "helpdesk-agent"

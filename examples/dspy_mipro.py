@@ -26,7 +26,7 @@ import dspy
 
 import driftwatch
 from driftwatch.cli import main as cli_main
-from driftwatch.integrations.scripted_dspy import ScriptedLM
+from driftwatch.demo.scripted_dspy import ScriptedLM
 from driftwatch.report import write_report
 
 AGENT = "math-tutor"

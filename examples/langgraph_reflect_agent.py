@@ -22,7 +22,7 @@ from langgraph.graph import END, START, StateGraph
 
 import driftwatch
 from driftwatch.cli import main as cli_main
-from driftwatch.integrations.scripted_langchain import ScriptedChatModel
+from driftwatch.demo.scripted_langchain import ScriptedChatModel
 
 AGENT = "support-bot"
 REWRITES = [

@@ -18,8 +18,8 @@ import urllib.request
 
 import driftwatch
 from driftwatch.cli import main as cli_main
+from driftwatch.demo.scripted import Prompt, ScriptedModel
 from driftwatch.report import write_report
-from driftwatch.scripted import Prompt, ScriptedModel
 
 PROMPTS = ("You are a helpdesk assistant. Answer the question.",
            "You are a helpdesk assistant. Think step by step and explain your answer in detail.")

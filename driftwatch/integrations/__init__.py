@@ -1,10 +1,14 @@
-"""Framework integrations: where DSPy, LangGraph, LangChain and LangMem objects are hooked.
+"""Framework integrations: where DSPy, LangGraph, LangChain and LangMem objects are hooked. With the demo
+(``driftwatch/demo/``), the only place where a framework is imported; nothing else in driftwatch imports
+one. (``scripted_dspy`` and ``scripted_langchain`` here only re-export the demo's scripted models, for
+compatibility.)
 
-Each integration (the packages ``dspy`` and ``langgraph``, the module ``langmem``) imports its framework
-at the top, so importing it is the check that the framework is installed, and offers:
+Each integration (the packages ``dspy`` and ``langgraph``, the module ``langmem``) offers the calls below;
+``dspy`` and ``langgraph`` import their framework at the top, so importing them is the check that it is
+installed (``langmem`` recognises LangMem's optimizers by their class and imports nothing).
 
-- ``instrument()`` / ``uninstrument()`` — idempotent; cover every program or graph in the process
-  (``dspy``, ``langgraph``);
+- ``instrument()`` / ``uninstrument()`` (``dspy``, ``langgraph``) — idempotent; cover every program or
+  graph in the process;
 - ``watch_object(obj, *, agent, **options)`` — what :func:`driftwatch.watch` calls for that
   framework's objects (and classes).
 

@@ -32,8 +32,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import driftwatch
 from driftwatch.change import Change
+from driftwatch.demo.scripted import Prompt, ScriptedModel, Tool
 from driftwatch.drift import OPERATIONAL_SIGNALS, configure_agent
-from driftwatch.scripted import Prompt, ScriptedModel, Tool
 
 AGENT = "e2e-support-bot"
 OPTIMIZER = "PromptOptimizer"

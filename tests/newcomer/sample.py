@@ -9,7 +9,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 import driftwatch
 from driftwatch.alarm import Alarm
 from driftwatch.change import new_id
-from driftwatch.integrations.scripted_langchain import ScriptedChatModel
+from driftwatch.demo.scripted_langchain import ScriptedChatModel
 from driftwatch.testing import capture
 
 PROMPTS = ("You are a helpful assistant.",

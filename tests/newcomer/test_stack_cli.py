@@ -147,10 +147,10 @@ def test_stack_scrapes_a_given_target(tmp_path: Path) -> None:
 def test_rules_come_from_the_checkout_else_from_the_wheels_data_files(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """In a checkout the rules are grafana/alerts; installed from a wheel, <prefix>/share/driftwatch/alerts."""
-    from driftwatch import stack_cli
+    from driftwatch.stack import rules
 
-    assert stack_cli.default_rules_dir() == Path(__file__).resolve().parents[2] / "grafana" / "alerts"
-    assert [p.name for p in stack_cli.check_rules(stack_cli.default_rules_dir())] == list(stack_cli.RULE_NAMES)
-    monkeypatch.setattr(stack_cli, "__file__", str(tmp_path / "site-packages" / "driftwatch" / "stack_cli.py"))
+    assert rules.default_rules_dir() == Path(__file__).resolve().parents[2] / "grafana" / "alerts"
+    assert [p.name for p in rules.check_rules(rules.default_rules_dir())] == list(rules.RULE_NAMES)
+    monkeypatch.setattr(rules, "__file__", str(tmp_path / "site-packages" / "driftwatch" / "stack" / "rules.py"))
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
-    assert stack_cli.default_rules_dir() == tmp_path / "venv" / "share" / "driftwatch" / "alerts"
+    assert rules.default_rules_dir() == tmp_path / "venv" / "share" / "driftwatch" / "alerts"

@@ -1,64 +1,24 @@
-"""The ``driftwatch`` command: read the ledger (history, show) and run the tools around it.
-
-Every failure a user can cause — a missing or corrupt ledger, an unknown change id, a bad option or
-``DRIFTWATCH_*`` value — ends in one line on stderr and a non-zero exit, never a traceback.
-"""
+"""``driftwatch history`` and ``driftwatch show``: read the ledger (changes, optimizer runs, drift alarms)."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib
 import json
-import re
 import sys
-import time
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from driftwatch._version import __version__
-from driftwatch.config import ConfigError, Settings
-from driftwatch.ledger import DEFAULT_PATH, Ledger, LedgerError, open_ledger
+from driftwatch.cli._common import LEDGER_HELP, CLIError, fmt_time, open_for_reading, parse_time
+from driftwatch.ledger import Ledger
 
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
     from driftwatch.change import Change
     from driftwatch.observation import OptimizerRun
 
-__all__ = ["main"]
-
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+__all__ = ["cmd_history", "cmd_show", "register"]
 
 
-class CLIError(Exception):
-    """A user-facing failure: printed as one line, exit status 1."""
-
-
-def parse_time(text: str) -> float:
-    """``30m``/``2h``/``7d`` ago, or an ISO date/time (local time unless it names a zone)."""
-    m = _DURATION.match(text.strip())
-    if m:
-        return time.time() - float(m.group(1)) * _UNITS[m.group(2)]
-    try:
-        return dt.datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
-        raise CLIError(
-            f"--since {text!r}: expected a duration like 30m, 2h, 7d or a date like 2026-11-25T10:00") from None
-
-
-def _fmt_time(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _open(args: argparse.Namespace) -> Ledger:
-    return open_ledger(args.ledger or Settings.from_env().ledger, readonly=True)
-
-
-# -- history ---------------------------------------------------------------------------------------
+# -- history ------------------------------------------------------------------------------------
 
 def _entries(ledger: Ledger, args: argparse.Namespace) -> list[dict[str, Any]]:
     since = parse_time(args.since) if args.since else None
@@ -109,7 +69,7 @@ def _describe(e: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    ledger = _open(args)
+    ledger = open_for_reading(args)
     try:
         rows = _entries(ledger, args)
     finally:
@@ -123,19 +83,19 @@ def cmd_history(args: argparse.Namespace) -> int:
     table = [("TIME", "ID", "AGENT", "COMPONENT", "EVENT", "BY", "DETAIL")]
     for e in rows:
         what, by, detail = _describe(e)
-        table.append((_fmt_time(e["time"]), e["id"][:12], e["agent"], e.get("component", "-"), what, by, detail))
+        table.append((fmt_time(e["time"]), e["id"][:12], e["agent"], e.get("component", "-"), what, by, detail))
     widths = [max(len(r[i]) for r in table) for i in range(6)]
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6])
     return 0
 
 
-# -- show ------------------------------------------------------------------------------------------
+# -- show ---------------------------------------------------------------------------------------
 
 def cmd_show(args: argparse.Namespace) -> int:
     """One entry by id (or a unique prefix): a change with its diff, an optimizer run with its candidates
     and changes, or a drift alarm with the change it is anchored at."""
-    ledger = _open(args)
+    ledger = open_for_reading(args)
     try:
         for get, show in ((ledger.change, _print_change), (ledger.run, _print_run), (ledger.alarm, _print_alarm)):
             try:
@@ -158,7 +118,7 @@ def _print_change(ledger: Ledger, change: Change) -> None:
     print(f"component  {change.component}")
     print(f"kind       {change.kind}")
     print(f"source     {change.source}" + (f" (node {change.node})" if change.node else ""))
-    print(f"time       {_fmt_time(change.timestamp)}")
+    print(f"time       {fmt_time(change.timestamp)}")
     print(f"revisions  {change.before_id or '(baseline)'} -> {change.after_id}")
     if not change.is_baseline:
         print(f"magnitude  {change.magnitude:.3f}")
@@ -177,8 +137,8 @@ def _print_run(ledger: Ledger, run: OptimizerRun) -> None:
     print(f"agent          {run.agent}")
     print(f"optimizer      {run.optimizer}")
     print(f"outcome        {run.outcome}" + (f" ({run.error_type})" if run.error_type else ""))
-    ended = f" -> {_fmt_time(run.ended_at)}" if run.ended_at else ""
-    print(f"time           {_fmt_time(run.started_at)}{ended}")
+    ended = f" -> {fmt_time(run.ended_at)}" if run.ended_at else ""
+    print(f"time           {fmt_time(run.started_at)}{ended}")
     print(f"candidates     {run.candidates}, best score {best}")
     if run.trace_id:
         print(f"trace          {run.trace_id}")
@@ -211,7 +171,7 @@ def _print_run(ledger: Ledger, run: OptimizerRun) -> None:
 def _print_alarm(ledger: Ledger, alarm: Alarm) -> None:
     lines: list[tuple[str, str]] = [
         ("drift alarm", alarm.id), ("agent", alarm.agent), ("signal", alarm.signal),
-        ("score", f"{alarm.score:.2f} (1.00 = threshold)"), ("time", _fmt_time(alarm.timestamp)),
+        ("score", f"{alarm.score:.2f} (1.00 = threshold)"), ("time", fmt_time(alarm.timestamp)),
         ("calls", f"{alarm.calls_since_anchor} after the anchor"),
     ]
     if alarm.trace_id:
@@ -236,21 +196,10 @@ def _print_alarm(ledger: Ledger, alarm: Alarm) -> None:
     print(f"driftwatch accept {alarm.agent}   # accept the new behaviour as the reference (clears the alarm)")
 
 
-# -- entry point -----------------------------------------------------------------------------------
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]  # argparse's own signature
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="driftwatch", description="Inspect the self-modifications recorded by driftwatch.")
-    parser.add_argument("--version", action="version", version=f"driftwatch {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    ledger_help = f"ledger path or URL (default: $DRIFTWATCH_LEDGER or ./{DEFAULT_PATH})"
-
+def register(sub: Any) -> None:
+    """Add ``driftwatch history`` and ``driftwatch show`` to the CLI's subcommands."""
     h = sub.add_parser("history", help="list changes, alarms and optimizer runs")
-    h.add_argument("--ledger", help=ledger_help)
+    h.add_argument("--ledger", help=LEDGER_HELP)
     h.add_argument("--agent", help="only this agent")
     h.add_argument("--component", help="only this component (changes only)")
     h.add_argument("--since", help="only entries since a duration ago (30m, 2h, 7d) or a date")
@@ -262,41 +211,5 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="show a change and its diff, an optimizer run and its candidates, or an alarm")
     s.add_argument("change_id", metavar="ID",
                    help="a change, optimizer run or alarm id, or a unique prefix (4+ characters)")
-    s.add_argument("--ledger", help=ledger_help)
+    s.add_argument("--ledger", help=LEDGER_HELP)
     s.set_defaults(func=cmd_show)
-
-    for module in _COMMAND_MODULES:
-        importlib.import_module(module).register(sub, ledger_help)
-    for register in _EXTRA_COMMANDS:
-        register(sub, ledger_help)
-    return parser
-
-
-#: driftwatch modules that add a subcommand through their ``register(subparsers, ledger_help)``
-_COMMAND_MODULES: tuple[str, ...] = ("driftwatch.report", "driftwatch.drift.commands", "driftwatch.demo",
-                                     "driftwatch.stack_cli")
-#: commands added by other modules (demo, report, stack ...): each gets (subparsers, ledger_help)
-_EXTRA_COMMANDS: list[Callable[[Any, str], None]] = []
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    try:
-        Settings.from_env()  # a bad DRIFTWATCH_* value is reported before anything runs
-        return int(args.func(args) or 0)
-    except BrokenPipeError:  # `driftwatch history | head`
-        return 0
-    except (CLIError, LedgerError, ConfigError, OSError) as exc:
-        print(f"driftwatch: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("driftwatch: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,53 +1,43 @@
-"""``driftwatch demo``: two self-tuning agents on the scripted model, watched live, in under a minute.
+"""The demo's scenario: two self-tuning agents serving traffic, and what driftwatch records of them.
 
-    driftwatch demo [--duration 25] [--port 9464] [--ledger driftwatch.db]
-                    [--report driftwatch-report.html] [--non-interactive]
-
-Two agents serve steady traffic on driftwatch's scripted language model (offline, deterministic, and
-sensitive to its prompt the way a real model is: see :mod:`driftwatch.scripted`):
-
-- ``qa-program``, a DSPy program answering arithmetic questions. While it serves, a real ``dspy.COPRO``
-  optimizer runs in a background thread on examples taken from the served traffic; the program it
-  returns is swapped in (the old one serves until then, and driftwatch records the optimizer's change
-  once). The instructions COPRO picks change how the model answers.
-- ``support-bot``, a LangGraph agent (``reflect -> agent -> feedback``) that rewrites its own system
-  prompt: its ``feedback`` node rates each answer the way customers would (too short, unsafe, a
-  refusal) and, at each periodic review, its ``reflect`` node edits the prompt in the graph state to
-  fix the most common complaint — and each edit has side effects of its own.
-
-Both are watched with :func:`driftwatch.watch`. The terminal shows each change, optimizer run and drift
-alarm as driftwatch records them (read from its audit events), with calls and drift scores per agent
-(a live ``rich`` display, or plain lines with ``--non-interactive`` or when stdout is not a terminal).
-``/metrics`` is served on 127.0.0.1 (``--port``, default 9464; another free port with a message when
-that one is busy). The ledger starts from a fresh file: an existing file that holds only a previous
-demo's agents is replaced, anything else is refused with a message. At the end the HTML report is
-written and a summary names both paths. Ctrl-C stops early: the summary and report are still written
-and the exit status is 130 (0 after a full run; 1, with the error on stderr, if an agent's thread failed).
-
-The drift is real: nothing here draws a canned curve. The scripted model answers longer when its
-instructions ask for detail, refuses more when they ask for caution, and so on; driftwatch's drift
-engine (with a 250-call reference instead of the default 1000, so alarms come within seconds) sees
-the result of each rewrite in the calls that follow it.
+:class:`Demo` runs ``qa-program`` (a DSPy ``Predict`` that a ``COPRO`` run in a background thread
+re-tunes while it serves) and ``support-bot`` (a LangGraph graph whose ``reflect`` node rewrites its own
+system prompt from the feedback it counts), both on the scripted model (:mod:`driftwatch.demo.scripted`)
+and both watched with :func:`driftwatch.watch`; driftwatch's audit events become the
+display's :class:`Event` records.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import queue
 import random
 import re
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DEMO_AGENTS", "Demo", "DemoError", "Summary", "register"]
+if TYPE_CHECKING:
+    from driftwatch.demo.display import Display
+
+__all__ = [
+    "DEFAULT_DURATION",
+    "DEFAULT_LEDGER",
+    "DEFAULT_PORT",
+    "DEFAULT_REPORT",
+    "DEMO_AGENTS",
+    "MIN_DURATION",
+    "AgentView",
+    "Demo",
+    "DemoError",
+    "Event",
+    "Summary",
+]
 
 DSPY_AGENT = "qa-program"
 LG_AGENT = "support-bot"
@@ -61,7 +51,6 @@ DEFAULT_REPORT = "driftwatch-report.html"
 REFERENCE_CALLS = 250
 #: target calls per second of each agent (a slower machine simply serves fewer)
 RATE = 100.0
-EXIT_INTERRUPTED = 130
 
 # -- the support bot's prompts: its reflect node moves between them -----------------------------------
 PROMPT_START = "You are the support agent of Acme Cloud. Answer the customer's question in one short sentence."
@@ -302,7 +291,7 @@ class Demo:
         import dspy
 
         import driftwatch
-        from driftwatch.integrations.scripted_dspy import ScriptedLM
+        from driftwatch.demo.scripted_dspy import ScriptedLM
 
         class Arithmetic(dspy.Signature):
             """Answer the question."""
@@ -341,7 +330,7 @@ class Demo:
         """
         import dspy
 
-        from driftwatch.integrations.scripted_dspy import ScriptedLM
+        from driftwatch.demo.scripted_dspy import ScriptedLM
 
         def metric(example: Any, pred: Any, trace: Any = None) -> bool:
             if self.stop.is_set():
@@ -372,8 +361,8 @@ class Demo:
         from langgraph.graph import END, START, StateGraph
 
         import driftwatch
+        from driftwatch.demo.scripted_langchain import ScriptedChatModel
         from driftwatch.drift import is_refusal
-        from driftwatch.integrations.scripted_langchain import ScriptedChatModel
 
         model = ScriptedChatModel(seed=self.seed + 3)
         demo = self
@@ -571,100 +560,6 @@ class Demo:
 
 
 # ----------------------------------------------------------------------------------------------
-# Displays
-# ----------------------------------------------------------------------------------------------
-
-class Display:
-    """Plain lines: each event as it happens, and a status line every few seconds."""
-
-    def __init__(self, write: Callable[[str], None] | None = None, *, every_s: float = 5.0) -> None:
-        self.write = write or (lambda line: print(line, flush=True))
-        self.every_s = every_s
-        self._next = every_s
-
-    def __enter__(self) -> Display:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def event(self, e: Event) -> None:
-        if e.kind == "baseline":
-            return
-        head, *rest = e.text.split("\n")
-        self.write(f"[{e.t:5.1f}s] {e.agent:<11}  {head}")
-        for line in rest:
-            self.write(f"{'':21}{line}")
-
-    def update(self, demo: Demo) -> None:
-        if demo.elapsed() < self._next:
-            return
-        self._next += self.every_s
-        parts = [f"{v.name} {v.calls} calls, {v.drift}" for v in demo.snapshot()]
-        self.write(f"[{demo.elapsed():5.1f}s] status: " + "; ".join(parts))
-
-    def close(self, demo: Demo) -> None:
-        pass
-
-
-class LiveDisplay(Display):
-    """A compact live table of the agents and a log of the latest events (``rich``)."""
-
-    def __init__(self, console: Any = None, *, lines: int = 14) -> None:
-        super().__init__()
-        from rich.console import Console
-
-        self.console = console or Console()
-        self.log: deque[Event] = deque(maxlen=lines)
-        self._live: Any = None
-
-    def __enter__(self) -> LiveDisplay:
-        from rich.live import Live
-
-        self._live = Live(console=self.console, refresh_per_second=4, transient=False)
-        self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._live is not None:
-            self._live.__exit__(None, None, None)
-            self._live = None
-
-    def event(self, e: Event) -> None:
-        if e.kind != "baseline":
-            self.log.append(e)
-
-    def update(self, demo: Demo) -> None:
-        if self._live is not None:
-            self._live.update(self.render(demo))
-
-    def render(self, demo: Demo) -> Any:
-        from rich.console import Group
-        from rich.table import Table
-        from rich.text import Text
-
-        head = Text.assemble(("driftwatch demo ", "bold"), f"{min(demo.elapsed(), demo.duration):4.1f} s of "
-                             f"{demo.duration:g} s   /metrics {demo.metrics_url or '-'}   ledger {demo.ledger}")
-        table = Table(expand=False, pad_edge=False)
-        for col, just in (("agent", "left"), ("what tunes it", "left"), ("calls", "right"), ("calls/s", "right"),
-                          ("revision", "left"), ("changes", "right"), ("drift", "left")):
-            table.add_column(col, justify=just)  # type: ignore[arg-type]  # rich's Literal
-        for v in demo.snapshot():
-            style = "bold red" if v.drift.startswith("ALARM") else ""
-            table.add_row(v.name, v.what, f"{v.calls:,}", f"{v.rate:.0f}", v.revision, str(v.changes),
-                          Text(v.drift, style=style))
-        styles = {"change": "yellow", "alarm": "bold red", "run": "cyan", "note": "dim"}
-        log = Text()
-        for e in self.log:
-            log.append(f"{e.t:5.1f}s {e.agent:<11} ", style="dim")
-            log.append(e.text + "\n", style=styles.get(e.kind, ""))
-        return Group(head, table, Text("events", style="bold"), log)
-
-    def close(self, demo: Demo) -> None:
-        self.update(demo)
-
-
-# ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
 
@@ -711,84 +606,3 @@ def _fresh_ledger(path: str) -> list[str]:
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(path + suffix).unlink(missing_ok=True)
     return [f"replaced the previous demo ledger {path}"]
-
-
-def print_summary(s: Summary, write: Callable[[str], None]) -> None:
-    """The closing lines: what ran, what was recorded, where the ledger and the report are."""
-    how = "stopped early (Ctrl-C)" if s.interrupted else "finished"
-    write("")
-    write(f"driftwatch demo {how} after {s.duration_s:.1f} s")
-    for agent in DEMO_AGENTS:
-        alarms = s.alarms.get(agent, [])
-        signals = f" ({', '.join(sorted(set(alarms)))})" if alarms else ""
-        n = s.changes.get(agent, 0)
-        write(f"  {agent:<11}  {s.calls.get(agent, 0):>6,} calls  {n} change{'' if n == 1 else 's'}  "
-              f"{len(alarms)} drift alarm{'' if len(alarms) == 1 else 's'}{signals}")
-    write(f"  optimizer runs: {s.runs}")
-    write(f"  ledger:  {s.ledger}   (driftwatch history --ledger {s.ledger})")
-    if s.report:
-        write(f"  report:  {s.report}   ({s.report_bytes:,} bytes; open it in a browser)")
-    if s.metrics_url:
-        write(f"  /metrics was served at {s.metrics_url}")
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from driftwatch.cli import CLIError
-
-    check_port(args.port)
-    try:
-        demo = Demo(duration=args.duration, ledger=args.ledger, report=args.report or None)
-        notes = demo.prepare()
-    except DemoError as exc:
-        raise CLIError(str(exc)) from None
-    live = not args.non_interactive and sys.stdout.isatty()
-    for line in notes:
-        print(line, flush=True)
-    try:
-        moved = demo.serve_metrics(args.port)
-    except (OSError, ValueError) as exc:
-        raise CLIError(f"--port {args.port}: {exc}") from None
-    if moved:
-        print(moved, flush=True)
-    print(f"driftwatch demo: {demo.duration:g} s, /metrics at {demo.metrics_url}, ledger {demo.ledger}"
-          + ("" if live else " (Ctrl-C stops early)"), flush=True)
-    display: Display = LiveDisplay() if live else Display()
-    try:
-        interrupted = demo.run(display)
-        summary = demo.finish(interrupted)
-    finally:
-        demo.close()
-    print_summary(summary, lambda line: print(line, flush=True))
-    for problem in demo.errors:
-        print(f"driftwatch demo: {problem}", file=sys.stderr)
-    if demo.errors:
-        return 1
-    return EXIT_INTERRUPTED if interrupted else 0
-
-
-def check_port(port: int) -> None:
-    """``--port`` must be a TCP port number (0: any free port)."""
-    from driftwatch.cli import CLIError
-
-    if not 0 <= port <= 65535:
-        raise CLIError(f"--port {port}: expected a port number from 0 to 65535")
-
-
-def register(sub: Any, ledger_help: str) -> None:
-    """Add ``driftwatch demo`` to the CLI's subcommands."""
-    d = sub.add_parser("demo", help="run two self-tuning agents on a scripted model and watch them drift, live")
-    d.add_argument("--duration", type=float, default=DEFAULT_DURATION,
-                   help=f"seconds of traffic (default: {DEFAULT_DURATION:g}; at least {MIN_DURATION:g})")
-    d.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"port for /metrics on 127.0.0.1 (default: {DEFAULT_PORT}; a free one if busy; 0: any)")
-    d.add_argument("--ledger", default=DEFAULT_LEDGER,
-                   help=f"ledger file, started fresh (default: ./{DEFAULT_LEDGER}; a previous demo's is replaced)")
-    d.add_argument("--report", default=DEFAULT_REPORT, help=f"HTML report to write (default: ./{DEFAULT_REPORT})")
-    d.add_argument("--non-interactive", action="store_true",
-                   help="plain lines instead of the live display (also when stdout is not a terminal)")
-    d.set_defaults(func=cmd_demo)
-

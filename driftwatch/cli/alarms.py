@@ -8,13 +8,12 @@ A shell cannot call into a running agent, so the command is queued in the ledger
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
+from driftwatch.cli._common import LEDGER_HELP, CLIError, open_for_writing
 from driftwatch.config import Settings
-from driftwatch.ledger import open_ledger
 
-__all__ = ["register"]
+__all__ = ["cmd_accept_or_reset", "register"]
 
 _HELP = {
     "accept": "accept an agent's current behaviour: unlatch its drift alarms and make its recent calls the reference",
@@ -22,17 +21,11 @@ _HELP = {
 }
 
 
-def _run(args: argparse.Namespace) -> int:
-    from driftwatch.cli import CLIError
-
+def cmd_accept_or_reset(args: argparse.Namespace) -> int:
     agent = "*" if args.all else args.agent
     if not agent:
         raise CLIError(f"{args.command}: name an AGENT or pass --all")
-    location = args.ledger or Settings.from_env().ledger
-    path = location.removeprefix("sqlite:///")
-    if "://" not in location and path != ":memory:" and not os.path.exists(path):
-        raise CLIError(f"no ledger at {path} (set --ledger or DRIFTWATCH_LEDGER to the watched processes' ledger)")
-    ledger = open_ledger(location)
+    ledger = open_for_writing(args)
     try:
         cid = ledger.record_command(agent, args.command, args.note or "")
     finally:
@@ -44,11 +37,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any, ledger_help: str) -> None:
+def register(sub: Any) -> None:
+    """Add ``driftwatch accept`` and ``driftwatch reset`` to the CLI's subcommands."""
     for name in ("accept", "reset"):
         p = sub.add_parser(name, help=_HELP[name], description=_HELP[name] + ".")
         p.add_argument("agent", metavar="AGENT", nargs="?", help="the agent name")
         p.add_argument("--all", action="store_true", help="every agent")
         p.add_argument("--note", help="a note stored with the command")
-        p.add_argument("--ledger", help=ledger_help)
-        p.set_defaults(func=_run)
+        p.add_argument("--ledger", help=LEDGER_HELP)
+        p.set_defaults(func=cmd_accept_or_reset)

@@ -24,7 +24,7 @@ cleanly (exit status 130).
 from __future__ import annotations
 
 import argparse
-import sys
+import contextlib
 import tempfile
 import threading
 import time
@@ -32,164 +32,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AlertWatcher", "check_rules", "register", "rule_files"]
+from driftwatch.cli._common import EXIT_INTERRUPTED, CLIError, check_port
+from driftwatch.demo import Demo, DemoError, Display, print_summary
+from driftwatch.stack import (
+    ALERTMANAGER_BINARIES,
+    PROMETHEUS_BINARIES,
+    AlertWatcher,
+    Stack,
+    StackError,
+    alertmanager_config,
+    check_rules,
+    default_rules_dir,
+    describe,
+    find_binary,
+    poll,
+    rule_files,
+)
 
-RULE_NAMES = ("driftwatch_rules.yaml", "driftwatch_alerts.yaml")
+__all__ = ["cmd_stack", "register"]
+
 JOB = "driftwatch"
 DEFAULT_STACK_DURATION = 30.0
-EXIT_INTERRUPTED = 130
-_SHOWN_LABELS = ("agent", "signal", "stage", "instance")
 
 
-def default_rules_dir() -> Path:
-    """``grafana/alerts`` of the source tree (a checkout or an editable install), else the copy a wheel
-    installs under ``<prefix>/share/driftwatch/alerts`` (setup.cfg ``data_files``)."""
-    source = Path(__file__).resolve().parents[1] / "grafana" / "alerts"
-    if source.is_dir():
-        return source
-    return Path(sys.prefix) / "share" / "driftwatch" / "alerts"
-
-
-def check_rules(rules_dir: Path) -> list[Path]:
-    """The two shipped rule files in ``rules_dir`` (a one-line ``CLIError`` when one is missing)."""
-    from driftwatch.cli import CLIError
-
-    paths = [rules_dir / name for name in RULE_NAMES]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise CLIError(f"--rules {rules_dir}: no {missing[0].name} there (a source checkout has grafana/alerts/); "
-                       "pass --rules DIR")
-    return paths
-
-
-def rule_files(rules_dir: Path, dest: Path, *, shipped_timing: bool) -> list[Path]:
-    """The shipped rule files copied to ``dest`` (evaluated every 1 s with ``for: 0s`` unless ``shipped_timing``)."""
-    from driftwatch.cli import CLIError
-
-    paths = check_rules(rules_dir)
-    try:
-        import yaml
-    except ImportError:
-        raise CLIError("driftwatch stack needs PyYAML: pip install pyyaml") from None
-    dest.mkdir(parents=True, exist_ok=True)
-    out = []
-    for path in paths:
-        doc = yaml.safe_load(path.read_text())
-        if not shipped_timing:
-            for group in doc.get("groups", []):
-                group["interval"] = "1s"
-                for rule in group.get("rules", []):
-                    if "alert" in rule:
-                        rule["for"] = "0s"
-        target = dest / path.name
-        target.write_text(yaml.safe_dump(doc, sort_keys=False))
-        out.append(target)
-    return out
-
-
-def alertmanager_config(webhook: str | None) -> dict[str, Any]:
-    """Route every alert at once (``group_wait: 0s``) to a webhook, or to a receiver that sends nothing."""
-    from driftwatch.stack import webhook_config
-
-    if webhook:
-        return webhook_config(webhook)
-    return {"route": {"receiver": "none", "group_by": ["alertname", "agent"], "group_wait": "0s",
-                      "group_interval": "1s", "repeat_interval": "1h"},
-            "receivers": [{"name": "none"}]}
-
-
-def _describe(labels: dict[str, str]) -> str:
-    shown = [f"{k}={labels[k]}" for k in _SHOWN_LABELS if labels.get(k)]
-    return f"{labels.get('alertname', '?')}" + (f" {{{', '.join(shown)}}}" if shown else "") + \
-        (f" [{labels['severity']}]" if labels.get("severity") else "")
-
-
-class AlertWatcher:
-    """Polls Prometheus ``/api/v1/alerts`` and Alertmanager ``/api/v2/alerts``; reports each transition once."""
-
-    def __init__(self, stack: Any, write: Callable[[str], None], *, interval: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic, t0: float | None = None) -> None:
-        self.stack = stack
-        self.write = write
-        self.interval = interval
-        self.clock = clock
-        self.t0 = clock() if t0 is None else t0
-        self.states: dict[tuple[tuple[str, str], ...], str] = {}
-        self.fired: dict[tuple[tuple[str, str], ...], float] = {}
-        self.received: dict[str, tuple[float, tuple[str, str, str]]] = {}
-        self.errors = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def poll(self) -> None:
-        """One round: print what changed since the last one."""
-        import httpx
-
-        from driftwatch.stack import StackError
-
-        now = self.clock() - self.t0
-        try:
-            alerts = self.stack.prometheus.alerts()
-            held = self.stack.alertmanager.alerts() if self.stack.alertmanager is not None else []
-        except (httpx.HTTPError, StackError):
-            self.errors += 1
-            return
-        current = {}
-        for a in alerts:
-            key = tuple(sorted(a["labels"].items()))
-            current[key] = a["state"]
-        for key, state in current.items():
-            if self.states.get(key) != state:
-                self.write(f"[{now:5.1f}s] prometheus   {state:<8} {_describe(dict(key))}")
-                if state == "firing":
-                    self.fired.setdefault(key, now)
-        for key in self.states.keys() - current.keys():
-            self.write(f"[{now:5.1f}s] prometheus   resolved {_describe(dict(key))}")
-        self.states = current
-        for a in held:
-            fp = a.get("fingerprint", "")
-            if fp and fp not in self.received and a.get("status", {}).get("state") in ("active", "suppressed"):
-                labels = a["labels"]
-                self.received[fp] = (now, (labels.get("alertname", ""), labels.get("agent", ""),
-                                           labels.get("signal", "")))
-                self.write(f"[{now:5.1f}s] alertmanager received {_describe(a['labels'])}")
-
-    def firing(self) -> set[tuple[str, str, str]]:
-        """``(alertname, agent, signal)`` of the alerts firing now (empty strings for missing labels)."""
-        out = set()
-        for key, state in self.states.items():
-            labels = dict(key)
-            if state == "firing":
-                out.add((labels.get("alertname", ""), labels.get("agent", ""), labels.get("signal", "")))
-        return out
-
-    def start(self) -> None:
-        def loop() -> None:
-            while not self._stop.is_set():
-                self.poll()
-                self._stop.wait(self.interval)
-
-        self._thread = threading.Thread(target=loop, name="driftwatch-stack-alerts", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-
-def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
+def _wait(condition: Callable[[], bool], timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for ``condition`` (best effort: the command goes on either way)."""
+    with contextlib.suppress(StackError):
+        poll(condition, timeout=timeout, what="a condition", interval=0.25)
 
 
 def _targets(values: list[str]) -> list[str]:
-    from driftwatch.cli import CLIError
-
     for t in values:
         host, _, port = t.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -198,9 +70,6 @@ def _targets(values: list[str]) -> list[str]:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from driftwatch.cli import CLIError
-    from driftwatch.stack import ALERTMANAGER_BINARIES, PROMETHEUS_BINARIES, Stack, StackError, find_binary
-
     targets = _targets(args.target or [])
     if args.duration < 0 or (not targets and args.duration == 0):
         raise CLIError(f"--duration {args.duration:g}: expected seconds > 0 (0 only with --target: until Ctrl-C)")
@@ -212,15 +81,16 @@ def cmd_stack(args: argparse.Namespace) -> int:
     except StackError as exc:
         raise CLIError(str(exc)) from None
     rules_dir = Path(args.rules) if args.rules else default_rules_dir()
-    check_rules(rules_dir)
+    try:
+        check_rules(rules_dir)
+    except StackError as exc:
+        raise CLIError(str(exc)) from None
 
     def write(line: str) -> None:
         print(line, flush=True)
 
     demo = None
     if not targets:
-        from driftwatch.demo import Demo, DemoError, check_port
-
         check_port(args.port)
 
         try:
@@ -239,11 +109,11 @@ def cmd_stack(args: argparse.Namespace) -> int:
     watcher = None
     interrupted = False
     try:
-        with tempfile.TemporaryDirectory(prefix="driftwatch-rules-") as tmp:  # the Stack keeps its own copies
-            rules = rule_files(rules_dir, Path(tmp), shipped_timing=args.shipped_timing)
-            stack = Stack(targets=targets, rule_files=rules, alertmanager_config=alertmanager_config(args.webhook),
-                          job=JOB)
         try:
+            with tempfile.TemporaryDirectory(prefix="driftwatch-rules-") as tmp:  # the Stack keeps its own copies
+                rules = rule_files(rules_dir, Path(tmp), shipped_timing=args.shipped_timing)
+                stack = Stack(targets=targets, rule_files=rules,
+                              alertmanager_config=alertmanager_config(args.webhook), job=JOB)
             stack.start()
             write(f"prometheus    {stack.prometheus.url}   (alerts: {stack.prometheus.url}/alerts)")
             assert stack.alertmanager is not None
@@ -263,8 +133,6 @@ def cmd_stack(args: argparse.Namespace) -> int:
         _wait(scraped, 15.0)
         watcher = AlertWatcher(stack, write)
         if demo is not None:
-            from driftwatch.demo import Display, print_summary
-
             interrupted = demo.run(_Started(watcher, Display(write)))
             if not interrupted:
                 _settle(demo, watcher, args.shipped_timing)
@@ -318,7 +186,7 @@ class _Started:
         self.display.close(demo)
 
 
-def _settle(demo: Any, watcher: AlertWatcher, shipped_timing: bool) -> None:
+def _settle(demo: Demo, watcher: AlertWatcher, shipped_timing: bool) -> None:
     """After the traffic: wait (up to 20 s) until each drift alarm of the ledger is a firing alert that
     Alertmanager received."""
     if shipped_timing:
@@ -342,11 +210,11 @@ def _report_fired(watcher: AlertWatcher, write: Callable[[str], None]) -> None:
         return
     write("alerts that fired:")
     for key, at in sorted(watcher.fired.items(), key=lambda kv: kv[1]):
-        write(f"  {at:5.1f}s  {_describe(dict(key))}")
+        write(f"  {at:5.1f}s  {describe(dict(key))}")
     write(f"alertmanager received {len(watcher.received)} alert(s)")
 
 
-def register(sub: Any, ledger_help: str) -> None:
+def register(sub: Any) -> None:
     """Add ``driftwatch stack`` to the CLI's subcommands."""
     s = sub.add_parser("stack", help="run local Prometheus and Alertmanager with the shipped rules against the demo "
                                      "(or --target) and print the alerts that fire")

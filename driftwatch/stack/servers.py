@@ -1,23 +1,12 @@
-"""Run real Prometheus and Alertmanager processes on loopback ports, for tests and ``driftwatch stack``.
+"""The server processes: :class:`Prometheus`, :class:`Alertmanager` and the :class:`Stack` that wires them.
 
-Uses the binaries of the Debian packages ``prometheus`` and ``prometheus-alertmanager`` (the Alertmanager
-binary is ``prometheus-alertmanager`` there, ``alertmanager`` elsewhere). Every server binds to
-``127.0.0.1`` on a port picked at run time, keeps its data in a throwaway directory, and is polled until
-ready (never a fixed sleep). Alertmanager runs with clustering off, so the first notification is not
-held back by gossip.
-
->>> with Stack(targets=["127.0.0.1:9464"], rule_files=["grafana/alerts/driftwatch_alerts.yaml"],
-...            alertmanager_config=webhook_config("http://127.0.0.1:5001/")) as stack:
-...     stack.wait_until_scraping()
-...     stack.prometheus.query("up")
-
-HTTP goes through httpx. Prometheus's service discovery hands targets and Alertmanagers over about
-5 s after start (a fixed interval inside Prometheus): :meth:`Stack.wait_until_scraping` polls for both.
+Each server object is also a client of its own HTTP API (:mod:`driftwatch.prometheus_api`), so
+``stack.prometheus.query("up")`` and ``stack.alertmanager.alerts()`` work once it runs; its errors are
+:class:`StackError` (as is every failure here: one line).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -29,19 +18,19 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
+from driftwatch.prometheus_api import AlertmanagerAPI, PrometheusAPI, PrometheusAPIError, ServerAPI
+from driftwatch.stack.config import prometheus_config
 
 __all__ = [
+    "ALERTMANAGER_BINARIES",
+    "PROMETHEUS_BINARIES",
     "Alertmanager",
     "Prometheus",
     "Stack",
     "StackError",
-    "fast_rules",
     "find_binary",
     "free_port",
-    "prometheus_config",
-    "webhook_config",
-    "webhook_receivers",
+    "poll",
 ]
 
 PROMETHEUS_BINARIES = ("prometheus",)
@@ -80,18 +69,11 @@ def _dump_yaml(data: Mapping[str, Any]) -> str:
     return json.dumps(dict(data), indent=2) + "\n"
 
 
-def _yaml() -> Any:
-    try:
-        import yaml
-    except ImportError:
-        raise StackError("reading rule files needs PyYAML: pip install pyyaml") from None
-    return yaml
-
-
 def poll(condition: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.05) -> T:
     """Call ``condition`` until it returns something truthy (a non-empty query result…); return that value.
 
-    ``StackError`` naming ``what`` on timeout; HTTP errors count as "not yet"; a dead server fails at once.
+    ``StackError`` naming ``what`` on timeout; API errors (an unreachable server, a failed query) count as
+    "not yet"; a dead server fails at once.
     """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -102,7 +84,7 @@ def poll(condition: Callable[[], T | None], *, timeout: float, what: str, interv
                 return value
         except _ExitedError:
             raise
-        except (httpx.HTTPError, StackError) as exc:
+        except (StackError, PrometheusAPIError) as exc:
             last_error = exc
         if time.monotonic() >= deadline:
             detail = f" (last error: {last_error})" if last_error is not None else ""
@@ -114,26 +96,20 @@ class _ExitedError(StackError):
     """The process died: not worth waiting for."""
 
 
-class _Server:
-    """One server process: command line, log file, readiness polling, orderly stop."""
+class _Server(ServerAPI):
+    """One server process — command line, log file, readiness polling, orderly stop — and a client of its
+    API at ``url`` (mixed in before :class:`~driftwatch.prometheus_api.PrometheusAPI` or ``AlertmanagerAPI``)."""
 
     name = "server"
+    error = StackError
 
     def __init__(self, binary: str, workdir: Path, port: int | None) -> None:
+        self.port = port or free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}", timeout=5.0)
         self.binary = binary
         self.workdir = workdir
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
-        self._client: httpx.Client | None = None
-
-    @property
-    def client(self) -> httpx.Client:
-        """An httpx client for this server's base URL (closed by :meth:`stop`)."""
-        if self._client is None:
-            self._client = httpx.Client(base_url=self.url, timeout=5.0)
-        return self._client
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -156,10 +132,7 @@ class _Server:
         code = self.process.poll()
         if code is not None:
             raise _ExitedError(f"{self.name} exited with status {code}: {self.log_tail()}")
-        try:
-            return self.client.get("/-/ready", timeout=0.5).status_code == 200
-        except httpx.TransportError:
-            return False
+        return self.ready(timeout=0.5)
 
     def log_tail(self, lines: int = 5) -> str:
         try:
@@ -173,7 +146,7 @@ class _Server:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, wait, SIGKILL if it does not exit in ``timeout`` seconds."""
+        """SIGTERM, wait, SIGKILL if it does not exit in ``timeout`` seconds; close the API client."""
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -182,19 +155,13 @@ class _Server:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def reload(self) -> None:
-        """Re-read the configuration files (``POST /-/reload``)."""
-        r = self.client.post("/-/reload")
-        if r.status_code != 200:
-            raise StackError(f"{self.name} reload failed: HTTP {r.status_code}: {r.text.strip()}")
+        self.close()
 
 
-class Prometheus(_Server):
-    """A Prometheus server (``--web.enable-lifecycle``, exemplar storage on) with a given config and rules."""
+class Prometheus(_Server, PrometheusAPI):
+    """A Prometheus server (``--web.enable-lifecycle``, exemplar storage on) with a given config and rules;
+    once started, ``query``, ``query_range``, ``targets``, ``alertmanagers``, ``rules``, ``alerts``, ``api``
+    and ``reload`` talk to it."""
 
     name = "prometheus"
 
@@ -227,43 +194,10 @@ class Prometheus(_Server):
             cmd.append("--enable-feature=exemplar-storage")
         return cmd + self.extra_args
 
-    def api(self, path: str, **params: Any) -> Any:
-        """GET ``/api/v1/<path>`` and return ``data`` (``StackError`` on an error response)."""
-        r = self.client.get(f"/api/v1/{path}", params=params)
-        try:
-            body = r.json()
-        except ValueError:
-            raise StackError(f"prometheus /api/v1/{path}: HTTP {r.status_code}: {r.text[:200]}") from None
-        if body.get("status") != "success":
-            raise StackError(f"prometheus /api/v1/{path}: {body.get('errorType')}: {body.get('error')}")
-        return body["data"]
 
-    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
-        """An instant query; returns the result list (vector samples, or ``[scalar]``)."""
-        params: dict[str, Any] = {"query": expr}
-        if at is not None:
-            params["time"] = at
-        data = self.api("query", **params)
-        return data["result"] if data["resultType"] in ("vector", "matrix") else [data["result"]]
-
-    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
-        return self.api("query_range", query=expr, start=start, end=end, step=step)["result"]
-
-    def targets(self) -> list[dict[str, Any]]:
-        return self.api("targets", state="active")["activeTargets"]
-
-    def alertmanagers(self) -> list[str]:
-        return [a["url"] for a in self.api("alertmanagers")["activeAlertmanagers"]]
-
-    def rules(self) -> list[dict[str, Any]]:
-        return [r for g in self.api("rules")["groups"] for r in g["rules"]]
-
-    def alerts(self) -> list[dict[str, Any]]:
-        return self.api("alerts")["alerts"]
-
-
-class Alertmanager(_Server):
-    """An Alertmanager with clustering off (``--cluster.listen-address=``)."""
+class Alertmanager(_Server, AlertmanagerAPI):
+    """An Alertmanager with clustering off (``--cluster.listen-address=``); once started, ``alerts`` and
+    ``post_alerts`` talk to it."""
 
     name = "alertmanager"
 
@@ -279,80 +213,6 @@ class Alertmanager(_Server):
         return [self.binary, f"--config.file={self.config_path}", f"--storage.path={self.workdir / 'am'}",
                 f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
                 f"--web.external-url={self.url}", "--log.level=warn", *self.extra_args]
-
-    def alerts(self, **filters: str) -> list[dict[str, Any]]:
-        """Alerts Alertmanager holds (``GET /api/v2/alerts``), optionally filtered by label equality."""
-        params = [("filter", f'{k}="{v}"') for k, v in filters.items()]
-        r = self.client.get("/api/v2/alerts", params=params)
-        r.raise_for_status()
-        return r.json()
-
-    def post_alerts(self, alerts: Sequence[Mapping[str, Any]]) -> None:
-        """Send alerts directly (``POST /api/v2/alerts``), as Prometheus would."""
-        r = self.client.post("/api/v2/alerts", json=list(alerts))
-        if r.status_code != 200:
-            raise StackError(f"alertmanager rejected alerts: HTTP {r.status_code}: {r.text.strip()}")
-
-
-def prometheus_config(*, targets: Sequence[str], job: str = "driftwatch", alertmanagers: Sequence[str] = (),
-                      scrape_interval: str = "1s", evaluation_interval: str = "1s") -> dict[str, Any]:
-    """A minimal Prometheus config scraping ``targets`` (``host:port``) as ``job``."""
-    cfg: dict[str, Any] = {
-        "global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval,
-                   "evaluation_interval": evaluation_interval},
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}],
-    }
-    if alertmanagers:
-        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
-    return cfg
-
-
-def webhook_config(url: str, *, group_by: Sequence[str] = ("alertname", "agent")) -> dict[str, Any]:
-    """An Alertmanager config sending every alert to one webhook at once (``group_wait: 0s``)."""
-    return {
-        "route": {"receiver": "webhook", "group_by": list(group_by), "group_wait": "0s", "group_interval": "1s",
-                  "repeat_interval": "1h"},
-        "receivers": [{"name": "webhook", "webhook_configs": [{"url": url, "send_resolved": True}]}],
-    }
-
-
-def fast_rules(rule_files: Sequence[str | Path], dest: str | Path, *, interval: str = "1s",
-               for_: str = "0s") -> list[Path]:
-    """Copies of Prometheus rule files with every group evaluated each ``interval`` and every alert's
-    ``for:`` set to ``for_`` (nothing else changed): the shipped rules, at test or demo speed."""
-    yaml = _yaml()
-    out = []
-    for src in map(Path, rule_files):
-        doc = yaml.safe_load(src.read_text())
-        for group in doc.get("groups", []):
-            group["interval"] = interval
-            for rule in group.get("rules", []):
-                if "alert" in rule:
-                    rule["for"] = for_
-        path = Path(dest) / src.name
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        out.append(path)
-    return out
-
-
-def webhook_receivers(config: Mapping[str, Any], url: str) -> dict[str, Any]:
-    """An Alertmanager config with its routing and inhibition kept, every receiver replaced by a webhook
-    at ``<url>/<receiver name>``, and no waiting (``group_wait: 0s``, ``group_interval: 1s``)."""
-    cfg = copy.deepcopy(dict(config))
-    cfg["receivers"] = [{"name": r["name"], "webhook_configs": [{"url": f"{url.rstrip('/')}/{r['name']}",
-                                                                 "send_resolved": True}]}
-                        for r in cfg.get("receivers", [])]
-
-    def fast(route: dict[str, Any]) -> None:
-        for key, value in (("group_wait", "0s"), ("group_interval", "1s")):
-            if key in route:
-                route[key] = value
-        for child in route.get("routes", []):
-            fast(child)
-
-    fast(cfg["route"])
-    cfg["route"].update(group_wait="0s", group_interval="1s")
-    return cfg
 
 
 class Stack:
