@@ -48,8 +48,8 @@ def jsonable(value: Any) -> Any:
     - classes and other callables: ``"module.QualifiedName"``; enum members: ``"Enum.NAME"``;
     - dataclass instances: their fields; objects with ``toDict()`` (``dspy.Example``) or
       ``model_dump()`` (pydantic): what those return (``model_dump(mode="json")``);
-    - anything else, a container deeper than :data:`MAX_DEPTH`, or a container inside itself:
-      ``"<TypeName>"`` (``"<cycle TypeName>"`` for the last).
+    - anything else, a container deeper than :data:`MAX_DEPTH` or one that cannot be read:
+      ``"<TypeName>"``; a container inside itself: ``"<cycle TypeName>"``.
     """
     return _render(value, 0, set())
 
@@ -71,6 +71,8 @@ def _render(value: Any, depth: int, path: set[int]) -> Any:
     path.add(key)
     try:
         return _render_container(value, depth + 1, path)
+    except Exception:  # noqa: BLE001  # a container that cannot be read (a raising __iter__, __str__ …): its type
+        return f"<{type(value).__qualname__}>"
     finally:
         path.discard(key)
 

@@ -84,6 +84,12 @@ def test_arbitrary_objects_are_named_without_addresses() -> None:
     assert jsonable(Point(1.0, [math.nan, Thing()])) == {"x": 1.0, "y": ["nan", "<Thing>"]}
     assert jsonable({1: b"raw", (1, 2): None}) == {"1": "<bytes>", "(1, 2)": None}
 
+    class Unreadable(dict):  # type: ignore[type-arg]  # a mapping whose items() raises
+        def items(self) -> Any:
+            raise RuntimeError("locked")
+
+    assert jsonable({"ok": [1], "bad": Unreadable(a=1)}) == {"ok": [1], "bad": f"<{Unreadable.__qualname__}>"}
+
 
 def test_objects_that_dump_themselves_are_rendered_by_what_they_dump() -> None:
     """pydantic models (model_dump in JSON mode) and dspy.Example-like objects (toDict) give their fields."""
