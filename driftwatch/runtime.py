@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextvars
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -49,6 +50,7 @@ from driftwatch.windows import WindowAggregator
 
 __all__ = [
     "CallScope",
+    "RunScope",
     "Runtime",
     "configure",
     "configure_agent",
@@ -99,8 +101,8 @@ class CallScope:
         self.t0 = time.perf_counter()
 
     def enter(self) -> Any:
-        """Re-activate the call's span (a generator resuming); returns a token for :meth:`exit`."""
-        if self.token is None:
+        """Re-activate the call's span (a generator resuming, a graph step); returns a token for :meth:`exit`."""
+        if self.span is None:
             return None
         try:
             return Tracing.enter(self.span)
@@ -148,6 +150,80 @@ class CallScope:
             output_text=output_text, input_tokens=input_tokens, output_tokens=output_tokens, tools=tools,
             trace_id=trace_id, span_id=span_id, timestamp=time.time(), attributes=attributes or {},
         ))
+
+
+class RunScope:
+    """One optimizer run in progress: its record (:attr:`run`) and its ``driftwatch.optimizer.compile``
+    span, current from :meth:`Runtime.begin_run` until :meth:`finish`. Made by :meth:`Runtime.begin_run`.
+
+    Candidates may be reported from worker threads; no method raises into the optimizer (errors are
+    counted).
+    """
+
+    __slots__ = ("lock", "run", "runtime", "span", "token")
+
+    def __init__(self, runtime: Runtime, agent: str, optimizer: str, attributes: dict[str, Any]) -> None:
+        self.runtime = runtime
+        self.run = run = OptimizerRun(id=new_id(), agent=agent, optimizer=optimizer, started_at=time.time(),
+                                      attributes=attributes)
+        self.span: Any = None
+        self.token: Any = None
+        self.lock = threading.Lock()
+        if runtime.tracing is not None:
+            try:
+                self.span = runtime.tracing.start_run(run)
+                self.token = Tracing.enter(self.span)
+            except Exception as exc:  # noqa: BLE001  # never break the host: counted
+                runtime.error("tracing", exc)
+        run.trace_id = current_ids()[0]  # the compile span's trace (the caller's when it does not record)
+        snapshot = replace(run, attributes=dict(run.attributes))
+        runtime.ledger.record_run(snapshot)
+
+    # a run's span is re-activated (a worker, a resumed coroutine) the way a call's is
+    enter = CallScope.enter
+    exit = CallScope.exit
+
+    def candidate(self, score: float | None, revision_id: str | None = None, **attributes: Any) -> None:
+        """Record a candidate the run evaluated: its score (0–1; ``None`` when it has none or it is not
+        finite), the revision it would put in place (a revision id the ledger holds, or ``None``) and
+        JSON-able attributes (``stage`` …)."""
+        try:
+            value = None if score is None else float(score)
+            if value is not None and not math.isfinite(value):
+                value = None
+            run = self.run
+            with self.lock:
+                index = run.candidates
+                run.candidates += 1
+                if value is not None and (run.best_score is None or value > run.best_score):
+                    run.best_score = value
+                self.runtime.ledger.record_candidate(run.id, index, value, revision_id, attributes)
+        except Exception as exc:  # noqa: BLE001  # never break the optimizer: counted
+            self.runtime.error("run", exc)
+
+    def finish(self, *, error: BaseException | None = None) -> None:
+        """End the run (``ok``, or ``failed`` with ``error``): ledger, metrics, audit log, then its span.
+        Only the first call counts."""
+        run, rt = self.run, self.runtime
+        with self.lock:
+            if run.outcome != "running":
+                return
+            run.ended_at = time.time()
+            run.outcome = "failed" if error is not None else "ok"
+            run.error_type = type(error).__qualname__ if error is not None else None
+            snapshot = replace(run, attributes=dict(run.attributes))
+        rt.ledger.record_run(snapshot)
+        if rt.metrics is not None:
+            rt._safe("metrics", rt.metrics.on_run, snapshot)
+        if rt.audit is not None:
+            rt._safe("audit", rt.audit.on_run, snapshot)
+        if self.span is not None:
+            token, self.token = self.token, None
+            self.exit(token)  # guarded: a detach from another context is counted, and the span still ends
+            try:
+                Tracing.end_run(self.span, snapshot, error)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                rt.error("tracing", exc)
 
 
 class Runtime:
@@ -396,31 +472,17 @@ class Runtime:
             self.error("windows", exc)
 
     # -- optimizer runs -----------------------------------------------------------------------------
-    def start_run(self, agent: str, optimizer: str, **attributes: Any) -> OptimizerRun:
-        trace_id, _ = current_ids()
-        run = OptimizerRun(id=new_id(), agent=agent, optimizer=optimizer, started_at=time.time(),
-                           trace_id=trace_id, attributes=attributes)
-        self.ledger.record_run(run)
-        return run
-
-    def record_candidate(self, run: OptimizerRun, score: float | None, revision_id: str | None = None,
-                         **attributes: Any) -> None:
-        index = run.candidates
-        run.candidates += 1
-        if score is not None and (run.best_score is None or score > run.best_score):
-            run.best_score = score
-        self.ledger.record_candidate(run.id, index, score, revision_id, attributes)
-
-    def end_run(self, run: OptimizerRun, *, error: BaseException | None = None) -> None:
-        run.ended_at = time.time()
-        run.outcome = "failed" if error is not None else "ok"
-        run.error_type = type(error).__qualname__ if error is not None else None
-        snapshot = replace(run, attributes=dict(run.attributes))
-        self.ledger.record_run(snapshot)
-        if self.metrics is not None:
-            self._safe("metrics", self.metrics.on_run, snapshot)
-        if self.audit is not None:
-            self._safe("audit", self.audit.on_run, snapshot)
+    def begin_run(self, agent: str, optimizer: str, **attributes: Any) -> RunScope | None:
+        """Start an optimizer run (``None`` when driftwatch is off or suppressed): recorded in the ledger
+        at once, with its ``driftwatch.optimizer.compile`` span current until :meth:`RunScope.finish`.
+        ``attributes`` (JSON-able) are stored with the run."""
+        if not self.enabled or _SUPPRESS.get():
+            return None
+        try:
+            return RunScope(self, agent, optimizer, attributes)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("run", exc)
+            return None
 
     # -- alarms -------------------------------------------------------------------------------------
     def record_alarm(self, alarm: Alarm, anchor: Change | None = None) -> Alarm:

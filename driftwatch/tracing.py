@@ -22,6 +22,7 @@ from driftwatch._version import __version__
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
     from driftwatch.change import Change
+    from driftwatch.observation import OptimizerRun
 
 __all__ = [
     "ATTR",
@@ -146,34 +147,29 @@ class Tracing:
         span.end()
 
     # -- optimizer runs ---------------------------------------------------------------------------
-    def start_run(self, agent: str, optimizer: str) -> tuple[Any, Any]:
-        """Start ``driftwatch.optimizer.compile`` as the current span; returns ``(span, token)``.
+    def start_run(self, run: OptimizerRun) -> Any:
+        """Start ``driftwatch.optimizer.compile`` for ``run`` (not made current: see :meth:`enter`).
 
-        The changes an optimizer run produces are recorded inside it, so their spans are its children.
+        The changes an optimizer run produces are recorded while it is current, so their spans are its
+        children.
         """
-        span = self.tracer.start_span("driftwatch.optimizer.compile", kind=SpanKind.INTERNAL,
-                                      attributes={ATTR.AGENT: agent, ATTR.OPTIMIZER: optimizer})
-        if not span.is_recording():
-            return span, None
-        return span, otel_context.attach(trace.set_span_in_context(span))
+        return self.tracer.start_span("driftwatch.optimizer.compile", kind=SpanKind.INTERNAL, attributes={
+            ATTR.AGENT: run.agent, ATTR.OPTIMIZER: run.optimizer, ATTR.RUN_ID: run.id})
 
     @staticmethod
-    def end_run(span: Any, token: Any, run: Any, *, error: BaseException | None = None) -> None:
+    def end_run(span: Any, run: OptimizerRun, error: BaseException | None = None) -> None:
         """End the compile span with the run's outcome, candidate count and best score."""
-        if token is not None:
-            otel_context.detach(token)
         if span is None:
             return
         if span.is_recording():
-            span.set_attribute(ATTR.RUN_ID, run.id)
-            span.set_attribute(ATTR.OUTCOME, run.outcome)
-            span.set_attribute(ATTR.CANDIDATES, run.candidates)
+            attributes: dict[str, Any] = {ATTR.OUTCOME: run.outcome, ATTR.CANDIDATES: run.candidates}
             if run.best_score is not None:
-                span.set_attribute(ATTR.BEST_SCORE, run.best_score)
+                attributes[ATTR.BEST_SCORE] = run.best_score
             if error is not None:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                span.set_attribute("error.type", type(error).__qualname__)
+                attributes["error.type"] = type(error).__qualname__
+            span.set_attributes(attributes)
         span.end()
 
     # -- changes ----------------------------------------------------------------------------------

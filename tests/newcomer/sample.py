@@ -37,11 +37,11 @@ def run_sample_agent(ledger: str, calls: int = 600, *, pause_s: float = 0.0) -> 
         third = calls // 3
         for i in range(calls):
             if i == third:
-                run = rt.start_run("support-bot", "COPRO")
+                run = rt.begin_run("support-bot", "COPRO")
                 for score in (0.4, 0.55, 0.7):
-                    rt.record_candidate(run, score)
+                    run.candidate(score)
                 state["prompt"] = PROMPTS[1]
-                rt.end_run(run)
+                run.finish()
             elif i == 2 * third:
                 state["prompt"] = PROMPTS[2]
             elif i == 2 * third + 100:
