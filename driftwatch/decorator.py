@@ -88,7 +88,7 @@ def _finish(scope: CallScope, result: Any, agent: str, options: dict[str, Any]) 
         if adapter is not None:
             scope.finish(record=False, factory=agent)
             return adapter.watch_object(result, agent=agent, **options)
-        text = output_text(result)
+        text = output_text(result, scope.runtime.agent_options(agent).output_key)
         scope.finish(output_chars=len(text) if text is not None else output_size(result), output_text=text)
     except Exception as exc:  # noqa: BLE001  # never break the host: the result is returned untouched
         scope.runtime.error("call", exc)

@@ -35,11 +35,16 @@ class AgentOptions:
     # -- drift --
     #: which ``record_score`` metric feeds the ``score`` signal
     score_metric: str = "score"
+    # -- the answer --
+    #: the key (state key, prediction field, dict key) that holds the agent's answer, when it is not one of
+    #: the usual ones (:func:`driftwatch.observation.output_text`)
+    output_key: str | None = None
 
 
 DEFAULT_OPTIONS = AgentOptions()
 #: the keyword arguments :func:`agent_options` (and so ``configure_agent``) takes
-OPTION_NAMES: tuple[str, ...] = ("format", "refusal", "refusal_phrases", "evaluator", "embed", "score_metric")
+OPTION_NAMES: tuple[str, ...] = ("format", "refusal", "refusal_phrases", "evaluator", "embed", "score_metric",
+                                 "output_key")
 
 
 def agent_options(agent: str, **options: Any) -> AgentOptions:
@@ -50,7 +55,9 @@ def agent_options(agent: str, **options: Any) -> AgentOptions:
     addition to the built-in phrase set (``refusal_phrases=False`` turns the phrases off).
     ``evaluator``: text -> score, per call (feeds ``score``, like ``record_score``).
     ``embed``: text -> vector (feeds ``embedding``; needs numpy). ``score_metric``: which
-    ``record_score`` metric feeds the ``score`` signal.
+    ``record_score`` metric feeds the ``score`` signal. ``output_key``: the key of a graph's state, a DSPy
+    prediction's field or a returned dict that holds the answer (output size, refusal and format checks),
+    when the usual ones do not (:func:`driftwatch.observation.output_text`).
     """
     if not isinstance(agent, str) or not agent:
         raise ValueError(f"configure_agent(agent={agent!r}): expected a non-empty agent name")
@@ -67,6 +74,10 @@ def agent_options(agent: str, **options: Any) -> AgentOptions:
             raise ValueError(f"configure_agent({name}={value!r}): expected a callable taking the answer text")
     if not isinstance(score_metric, str) or not score_metric:
         raise ValueError(f"configure_agent(score_metric={score_metric!r}): expected a metric name")
+    output_key = options.get("output_key")
+    if output_key is not None and (not isinstance(output_key, str) or not output_key):
+        raise ValueError(f"configure_agent(output_key={output_key!r}): expected the name of the key that holds "
+                         "the answer")
     return AgentOptions(format_check=None if fmt is None else make_format_check(fmt), refusal=refusal,
                         phrases=bool(options.get("refusal_phrases", True)), evaluator=evaluator, embed=embed,
-                        score_metric=score_metric)
+                        score_metric=score_metric, output_key=output_key)

@@ -44,7 +44,7 @@ from driftwatch.options import DEFAULT_OPTIONS, AgentOptions, agent_options
 from driftwatch.redaction import resolve
 from driftwatch.revision import combine, unified_diff
 from driftwatch.signals import derive
-from driftwatch.tracing import Tracing, current_ids, set_default_error_handler
+from driftwatch.tracing import GEN_AI_AGENT_VERSION, Tracing, current_ids, set_default_error_handler
 from driftwatch.tracker import Tracker
 from driftwatch.windows import WindowAggregator
 
@@ -83,19 +83,30 @@ def is_suppressed() -> bool:
 
 
 class CallScope:
-    """One watched call in progress: its start time and span. Made by :meth:`Runtime.begin_call`."""
+    """One watched call in progress: its start time and span. Made by :meth:`Runtime.begin_call`.
 
-    __slots__ = ("agent", "runtime", "span", "t0", "token")
+    ``version``: the agent version that serves the call when the hook knows it (a DSPy program instance's
+    own revision); otherwise the span carries the agent's version (:meth:`Runtime.agent_version`) as it is
+    when the call ends, so that components first seen during the call count. ``attributes``: GenAI span
+    attributes known at the start (provider, model, conversation id); :meth:`finish` adds those learnt
+    during the call.
+    """
 
-    def __init__(self, runtime: Runtime, agent: str, attach: bool = True) -> None:
+    __slots__ = ("agent", "runtime", "span", "started_version", "t0", "token", "version")
+
+    def __init__(self, runtime: Runtime, agent: str, attach: bool = True, version: str | None = None,
+                 attributes: dict[str, Any] | None = None) -> None:
         self.runtime = runtime
         self.agent = agent
         self.span: Any = None
         self.token: Any = None
+        self.version = version
+        self.started_version = version if version is not None else runtime.agent_version(agent)
         tracing = runtime.tracing
         if tracing is not None:
             try:
-                self.span, self.token = tracing.start_call(agent, runtime.agent_version(agent), attach=attach)
+                self.span, self.token = tracing.start_call(agent, self.started_version, attach=attach,
+                                                           attributes=attributes)
             except Exception as exc:  # noqa: BLE001  # never break the host: counted below
                 runtime.error("tracing", exc)
         self.t0 = time.perf_counter()
@@ -120,8 +131,11 @@ class CallScope:
     def finish(self, *, error: BaseException | None = None, output_chars: int | None = None,
                output_text: str | None = None, input_tokens: int | None = None,
                output_tokens: int | None = None, tools: tuple[str, ...] = (), record: bool = True,
-               factory: str | None = None, attributes: dict[str, Any] | None = None) -> None:
-        """End the span and record the call (``record=False``: end the span only)."""
+               factory: str | None = None, attributes: dict[str, Any] | None = None,
+               span_attributes: dict[str, Any] | None = None) -> None:
+        """End the span and record the call (``record=False``: end the span only). ``attributes`` go on the
+        :class:`~driftwatch.observation.Call`, ``span_attributes`` (GenAI attributes learnt during the call)
+        on the span."""
         duration = time.perf_counter() - self.t0
         rt = self.runtime
         trace_id = span_id = None
@@ -138,8 +152,11 @@ class CallScope:
                     ctx = span.get_span_context()
                     if ctx.is_valid:
                         trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+                version = self.version if self.version is not None else rt.agent_version(self.agent)
+                if version is not None and version != self.started_version:
+                    span_attributes = {**(span_attributes or {}), GEN_AI_AGENT_VERSION: version}
                 Tracing.end_call(span, error=error, output_chars=output_chars, input_tokens=input_tokens,
-                                 output_tokens=output_tokens, factory=factory)
+                                 output_tokens=output_tokens, factory=factory, attributes=span_attributes)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 rt.error("tracing", exc)
         if not record:
@@ -261,6 +278,8 @@ class Runtime:
         self._trackers: dict[tuple[str, str], Tracker] = {}
         self._revisions: dict[str, dict[str, str]] = {}
         self._versions: dict[str, str] = {}
+        #: agents that finished a call: from then on their version moves only with a change
+        self._served: set[str] = set()
         self.http_server: Any = None
         if settings.drift:
             try:
@@ -351,12 +370,18 @@ class Runtime:
             return None
         return self.tracker(agent, component).observe(state, **kw)
 
-    def note_revision(self, agent: str, component: str, revision_id: str) -> None:
-        """Remember a component's current revision (agent version, ``driftwatch_revision_info``)."""
+    def note_revision(self, agent: str, component: str, revision_id: str, *, changed: bool = False) -> None:
+        """Remember a component's current revision (agent version, ``driftwatch_revision_info``).
+
+        ``changed``: a change was recorded (not a baseline). The agent version is the combined revision of the
+        agent's components; once the agent has served a call it moves only with a change, so a call site first
+        seen later (a node that runs on some requests only) joins it at the next change instead of moving it.
+        """
         with self._lock:
             revs = self._revisions.setdefault(agent, {})
             revs[component] = revision_id
-            self._versions[agent] = combine(revs)
+            if changed or agent not in self._served or agent not in self._versions:
+                self._versions[agent] = combine(revs)
         if self.metrics is not None:
             try:
                 self.metrics.set_revision(agent, component, revision_id)
@@ -364,7 +389,8 @@ class Runtime:
                 self.error("metrics", exc)
 
     def agent_version(self, agent: str) -> str | None:
-        """The agent's combined revision id (``gen_ai.agent.version``), once any component was seen."""
+        """The agent's version (``gen_ai.agent.version``): the combined revision id of its components as of its
+        first call or its last change (see :meth:`note_revision`); ``None`` until a component was seen."""
         return self._versions.get(agent)
 
     def emit_change(self, change: Change) -> Change:
@@ -383,7 +409,7 @@ class Runtime:
         if not change.is_baseline:  # a call window never spans a change
             self._safe("windows", self.windows.flush, change.agent)
         self.ledger.record_change(final)
-        self.note_revision(change.agent, change.component, change.after_id)
+        self.note_revision(change.agent, change.component, change.after_id, changed=not change.is_baseline)
         diff = None
         if self.settings.capture_content:
             try:
@@ -410,16 +436,17 @@ class Runtime:
             return None
 
     # -- calls --------------------------------------------------------------------------------------
-    def begin_call(self, agent: str, *, attach: bool = True) -> CallScope | None:
+    def begin_call(self, agent: str, *, attach: bool = True, version: str | None = None,
+                   attributes: dict[str, Any] | None = None) -> CallScope | None:
         """Start a watched call (``None`` when driftwatch is off or suppressed).
 
         ``attach=False``: the call's span is not made current here; the hook makes it current (with
-        :meth:`CallScope.enter`) where the agent runs.
+        :meth:`CallScope.enter`) where the agent runs. ``version`` and ``attributes``: see :class:`CallScope`.
         """
         if not self.enabled or _SUPPRESS.get():
             return None
         try:
-            return CallScope(self, agent, attach)
+            return CallScope(self, agent, attach, version, attributes)
         except Exception as exc:  # noqa: BLE001  # never break the host
             self.error("call", exc)
             return None
@@ -427,6 +454,8 @@ class Runtime:
     def record_call(self, call: Call) -> None:
         """Derive the call's signals, then fan it out: metrics, call windows, drift engine."""
         self.ledger.flush_if_due()  # an idle agent's kept writes go out too
+        if call.agent not in self._served:
+            self._served.add(call.agent)
         # the per-call hot path: each step guarded inline (through _safe it costs ~1 µs more per call)
         if call.output_text is not None:
             try:

@@ -9,7 +9,9 @@
 >>> cap.audit                                        # audit events as dicts
 
 Inside the block a fresh runtime is installed: a fresh Prometheus registry, an OpenTelemetry SDK
-tracer provider with an in-memory exporter, an in-memory ledger (or the one you name), and audit
+tracer provider with an in-memory exporter (its span ids come from :func:`driftwatch.tracing.id_generator`, so a
+program under test that seeds :mod:`random` draws the same numbers as without driftwatch), an in-memory ledger
+(or the one you name), and audit
 events collected in a list. Agent options set before (``driftwatch.configure_agent``) apply inside the
 block too; options set inside it stay there. The previous runtime is put back on exit.
 """
@@ -28,6 +30,7 @@ from driftwatch.change import Change
 from driftwatch.config import Settings
 from driftwatch.ledger import Ledger
 from driftwatch.runtime import Runtime, current_runtime, set_runtime
+from driftwatch.tracing import id_generator
 
 __all__ = ["Captured", "ListLogger", "capture"]
 
@@ -98,7 +101,7 @@ def capture(**settings: Any) -> Iterator[Captured]:
     provider = settings.pop("tracer_provider", None)
     exporter = InMemorySpanExporter()
     if provider is None:
-        provider = TracerProvider()
+        provider = TracerProvider(id_generator=id_generator())
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     logger = ListLogger()
     settings.setdefault("audit_logger", logger)

@@ -2,15 +2,26 @@
 
 Spans go through the global tracer provider unless one is injected; driftwatch never sets a global
 provider. Nothing here knows the runtime: errors go to the callback a caller passes (or to the process's
-default error handler, which the runtime installs). The GenAI attribute names are defined here (the constants in
-opentelemetry-semantic-conventions are deprecated). Prompt text and diffs are attached only when
+default error handler, which the runtime installs). Prompt text and diffs are attached only when
 content capture is on, and then after redaction.
+
+Every attribute, span and event name driftwatch emits is a constant of this module: the OpenTelemetry GenAI
+names (``GEN_AI_*``; the constants in opentelemetry-semantic-conventions are deprecated for import, so the
+strings are defined here, and a test checks them against that package) and driftwatch's own (:class:`ATTR`,
+:class:`SPAN`, :class:`EVENT`), which ``docs/semantic-conventions.md`` specifies (a test keeps the two equal).
+
+The SDK's default id generator draws span and trace ids from the global :mod:`random`, so a program that
+seeds ``random`` gets other numbers once spans are made; :func:`id_generator` draws them from a private
+generator instead (pass it to your ``TracerProvider``; :func:`driftwatch.testing.capture` does).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+import random
+import threading
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -26,28 +37,88 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTR",
+    "ERROR_TYPE",
+    "EVENT",
     "GEN_AI_AGENT_NAME",
     "GEN_AI_AGENT_VERSION",
+    "GEN_AI_ATTRIBUTES",
+    "GEN_AI_CONVERSATION_ID",
     "GEN_AI_OPERATION_NAME",
+    "GEN_AI_PROVIDER_NAME",
+    "GEN_AI_REQUEST_MODEL",
+    "GEN_AI_USAGE_INPUT_TOKENS",
+    "GEN_AI_USAGE_OUTPUT_TOKENS",
+    "SPAN",
     "CountingExporter",
     "ErrorHandler",
     "Tracing",
     "current_ids",
+    "id_generator",
+    "provider_name",
     "set_default_error_handler",
 ]
 
 #: ``handler(stage, exc)``: counts and logs an error inside driftwatch
 ErrorHandler = Callable[[str, BaseException], None]
 
+# -- OpenTelemetry GenAI semantic conventions (the names; checked against opentelemetry-semantic-conventions) --
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
 GEN_AI_AGENT_NAME = "gen_ai.agent.name"
 GEN_AI_AGENT_VERSION = "gen_ai.agent.version"
+GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
 GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+#: the general (stable) convention's attribute for the class of error a span ended with
+ERROR_TYPE = "error.type"
+#: every GenAI attribute driftwatch emits (on ``invoke_agent`` / ``create_agent`` spans)
+GEN_AI_ATTRIBUTES: tuple[str, ...] = (
+    GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_AGENT_NAME, GEN_AI_AGENT_VERSION, GEN_AI_CONVERSATION_ID,
+    GEN_AI_REQUEST_MODEL, GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS)
+
+#: well-known ``gen_ai.provider.name`` values, by the names frameworks use for a provider (LangChain's
+#: ``ls_provider``, LiteLLM's model prefix as DSPy uses it); other names pass through lower-cased
+_PROVIDERS = {
+    "openai": "openai", "text-completion-openai": "openai", "anthropic": "anthropic", "claude": "anthropic",
+    "azure": "azure.ai.openai", "azure_openai": "azure.ai.openai", "azure_ai": "azure.ai.inference",
+    "azure-ai-inference": "azure.ai.inference", "bedrock": "aws.bedrock", "amazon_bedrock": "aws.bedrock",
+    "bedrock_converse": "aws.bedrock", "google_genai": "gcp.gemini", "gemini": "gcp.gemini",
+    "google_vertexai": "gcp.vertex_ai", "vertex_ai": "gcp.vertex_ai", "vertexai": "gcp.vertex_ai",
+    "cohere": "cohere", "deepseek": "deepseek", "groq": "groq", "mistral": "mistral_ai", "mistralai": "mistral_ai",
+    "mistral_ai": "mistral_ai", "xai": "x_ai", "x_ai": "x_ai", "perplexity": "perplexity", "watsonx": "ibm.watsonx.ai",
+    "ibm": "ibm.watsonx.ai", "moonshot": "moonshot_ai", "moonshot_ai": "moonshot_ai",
+}
+
+
+def provider_name(raw: str | None) -> str | None:
+    """The ``gen_ai.provider.name`` for a framework's provider name (``"google_genai"`` → ``"gcp.gemini"``):
+    the convention's well-known value when there is one, else the name lower-cased; ``None`` for none."""
+    if not raw or not isinstance(raw, str):
+        return None
+    key = raw.strip().lower()
+    return _PROVIDERS.get(key, key) or None
+
+
+class SPAN:
+    """driftwatch's span names (``invoke_agent {agent}`` and ``create_agent {agent}`` are the GenAI ones)."""
+
+    INVOKE_AGENT = "invoke_agent"
+    CREATE_AGENT = "create_agent"
+    CHANGE = "driftwatch.change"
+    OPTIMIZER_COMPILE = "driftwatch.optimizer.compile"
+    DRIFT = "driftwatch.drift"
+
+
+class EVENT:
+    """driftwatch's span event names."""
+
+    DRIFT = "driftwatch.drift"
+    CHANGE_DIFF = "driftwatch.change.diff"
 
 
 class ATTR:
-    """driftwatch's own span attribute names."""
+    """driftwatch's own span attribute names (``docs/semantic-conventions.md``)."""
 
     AGENT = "driftwatch.agent"
     COMPONENT = "driftwatch.component"
@@ -94,17 +165,22 @@ class Tracing:
         self.redact = redact
 
     # -- agent calls ------------------------------------------------------------------------------
-    def start_call(self, agent: str, version: str | None, *, attach: bool = True) -> tuple[Any, Any]:
+    def start_call(self, agent: str, version: str | None, *, attach: bool = True,
+                   attributes: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
         """Start ``invoke_agent {agent}`` as the current span; returns ``(span, token)``.
 
-        The token is ``None`` when the span does not record (no SDK configured), so nothing needs
-        detaching and the call pays almost nothing, and with ``attach=False`` (the caller makes the
-        span current with :meth:`enter` where the agent runs).
+        ``attributes``: more GenAI attributes known at the start (``gen_ai.provider.name``,
+        ``gen_ai.request.model``, ``gen_ai.conversation.id``; samplers see them). The token is ``None`` when
+        the span does not record (no SDK configured), so nothing needs detaching and the call pays almost
+        nothing, and with ``attach=False`` (the caller makes the span current with :meth:`enter` where the
+        agent runs).
         """
-        attributes = {GEN_AI_OPERATION_NAME: "invoke_agent", GEN_AI_AGENT_NAME: agent}
+        attrs: dict[str, Any] = {GEN_AI_OPERATION_NAME: SPAN.INVOKE_AGENT, GEN_AI_AGENT_NAME: agent}
         if version:
-            attributes[GEN_AI_AGENT_VERSION] = version
-        span = self.tracer.start_span(f"invoke_agent {agent}", kind=SpanKind.INTERNAL, attributes=attributes)
+            attrs[GEN_AI_AGENT_VERSION] = version
+        if attributes:
+            attrs.update((k, v) for k, v in attributes.items() if v is not None)
+        span = self.tracer.start_span(f"{SPAN.INVOKE_AGENT} {agent}", kind=SpanKind.INTERNAL, attributes=attrs)
         if not attach or not span.is_recording():
             return span, None
         return span, otel_context.attach(trace.set_span_in_context(span))
@@ -124,14 +200,16 @@ class Tracing:
     @staticmethod
     def end_call(span: Any, *, error: BaseException | None = None, output_chars: int | None = None,
                  input_tokens: int | None = None, output_tokens: int | None = None,
-                 factory: str | None = None) -> None:
+                 factory: str | None = None, attributes: Mapping[str, Any] | None = None) -> None:
+        """End an agent call's span: output size, tokens, error, and ``attributes`` learnt during the call
+        (the agent version that served it, the model and provider it called)."""
         if span is None:
             return
         if span.is_recording():
-            attributes: dict[str, Any] = {}
+            attributes = {k: v for k, v in attributes.items() if v is not None} if attributes else {}
             if factory is not None:  # the watched function built an agent rather than ran one
-                span.update_name(f"create_agent {factory}")
-                attributes[GEN_AI_OPERATION_NAME] = "create_agent"
+                span.update_name(f"{SPAN.CREATE_AGENT} {factory}")
+                attributes[GEN_AI_OPERATION_NAME] = SPAN.CREATE_AGENT
             if output_chars is not None:
                 attributes[ATTR.OUTPUT_CHARS] = output_chars
             if input_tokens:
@@ -141,7 +219,7 @@ class Tracing:
             if error is not None:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                attributes["error.type"] = type(error).__qualname__
+                attributes[ERROR_TYPE] = type(error).__qualname__
             if attributes:
                 span.set_attributes(attributes)  # one lock and one pass for all of them
         span.end()
@@ -153,7 +231,7 @@ class Tracing:
         The changes an optimizer run produces are recorded while it is current, so their spans are its
         children.
         """
-        return self.tracer.start_span("driftwatch.optimizer.compile", kind=SpanKind.INTERNAL, attributes={
+        return self.tracer.start_span(SPAN.OPTIMIZER_COMPILE, kind=SpanKind.INTERNAL, attributes={
             ATTR.AGENT: run.agent, ATTR.OPTIMIZER: run.optimizer, ATTR.RUN_ID: run.id})
 
     @staticmethod
@@ -168,7 +246,7 @@ class Tracing:
             if error is not None:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                attributes["error.type"] = type(error).__qualname__
+                attributes[ERROR_TYPE] = type(error).__qualname__
             span.set_attributes(attributes)
         span.end()
 
@@ -191,7 +269,7 @@ class Tracing:
             attributes[ATTR.NODE] = change.node
         if change.run_id:
             attributes[ATTR.RUN_ID] = change.run_id
-        return self.tracer.start_span("driftwatch.change", kind=SpanKind.INTERNAL, attributes=attributes,
+        return self.tracer.start_span(SPAN.CHANGE, kind=SpanKind.INTERNAL, attributes=attributes,
                                       start_time=int(change.timestamp * 1e9) or None)
 
     @staticmethod
@@ -201,7 +279,7 @@ class Tracing:
 
     def end_change(self, span: Any, diff: str | None) -> None:
         if diff is not None and self.capture_content and span.is_recording():
-            span.add_event("driftwatch.change.diff", {ATTR.DIFF: diff})
+            span.add_event(EVENT.CHANGE_DIFF, {ATTR.DIFF: diff})
         span.end()
 
     # -- drift ------------------------------------------------------------------------------------
@@ -217,9 +295,64 @@ class Tracing:
                                       ATTR.DRIFT_SCORE: alarm.score}
         if alarm.anchor_change_id:
             attributes[ATTR.ANCHOR] = alarm.anchor_change_id
-        with self.tracer.start_as_current_span("driftwatch.drift", links=links, attributes=attributes) as span:
-            span.add_event("driftwatch.drift", attributes)
+        with self.tracer.start_as_current_span(SPAN.DRIFT, links=links, attributes=attributes) as span:
+            span.add_event(EVENT.DRIFT, attributes)
             return self.span_ids(span)
+
+
+# -- span ids that leave the global random alone ----------------------------------------------------------
+
+_ID_GENERATOR: Any = None
+_ID_LOCK = threading.Lock()
+
+
+def id_generator() -> Any:
+    """An OpenTelemetry ``IdGenerator`` that does not touch the global :mod:`random` (the SDK's default draws
+    ids with ``random.getrandbits``, which shifts every number a program that seeds ``random`` draws later).
+
+    ``TracerProvider(id_generator=driftwatch.tracing.id_generator())``. Ids come from a private
+    ``random.Random`` seeded from ``os.urandom`` (reseeded in a forked child, as the global one is); trace ids
+    are random in all 128 bits. One shared instance per process.
+    """
+    global _ID_GENERATOR
+    if _ID_GENERATOR is None:
+        with _ID_LOCK:
+            if _ID_GENERATOR is None:
+                _ID_GENERATOR = _make_id_generator()
+    return _ID_GENERATOR
+
+
+def _make_id_generator() -> Any:
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class PrivateRandomIdGenerator(IdGenerator):
+        """Span and trace ids from a private random generator (the global ``random`` is left alone)."""
+
+        def __init__(self) -> None:
+            self._rng = random.Random(os.urandom(32))
+
+        def reseed(self) -> None:
+            self._rng.seed(os.urandom(32))
+
+        def generate_span_id(self) -> int:
+            span_id = self._rng.getrandbits(64)
+            while span_id == trace.INVALID_SPAN_ID:
+                span_id = self._rng.getrandbits(64)
+            return span_id
+
+        def generate_trace_id(self) -> int:
+            trace_id = self._rng.getrandbits(128)
+            while trace_id == trace.INVALID_TRACE_ID:
+                trace_id = self._rng.getrandbits(128)
+            return trace_id
+
+        def is_trace_id_random(self) -> bool:
+            return True
+
+    generator = PrivateRandomIdGenerator()
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=generator.reseed)
+    return generator
 
 
 def _log_error(stage: str, exc: BaseException) -> None:

@@ -48,8 +48,9 @@ class TrackerHost(Protocol):
     def emit_change(self, change: Change) -> Change:
         """Record and export a change (or baseline); returns it as recorded (with trace ids)."""
 
-    def note_revision(self, agent: str, component: str, revision_id: str) -> None:
-        """The component is at ``revision_id`` without a change (its ledger head, adopted)."""
+    def note_revision(self, agent: str, component: str, revision_id: str, *, changed: bool = False) -> None:
+        """The component is at ``revision_id`` (``changed=False``: without a change, e.g. its ledger head,
+        adopted)."""
 
 _UNSET = object()
 

@@ -81,7 +81,7 @@ def test_restore_names_bad_arguments(cap: Captured, lm: PromptLM) -> None:
     with pytest.raises(KeyError, match="revision_id='ffffffffffff'"):
         dw_dspy.restore(program, "ffffffffffff")
     with pytest.raises(ValueError, match="shape"):
-        dw_dspy.restore(program, heads["<program>"])
+        dw_dspy.restore(program, heads["TwoStep"])
     with pytest.raises(KeyError, match="component='nope'"):
         dw_dspy.restore(program, heads["respond"], component="nope")
     with pytest.raises(TypeError, match="program"):
@@ -118,7 +118,7 @@ def test_restore_an_optimizer_candidate(cap: Captured, lm: PromptLM, name: str) 
     assert all(c["revision_id"] and c["restorable"] for c in cands)
     for c in cands:  # the program revision and each of its components' revisions are stored
         manifest = cap.ledger.revision(c["revision_id"]).state["components"]
-        assert set(manifest) == {"gen_query", "respond", "<program>"}
+        assert set(manifest) == {"gen_query", "respond", "TwoStep"}
         assert all(cap.ledger.revision(rid) is not None for rid in manifest.values())
 
     returned = dw_dspy.program_revision(tuned)

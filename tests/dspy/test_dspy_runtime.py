@@ -63,11 +63,11 @@ EDITS: list[tuple[str, type, Callable[[Any], Any], str, str]] = [
     ("config replaced", Pipeline, lambda p: setattr(p.summarize, "config", {"max_tokens": 50}), "summarize",
      "lm_config"),
     ("lm set", Pipeline, lambda p: setattr(p.gen_query, "lm", PromptLM()), "gen_query", "lm_config"),
-    ("predictor added", WithParts, lambda p: setattr(p, "extra", dspy.Predict("answer -> title")), "<program>",
+    ("predictor added", WithParts, lambda p: setattr(p, "extra", dspy.Predict("answer -> title")), "WithParts",
      "topology"),
-    ("predictor removed", WithParts, lambda p: delattr(p, "aux"), "<program>", "topology"),
+    ("predictor removed", WithParts, lambda p: delattr(p, "aux"), "WithParts", "topology"),
     ("predictor appended to a list", WithParts, lambda p: p.helpers.append(dspy.Predict("answer -> score")),
-     "<program>", "topology"),
+     "WithParts", "topology"),
     ("Flex code rebound", WithParts, _flex_rebind, "coder", "code"),
 ]
 
@@ -119,7 +119,7 @@ def test_watch_returns_the_same_program_and_records_baselines(cap: Captured, lm:
     watched = driftwatch.watch(program, agent="qa")
     assert watched is program and isinstance(watched, Pipeline)
     baselines = cap.ledger.changes(agent="qa", baselines=True)
-    assert sorted(c.component for c in baselines) == ["<program>", "answer.predict", "gen_query", "summarize"]
+    assert sorted(c.component for c in baselines) == ["Pipeline", "answer.predict", "gen_query", "summarize"]
     assert all(c.is_baseline for c in baselines)
     assert cap.changes() == []
     assert cap.value("driftwatch_changes_total", agent="qa", component="gen_query", kind="instructions",
@@ -226,7 +226,7 @@ def test_nested_watched_program_is_recorded_once(cap: Captured, lm: PromptLM) ->
     assert cap.value("driftwatch_calls_total", agent="outer", status="ok") == 1
     assert cap.value("driftwatch_calls_total", agent="inner", status="ok") == 1  # the direct call only
     assert {c.component for c in cap.ledger.changes(agent="outer", baselines=True)} == {
-        "<program>", "inner.gen_query", "inner.respond", "final"}
+        "Outer", "inner.gen_query", "inner.respond", "final"}
 
 
 def test_instrument_covers_every_program_and_uninstrument_undoes_every_patch(cap: Captured, lm: PromptLM) -> None:

@@ -200,6 +200,8 @@ def test_invoke_records_tools_tokens_output_and_span(cap: Captured) -> None:
     assert attrs.pop("gen_ai.usage.input_tokens") == 12
     assert attrs.pop("gen_ai.usage.output_tokens") == 5
     assert attrs.pop("driftwatch.output.chars") == len("Done.")
+    assert attrs.pop("gen_ai.provider.name") == "toolmodel"  # LangChain's ls_provider for a class of its own
+    assert attrs.pop("gen_ai.request.model") == "fake-tool-model"
     assert attrs == {}
 
 

@@ -30,9 +30,7 @@ def _programs(**defects: tuple[int, str]) -> list[Any]:
 
 # -- outputs ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", _programs(
-    airline=(9, "span ids drawn from the global random shift the ids a program that seeds random draws"),
-))
+@pytest.mark.parametrize("name", list(PROGRAMS))
 def test_watched_outputs_equal_bare_outputs(outcome: Any, name: str) -> None:
     """Watching changes nothing a program returns (the bare run, in its own runtime, records nothing)."""
     run = outcome(name)
@@ -59,9 +57,7 @@ def test_airline_outputs_equal_but_for_the_ids_drawn_from_random(outcome: Any) -
 
 # -- calls ---------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", _programs(
-    create_agent_middleware=(2, "DriftwatchMiddleware used as the README shows records no calls and no spans"),
-))
+@pytest.mark.parametrize("name", list(PROGRAMS))
 def test_every_request_is_one_recorded_call_with_a_span(outcome: Any, name: str) -> None:
     run, agent = outcome(name), PROGRAMS[name].agent
     n = len(run.watched)
@@ -70,11 +66,7 @@ def test_every_request_is_one_recorded_call_with_a_span(outcome: Any, name: str)
     assert len(run.agent_spans(agent)) == n
 
 
-@pytest.mark.parametrize("name", _programs(
-    hop=(5, "a dspy.Prediction whose outputs are lists (Hop's notes/titles) records no output size"),
-    reflection_message_graph=(5, "a MessageGraph (state = list of messages) records no output size"),
-    create_agent_middleware=(2, "DriftwatchMiddleware used as the README shows records no output"),
-))
+@pytest.mark.parametrize("name", list(PROGRAMS))
 def test_every_call_records_its_output_size(outcome: Any, name: str) -> None:
     """Output-length and refusal drift need the answer of every call."""
     run, agent = outcome(name), PROGRAMS[name].agent
@@ -116,16 +108,7 @@ def expected_changes(name: str, outcome: Any) -> Counter[tuple[str, str, str, st
     return Counter()  # the supervisor and the reflection graphs modify nothing
 
 
-@pytest.mark.parametrize("name", _programs(
-    create_agent_middleware=(1, "LLMToolSelectorMiddleware's per-request tool choice is recorded as 21 tools "
-                                "changes in 22 requests"),
-    create_agent_watched=(1, "the tool selector's own model call is filed as the model node's prompt: "
-                             "261 changes for 22 requests"),
-    procedural_store=(4, "a Store rewrite made by update_instructions is recorded with node None, and the "
-                         "call_model prompt change it causes as source runtime"),
-    procedural_plain=(4, "the call_model prompt change that update_instructions' Store write causes is "
-                         "recorded as source runtime, node None"),
-))
+@pytest.mark.parametrize("name", list(PROGRAMS))
 def test_each_self_modification_is_recorded_once_and_nothing_else(outcome: Any, name: str) -> None:
     run = outcome(name)
     agent = PROGRAMS[name].agent
@@ -201,11 +184,10 @@ def test_every_call_site_has_a_baseline(outcome: Any, name: str) -> None:
 
 @pytest.mark.parametrize("name", [
     "supervisor",
-    _xfail("airline", 6, "tools called by dspy.ReAct are not counted in driftwatch_tool_calls_total"),
-    _xfail("tool_loop", 6, "tools called through dspy.ToolCalls / dspy.Tool.execute are not counted"),
-    _xfail("create_agent_watched", 1, "structured-output schemas (ToolSelectionResponse, Answer) are counted "
-                                      "as agent tools"),
-    _xfail("create_agent_middleware", 2, "DriftwatchMiddleware used as the README shows counts no tool calls"),
+    "airline",
+    "tool_loop",
+    "create_agent_watched",
+    "create_agent_middleware",
 ])
 def test_tool_calls_counted_are_the_tools_the_agent_called(outcome: Any, name: str) -> None:
     """``driftwatch_tool_calls_total{tool}`` equals what the agent's models really called (the fakes log it)."""
@@ -228,16 +210,8 @@ def _segments(run: Any, agent: str) -> list[set[str]]:
     return [groups[k] for k in sorted(groups)]
 
 
-_LG_VERSION = "the first call of a LangGraph program carries another version than all later ones, with no change"
-
-
-@pytest.mark.parametrize("name", [
-    "airline", "tool_loop",
-    _xfail("supervisor", 7, _LG_VERSION),
-    _xfail("reflection_message_graph", 7, _LG_VERSION),
-    _xfail("reflection_state_graph", 7, _LG_VERSION),
-    _xfail("procedural_plain", 7, _LG_VERSION),
-])
+@pytest.mark.parametrize("name", ["airline", "tool_loop", "supervisor", "reflection_message_graph",
+                                  "reflection_state_graph", "procedural_plain"])
 def test_agent_version_moves_exactly_when_a_change_is_recorded(outcome: Any, name: str) -> None:
     run, agent = outcome(name), PROGRAMS[name].agent
     segments = _segments(run, agent)
@@ -246,11 +220,7 @@ def test_agent_version_moves_exactly_when_a_change_is_recorded(outcome: Any, nam
     assert all(a != b for a, b in itertools.pairwise(versions)), versions
 
 
-@pytest.mark.parametrize("name", [
-    "hop",
-    _xfail("baleen", 7, "after a compile, calls of the unchanged student (served side by side) carry the new "
-                        "program's version"),
-])
+@pytest.mark.parametrize("name", ["hop", "baleen"])
 def test_agent_version_is_the_revision_of_the_instance_that_served(outcome: Any, name: str) -> None:
     """``gen_ai.agent.version`` is ``program_revision()`` of the program instance that served the call."""
     run = outcome(name)
@@ -260,8 +230,6 @@ def test_agent_version_is_the_revision_of_the_instance_that_served(outcome: Any,
     assert versions == served
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 9: DSPy components named `<program>` / `self` are cryptic "
-                                       "(name the program's class)")
 @pytest.mark.parametrize("name", ["baleen", "hop", "airline", "tool_loop"])
 def test_dspy_component_names_say_what_they_are(outcome: Any, name: str) -> None:
     components = {c.component for c in outcome(name).changes}

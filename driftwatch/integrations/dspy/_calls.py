@@ -1,5 +1,6 @@
 """Program calls: the patched ``dspy.Module.__call__`` / ``acall``, which check a watched program's state
-(cheaply) and record its outermost call (status, duration, output, tokens, an ``invoke_agent`` span)."""
+(cheaply) and record its outermost call (status, duration, output, tokens, the tools it ran, an
+``invoke_agent`` span tagged with the revision of the program instance that served it and its LM)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ from dspy.utils.usage_tracker import UsageTracker
 
 from driftwatch.integrations._common import Patches
 from driftwatch.integrations.dspy._optimizer import CTX
-from driftwatch.integrations.dspy._watch import Cover, agent_of, derived_agent, observe
-from driftwatch.runtime import CallScope, get_runtime, is_suppressed
+from driftwatch.integrations.dspy._state import vars_of
+from driftwatch.integrations.dspy._tools import CALL_KEY
+from driftwatch.integrations.dspy._watch import Cover, ProgramWatch, agent_of, derived_agent, watch_for
+from driftwatch.observation import output_text
+from driftwatch.runtime import CallScope, Runtime, get_runtime, is_suppressed
+from driftwatch.tracing import GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, provider_name
 
-__all__ = ["CallRecord", "UsageSum", "begin", "call_target", "end", "make_acall", "make_call"]
+__all__ = ["CallRecord", "UsageSum", "begin", "call_target", "end", "lm_model", "make_acall", "make_call",
+           "prediction_text"]
 
 
 def call_target(module: Any) -> str | None:
@@ -42,21 +48,77 @@ def call_target(module: Any) -> str | None:
     return agent or derived_agent(module)
 
 
-def prediction_text(result: Any) -> str | None:
-    if isinstance(result, str):
-        return result
+_ANSWER_FIELDS = ("answer", "response", "output", "result", "text", "content", "summary")
+
+
+def _field_text(value: Any) -> str | None:
+    """A prediction field as text: a string, or a list of strings (joined with newlines)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        return "\n".join(value)
+    return None
+
+
+def prediction_text(result: Any, key: str | None = None) -> str | None:
+    """The answer text of a program's result: the ``key`` field (the agent's ``output_key``), else the first
+    usual answer field, else the last text field but ``reasoning``; a list-of-strings field counts as its
+    items joined. A result that is not a ``dspy.Prediction`` is read as any call's result."""
     store = getattr(result, "_store", None) if isinstance(result, dspy.Prediction) else None
     if not isinstance(store, dict):
-        return None
-    for key in ("answer", "response", "output", "result", "text", "content", "summary"):
-        value = store.get(key)
-        if isinstance(value, str):
-            return value
+        return output_text(result, key)
+    if key is not None:
+        text = _field_text(store.get(key))
+        if text is not None:
+            return text
+    for name in _ANSWER_FIELDS:
+        text = _field_text(store.get(name))
+        if text is not None:
+            return text
     last = None
-    for key, value in store.items():
-        if isinstance(value, str) and key != "reasoning":
-            last = value
+    for name, value in store.items():
+        if name != "reasoning":
+            text = _field_text(value)
+            if text is not None:
+                last = text
     return last
+
+
+_LM_MODELS: dict[int, tuple[Any, tuple[str | None, str | None]]] = {}
+_LM_MODELS_KEPT = 64
+
+
+def lm_model(lm: Any) -> tuple[str | None, str | None]:
+    """``(gen_ai.provider.name, gen_ai.request.model)`` of a DSPy LM: LiteLLM's ``provider/model`` split
+    (``openai/gpt-4o-mini``), else the LM's class (``DummyLM`` → ``dummy``) and its ``model``."""
+    if lm is None:
+        return None, None
+    hit = _LM_MODELS.get(id(lm))
+    if hit is not None and hit[0] is lm:
+        return hit[1]
+    model = getattr(lm, "model", None)
+    if not isinstance(model, str) or not model:
+        result: tuple[str | None, str | None] = (None, None)
+    else:
+        prefix, sep, rest = model.partition("/")
+        if sep and rest:
+            result = (provider_name(prefix), rest)
+        else:
+            cls = type(lm).__name__
+            result = (provider_name(cls[:-2] if cls.endswith("LM") and len(cls) > 2 else cls), model)
+    if len(_LM_MODELS) >= _LM_MODELS_KEPT:
+        _LM_MODELS.clear()
+    _LM_MODELS[id(lm)] = (lm, result)  # the LM is pinned, so its id is not reused
+    return result
+
+
+def _serving_lm(pw: ProgramWatch) -> Any:
+    """The LM a program call uses: its first predictor's own ``lm``, else DSPy's configured one."""
+    for comp in pw.components:
+        lm = vars_of(comp.obj).get("lm")
+        if lm is not None:
+            return lm
+    return dspy.settings.lm
 
 
 def tokens(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
@@ -112,62 +174,92 @@ class UsageSum(UsageTracker):
 
 
 class CallRecord:
-    """One recorded program call: the scope, and the usage tracker when driftwatch opened one."""
+    """One recorded program call: the scope, the usage tracker when driftwatch opened one, the tools it ran."""
 
-    __slots__ = ("scope", "tracker_cm", "usage")
+    __slots__ = ("context_cm", "lock", "scope", "tools", "usage")
 
     def __init__(self, scope: CallScope) -> None:
         self.scope = scope
-        self.tracker_cm: Any = None
+        self.context_cm: Any = None
         self.usage: UsageSum | None = None
+        self.tools: list[str] = []
+        self.lock = threading.Lock()
 
-    def open_usage(self) -> None:
+    def add_tool(self, name: str) -> None:
+        """A tool the program ran during the call (possibly from a ``dspy.Parallel`` worker thread)."""
+        with self.lock:
+            self.tools.append(name)
+
+    def open_context(self) -> None:
+        """Put the record (for tool calls) and, unless the user tracks usage, a token counter into DSPy's
+        context for the call."""
+        settings: dict[str, Any] = {CALL_KEY: self}
         ov = thread_local_overrides.get()
-        if ov.get("usage_tracker") is not None or dspy.settings.track_usage:
-            return  # the user's own tracking is on: read the prediction's usage instead
-        usage = UsageSum()
-        cm = dspy.context(usage_tracker=usage)
+        if ov.get("usage_tracker") is None and not dspy.settings.track_usage:
+            self.usage = settings["usage_tracker"] = UsageSum()
+        cm = dspy.context(**settings)
         cm.__enter__()
-        self.usage = usage
-        self.tracker_cm = cm
+        self.context_cm = cm
 
-    def close_usage(self, exc: BaseException | None) -> None:
-        cm, self.tracker_cm = self.tracker_cm, None
+    def close_context(self, exc: BaseException | None) -> None:
+        cm, self.context_cm = self.context_cm, None
         if cm is not None:
             cm.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
 
     def finish(self, result: Any) -> None:
         if self.usage is not None:
             tin, tout = self.usage.totals()
-        else:
+        else:  # the user's own tracking is on: read the prediction's usage instead
             get = getattr(result, "get_lm_usage", None)
             tin, tout = tokens(get() if callable(get) else None)
-        text = prediction_text(result)
-        self.scope.finish(output_chars=len(text) if text is not None else None, output_text=text,
-                          input_tokens=tin, output_tokens=tout)
+        scope = self.scope
+        text = prediction_text(result, scope.runtime.agent_options(scope.agent).output_key)
+        with self.lock:
+            tools = tuple(self.tools)
+        scope.finish(output_chars=len(text) if text is not None else None, output_text=text,
+                     input_tokens=tin, output_tokens=tout, tools=tools)
+
+
+def _watch(module: Any, agent: str, rt: Runtime) -> ProgramWatch | None:
+    """The program instance's watch, checked (its edits recorded) first."""
+    try:
+        pw = watch_for(module, agent, rt)
+        pw.check(module)
+        return pw
+    except Exception as exc:  # noqa: BLE001  # never break the host: counted
+        rt.error("dspy", exc)
+        return None
 
 
 def begin(module: Any, agent: str) -> CallRecord | None:
     rt = get_runtime()
     if not rt.enabled:
         return None
-    observe(module, agent, rt)
-    scope = rt.begin_call(agent)
+    pw = _watch(module, agent, rt)
+    version = attributes = None
+    if pw is not None:
+        try:
+            version = pw.version()
+            provider, model = lm_model(_serving_lm(pw))
+            attributes = {GEN_AI_PROVIDER_NAME: provider, GEN_AI_REQUEST_MODEL: model}
+        except Exception as exc:  # noqa: BLE001  # span attributes are optional: counted
+            rt.error("dspy", exc)
+    scope = rt.begin_call(agent, version=version, attributes=attributes)
     if scope is None:
         return None
     rec = CallRecord(scope)
     try:
-        rec.open_usage()
-    except Exception as exc:  # noqa: BLE001  # tokens are optional: counted
+        rec.open_context()
+    except Exception as exc:  # noqa: BLE001  # tokens and tools are optional: counted
         rt.error("dspy", exc)
     return rec
 
 
 def end(rec: CallRecord, result: Any = None, error: BaseException | None = None) -> None:
     try:
-        rec.close_usage(error)
+        rec.close_context(error)
         if error is not None:
-            rec.scope.finish(error=error)
+            rec.scope.finish(error=error, tools=tuple(rec.tools))
         else:
             rec.finish(result)
     except Exception as exc:  # noqa: BLE001  # never break the host: counted

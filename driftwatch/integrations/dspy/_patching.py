@@ -1,6 +1,7 @@
 """DSPy's patches, all in one registry: ``Module.__call__`` / ``acall``, ``Evaluate.__call__``, the
-``compile`` of every ``Teleprompter`` subclass, and ``Teleprompter.__init_subclass__`` (which wraps the
-``compile`` of optimizer classes defined later)."""
+``compile`` of every ``Teleprompter`` subclass, ``Teleprompter.__init_subclass__`` (which wraps the
+``compile`` of optimizer classes defined later), and where tool calls are counted (``ReAct.forward`` /
+``aforward``, ``ToolCalls.ToolCall.execute``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import inspect
 from collections.abc import Iterator
 from typing import Any
 
+from dspy.adapters.types.tool import ToolCalls
 from dspy.evaluate.evaluate import Evaluate
+from dspy.predict.react import ReAct
 from dspy.primitives.module import Module
 from dspy.teleprompt.teleprompt import Teleprompter
 
 from driftwatch.integrations._common import Patches
 from driftwatch.integrations.dspy._calls import make_acall, make_call
 from driftwatch.integrations.dspy._optimizer import make_compile, make_evaluate
+from driftwatch.integrations.dspy._tools import make_execute, make_react_aforward, make_react_forward
 from driftwatch.runtime import get_runtime
 
 __all__ = ["PATCHES", "all_subclasses", "install", "wrap_class_compile"]
@@ -71,5 +75,8 @@ def install() -> None:
         PATCHES.patch(Module, "acall", lambda original: make_acall(original, PATCHES))
         PATCHES.patch(Evaluate, "__call__", lambda original: make_evaluate(original, PATCHES))
         PATCHES.patch(Teleprompter, "__init_subclass__", _make_init_subclass)
+        PATCHES.patch(ReAct, "forward", lambda original: make_react_forward(original, PATCHES))
+        PATCHES.patch(ReAct, "aforward", lambda original: make_react_aforward(original, PATCHES))
+        PATCHES.patch(ToolCalls.ToolCall, "execute", lambda original: make_execute(original, PATCHES))
         for cls in all_subclasses(Teleprompter):
             wrap_class_compile(cls)

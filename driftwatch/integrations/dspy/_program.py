@@ -13,11 +13,15 @@ from dspy.primitives.module import Module
 from driftwatch.integrations.dspy._state import is_flex, state_of, vars_of
 from driftwatch.revision import combine, fingerprint
 
-__all__ = ["MARK", "PROGRAM_COMPONENT", "components", "manifest_of", "program_revision", "program_snapshot",
-           "program_state", "same_shape", "scan", "shape_state", "snapshot_of"]
+__all__ = ["LEGACY_ROOT", "MARK", "PROGRAM_COMPONENT", "components", "is_shape_state", "manifest_of",
+           "program_revision", "program_snapshot", "program_state", "same_shape", "scan", "shape_component",
+           "shape_state", "snapshot_of"]
 
-#: the component that holds a program's shape (which predictor sits at which path)
+#: the name driftwatch < 0.2 gave the component that holds a program's shape (now: the program's class name,
+#: :func:`shape_component`); kept so that revisions recorded under it can still be restored
 PROGRAM_COMPONENT = "<program>"
+#: the name driftwatch < 0.2 gave a predictor that is the program itself (now: its class name)
+LEGACY_ROOT = "self"
 #: instance or class attribute: the agent a program (or an optimizer) is watched as
 MARK = "_driftwatch_agent"
 
@@ -47,7 +51,7 @@ def scan(program: Any) -> tuple[list[tuple[str, Any]], list[Any]]:
         seen.add(id(mod))
         if isinstance(mod, Parameter):
             if isinstance(mod, Predict) or is_flex(mod):
-                found.append((path or "self", mod))
+                found.append((path or type(mod).__name__, mod))  # a bare predictor: its class name
             return
         d = vars_of(mod)
         values = tuple(d.values())
@@ -104,6 +108,22 @@ def shape_state(found: list[tuple[str, Any]]) -> dict[str, Any]:
     return {"predictors": {path: type(obj).__qualname__ for path, obj in found}}
 
 
+def is_shape_state(state: Any) -> bool:
+    """Whether a recorded state is a program's shape (``{"predictors": {path: class}}``)."""
+    return isinstance(state, Mapping) and set(state) == {"predictors"} and isinstance(state["predictors"], Mapping)
+
+
+def shape_component(program: Any, found: list[tuple[str, Any]] | None = None) -> str | None:
+    """The component that holds ``program``'s shape: the program's class name (``SimplifiedBaleen``), or
+    ``<Class>.program`` if a predictor path has that name; ``None`` for a program that is itself a predictor
+    (its shape cannot change)."""
+    if isinstance(program, Parameter):
+        return None
+    name = type(program).__name__
+    paths = {path for path, _ in (components(program) if found is None else found)}
+    return name if name not in paths else f"{name}.program"
+
+
 def program_state(program: Any) -> dict[str, Any]:
     """The recorded state of every component of ``program``: ``{component: state}`` (JSON-able).
 
@@ -113,7 +133,9 @@ def program_state(program: Any) -> dict[str, Any]:
         raise TypeError(f"program_state(program=...): expected a dspy.Module, got {type(program).__name__}")
     found = components(program)
     states = {path: state_of(obj) for path, obj in found}
-    states[PROGRAM_COMPONENT] = shape_state(found)
+    shape = shape_component(program, found)
+    if shape is not None:
+        states[shape] = shape_state(found)
     return states
 
 

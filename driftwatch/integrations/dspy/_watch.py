@@ -11,7 +11,7 @@ from typing import Any
 
 from driftwatch.change import Change
 from driftwatch.integrations._common import PerRuntime
-from driftwatch.integrations.dspy._program import MARK, PROGRAM_COMPONENT, same_shape, scan, shape_state
+from driftwatch.integrations.dspy._program import MARK, same_shape, scan, shape_component, shape_state
 from driftwatch.integrations.dspy._state import (
     flex_key,
     flex_pins,
@@ -23,11 +23,15 @@ from driftwatch.integrations.dspy._state import (
     predict_state,
     vars_of,
 )
+from driftwatch.revision import combine
 from driftwatch.runtime import Runtime, get_runtime, is_suppressed
 from driftwatch.tracker import Lineage
 
-__all__ = ["Component", "Cover", "ProgramWatch", "agent_of", "derived_agent", "existing_watch", "observe",
+__all__ = ["SHAPE", "Component", "Cover", "ProgramWatch", "agent_of", "derived_agent", "existing_watch", "observe",
            "refresh", "watch_for"]
+
+#: the key of the shape's lineage in :meth:`ProgramWatch.lineages` (the component is named per program class)
+SHAPE = "<shape>"
 
 
 class Cover:
@@ -59,7 +63,8 @@ class ProgramWatch:
     other instances of the same agent (an optimized copy, the other half of an A/B) did meanwhile.
     """
 
-    __slots__ = ("agent", "components", "inherited", "lock", "probe", "ref", "runtime", "shape", "shape_tracker")
+    __slots__ = ("_version", "agent", "components", "inherited", "lock", "probe", "ref", "runtime", "shape",
+                 "shape_name", "shape_tracker")
 
     def __init__(self, program: Any, agent: str, runtime: Runtime) -> None:
         key = id(program)
@@ -69,22 +74,25 @@ class ProgramWatch:
         self.runtime = runtime
         self.probe: list[Any] | None = None
         self.components: list[Component] = []
-        self.shape_tracker = runtime.tracker(agent, PROGRAM_COMPONENT)
+        #: the shape's component (the program's class name; None for a bare predictor) and its tracker
+        self.shape_name: str | None = None
+        self.shape_tracker: Any = None
         self.shape = Lineage()
+        self._version: tuple[tuple[Any, ...], str] | None = None
         #: the lineage a copy starts from (an optimizer's result: the student's), by component
         self.inherited: dict[str, Lineage] = {}
         self.lock = threading.Lock()
 
     def inherit(self, parent: Mapping[str, Lineage]) -> None:
-        """Start from ``parent``'s lineage (``{component: lineage}``, ``<program>`` included): this
+        """Start from ``parent``'s lineage (``{component: lineage}``, the shape's under :data:`SHAPE`): this
         instance is a copy of it, so only what differs from the parent is a change."""
-        shape = parent.get(PROGRAM_COMPONENT)
+        shape = parent.get(SHAPE)
         if shape is not None and shape.revision_id is not None:
             self.shape.inherit(shape)
-        self.inherited = {c: lin for c, lin in parent.items() if c != PROGRAM_COMPONENT and lin.revision_id}
+        self.inherited = {c: lin for c, lin in parent.items() if c != SHAPE and lin.revision_id}
 
     def lineages(self) -> dict[str, Lineage]:
-        """This instance's lineage by component (``<program>`` included), as last seen."""
+        """This instance's lineage by component (the shape's under :data:`SHAPE`), as last seen."""
         out: dict[str, Lineage] = {}
         for comp in self.components:
             lin = Lineage()
@@ -92,8 +100,25 @@ class ProgramWatch:
             out[comp.path] = lin
         shape = Lineage()
         shape.inherit(self.shape)
-        out[PROGRAM_COMPONENT] = shape
+        out[SHAPE] = shape
         return out
+
+    def version(self) -> str | None:
+        """This instance's own revision (the ``gen_ai.agent.version`` of the calls it serves): the combined
+        revision id of its components as it last had them, what :func:`program_revision` gives for it."""
+        comps = self.components
+        key = (self.shape_name, self.shape.revision_id, *(c.revision_id for c in comps))
+        cached = self._version
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        revs = {c.path: c.revision_id for c in comps if c.revision_id is not None}
+        if self.shape_name is not None and self.shape.revision_id is not None:
+            revs[self.shape_name] = self.shape.revision_id
+        if not revs:
+            return None
+        version = combine(revs)
+        self._version = (key, version)
+        return version
 
     def forget_keys(self) -> None:
         """Make the next check fingerprint everything (in-place edits the cheap keys cannot see)."""
@@ -134,6 +159,12 @@ class ProgramWatch:
                 self.components = self._rebuild(found)
                 self.probe = probe
                 new_shape = shape_state(found)
+                name = shape_component(program, found)
+                if name != self.shape_name:
+                    if self.shape_name is not None:  # renamed (a predictor took the class's name): a new lineage
+                        self.shape = Lineage()
+                    self.shape_name = name
+                    self.shape_tracker = None if name is None else self.runtime.tracker(self.agent, name)
             if not in_order:
                 self._check_shape(new_shape, changes, source, run_id)
         components = sorted(self.components, key=lambda c: c.path) if in_order else self.components
@@ -154,6 +185,8 @@ class ProgramWatch:
 
     def _check_shape(self, shape: dict[str, Any], changes: list[Change], source: str,
                      run_id: str | None) -> None:
+        if self.shape_tracker is None:
+            return  # a bare predictor: its shape cannot change
         ch = self.shape_tracker.observe(shape, kind="topology", source=source, run_id=run_id,
                                         lineage=self.shape)
         if ch is not None:

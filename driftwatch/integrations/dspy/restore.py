@@ -15,7 +15,15 @@ import dspy
 from dspy.primitives.module import Module
 
 from driftwatch.change import Change
-from driftwatch.integrations.dspy._program import PROGRAM_COMPONENT, components, manifest_of, shape_state
+from driftwatch.integrations.dspy._program import (
+    LEGACY_ROOT,
+    PROGRAM_COMPONENT,
+    components,
+    is_shape_state,
+    manifest_of,
+    shape_component,
+    shape_state,
+)
 from driftwatch.integrations.dspy._state import is_flex, lm_state, signature_fields, signature_of, vars_of
 from driftwatch.integrations.dspy._watch import agent_of, derived_agent, existing_watch, watch_for
 from driftwatch.revision import fingerprint
@@ -38,21 +46,40 @@ def _find_component(rt: Runtime, agent: str | None, revision_id: str) -> tuple[s
     return next(iter(matches))
 
 
-def _program_plan(led: Any, program_id: str, manifest: Mapping[str, str],
+def _targets(program: Any, found: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The program's predictors by component name, and by the name older versions gave a bare predictor."""
+    targets = dict(found)
+    if len(found) == 1 and shape_component(program, found) is None:
+        targets[LEGACY_ROOT] = found[0][1]
+    return targets
+
+
+def _is_shape(led: Any, comp: str, rid: str) -> bool:
+    """Whether a program revision's component is its shape (named by the program's class, or ``<program>``)."""
+    if comp == PROGRAM_COMPONENT:
+        return True
+    rev = led.revision(rid)
+    return rev is not None and is_shape_state(rev.state)
+
+
+def _program_plan(led: Any, program_id: str, manifest: Mapping[str, str], program: Any,
                   found: list[tuple[str, Any]]) -> list[tuple[str, Any, Any]]:
     """(component, predictor, state) for each predictor of a program revision; the program must have the
     same shape (the same kinds of predictor at the same paths)."""
-    shape_id = manifest.get(PROGRAM_COMPONENT)
-    if shape_id is not None and shape_id != fingerprint(shape_state(found)):
-        shape = led.revision(shape_id)
+    shapes = [rid for comp, rid in manifest.items() if _is_shape(led, comp, rid)]
+    ours = {fingerprint(shape_state(found))}
+    if shape_component(program, found) is None:  # a bare predictor: recorded as "self" before
+        ours.add(fingerprint(shape_state([(LEGACY_ROOT, obj) for _, obj in found])))
+    if shapes and shapes[0] not in ours:
+        shape = led.revision(shapes[0])
         theirs = sorted((shape.state.get("predictors") or {}) if shape is not None else {})
         raise ValueError(f"restore(revision_id={program_id!r}): that program has predictors at "
                          f"{', '.join(theirs) or '(unknown)'}; this one at {', '.join(p for p, _ in found) or 'none'}: "
                          "restore its predictors one by one with component=")
-    targets = dict(found)
+    targets = _targets(program, found)
     plan = []
     for comp, rid in sorted(manifest.items()):
-        if comp == PROGRAM_COMPONENT:
+        if rid in shapes:
             continue
         rev = led.revision(rid)
         if rev is None:
@@ -148,7 +175,8 @@ def restore(program: Any, revision_id: str | Mapping[str, str], *, component: st
     led = rt.ledger
     plan: list[tuple[str, Any, Any]] = []
     found = components(program)
-    targets = dict(found)
+    targets = _targets(program, found)
+    shape_name = shape_component(program, found)
     for comp, rid in wanted.items():
         rev = led.revision(rid) if isinstance(rid, str) else None
         if rev is None:
@@ -158,12 +186,12 @@ def restore(program: Any, revision_id: str | Mapping[str, str], *, component: st
             if comp:
                 raise ValueError(f"restore(revision_id={rid!r}): a whole program's revision: pass it without "
                                  f"component= (got {comp!r})")
-            plan.extend(_program_plan(led, rev.id, manifest, found))
+            plan.extend(_program_plan(led, rev.id, manifest, program, found))
             continue
         if not comp:
             found_agent, comp = _find_component(rt, agent, rev.id)
             agent = agent or found_agent
-        if comp == PROGRAM_COMPONENT:
+        if comp in (PROGRAM_COMPONENT, shape_name) or is_shape_state(rev.state):
             raise ValueError(f"restore(component={comp!r}): a program's shape cannot be restored, only its "
                              "predictors")
         obj = targets.get(comp)

@@ -61,7 +61,7 @@ from driftwatch.integrations.langgraph._handler import (
 from driftwatch.integrations.langgraph._instrument import check_versions, instrument, is_instrumented, uninstrument
 from driftwatch.integrations.langgraph._middleware import DriftwatchMiddleware
 from driftwatch.integrations.langgraph._runs import with_handler
-from driftwatch.integrations.langgraph._stores import watch_store
+from driftwatch.integrations.langgraph._stores import note_store_writes, watch_store
 from driftwatch.integrations.langgraph._topology import observe_topology, topology
 
 __all__ = [
@@ -105,8 +105,10 @@ def watch_object(obj: Any, *, agent: str, **options: Any) -> Any:
         watched = with_handler(obj, handler)
         observe_topology(agent, obj)
         store = getattr(obj, "store", None)
-        if namespaces is not None and isinstance(store, BaseStore):
-            watch_store(store, agent=agent, namespaces=namespaces)
+        if isinstance(store, BaseStore):
+            note_store_writes(store, agent=agent)  # prompts read from the store: who wrote them
+            if namespaces is not None:
+                watch_store(store, agent=agent, namespaces=namespaces)
         return watched
     if isinstance(obj, BaseStore):
         return watch_store(obj, agent=agent, namespaces=namespaces)

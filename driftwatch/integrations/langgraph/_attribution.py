@@ -29,11 +29,15 @@ class Writes:
         self.values: OrderedDict[str, str] = OrderedDict()
         self.lock = threading.Lock()
 
-    def add(self, value: Any, node: str) -> None:
+    def add(self, value: Any, node: str, *, min_chars: int = 1) -> None:
+        """Note the texts in ``value`` (a prompt, or a structure holding some) as written by ``node``; texts
+        shorter than ``min_chars`` are left out."""
         if type(value) is str and self.values.get(value) == node:
             return  # a node writing back the prompt it wrote last time (a full-state return): nothing new
         texts: list[str] = []
         _texts(value, texts, 0)
+        if min_chars > 1:
+            texts = [t for t in texts if len(t) >= min_chars]
         if not texts:
             return
         with self.lock:

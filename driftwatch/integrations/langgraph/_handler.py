@@ -1,4 +1,4 @@
-"""The callback handler: each chat-model call of a watched run (prompt, tools, settings, per node), the
+"""The callback handler: each chat-model call of a watched run (prompt, tools, settings, per call site), the
 tool calls and tokens of its answer, and node outputs for attribution when the state writers cannot tell."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 
 from driftwatch.integrations._common import jsonable
 from driftwatch.integrations.langgraph._attribution import writes_of
-from driftwatch.integrations.langgraph._requests import content_text, items_key, node_of, observe_request
+from driftwatch.integrations.langgraph._requests import SKIP, content_text, items_key, node_of, observe_request
+from driftwatch.integrations.langgraph._sites import call_site, model_of
 from driftwatch.runtime import get_runtime, is_suppressed
 
 __all__ = ["ACTIVE", "DEFAULT_PROMPT_KEYS", "MIDDLEWARE", "DriftwatchCallbackHandler", "Invocation",
@@ -24,11 +25,13 @@ _NODE_RUNS_KEPT = 10_000  # node runs in progress remembered per handler
 
 
 class Invocation:
-    """One watched graph run in progress: what the handler gathers for its call record."""
+    """One watched graph run in progress: what the handler (and :class:`DriftwatchMiddleware`) gather for its
+    call record."""
 
-    __slots__ = ("agent", "handler", "input_tokens", "lock", "output", "output_tokens", "root", "stream", "tools")
+    __slots__ = ("agent", "handler", "helper_runs", "input_tokens", "lock", "model", "offered", "output",
+                 "output_tokens", "provider", "registry", "root", "selections", "stream", "structured", "tools")
 
-    def __init__(self, handler: DriftwatchCallbackHandler, agent: str) -> None:
+    def __init__(self, handler: DriftwatchCallbackHandler, agent: str, registry: frozenset[str] | None = None) -> None:
         self.handler = handler
         self.agent = agent
         self.stream = False  # a streamed run: its output comes from the root run's on_chain_end
@@ -38,6 +41,28 @@ class Invocation:
         self.input_tokens = 0
         self.output_tokens = 0
         self.lock = threading.Lock()
+        #: the agent's tool registry (names its ToolNodes run), None when the graph runs its tools itself
+        self.registry = registry
+        #: tool names bound for structured output (never agent tools), and tools offered by middleware
+        self.structured: set[str] = set()
+        self.offered: set[str] = set()
+        #: run ids of helper model calls in progress (their tool calls are not the agent's)
+        self.helper_runs: set[Any] = set()
+        #: node tasks (checkpoint namespaces) in which a per-request tool selection ran
+        self.selections: set[str] = set()
+        #: the agent's own model: provider and model name of its first own model call
+        self.provider: str | None = None
+        self.model: str | None = None
+
+    def counts(self, tool: str) -> bool:
+        """Whether a tool call of the agent's own model call is an agent tool call."""
+        if tool in self.structured:
+            return False
+        return self.registry is None or tool in self.registry or tool in self.offered
+
+    def selected(self, metadata: dict[str, Any] | None) -> bool:
+        """Whether a per-request tool selection ran in the node task of this model call."""
+        return bool(self.selections) and bool(metadata) and metadata.get("langgraph_checkpoint_ns") in self.selections
 
 
 #: the innermost watched run in this context (LangGraph copies the context into its node threads)
@@ -138,27 +163,56 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
                             parent_run_id: Any = None, tags: Any = None, metadata: dict[str, Any] | None = None,
                             **kwargs: Any) -> None:
         try:
-            agent, _ = self._agent()
-            if agent is None or MIDDLEWARE.get() == agent:
+            agent, inv = self._agent()
+            if agent is None:
                 return
             rt = get_runtime()
             if not rt.enabled or is_suppressed():
                 return
+            params = kwargs.get("invocation_params") or {}
+            site, helper = call_site(node_of(metadata, "model"), metadata, kwargs.get("name"), kwargs.get("options"))
+            if inv is not None:
+                self._note_call(inv, run_id, metadata, params, helper)
+            if MIDDLEWARE.get() == agent:
+                return  # DriftwatchMiddleware observes this request (the final one)
             system = [content_text(m.content) for m in (messages[0] if messages else ())
                       if getattr(m, "type", None) == "system"]
-            params = kwargs.get("invocation_params") or {}
             tools = params.get("tools")
+            if not helper and inv is not None and inv.selected(metadata):
+                tools = SKIP  # chosen for this request by a tool selector: not the agent's tool set
             rest = {k: v for k, v in params.items() if k != "tools"} if "tools" in params else params
-            observe_request(rt, agent, node_of(metadata, "model"), system, tools, items_key(rest.items()),
-                             lambda: jsonable(rest), self.normalize_prompt)
+            observe_request(rt, agent, site, system, tools, items_key(rest.items()), lambda: jsonable(rest),
+                            self.normalize_prompt)
         except Exception as exc:  # noqa: BLE001  # never break the host
             get_runtime().error("langgraph", exc)
+
+    @staticmethod
+    def _note_call(inv: Invocation, run_id: Any, metadata: dict[str, Any] | None, params: dict[str, Any],
+                   helper: bool) -> None:
+        """What a model call tells the run's record: a helper call (its tool calls do not count), a tool
+        selection (the request it narrows keeps its tools out of the comparison), the agent's model."""
+        if helper:
+            inv.helper_runs.add(run_id)
+            if metadata and metadata.get("lc_source") == "tool_selection":
+                ns = metadata.get("langgraph_checkpoint_ns")
+                if isinstance(ns, str):
+                    inv.selections.add(ns)
+        elif inv.model is None:
+            inv.provider, inv.model = model_of(metadata, params)
+
+    def on_llm_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+        inv = ACTIVE.get()
+        if inv is not None and inv.helper_runs:
+            inv.helper_runs.discard(run_id)
 
     def on_llm_end(self, response: Any, *, run_id: Any, parent_run_id: Any = None, **kwargs: Any) -> None:
         try:
             inv = ACTIVE.get()
             if inv is None or inv.handler is not self:
                 return
+            helper = bool(inv.helper_runs) and run_id in inv.helper_runs
+            if helper:
+                inv.helper_runs.discard(run_id)
             names: list[str] = []
             tokens_in = tokens_out = 0
             for generations in response.generations:
@@ -166,9 +220,9 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
                     message = getattr(gen, "message", None)
                     if message is None:
                         continue
-                    for call in getattr(message, "tool_calls", None) or ():
+                    for call in () if helper else getattr(message, "tool_calls", None) or ():
                         name = call.get("name") if isinstance(call, dict) else getattr(call, "name", None)
-                        if name:
+                        if name and inv.counts(str(name)):
                             names.append(str(name))
                     usage = getattr(message, "usage_metadata", None)
                     if usage:

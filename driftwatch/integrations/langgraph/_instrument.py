@@ -1,5 +1,10 @@
 """``instrument()``: every LangGraph graph in the process, through two patches — driftwatch's handler in
-every LangChain callback manager, and each top-level ``Pregel`` run recorded."""
+every LangChain callback manager, and each top-level ``Pregel`` run recorded.
+
+The run patches (``Pregel.invoke``/``ainvoke``/``stream``/``astream``) are also what records the runs of a
+``create_agent`` graph that carries a :class:`DriftwatchMiddleware` (see ``_marker``): the first middleware
+made puts them in place (:func:`ensure_run_patches`) without the callback-manager patch, so graphs without a
+marker pay one attribute scan per run and are not recorded unless :func:`instrument` is on."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from driftwatch.integrations.langgraph._handler import (
     check_normalizer,
     check_prompt_keys,
 )
+from driftwatch.integrations.langgraph._marker import marker_of
 from driftwatch.integrations.langgraph._runs import (
     Started,
     handler_of,
@@ -28,14 +34,17 @@ from driftwatch.integrations.langgraph._runs import (
     run_stream,
     start_recording,
 )
-from driftwatch.integrations.langgraph._stores import namespace_prefixes, unwatch_stores, watch_store
+from driftwatch.integrations.langgraph._stores import namespace_prefixes, note_store_writes, unwatch_stores, watch_store
 from driftwatch.integrations.langgraph._topology import observe_topology
 from driftwatch.runtime import get_runtime
 
-__all__ = ["check_versions", "instrument", "is_instrumented", "uninstrument"]
+__all__ = ["check_versions", "ensure_run_patches", "instrument", "is_instrumented", "run_patches_installed",
+           "uninstrument"]
 
-#: the patches of :func:`instrument`
+#: the patches of :func:`instrument`: the callback managers' ``__init__``
 _PATCHES = Patches()
+#: the run patches (``Pregel`` methods), for :func:`instrument` and for graphs marked by a DriftwatchMiddleware
+_RUN_PATCHES = Patches()
 _GLOBAL: DriftwatchCallbackHandler | None = None
 _SEEN: weakref.WeakSet[Any] = weakref.WeakSet()
 _GLOBAL_OPTIONS: dict[str, Any] = {}
@@ -47,11 +56,16 @@ def check_versions() -> None:
 
 
 def is_instrumented() -> bool:
-    return bool(_PATCHES)
+    """Whether :func:`instrument` is on."""
+    return _GLOBAL is not None
 
 
-def _first_sight(graph: Any, agent: str) -> None:
-    """Topology (and store) of a graph seen for the first time by :func:`instrument`."""
+def run_patches_installed() -> bool:
+    return bool(_RUN_PATCHES)
+
+
+def _first_sight(graph: Any, agent: str, namespaces: Any = None) -> None:
+    """Topology (and store) of a graph seen for the first time by the run patches."""
     try:
         if graph in _SEEN:
             return
@@ -59,22 +73,52 @@ def _first_sight(graph: Any, agent: str) -> None:
     except TypeError:  # not weak-referenceable or unhashable: skip topology
         return
     observe_topology(agent, graph)
-    namespaces = _GLOBAL_OPTIONS.get("store_namespaces")
     store = getattr(graph, "store", None)
-    if namespaces is not None and isinstance(store, BaseStore):
+    if isinstance(store, BaseStore):
         try:
-            watch_store(store, agent=agent, namespaces=namespaces)
+            note_store_writes(store, agent=agent)
+            if namespaces is not None:
+                watch_store(store, agent=agent, namespaces=namespaces)
         except Exception as exc:  # noqa: BLE001  # never break the host
             get_runtime().error("store", exc)
 
 
-def _instrumented_start(graph: Any, gen: int) -> Started:
-    handler = _GLOBAL
-    if _PATCHES.generation != gen or handler is None or ACTIVE.get() is not None or handler_of(graph) is not None:
-        return None
-    agent = getattr(graph, "name", None) or "LangGraph"
-    _first_sight(graph, agent)
-    return start_recording(graph, handler, agent)
+def _with_callback(args: tuple[Any, ...], kwargs: dict[str, Any], handler: Any) -> tuple[tuple[Any, ...],
+                                                                                         dict[str, Any]]:
+    """The run's arguments with ``handler`` added to its config's callbacks (the user's kept)."""
+    from langchain_core.runnables.config import merge_configs
+
+    if "config" in kwargs:
+        return args, {**kwargs, "config": merge_configs(kwargs["config"], {"callbacks": [handler]})}
+    if len(args) > 1:
+        return (args[0], merge_configs(args[1], {"callbacks": [handler]}), *args[2:]), kwargs
+    return args, {**kwargs, "config": {"callbacks": [handler]}}
+
+
+def _start(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Started, tuple[Any, ...],
+                                                                              dict[str, Any]]:
+    """Whether and how to record this top-level run: a graph carrying a DriftwatchMiddleware's marker (its
+    agent; the middleware's handler joins the run's callbacks), else every graph while :func:`instrument` is on
+    (agent: the graph's name). A graph watched with ``driftwatch.watch`` records itself."""
+    try:
+        marker = marker_of(graph)
+        if marker is not None:
+            if handler_of(graph) is not None:
+                return None, args, kwargs
+            _first_sight(graph, marker.agent)
+            started = start_recording(graph, marker.handler, marker.agent, args, kwargs)
+            if started is not None:
+                args, kwargs = _with_callback(args, kwargs, marker.handler)
+            return started, args, kwargs
+        handler = _GLOBAL
+        if handler is None or ACTIVE.get() is not None or handler_of(graph) is not None:
+            return None, args, kwargs
+        agent = getattr(graph, "name", None) or "LangGraph"
+        _first_sight(graph, agent, _GLOBAL_OPTIONS.get("store_namespaces"))
+        return start_recording(graph, handler, agent, args, kwargs), args, kwargs
+    except Exception as exc:  # noqa: BLE001  # never break the host
+        get_runtime().error("langgraph", exc)
+        return None, args, kwargs
 
 
 def _make_manager_init(handler: DriftwatchCallbackHandler) -> Callable[[Any], Any]:
@@ -99,10 +143,13 @@ def _make_manager_init(handler: DriftwatchCallbackHandler) -> Callable[[Any], An
 def _make_run(run: Callable[..., Any]) -> Callable[[Any], Any]:
     """``make`` for ``Pregel.invoke``/``stream``/``astream``: each top-level run recorded through ``run``."""
     def make(original: Any) -> Any:
-        gen = _PATCHES.generation
+        gen = _RUN_PATCHES.generation
 
         def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return run(_instrumented_start(self, gen), original.__get__(self), args, kwargs)
+            if _RUN_PATCHES.generation != gen:
+                return original(self, *args, **kwargs)
+            started, args, kwargs = _start(self, args, kwargs)
+            return run(started, original.__get__(self), args, kwargs)
 
         method.__name__, method.__qualname__, method.__doc__ = \
             original.__name__, original.__qualname__, original.__doc__
@@ -112,13 +159,26 @@ def _make_run(run: Callable[..., Any]) -> Callable[[Any], Any]:
 
 
 def _make_ainvoke(original: Any) -> Any:
-    gen = _PATCHES.generation
+    gen = _RUN_PATCHES.generation
 
     async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return await run_ainvoke(_instrumented_start(self, gen), original.__get__(self), args, kwargs)
+        if _RUN_PATCHES.generation != gen:
+            return await original(self, *args, **kwargs)
+        started, args, kwargs = _start(self, args, kwargs)
+        return await run_ainvoke(started, original.__get__(self), args, kwargs)
 
     ainvoke.__doc__ = original.__doc__
     return ainvoke
+
+
+def ensure_run_patches() -> None:
+    """Put the run patches in place (once; :func:`uninstrument` takes them back)."""
+    with _RUN_PATCHES.lock:
+        if _RUN_PATCHES:
+            return
+        for name, make in (("invoke", _make_run(run_invoke)), ("ainvoke", _make_ainvoke),
+                           ("stream", _make_run(run_stream)), ("astream", _make_run(run_astream))):
+            _RUN_PATCHES.patch(Pregel, name, make)
 
 
 def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namespaces: Any = None,
@@ -145,15 +205,15 @@ def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namesp
                 _GLOBAL.prompt_keys = keys
                 _GLOBAL.normalize_prompt = normalize
             return
-        handler = _GLOBAL = DriftwatchCallbackHandler(None, prompt_keys=keys, normalize_prompt=normalize)
+        handler = DriftwatchCallbackHandler(None, prompt_keys=keys, normalize_prompt=normalize)
         _PATCHES.patch(BaseCallbackManager, "__init__", _make_manager_init(handler))
-        for name, make in (("invoke", _make_run(run_invoke)), ("ainvoke", _make_ainvoke),
-                           ("stream", _make_run(run_stream)), ("astream", _make_run(run_astream))):
-            _PATCHES.patch(Pregel, name, make)
+        ensure_run_patches()
+        _GLOBAL = handler
 
 
 def uninstrument() -> None:
-    """Undo :func:`instrument` and the store patches, in reverse order; idempotent.
+    """Undo :func:`instrument`, the run patches (a DriftwatchMiddleware puts them back on its next model call)
+    and the store patches, in reverse order; idempotent.
 
     A patch that another instrumentor (OpenInference, OpenLLMetry) has wrapped since is left in place,
     inert, so that their wrapper keeps working; stores watched with :func:`driftwatch.watch` stop being
@@ -163,5 +223,6 @@ def uninstrument() -> None:
     with _PATCHES.lock:
         _GLOBAL = None  # first: every patch of ours passes straight through from here on
         _PATCHES.undo()
+        _RUN_PATCHES.undo()
         _GLOBAL_OPTIONS.clear()
         unwatch_stores()

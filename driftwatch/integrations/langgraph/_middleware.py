@@ -1,14 +1,26 @@
-"""``DriftwatchMiddleware``: ``create_agent`` middleware (placed last) that sees each final model request."""
+"""``DriftwatchMiddleware``: ``create_agent`` middleware (placed last) that sees each final model request, and
+whose agent's runs are recorded through the marker it leaves on the compiled graph (``_marker``)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from driftwatch.integrations import DidNotEnable
 from driftwatch.integrations._common import jsonable
-from driftwatch.integrations.langgraph._handler import MIDDLEWARE, check_normalizer
-from driftwatch.integrations.langgraph._requests import content_text, hashable_key, items_key, node_of, observe_request
+from driftwatch.integrations.langgraph._handler import ACTIVE, MIDDLEWARE, DriftwatchCallbackHandler, check_normalizer
+from driftwatch.integrations.langgraph._instrument import ensure_run_patches, run_patches_installed
+from driftwatch.integrations.langgraph._marker import RunMarker
+from driftwatch.integrations.langgraph._requests import (
+    SKIP,
+    content_text,
+    hashable_key,
+    items_key,
+    node_of,
+    observe_request,
+)
+from driftwatch.integrations.langgraph._sites import names_of, structured_names
 from driftwatch.runtime import get_runtime, is_suppressed
 
 try:  # create_agent's middleware lives in `langchain`, which a LangGraph-only install may lack
@@ -17,6 +29,8 @@ except ImportError:  # pragma: no cover - the `langgraph` extra installs langcha
     _AgentMiddleware = None  # type: ignore[assignment,misc]  # checked in DriftwatchMiddleware
 
 __all__ = ["DriftwatchMiddleware"]
+
+log = logging.getLogger("driftwatch")
 
 
 def _model_name(model: Any) -> str:
@@ -46,33 +60,51 @@ def _request_params(request: Any) -> tuple[Any, Callable[[], Any]]:
     return key, state
 
 
-def _observe_model_request(agent: str, request: Any, normalize: Callable[[str], str] | None = None) -> None:
+def _observe_model_request(agent: str, request: Any, normalize: Callable[[str], str] | None = None) -> bool:
+    """Compare the request with the last one of its call site; tell the run's record what it offers. Returns
+    whether a recorded run of ``agent`` is in progress."""
     rt = get_runtime()
     if not rt.enabled or is_suppressed():
-        return
+        return True
     try:
         from langgraph.config import get_config
 
-        node = node_of((get_config() or {}).get("metadata"), "model")
+        metadata = (get_config() or {}).get("metadata")
     except Exception:  # noqa: BLE001  # outside a graph run: the create_agent model node's name
-        node = "model"
+        metadata = None
+    inv = ACTIVE.get()
+    if inv is not None and inv.agent != agent:
+        inv = None
+    tools: Any = list(request.tools or ())
+    if inv is not None:
+        inv.structured.update(structured_names(request.response_format))
+        inv.offered.update(names_of(tools))
+        if inv.selected(metadata):
+            tools = SKIP  # chosen for this request by a tool selector: not the agent's tool set
     system = []
     if request.system_message is not None:
         system.append(content_text(request.system_message.content))
     system.extend(content_text(m.content) for m in request.messages if getattr(m, "type", None) == "system")
     key, state = _request_params(request)
-    observe_request(rt, agent, node, system, list(request.tools or ()), key, state, normalize)
+    observe_request(rt, agent, node_of(metadata, "model"), system, tools, key, state, normalize)
+    return inv is not None
 
 
 if _AgentMiddleware is not None:
 
     class DriftwatchMiddleware(_AgentMiddleware):  # type: ignore[misc,valid-type]  # a real class when installed
-        """``create_agent`` middleware (place it **last**) that sees each final model request.
+        """``create_agent`` middleware (place it **last**) that watches the agent: its model requests and its runs.
 
-        It records prompt, tool-set and model / setting changes (dynamic prompts, tool pruning, model
-        swaps made by earlier middleware) as ``system_prompt``, ``tools`` and ``model_params`` changes of
-        ``agent``, without adding a graph node. For per-invoke behaviour metrics, also wrap the agent
-        with ``driftwatch.watch(agent_graph, agent=...)``; the two never count a model call twice.
+        - Each final model request (after dynamic prompts, tool filters and model swaps made by earlier
+          middleware): prompt, tool-set and model / setting changes, as ``system_prompt``, ``tools`` and
+          ``model_params`` changes of ``agent``, without adding a graph node. Helper model calls of other
+          middleware (a tool selector's, a summarizer's) are call sites of their own.
+        - Each run of the agent (``invoke``, ``ainvoke``, ``stream``, ``astream``, and what runs through them):
+          one call record — status, duration, output size, the tools its model called, tokens — and an
+          ``invoke_agent {agent}`` span, as ``driftwatch.watch(agent_graph, agent=...)`` gives (LangChain >= 1.5,
+          whose ``create_agent`` keeps the middleware's stream transformers on the graph; the middleware's
+          ``transformers`` carry the marker). Watching the graph with ``driftwatch.watch`` as well records each
+          run once.
         """
 
         def __init__(self, agent: str, *, normalize_prompt: Callable[[str], str] | None = None) -> None:
@@ -81,6 +113,15 @@ if _AgentMiddleware is not None:
             super().__init__()
             self.agent = agent
             self.normalize_prompt = check_normalizer(normalize_prompt)
+            handler = DriftwatchCallbackHandler(agent, normalize_prompt=self.normalize_prompt)
+            handler.chain_attribution = False  # create_agent keeps no prompt in state: chain events only stream
+            #: the marker create_agent hands to the compiled graph (its ``stream_transformers``)
+            self.transformers = (RunMarker(agent, handler),)
+            self._unrecorded_warned = False
+            try:
+                ensure_run_patches()
+            except Exception as exc:  # noqa: BLE001  # the agent runs; its changes are still seen
+                get_runtime().error("langgraph", exc)
 
         @property
         def name(self) -> str:
@@ -88,9 +129,21 @@ if _AgentMiddleware is not None:
 
         def _see(self, request: Any) -> None:
             try:
-                _observe_model_request(self.agent, request, self.normalize_prompt)
+                if not _observe_model_request(self.agent, request, self.normalize_prompt):
+                    self._not_recorded()
             except Exception as exc:  # noqa: BLE001  # never break the host
                 get_runtime().error("langgraph", exc)
+
+        def _not_recorded(self) -> None:
+            """A model call outside a recorded run of the agent: re-arm the run patches (taken back by
+            ``uninstrument()``), or say once that this graph's runs cannot be recorded without ``watch``."""
+            if not run_patches_installed():
+                ensure_run_patches()
+            elif not self._unrecorded_warned:
+                self._unrecorded_warned = True
+                log.warning("DriftwatchMiddleware(agent=%r): this agent's runs are not recorded (calls, spans, "
+                            "output; a create_agent of LangChain < 1.5 keeps no middleware marker): also wrap it "
+                            "with driftwatch.watch(agent_graph, agent=%r)", self.agent, self.agent)
 
         def wrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
             self._see(request)

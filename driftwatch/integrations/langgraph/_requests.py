@@ -1,6 +1,7 @@
-"""What a model request carries, per graph node: its system prompt, its tools and its model settings (three
-components, ``<node>.system_prompt``, ``<node>.tools``, ``<node>.model_params``), compared with the last
-request cheaply (hashes, identities) and fingerprinted only when they moved."""
+"""What a model request carries, per call site (a graph node, or a helper call site inside one, see
+``_sites``): its system prompt, its tools and its model settings (three components, ``<site>.system_prompt``,
+``<site>.tools``, ``<site>.model_params``), compared with the last request cheaply (hashes, identities) and
+fingerprinted only when they moved."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from driftwatch.revision import cheap_key
 from driftwatch.runtime import Runtime
 from driftwatch.tracker import Tracker
 
-__all__ = ["content_text", "hashable_key", "items_key", "node_of", "observe_request"]
+__all__ = ["SKIP", "content_text", "hashable_key", "items_key", "node_of", "observe_request"]
+
+#: ``tools=SKIP``: the request's tools are not compared (chosen for this request by a tool selector)
+SKIP: Any = object()
 
 
 def content_text(content: Any) -> str:
@@ -85,7 +89,7 @@ def items_key(items: Iterable[tuple[str, Any]]) -> Any:
 
 
 class _Slot:
-    """Per (agent, node): its three trackers and the last cheap keys seen (skips the tracker call)."""
+    """Per (agent, call site): its three trackers and the last cheap keys seen (skips the tracker call)."""
 
     __slots__ = ("params", "params_key", "system", "system_key", "tools", "tools_key", "tools_obj")
 
@@ -99,17 +103,18 @@ class _Slot:
         self.params_key: Any = None
 
 
-#: per (agent, node), for the runtime in use (its trackers)
+#: per (agent, call site), for the runtime in use (its trackers)
 _SLOTS: PerRuntime[tuple[str, str], _Slot] = PerRuntime()
 
 
-def observe_request(rt: Runtime, agent: str, node: str, system: Sequence[str], tools: Sequence[Any] | None,
+def observe_request(rt: Runtime, agent: str, site: str, system: Sequence[str], tools: Sequence[Any] | None,
                      params_key: Any, params_state: Callable[[], Any],
                      normalize: Callable[[str], str] | None = None) -> None:
-    """Compare one model request's prompt, tools and settings with the last ones (cheap keys first)."""
-    slot = _SLOTS.values(rt).get((agent, node))
+    """Compare one model request's prompt, tools (unless ``SKIP``) and settings with the last ones (cheap keys
+    first)."""
+    slot = _SLOTS.values(rt).get((agent, site))
     if slot is None:
-        slot = _SLOTS.get(rt, (agent, node), lambda: _Slot(rt, agent, node))
+        slot = _SLOTS.get(rt, (agent, site), lambda: _Slot(rt, agent, site))
     if normalize is None:
         key: Any = tuple(map(hash, system))
         text = None
@@ -122,7 +127,14 @@ def observe_request(rt: Runtime, agent: str, node: str, system: Sequence[str], t
         slot.system.observe(raw if text is None else text, key=key, kind="system_prompt",
                             source="agent" if writer else "runtime", node=writer)
         slot.system_key = key
-    tools = tools or ()
+    if tools is not SKIP:
+        _observe_tools(slot, tools or ())
+    if params_key != slot.params_key:
+        slot.params.observe(params_state, key=params_key, kind="model_params", source="runtime")
+        slot.params_key = params_key
+
+
+def _observe_tools(slot: _Slot, tools: Sequence[Any]) -> None:
     if tools is not slot.tools_obj or len(tools) != len(slot.tools_obj or ()):
         tkey = cheap_key(jsonable(list(tools))) if tools and isinstance(tools[0], dict) \
             else tuple((getattr(t, "name", None), hash(getattr(t, "description", None) or ""), id(t))
@@ -131,9 +143,6 @@ def observe_request(rt: Runtime, agent: str, node: str, system: Sequence[str], t
             slot.tools.observe(lambda: _tools_state(tools), key=tkey, kind="tools", source="runtime")
             slot.tools_key = tkey
         slot.tools_obj = tools
-    if params_key != slot.params_key:
-        slot.params.observe(params_state, key=params_key, kind="model_params", source="runtime")
-        slot.params_key = params_key
 
 
 def node_of(metadata: dict[str, Any] | None, default: str) -> str:

@@ -10,12 +10,15 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackManager
 
+from driftwatch.integrations._common import PerRuntime
 from driftwatch.integrations.langgraph._attribution import spied_nodes
 from driftwatch.integrations.langgraph._handler import ACTIVE, DriftwatchCallbackHandler, Invocation
+from driftwatch.integrations.langgraph._sites import tool_registry
 from driftwatch.observation import output_text
 from driftwatch.runtime import CallScope, get_runtime
+from driftwatch.tracing import GEN_AI_CONVERSATION_ID, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL
 
-__all__ = ["Started", "handler_of", "run_ainvoke", "run_astream", "run_invoke", "run_stream",
+__all__ = ["Started", "conversation_of", "handler_of", "run_ainvoke", "run_astream", "run_invoke", "run_stream",
            "start_recording", "with_handler"]
 
 
@@ -23,22 +26,50 @@ __all__ = ["Started", "handler_of", "run_ainvoke", "run_astream", "run_invoke", 
 Started = tuple[CallScope, Invocation] | None
 
 
-def _begin(handler: DriftwatchCallbackHandler, agent: str) -> tuple[CallScope, Invocation] | None:
-    scope = get_runtime().begin_call(agent, attach=False)  # current only while the graph runs (run_invoke, steps)
+#: the last model each agent's own model calls used, (provider, model), for the runtime in use: put on the next
+#: call's span at its start (samplers see it); a call that finds another sets its own at the end
+_LAST_MODEL: PerRuntime[str, tuple[str | None, str | None]] = PerRuntime()
+
+
+def conversation_of(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The ``thread_id`` a run is given (its config, else the graph's own config): its conversation id."""
+    config = kwargs.get("config") if "config" in kwargs else (args[1] if len(args) > 1 else None)
+    for cfg in (config, getattr(graph, "config", None)):
+        configurable = cfg.get("configurable") if isinstance(cfg, dict) else None
+        thread = configurable.get("thread_id") if isinstance(configurable, dict) else None
+        if thread is not None and isinstance(thread, str | int):
+            return str(thread)
+    return None
+
+
+def _begin(handler: DriftwatchCallbackHandler, agent: str, graph: Any, args: tuple[Any, ...],
+           kwargs: dict[str, Any]) -> tuple[CallScope, Invocation] | None:
+    rt = get_runtime()
+    provider, model = _LAST_MODEL.values(rt).get(agent, (None, None))
+    attributes = {GEN_AI_PROVIDER_NAME: provider, GEN_AI_REQUEST_MODEL: model,
+                  GEN_AI_CONVERSATION_ID: conversation_of(graph, args, kwargs)}
+    # the span is current only while the graph runs (run_invoke, steps)
+    scope = rt.begin_call(agent, attach=False, attributes=attributes)
     if scope is None:
         return None
-    return scope, Invocation(handler, agent)
+    return scope, Invocation(handler, agent, tool_registry(graph))
 
 
 def _end(scope: CallScope, inv: Invocation, error: BaseException | None = None) -> None:
     try:
+        model = (inv.provider, inv.model)
+        span_attributes = None
+        last = _LAST_MODEL.values(scope.runtime)
+        if inv.model is not None and last.get(inv.agent) != model:
+            last[inv.agent] = model
+            span_attributes = {GEN_AI_PROVIDER_NAME: inv.provider, GEN_AI_REQUEST_MODEL: inv.model}
         if error is not None:
-            scope.finish(error=error)
+            scope.finish(error=error, span_attributes=span_attributes)
             return
-        text = output_text(inv.output)
+        text = output_text(inv.output, key=scope.runtime.agent_options(inv.agent).output_key)
         scope.finish(output_chars=len(text) if text is not None else None, output_text=text,
                      tools=tuple(inv.tools), input_tokens=inv.input_tokens or None,
-                     output_tokens=inv.output_tokens or None)
+                     output_tokens=inv.output_tokens or None, span_attributes=span_attributes)
     except Exception as exc:  # noqa: BLE001  # never break the host
         scope.runtime.error("call", exc)
 
@@ -115,15 +146,17 @@ def handler_of(graph: Any) -> DriftwatchCallbackHandler | None:
     return None
 
 
-def start_recording(graph: Any, handler: DriftwatchCallbackHandler | None, agent: str | None) -> Started:
-    """The scope of a new recorded run, or ``None`` to run the graph untouched."""
+def start_recording(graph: Any, handler: DriftwatchCallbackHandler | None, agent: str | None,
+                    args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Started:
+    """The scope of a new recorded run (``args``/``kwargs``: the run's own), or ``None`` to run the graph
+    untouched."""
     if handler is None or agent is None:
         return None
     outer = ACTIVE.get()
     if outer is not None and (outer.agent == agent or handler.agent is None):
         return None  # part of a run already recorded (a subgraph, or invoke → stream)
     try:
-        return _begin(handler, agent)
+        return _begin(handler, agent, graph, args, kwargs or {})
     except Exception as exc:  # noqa: BLE001  # never break the host
         get_runtime().error("call", exc)
         return None
@@ -200,9 +233,9 @@ def run_astream(started: Started, sup: Callable[..., Any], args: tuple[Any, ...]
     return _run_async(stream, scope, inv)
 
 
-def _watched_start(graph: Any) -> Started:
+def _watched_start(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Started:
     handler = handler_of(graph)
-    return start_recording(graph, handler, handler.agent if handler is not None else None)
+    return start_recording(graph, handler, handler.agent if handler is not None else None, args, kwargs)
 
 
 _SUBCLASSES: dict[type, type] = {}
@@ -226,17 +259,20 @@ def _watched_class(cls: type) -> type:
             return sub
 
         def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return run_invoke(_watched_start(self), super(sub, self).invoke, args, kwargs)  # type: ignore[arg-type]
+            return run_invoke(_watched_start(self, args, kwargs), super(sub, self).invoke,  # type: ignore[arg-type]
+                              args, kwargs)
 
         async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return await run_ainvoke(_watched_start(self), super(sub, self).ainvoke,  # type: ignore[arg-type]
+            return await run_ainvoke(_watched_start(self, args, kwargs), super(sub, self).ainvoke,  # type: ignore[arg-type]
                                      args, kwargs)
 
         def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
-            return run_stream(_watched_start(self), super(sub, self).stream, args, kwargs)  # type: ignore[arg-type]
+            return run_stream(_watched_start(self, args, kwargs), super(sub, self).stream,  # type: ignore[arg-type]
+                              args, kwargs)
 
         def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            return run_astream(_watched_start(self), super(sub, self).astream, args, kwargs)  # type: ignore[arg-type]
+            return run_astream(_watched_start(self, args, kwargs), super(sub, self).astream,  # type: ignore[arg-type]
+                               args, kwargs)
 
         methods: dict[str, Any] = {"invoke": invoke, "ainvoke": ainvoke, "stream": stream, "astream": astream}
         for name, fn in methods.items():

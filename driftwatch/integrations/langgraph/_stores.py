@@ -1,5 +1,12 @@
 """LangGraph stores: writes (``BaseStore.batch``/``abatch``, through which every write passes) under watched
-namespace prefixes are ``store`` changes, one component per key (``store:<namespace>/<key>``)."""
+namespace prefixes are ``store`` changes, one component per key (``store:<namespace>/<key>``), naming the graph
+node that wrote them.
+
+The store of a watched graph is also watched *for attribution* without ``store_namespaces=``: the text a node
+writes into the store is noted as that node's (bounded: the last 64 texts per agent, of 16 characters or
+more), so that a prompt another node then reads from the store (LangGraph's procedural-memory pattern) is
+recorded as a change by the writing node (source ``agent``), not by ``runtime``. Nothing is recorded about the
+store itself unless its namespaces are watched."""
 
 from __future__ import annotations
 
@@ -11,15 +18,20 @@ from typing import Any
 from langgraph.store.base import BaseStore, PutOp
 
 from driftwatch.integrations._common import Patches, jsonable
+from driftwatch.integrations.langgraph._attribution import writes_of
+from driftwatch.integrations.langgraph._requests import node_of
 from driftwatch.runtime import get_runtime
 
-__all__ = ["namespace_prefixes", "unwatch_stores", "watch_store"]
+__all__ = ["namespace_prefixes", "note_store_writes", "unwatch_stores", "watch_store"]
 
 #: the patched ``batch``/``abatch`` of store classes with a watched store
 _PATCHES = Patches()
-#: watched store -> [(agent, namespace prefixes)]
-_STORES: weakref.WeakKeyDictionary[Any, list[tuple[str, tuple[tuple[str, ...], ...]]]] = \
+#: watched store -> [(agent, namespace prefixes, or None: writes noted for attribution only)]
+_STORES: weakref.WeakKeyDictionary[Any, list[tuple[str, tuple[tuple[str, ...], ...] | None]]] = \
     weakref.WeakKeyDictionary()
+_UNSET: Any = object()
+#: a store write's texts shorter than this are not noted for attribution (ids, flags, short memories)
+_MIN_NOTED_CHARS = 16
 _IN_STORE: contextvars.ContextVar[bool] = contextvars.ContextVar("driftwatch_lg_store", default=False)
 
 
@@ -40,21 +52,38 @@ def namespace_prefixes(namespaces: Any, arg: str) -> tuple[tuple[str, ...], ...]
     return tuple(out)
 
 
+def _writing_node() -> str | None:
+    """The graph node (path) the store write happens in, when it happens in a graph run."""
+    try:
+        from langgraph.config import get_config
+
+        metadata = (get_config() or {}).get("metadata")
+    except Exception:  # noqa: BLE001  # outside a graph run (no runnable context)
+        return None
+    return node_of(metadata, "") or None
+
+
 def _record_puts(store: Any, ops: Sequence[Any]) -> None:
     watchers = _STORES.get(store)
     if not watchers:
         return
     rt = get_runtime()
+    node: Any = _UNSET
     for op in ops:
         if type(op) is not PutOp and not isinstance(op, PutOp):
             continue
+        if node is _UNSET:  # read once per batch, and only when it writes
+            node = _writing_node()
         ns = tuple(op.namespace)
+        value = op.value
         for agent, prefixes in watchers:
-            if any(ns[:len(p)] == p for p in prefixes):
+            if node is not None and value is not None:
+                writes_of(agent).add(value, node, min_chars=_MIN_NOTED_CHARS)  # type: ignore[arg-type]  # a str
+            if prefixes is not None and any(ns[:len(p)] == p for p in prefixes):
                 component = f"store:{'/'.join(ns)}/{op.key}"
-                value = op.value
                 try:
-                    rt.observe(agent, component, lambda v=value: jsonable(v), kind="store", source="store")
+                    rt.observe(agent, component, lambda v=value: jsonable(v), kind="store", source="store",
+                               node=node)
                 except Exception as exc:  # noqa: BLE001  # never break the host
                     rt.error("store", exc)
 
@@ -115,6 +144,18 @@ def unwatch_stores() -> None:
     with _PATCHES.lock:
         _PATCHES.undo()
         _STORES.clear()
+
+
+def note_store_writes(store: Any, *, agent: str) -> None:
+    """Note the texts graph nodes write into ``store``, for attributing the prompt changes they cause to them
+    (nothing about the store is recorded; :func:`watch_store` records its writes). Idempotent."""
+    if not isinstance(store, BaseStore):
+        return
+    _patch_store_class(type(store))
+    with _PATCHES.lock:
+        watchers = _STORES.setdefault(store, [])
+        if not any(w[0] == agent for w in watchers):
+            watchers.append((agent, None))
 
 
 def watch_store(store: Any, *, agent: str, namespaces: Any = None) -> Any:
