@@ -16,10 +16,14 @@ help:
 	@echo "make dashboards  regenerate grafana/ from code"
 	@echo "make bench       run the benchmarks in benchmarks/"
 
+# setuptools' editable install ends with an "Editable installation ... folders in your working directory with the
+# same name as your package" warning block; driftwatch/ is that folder on purpose (a flat layout), so quiet it
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
+
 $(STAMP): setup.cfg constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev]'
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev]'
 	@touch $@
 
 venv: $(STAMP)

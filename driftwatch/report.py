@@ -43,6 +43,11 @@ WINDOWS_EACH_SIDE = 30
 SAME_MOMENT_S = 1.0
 #: changes that get a section of their own, by default (the most recent ones)
 DEFAULT_LIMIT = 100
+#: what one page embeds at most (a page must open in a browser and travel as an incident attachment): the
+#: characters of one change's diff, of all diffs together, and the events listed (table rows, timeline marks)
+MAX_DIFF_CHARS = 20_000
+MAX_PAGE_DIFF_CHARS = 400_000
+MAX_EVENTS = 2_000
 _KIND_COLORS = dict(zip(KINDS, ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
                                 "#bcbd22", "#7f7f7f", "#393b79", "#637939"), strict=True))
 _ALARM = "#d62728"
@@ -298,6 +303,19 @@ pre.diff{background:#f6f8fa;border:1px solid #e1e4e8;padding:8px;overflow-x:auto
 """
 
 
+def _capped_diff(diff: str, budget: int) -> tuple[str, int]:
+    """The diff cut (at a line end) to at most :data:`MAX_DIFF_CHARS` and ``budget`` characters, with a last line
+    saying what was left out; and how many characters were left out."""
+    limit = min(MAX_DIFF_CHARS, max(budget, 0))
+    if len(diff) <= limit:
+        return diff, 0
+    cut = diff.rfind("\n", 0, limit) + 1
+    left = diff[cut:]
+    note = (f"… {left.count(chr(10)) + 1:,} more lines ({len(left):,} characters) left out of this page: "
+            "`driftwatch show <change id>` prints the whole diff")
+    return diff[:cut] + note, len(left)
+
+
 def _diff_html(diff: str) -> str:
     lines = []
     for line in diff.splitlines():
@@ -473,7 +491,7 @@ def build_report(ledger: Ledger, *, agent: str | None = None, since: float | Non
 
     p.append("<section id='timeline'><h2>Timeline</h2>")
     if agents:
-        p.append(timeline(agents, changes, alarms, runs, t0, t1))
+        p.append(timeline(agents, changes[-MAX_EVENTS:], alarms[-MAX_EVENTS:], runs[-MAX_EVENTS:], t0, t1))
         kinds = sorted({c.kind for c in changes})
         p.append('<div class="legend">' + "".join(
             f'<span><span class="kind" style="background:{_KIND_COLORS.get(k, "#333")}">{k}</span></span>'
@@ -502,14 +520,18 @@ def build_report(ledger: Ledger, *, agent: str | None = None, since: float | Non
                                      f"({html.escape(r.outcome)}{duration}), {r.candidates} candidates, best "
                                      f"score {_fmt_num(r.best_score)}</td></tr>"))
     if events:
-        p.append("<section id='events'><h2>Events</h2><table><tr><th>time</th><th>event</th><th>agent</th>"
-                 "<th>detail</th></tr>" + "".join(row for _, row in sorted(events, key=lambda e: e[0]))
-                 + "</table></section>")
+        shown = sorted(events, key=lambda e: e[0])[-MAX_EVENTS:]
+        more = (f"<p class='muted'>The timeline and this table show the last {len(shown):,} of {len(events):,} "
+                "events (<code>driftwatch history</code> lists them all).</p>") if len(shown) < len(events) else ""
+        p.append("<section id='events'><h2>Events</h2>" + more + "<table><tr><th>time</th><th>event</th>"
+                 "<th>agent</th><th>detail</th></tr>" + "".join(row for _, row in shown) + "</table></section>")
 
     detailed = changes[-limit:] if limit else []
     if len(detailed) < len(changes):
         p.append(f"<p class='muted'>Sections below cover the last {len(detailed)} of {len(changes)} changes "
                  "(<code>--limit</code> to show more).</p>")
+    budget, cut = MAX_PAGE_DIFF_CHARS, 0
+    sections: list[str] = []
     for c in detailed:
         diff = None
         if diffs:
@@ -517,6 +539,9 @@ def build_report(ledger: Ledger, *, agent: str | None = None, since: float | Non
                 diff = ledger.diff(c.before_id, c.after_id)
             except KeyError as exc:
                 diff = f"(diff unavailable: {exc.args[0]})"
+            diff, left = _capped_diff(diff, budget)
+            budget -= len(diff)
+            cut += left
         prom = None
         if prometheus is not None:
             around = by_agent.get(c.agent, [])
@@ -525,7 +550,12 @@ def build_report(ledger: Ledger, *, agent: str | None = None, since: float | Non
                        after[-1].end - c.timestamp if after else 0.0, 60.0)
             p0, p1 = c.timestamp - half, min(c.timestamp + half, now)
             prom = {"t0": p0, "t1": max(p1, c.timestamp + 1.0), "series": prometheus.signals(c.agent, p0, p1)}
-        p.append(_change_section(c, diff, by_agent.get(c.agent, []), changes, alarms, prom))
+        sections.append(_change_section(c, diff, by_agent.get(c.agent, []), changes, alarms, prom))
+    if cut:
+        p.append(f"<p class='muted'>{cut:,} characters of diffs are left out of this page (at most "
+                 f"{MAX_DIFF_CHARS:,} per change and {MAX_PAGE_DIFF_CHARS:,} in all; each cut diff says so): "
+                 "<code>driftwatch show CHANGE_ID</code> prints a whole diff.</p>")
+    p.extend(sections)
     p.append("</main></body></html>")
     return "\n".join(p)
 

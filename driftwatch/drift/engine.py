@@ -23,7 +23,8 @@ Reference policy, per agent:
 
 Exports, through the collaborators it is given (it knows nothing of the runtime):
 ``driftwatch_drift_score`` and ``driftwatch_drift_alarm`` per signal and ``driftwatch_reference_calls``
-(the frozen reference's size; while warming, the calls collected so far) through the metrics sink's
+(the frozen reference's size; while warming, the calls collected so far, exported as soon as it moves; the
+scores at most every 0.5 s, and at once on an alarm, a freeze or an operator command) through the metrics sink's
 :meth:`~driftwatch.metrics.Metrics.set_drift`; each alarm through ``on_alarm(alarm, anchor_change)`` (the
 runtime's :meth:`~driftwatch.runtime.Runtime.record_alarm`: span event linked to the anchor change, audit
 event, ledger row); errors through ``on_error(stage, exc)``. It reads the per-call signals the runtime
@@ -62,7 +63,7 @@ _LATER_MAX = 16
 
 
 class _Agent:
-    __slots__ = ("alarmed", "anchor", "calls_since_anchor", "later", "lock", "mon", "name",
+    __slots__ = ("alarmed", "anchor", "calls_since_anchor", "exported_reference", "later", "lock", "mon", "name",
                  "next_export", "ops", "ops_alarmed", "reference_kind", "settle")
 
     def __init__(self, name: str, mon: DriftMonitor, ops: DriftMonitor) -> None:
@@ -78,6 +79,7 @@ class _Agent:
         self.alarmed: dict[str, str] = {}  # signal -> alarm id (latched until accept/reset)
         self.ops_alarmed: set[str] = set()
         self.next_export = 0.0
+        self.exported_reference = -1  # the driftwatch_reference_calls value last exported
 
 
 def _ignore(stage: str, exc: BaseException) -> None:
@@ -171,8 +173,11 @@ class DriftEngine:
             ops = st.ops.update(rec)
             if st.anchor is not None:
                 st.calls_since_anchor += 1
-            if st.settle and st.mon.ring_size >= self.reference_calls:
+            froze = st.settle and st.mon.ring_size >= self.reference_calls
+            if froze:
                 self._freeze(st, "after_change")
+            # the reference size shown: moves with every call while warming, then only at a freeze
+            moved = (st.mon.reference_size if st.mon.armed else st.mon.ring_size) != st.exported_reference
             if status.fired:
                 latched = st.mon.latched  # the score at the crossing (an embedding batch may end lower)
                 fired = [(s, latched.get(s, status.signals[s])) for s in status.fired]
@@ -182,7 +187,7 @@ class DriftEngine:
                 st.ops_alarmed.update(ops.fired)
         for signal, score in fired:
             self._raise(st, signal, score)
-        if fired or ops.fired or now >= st.next_export:
+        if fired or ops.fired or froze or moved or now >= st.next_export:
             st.next_export = now + _EXPORT_S
             self.export(st)
 
@@ -320,4 +325,5 @@ class DriftEngine:
             scores = {**st.mon.scores(), **st.ops.scores()}
             alarmed = set(st.alarmed) | st.ops_alarmed
             ref = st.mon.reference_size if st.mon.armed else st.mon.ring_size
+            st.exported_reference = ref
         sink.set_drift(st.name, scores, alarmed, ref)

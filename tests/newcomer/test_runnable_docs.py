@@ -90,13 +90,9 @@ def example_block(path: Path) -> Block:
     extras = ",".join(sorted(filter(None, (m.group("extras") or "").split(","))))
     return Block(str(path.relative_to(ROOT)), 1, extras, "")
 
-#: blocks that call MIPROv2 and are known to fail today, by (page, extras) -> reason
-KNOWN_FAILURES = {
-    ("README.md", "dspy"): "issue 12 item 3: MIPROv2 needs optuna, which the dspy extra does not install",
-    ("README.md", "all"): "issue 12 item 3: MIPROv2 needs optuna, which the all extra does not install",
-    ("examples/dspy_mipro.py", "dspy"): "issue 12 item 3: MIPROv2 needs optuna, which the dspy extra does not "
-                                        "install",
-}
+#: blocks that call MIPROv2 and are known to fail today, by (page, extras) -> reason (a strict xfail each); none
+#: since the dspy and all extras install optuna (issue 12 item 3)
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def _params() -> list[object]:
