@@ -11,9 +11,8 @@ gets nothing queued: one line on stderr names the agents it knows, and the exit 
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
 import time
+from typing import Any
 
 from driftwatch.cli._common import LEDGER_HELP, CLIError, open_for_writing
 from driftwatch.config import Settings
