@@ -5,9 +5,9 @@ only. ``outcome(name)`` runs a program's scenario through :func:`tests.realworld
 use and keeps the :class:`~tests.realworld.harness.Outcome` for the session, so that the many tests that
 look at one run (outputs, changes, metrics, spans) do not each pay for it.
 
-A test that documents a defect of today's driftwatch asserts the correct behaviour and is marked
-``xfail(strict=True, reason="issue 12 item N: ...")``: when the defect is fixed it passes, strict xfail
-fails the suite, and the mark must come off.
+A test that documents a defect of driftwatch asserts the correct behaviour and is marked
+``xfail(strict=True, reason="issue N item M: ...")``: when the defect is fixed it passes, strict xfail
+fails the suite, and the mark must come off. (None is marked today: the defects issue 12 found are fixed.)
 """
 
 from __future__ import annotations

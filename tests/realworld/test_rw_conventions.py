@@ -27,7 +27,7 @@ REQUEST_MODEL = {
 
 
 def test_invoke_agent_spans_carry_the_attributes_driftwatch_sets_today(outcome: Any) -> None:
-    """The positive control for the xfails below: the spans exist and carry the convention's names."""
+    """The positive control for the tests below: the spans exist and carry the convention's names."""
     for name in REQUEST_MODEL:
         spans = outcome(name).agent_spans(PROGRAMS[name].agent)
         assert spans, name
@@ -58,7 +58,7 @@ def _docs() -> str:
 
 def test_docs_give_the_middleware_import_path() -> None:
     """The README's runnable create_agent block imports DriftwatchMiddleware (issue 12 item 2 asked for the
-    path in a doc); also the positive control for the xfail below (the pages are read)."""
+    path in a doc); also the positive control for the test below (the pages are read)."""
     assert "from driftwatch.integrations.langgraph import DriftwatchMiddleware" in _docs()
 
 

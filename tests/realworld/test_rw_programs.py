@@ -2,8 +2,8 @@
 
 Each program (``conftest.PROGRAMS``; sources in each module's docstring) serves at least 20 varied requests
 bare and watched. The expected records are what the program really does: its optimizer runs, its runtime
-edits, the rewrites one of its nodes makes — and nothing else. Where today's driftwatch records something
-else, the test asserts the correct behaviour and is a strict xfail naming the issue 12 item.
+edits, the rewrites one of its nodes makes — and nothing else. (These tests were written as strict xfails
+naming the issue 12 item each defect belonged to; all of them pass since that issue was fixed.)
 """
 
 from __future__ import annotations
@@ -19,15 +19,6 @@ from tests.realworld import dspy_multihop
 from tests.realworld.conftest import PROGRAMS
 from tests.realworld.harness import MIN_REQUESTS, attributes
 
-
-def _xfail(name: str, item: int, why: str) -> Any:
-    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=f"issue 12 item {item}: {why}"))
-
-
-def _programs(**defects: tuple[int, str]) -> list[Any]:
-    return [_xfail(name, *defects[name]) if name in defects else name for name in PROGRAMS]
-
-
 # -- outputs ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(PROGRAMS))
@@ -40,8 +31,8 @@ def test_watched_outputs_equal_bare_outputs(outcome: Any, name: str) -> None:
 
 
 def test_airline_outputs_equal_but_for_the_ids_drawn_from_random(outcome: Any) -> None:
-    """The airline agent's answers match once its random confirmation / ticket ids are masked (so the
-    difference the xfail above documents is in those ids alone)."""
+    """The airline agent's answers match once its random confirmation / ticket ids are masked, and the program
+    drew enough ids for the exact comparison above to test that spans leave the global random alone."""
     run = outcome("airline")
 
     def masked(values: list[Any]) -> str:
@@ -134,8 +125,7 @@ def test_mipro_evaluated_candidates_are_recorded(outcome: Any) -> None:
 
 
 def test_create_agent_prompt_rewrite_is_one_system_prompt_change(outcome: Any) -> None:
-    """With DriftwatchMiddleware alone, the @dynamic_prompt rewrite is the one system-prompt change (the
-    tool changes beside it are the xfail above)."""
+    """With DriftwatchMiddleware alone, the @dynamic_prompt rewrite is the one system-prompt change."""
     run = outcome("create_agent_middleware")
     prompts = [c for c in run.recorded() if c.kind == "system_prompt"]
     assert [(c.component, c.source) for c in prompts] == [("model.system_prompt", "runtime")]
@@ -144,7 +134,7 @@ def test_create_agent_prompt_rewrite_is_one_system_prompt_change(outcome: Any) -
 @pytest.mark.parametrize("name", ["procedural_store", "procedural_plain"])
 def test_procedural_memory_rewrites_are_each_recorded_once(outcome: Any, name: str) -> None:
     """Three feedback requests, three rewrites: one prompt change each (and one store change each when the
-    namespace is watched), whoever they are attributed to (the xfail above)."""
+    namespace is watched)."""
     run = outcome(name)
     per_component = Counter(c.component for c in run.recorded(PROGRAMS[name].agent))
     expected = {"call_model.system_prompt": run.extra["rewrites"]}

@@ -13,15 +13,19 @@
 What is recorded, and how it is hooked (DSPy is imported only in this package):
 
 - **Components.** Each predictor of a program is a component named by its path in the program, as
-  DSPy names it (``gen_query``, ``answer.predict``, ``self`` for a bare ``Predict``); each ``dspy.Flex``
-  is one too (its code). Sub-programs that an optimizer marked compiled are included. The component
-  ``<program>`` holds the program's shape (which predictor sits at which path). A predictor's state
+  DSPy names it (``gen_query``, ``answer.predict``; a bare ``Predict`` watched alone by its class,
+  ``Predict``); each ``dspy.Flex`` is one too (its code). Sub-programs that an optimizer marked compiled are
+  included. The component named by the program's class (``SimplifiedBaleen``) holds the program's shape
+  (which predictor sits at which path). (Earlier driftwatch versions named these ``self`` and ``<program>``: a ledger
+  written then keeps them, and the new names start with a baseline.) A predictor's state
   is its instructions, its fields (name, input/output, type, prefix, description), its demos, its
   ``config`` and its ``lm``; the change kind follows the part that moved (``instructions``,
   ``fields``, ``demos``, ``lm_config``, ``code``, ``topology``).
 - **Calls.** ``dspy.Module.__call__`` / ``acall`` are patched once, at class level. The outermost call
   of a watched program is recorded (status, duration, output size, tokens when the LM reports
-  usage, an ``invoke_agent`` span). Before it runs, a cheap check compares object identities (the
+  usage, the tools it ran — ``dspy.ReAct``'s steps, ``ToolCall.execute`` — and an ``invoke_agent`` span
+  tagged with the revision of the instance that served it and its LM). Before it runs, a cheap check
+  compares object identities (the
   signature class and its ``__doc__``, the demos list and its items, ``config`` values, the LM) with
   the last call; only when they moved is the state read in full and fingerprinted. An edit made
   while the program serves is therefore recorded once, source ``runtime``, on the next call.
@@ -31,8 +35,8 @@ What is recorded, and how it is hooked (DSPy is imported only in this package):
   unchanged records nothing, whatever another instance of the same agent did meanwhile: the student
   that keeps serving while its optimized copy is built and until the swap, the old program of a
   blue/green deployment, either half of an A/B. An edit of one instance reads "its revision → its
-  new revision". The component's current revision (``driftwatch_revision_info``, the agent version
-  on call spans) is the last one recorded by any instance. A new instance is compared with the
+  new revision". The component's current revision (``driftwatch_revision_info``) is the last one
+  recorded by any instance; a call span's agent version is the revision of the instance that served it. A new instance is compared with the
   current revision on its first call, unless another live instance already has its state (a
   deep copy, a reload): then it is no change.
 - **Optimizer runs.** ``compile`` of every ``Teleprompter`` subclass is wrapped, including classes
@@ -67,14 +71,14 @@ demo's contents, or of a mutable value inside ``config`` keep every identity the
 at; they are seen when anything else about that predictor moves, or after :func:`refresh`. Modules
 held in a list or dict of more than 64 items are not looked into. A program deep-copied before every
 call is fingerprinted in full on every call (~100 µs for three predictors with a few demos each).
-While two instances with different states serve one agent, call spans carry the agent version of the
-last recorded revision, and drift is measured over both instances' calls together.
+While two instances with different states serve one agent, drift is measured over both instances' calls
+together (each call span carries its own instance's version).
 
 The package, one module per concern: ``_state`` (a predictor's or Flex's state, cheap keys, change
 kinds), ``_program`` (a program's shape and whole-program snapshot), ``_watch`` (per-instance lineages
 and the per-call check), ``_calls`` (the patched ``Module.__call__``/``acall``), ``_optimizer`` (wrapped
 ``compile`` and ``Evaluate``), ``_gepa`` (GEPA's callbacks), ``_patching`` (the patch registry),
-``restore`` (public: :func:`restore`, :func:`candidates`).
+``_tools`` (tool calls), ``restore`` (public: :func:`restore`, :func:`candidates`).
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ __all__ = ["LEGACY_ROOT", "MARK", "PROGRAM_COMPONENT", "components", "is_shape_s
            "program_revision", "program_snapshot", "program_state", "same_shape", "scan", "shape_component",
            "shape_state", "snapshot_of"]
 
-#: the name driftwatch < 0.2 gave the component that holds a program's shape (now: the program's class name,
+#: the name earlier driftwatch versions gave the component that holds a program's shape (now: the program's class name,
 #: :func:`shape_component`); kept so that revisions recorded under it can still be restored
 PROGRAM_COMPONENT = "<program>"
-#: the name driftwatch < 0.2 gave a predictor that is the program itself (now: its class name)
+#: the name earlier driftwatch versions gave a predictor that is the program itself (now: its class name)
 LEGACY_ROOT = "self"
 #: instance or class attribute: the agent a program (or an optimizer) is watched as
 MARK = "_driftwatch_agent"

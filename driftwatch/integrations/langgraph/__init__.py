@@ -11,21 +11,26 @@ Four ways in, from the narrowest to the widest:
 What is observed:
 
 - **each chat-model call** (a ``run_inline`` callback handler, added to the graph's config next to the
-  user's own callbacks): the system prompt, the bound tools and the model settings, one component per
-  graph node (``agent.system_prompt``, ``agent.tools``, ``agent.model_params``; subgraph nodes read
-  ``outer/inner.system_prompt``). A change is attributed to source ``agent`` and names the node when a
-  node of the graph wrote the new prompt into a state key listed in ``prompt_keys``; otherwise its
-  source is ``runtime``. Only a hash comparison runs per call; fingerprints and diffs only on change.
-  The writer is known without chain callbacks: the watched copy's nodes note prompt writes in their
-  state writers, and the handler ignores chain events except in streamed runs (for the output);
-  a graph with subgraph nodes, and :func:`instrument`, attribute through chain events instead.
+  user's own callbacks): the system prompt, the bound tools and the model settings, one set of components per
+  call site: a node's own call (``agent.system_prompt``, ``agent.tools``, ``agent.model_params``; subgraph
+  nodes read ``outer/inner.system_prompt``) and each helper call inside a node apart (``model[tool_selection]``,
+  a call named with ``run_name=``, a structured-output call by its schema; see ``_sites``). A change is
+  attributed to source ``agent`` and names the node when a node of the graph wrote the new prompt into a
+  state key listed in ``prompt_keys`` or into the graph's store; otherwise its source is ``runtime``. Only a
+  hash comparison runs per call; fingerprints and diffs only on change. The writer is known without chain
+  callbacks: the watched copy's nodes note prompt writes in their state writers, and the handler ignores
+  chain events except in streamed runs (for the output); a graph with subgraph nodes, and :func:`instrument`,
+  attribute through chain events instead. A per-request tool selection is not compared as a ``tools`` change.
 - **each run** (``invoke``/``ainvoke``/``stream``/``astream``, and ``astream_events``/``batch``, which run
-  through them): status, duration, output size, tool calls by name and token usage, and an
-  ``invoke_agent {agent}`` span around the run (nested graphs of the same agent count once).
+  through them): status, duration, output size, the tools the agent's own model calls called (structured-
+  output schemas and helper calls left out), token usage, and an ``invoke_agent {agent}`` span around the run
+  (provider, model, conversation id; nested graphs of the same agent count once). A ``create_agent`` graph
+  with :class:`DriftwatchMiddleware` is recorded without ``watch`` (``_marker``).
 - **topology**: a fingerprint of the builder's nodes, edges and branches when a graph is watched (a
   factory that returns a graph of another shape records a ``topology`` change on component ``graph``).
 - **store writes** (``BaseStore.batch``/``abatch`` of watched stores, filtered by namespace prefixes):
-  kind ``store``, source ``store``, component ``store:<namespace>/<key>``.
+  kind ``store``, source ``store``, component ``store:<namespace>/<key>``, the writing node; without
+  ``store_namespaces`` a graph's store is watched for attribution only.
 
 LangMem prompt optimizers (which emit no LangChain callbacks) have their own integration,
 :mod:`driftwatch.integrations.langmem`, which this package does not need.
@@ -36,12 +41,14 @@ state keys that hold prompts (default ``("system_prompt",)``); ``normalize_promp
 templated prompt (a user's name, today's date) that would otherwise count as a change on every call
 (also an argument of :class:`DriftwatchMiddleware` and :func:`instrument`); ``store_namespaces`` — namespace
 prefixes of a store to watch (tuples or ``"a/b"`` strings; for a graph, its store is watched only
-when this is given).
+when this is given; without it, it is watched only to attribute prompts read from it to the node that wrote
+them).
 
 The package, one module per concern: ``_handler`` (the callback handler), ``_requests`` (a model
-request's prompt, tools and settings per node), ``_attribution`` (which node wrote a prompt: state-writer
-spies), ``_runs`` (recording each run of a watched graph), ``_topology``, ``_stores``, ``_middleware``
-(:class:`DriftwatchMiddleware`), ``_instrument`` (:func:`instrument`, the patch registry).
+request's prompt, tools and settings per call site), ``_sites`` (which call site a model call is, which tool
+calls are the agent's), ``_attribution`` (which node wrote a prompt: state-writer spies), ``_runs`` (recording
+each run of a watched graph), ``_topology``, ``_stores``, ``_middleware`` (:class:`DriftwatchMiddleware`),
+``_marker`` (how a graph says a middleware watches it), ``_instrument`` (:func:`instrument`, the run patches).
 """
 
 from __future__ import annotations
