@@ -36,9 +36,9 @@ What is recorded, and how it is hooked (DSPy is imported only in this package):
   that keeps serving while its optimized copy is built and until the swap, the old program of a
   blue/green deployment, either half of an A/B. An edit of one instance reads "its revision → its
   new revision". The component's current revision (``driftwatch_revision_info``) is the last one
-  recorded by any instance; a call span's agent version is the revision of the instance that served it. A new instance is compared with the
-  current revision on its first call, unless another live instance already has its state (a
-  deep copy, a reload): then it is no change.
+  recorded by any instance; a call span's agent version is the revision of the instance that served
+  it. A new instance is compared with the current revision on its first call, unless another live
+  instance already has its state (a deep copy, a reload): then it is no change.
 - **Optimizer runs.** ``compile`` of every ``Teleprompter`` subclass is wrapped, including classes
   defined after :func:`instrument` (through ``Teleprompter.__init_subclass__``). The run is recorded
   (``driftwatch.optimizer.compile`` span, run and candidate metrics, ledger); each ``dspy.Evaluate``
