@@ -54,6 +54,11 @@ def _targets(program: Any, found: list[tuple[str, Any]]) -> dict[str, Any]:
     return targets
 
 
+def _name_of(found: list[tuple[str, Any]], comp: str, obj: Any) -> str:
+    """The component name a predictor has now (a revision may name it as an earlier version did)."""
+    return next((path for path, o in found if o is obj), comp)
+
+
 def _is_shape(led: Any, comp: str, rid: str) -> bool:
     """Whether a program revision's component is its shape (named by the program's class, or ``<program>``)."""
     if comp == PROGRAM_COMPONENT:
@@ -88,7 +93,7 @@ def _program_plan(led: Any, program_id: str, manifest: Mapping[str, str], progra
         obj = targets.get(comp)
         if obj is None:  # pragma: no cover - the shape check above rules this out
             raise KeyError(f"restore(revision_id={program_id!r}): the program has no predictor at {comp!r}")
-        plan.append((comp, obj, rev.state))
+        plan.append((_name_of(found, comp, obj), obj, rev.state))
     return plan
 
 
@@ -198,7 +203,7 @@ def restore(program: Any, revision_id: str | Mapping[str, str], *, component: st
         if obj is None:
             raise KeyError(f"restore(component={comp!r}): the program has no predictor at that path "
                            f"(it has: {', '.join(targets) or 'none'})")
-        plan.append((comp, obj, rev.state))
+        plan.append((_name_of(found, comp, obj), obj, rev.state))
     for _comp, obj, state in plan:  # validate everything before touching anything
         if is_flex(obj):
             _lm_for(vars_of(obj).get("lm"), state.get("lm"))
