@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from driftwatch.testing import Captured, capture
-from tests.pg_server import PostgresServer
+from tests.helpers.pg_server import PostgresServer
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """One throwaway PostgreSQL server for the session (started on first use, ~1 s; see tests/pg_server.py).
+    """One throwaway PostgreSQL server for the session (started on first use, ~1 s; see tests/helpers/pg_server.py).
     Fails (never skips) when the server binaries are missing: `make test` installs them."""
     server = PostgresServer().start()
     try:

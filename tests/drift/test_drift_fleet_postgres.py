@@ -10,7 +10,7 @@ from pathlib import Path
 
 from driftwatch.ledger import open_ledger
 
-WORKER = Path(__file__).with_name("fleet_agent.py")
+WORKER = Path(__file__).resolve().parents[1] / "helpers" / "fleet_agent.py"
 
 
 def test_accept_from_a_third_process_reaches_both_agents(pg_url) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from driftwatch.ledger import open_ledger
 
-WORKER = Path(__file__).with_name("drift_replica_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "helpers" / "drift_replica_worker.py"
 RATE = 0.01  # test-scale budget, so that 20k calls per replica give counts worth comparing
 CALLS = 20_000
 

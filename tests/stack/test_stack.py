@@ -20,7 +20,7 @@ from driftwatch.stack import (
     webhook_config,
     webhook_receivers,
 )
-from tests.e2e.conftest import WebhookReceiver
+from tests.system.conftest import WebhookReceiver
 
 pytestmark = pytest.mark.servers
 
@@ -114,7 +114,7 @@ def test_fast_rules_change_only_intervals_and_for(tmp_path: Path) -> None:
     """fast_rules() rewrites group intervals and alert `for:` and leaves every expression, label and annotation."""
     import yaml
 
-    from tests.grafana.promql import RULE_FILES
+    from tests.helpers.promql import RULE_FILES
 
     for src, fast in zip(RULE_FILES, fast_rules(RULE_FILES, tmp_path, interval="2s", for_="0s"), strict=True):
         before, after = yaml.safe_load(src.read_text()), yaml.safe_load(fast.read_text())
@@ -131,7 +131,7 @@ def test_webhook_receivers_keep_routing_and_inhibition() -> None:
     """webhook_receivers() swaps receivers for webhooks at /<name> and keeps the routing tree and inhibit rules."""
     import yaml
 
-    from tests.grafana.promql import INTEGRATIONS
+    from tests.helpers.promql import INTEGRATIONS
 
     shipped = yaml.safe_load((INTEGRATIONS / "alertmanager.yml").read_text())
     cfg = webhook_receivers(shipped, "http://127.0.0.1:5/")

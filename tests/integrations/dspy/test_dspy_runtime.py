@@ -13,13 +13,13 @@ import pytest
 from dspy.evaluate.evaluate import Evaluate
 from dspy.primitives.module import Module
 from dspy.teleprompt.teleprompt import Teleprompter
-from dspy_programs import Pipeline, PromptLM, TwoStep, metric, trainset
 
 import driftwatch
 from driftwatch.integrations import dspy as dw_dspy
 from driftwatch.integrations.dspy import _patching, _watch
 from driftwatch.revision import fingerprint
 from driftwatch.testing import Captured
+from tests.helpers.dspy_programs import Pipeline, PromptLM, TwoStep, metric, trainset
 
 QUESTION = "What is the capital of France?"
 

@@ -1,6 +1,6 @@
 """A watched, self-tuning agent in its own process: what the end-to-end on-call test scrapes.
 
-    python tests/e2e/agent_process.py --ledger /tmp/x.db [--reference-calls 60]
+    python tests/helpers/agent_process.py --ledger /tmp/x.db [--reference-calls 60]
 
 Protocol on stdout, one line each: ``PORT <n>`` once /metrics is served (on 127.0.0.1), ``CHANGE <id> <source>``
 per self-modification, ``ALARM <signal> <unix time>`` when a behavioural drift alarm of driftwatch's drift engine

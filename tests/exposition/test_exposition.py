@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 import driftwatch
 from driftwatch.metrics import CATALOGUE, METRIC_NAMES
 from driftwatch.testing import Captured, capture
-from tests.otlp_receiver import OTLPReceiver, attributes
+from tests.helpers.otlp_receiver import OTLPReceiver, attributes
 
 
 def _exercise() -> None:

@@ -1,4 +1,4 @@
-"""PostgreSQL ledger specifics, against a real throwaway server (tests/pg_server.py): schema creation racing
+"""PostgreSQL ledger specifics, against a real throwaway server (tests/helpers/pg_server.py): schema creation racing
 between sessions, migrations from an older version, one-line errors that never show the password, the
 CLI with a URL, and a running agent whose database goes away and comes back."""
 
@@ -21,7 +21,7 @@ from driftwatch.ledger._sql import SCHEMA_VERSION
 from driftwatch.ledger.postgres import PostgresLedger, postgres_ddl
 from driftwatch.testing import capture
 from tests.conftest import free_port
-from tests.pg_server import PASSWORD
+from tests.helpers.pg_server import PASSWORD
 
 PY = sys.executable
 

@@ -12,7 +12,7 @@ import pytest
 from driftwatch.cli import main
 from driftwatch.ledger import open_ledger
 from driftwatch.report import ReportError, build_report
-from tests.newcomer.sample import PROMPTS
+from tests.helpers.sample import PROMPTS
 
 
 @pytest.fixture(scope="module")

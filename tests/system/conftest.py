@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-AGENT_SCRIPT = Path(__file__).with_name("agent_process.py")
+AGENT_SCRIPT = Path(__file__).resolve().parents[1] / "helpers" / "agent_process.py"
 
 
 class WebhookReceiver:
@@ -72,7 +72,7 @@ class WebhookReceiver:
 
 
 class AgentProcess:
-    """``tests/e2e/agent_process.py`` as a subprocess; its stdout lines are read on a thread."""
+    """``tests/helpers/agent_process.py`` as a subprocess; its stdout lines are read on a thread."""
 
     def __init__(self, ledger: Path, *args: str) -> None:
         self.stderr_path = ledger.parent / "agent.stderr"

@@ -27,7 +27,7 @@ import pytest
 from driftwatch.ledger import open_ledger
 from driftwatch.testing import capture
 from driftwatch.windows import CallWindow
-from tests.newcomer.test_report_browser import _chromium, _console
+from tests.report.test_report_browser import _chromium, _console
 
 pytestmark = pytest.mark.slow
 

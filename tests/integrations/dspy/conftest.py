@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import dspy
 import pytest
-from dspy_programs import PromptLM
 
 from driftwatch.integrations import dspy as dw_dspy
+from tests.helpers.dspy_programs import PromptLM
 
 
 @pytest.fixture

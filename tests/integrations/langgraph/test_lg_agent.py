@@ -11,11 +11,11 @@ import pytest
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelRequest
 from langchain_core.messages import HumanMessage, SystemMessage
-from lg_graphs import ToolModel, calc, replies, search
 
 import driftwatch
 from driftwatch.integrations.langgraph import DriftwatchMiddleware
 from driftwatch.testing import Captured
+from tests.helpers.lg_graphs import ToolModel, calc, replies, search
 
 P0 = "You are a support agent."
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.newcomer.sample import run_sample_agent
+from tests.helpers.sample import run_sample_agent
 
 
 @pytest.fixture(scope="session")

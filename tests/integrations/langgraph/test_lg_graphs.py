@@ -12,10 +12,10 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
-from lg_graphs import State, ToolModel, fan_graph, reflect_graph, replies, tools_graph, usage_reply
 
 import driftwatch
 from driftwatch.testing import Captured
+from tests.helpers.lg_graphs import State, ToolModel, fan_graph, reflect_graph, replies, tools_graph, usage_reply
 
 P0 = "You are a helpful support agent."
 BRIEF = P0 + " Be brief."

@@ -12,11 +12,11 @@ from langchain_core.callbacks import BaseCallbackManager, CallbackManager
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.memory import InMemoryStore
-from lg_graphs import State, reflect_graph
 
 import driftwatch
 from driftwatch.integrations import langgraph as lg
 from driftwatch.testing import Captured
+from tests.helpers.lg_graphs import State, reflect_graph
 
 P0 = "You are a helpful support agent."
 
@@ -149,7 +149,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 import driftwatch
 from driftwatch.testing import capture
-from lg_graphs import reflect_graph
+from tests.helpers.lg_graphs import reflect_graph
 
 with warnings.catch_warnings():  # the peers' own import-time deprecations are not under test
     warnings.simplefilter("ignore")
@@ -185,9 +185,9 @@ def test_peer_instrumentation_keeps_working_alongside(peer: str) -> None:
     import sys
     from pathlib import Path
 
-    here = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[3]
     proc = subprocess.run([sys.executable, "-c", PEER_RUN, peer], capture_output=True, text=True, timeout=120,
-                          cwd=here, env={**os.environ, "PYTHONPATH": str(here)})
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["answer"] == "Hello there, happy to help."

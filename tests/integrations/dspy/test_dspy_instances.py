@@ -13,12 +13,12 @@ from typing import Any
 
 import dspy
 import pytest
-from dspy_programs import PromptLM, TwoStep, metric, trainset
 
 import driftwatch
 from driftwatch.integrations import dspy as dw_dspy
 from driftwatch.revision import fingerprint
 from driftwatch.testing import Captured
+from tests.helpers.dspy_programs import PromptLM, TwoStep, metric, trainset
 
 QUESTION = "What is the capital of France?"
 pytestmark = pytest.mark.usefixtures("quiet_optimizers")

@@ -11,11 +11,11 @@ import pytest
 from langgraph.config import get_store
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.memory import InMemoryStore
-from lg_graphs import State, ToolModel, reflect_graph, replies
 
 import driftwatch
 from driftwatch.integrations.langgraph import topology
 from driftwatch.testing import Captured
+from tests.helpers.lg_graphs import State, ToolModel, reflect_graph, replies
 
 with warnings.catch_warnings():  # langmem 0.0.30 imports a name LangGraph 1.x deprecates (their bug, not ours)
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -7,12 +7,12 @@ from typing import Any
 
 import dspy
 import pytest
-from dspy_programs import Pipeline, PromptLM, TwoStep, metric, trainset
 
 import driftwatch
 from driftwatch.integrations import dspy as dw_dspy
 from driftwatch.revision import fingerprint
 from driftwatch.testing import Captured
+from tests.helpers.dspy_programs import Pipeline, PromptLM, TwoStep, metric, trainset
 
 QUESTION = "What is the capital of France?"
 

@@ -8,12 +8,12 @@ from typing import Any
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.types import Command
-from lg_graphs import State, chain_graph, reflect_graph
 
 import driftwatch
 from driftwatch.integrations.langgraph import DriftwatchCallbackHandler
 from driftwatch.integrations.langgraph._runs import handler_of
 from driftwatch.testing import Captured
+from tests.helpers.lg_graphs import State, chain_graph, reflect_graph
 
 P0 = "You are a helpful support agent."
 

@@ -9,13 +9,13 @@ import pytest
 from dspy.adapters import JSONAdapter
 from dspy.teleprompt.teleprompt import Teleprompter
 from dspy.utils import DummyLM
-from dspy_programs import Pipeline, PromptLM, TwoStep, metric, trainset
 
 import driftwatch
 from driftwatch.integrations import dspy as dw_dspy
 from driftwatch.integrations.dspy import _optimizer, _patching
 from driftwatch.revision import fingerprint
 from driftwatch.testing import Captured
+from tests.helpers.dspy_programs import Pipeline, PromptLM, TwoStep, metric, trainset
 
 QUESTION = "What is the capital of France?"
 pytestmark = pytest.mark.usefixtures("quiet_optimizers")
