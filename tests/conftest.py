@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from driftwatch.testing import Captured, capture
 from tests.helpers.pg_server import PostgresServer
+from tests.helpers.servers import WebhookReceiver
 
 
 @pytest.fixture
@@ -20,11 +20,12 @@ def cap() -> Iterator[Captured]:
         yield c
 
 
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[WebhookReceiver]:
+    """A webhook receiver on a free loopback port (what PagerDuty/Slack/a bot would be to Alertmanager)."""
+    r = WebhookReceiver()
+    yield r
+    r.close()
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ import pytest
 from driftwatch.ledger import open_ledger
 from driftwatch.testing import capture
 from driftwatch.windows import CallWindow
-from tests.report.test_report_browser import _chromium, _console
+from tests.helpers.chromium import chromium, console_errors
 
 pytestmark = pytest.mark.slow
 
@@ -157,9 +157,9 @@ def test_metrics_were_served_while_the_agents_ran(demo_run: DemoRun) -> None:
 def test_the_demo_report_renders_in_chromium_without_console_errors(demo_run: DemoRun) -> None:
     """The report the demo wrote renders in headless Chromium, with a section per change, and logs nothing."""
     page = demo_run.cwd / "demo.html"
-    dom = _chromium(page, "--dump-dom")
+    dom = chromium(page, "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert _console(dom.stderr) == []
+    assert console_errors(dom.stderr) == []
     led = open_ledger(str(demo_run.cwd / "demo.db"), readonly=True)
     for change in led.changes():
         assert f'id="c-{change.id[:12]}"' in dom.stdout

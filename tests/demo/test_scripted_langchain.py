@@ -8,11 +8,11 @@ from statistics import mean
 from typing import TypedDict
 
 from langchain.agents import create_agent
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
-from langgraph.graph import END, START, StateGraph
 
 from driftwatch.demo.scripted_langchain import ScriptedChatModel
+from tests.helpers.lg_graphs import reflect_graph
 
 
 @tool
@@ -66,17 +66,7 @@ def _self_editing_graph(model: ScriptedChatModel, rewrite_at: int, new_prompt: s
     def reflect(state: _State) -> dict:
         return {"system_prompt": new_prompt} if state["turn"] == rewrite_at else {}
 
-    def agent(state: _State) -> dict:
-        reply = model.invoke([SystemMessage(state["system_prompt"]), HumanMessage(state["question"])])
-        return {"answer": reply.content}
-
-    builder = StateGraph(_State)
-    builder.add_node("reflect", reflect)
-    builder.add_node("agent", agent)
-    builder.add_edge(START, "reflect")
-    builder.add_edge("reflect", "agent")
-    builder.add_edge("agent", END)
-    return builder.compile()
+    return reflect_graph(model, state=_State, rewrite=reflect, with_prep=False)
 
 
 def test_a_graph_that_rewrites_its_system_prompt_changes_behaviour() -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.tools import BaseTool, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph import END, START, StateGraph
@@ -36,33 +36,42 @@ def prep(state: State) -> dict[str, Any]:
     return {}
 
 
-def reflect_graph(model: Any = None, *, checkpointer: Any = None, extra_node: bool = False) -> Any:
-    """``prep -> reflect -> agent`` (``-> critic`` with ``extra_node``); ``agent`` calls the model."""
+def reflect_graph(model: Any = None, *, state: type = State, rewrite: Callable[..., Any] = reflect,
+                  agent: Any = None, agent_name: str = "agent", with_prep: bool = True, extra_node: bool = False,
+                  checkpointer: Any = None) -> Any:
+    """The self-editing graph of the tests: ``prep -> reflect -> agent`` (``-> critic`` with ``extra_node``).
+
+    ``reflect`` runs ``rewrite`` (default: append " Be brief." to the system prompt when the question asks for a
+    "rewrite"); ``agent`` calls ``model`` with the prompt in state, unless another node (a function, a compiled
+    subgraph) is given as ``agent``, named ``agent_name``. ``with_prep=False`` leaves out the leading no-op node.
+    """
     model = model or FakeListChatModel(responses=["Hello there, happy to help."])
 
-    def agent(state: State) -> dict[str, Any]:
+    def call_model(state: State) -> dict[str, Any]:
         reply = model.invoke([SystemMessage(state["system_prompt"]), HumanMessage(state["question"])])
         return {"answer": reply.content}
 
-    async def aagent(state: State) -> dict[str, Any]:
+    async def acall_model(state: State) -> dict[str, Any]:
         reply = await model.ainvoke([SystemMessage(state["system_prompt"]), HumanMessage(state["question"])])
         return {"answer": reply.content}
 
-    builder = StateGraph(State)
-    builder.add_node(prep)
-    builder.add_node(reflect)
-    from langchain_core.runnables import RunnableLambda
-
-    builder.add_node("agent", RunnableLambda(agent, afunc=aagent))
-    builder.add_edge(START, "prep")
-    builder.add_edge("prep", "reflect")
-    builder.add_edge("reflect", "agent")
+    builder = StateGraph(state)
+    if with_prep:
+        builder.add_node("prep", prep)
+    builder.add_node("reflect", rewrite)
+    builder.add_node(agent_name, agent if agent is not None else RunnableLambda(call_model, afunc=acall_model))
+    if with_prep:
+        builder.add_edge(START, "prep")
+        builder.add_edge("prep", "reflect")
+    else:
+        builder.add_edge(START, "reflect")
+    builder.add_edge("reflect", agent_name)
     if extra_node:
         builder.add_node("critic", lambda s: {})
-        builder.add_edge("agent", "critic")
+        builder.add_edge(agent_name, "critic")
         builder.add_edge("critic", END)
     else:
-        builder.add_edge("agent", END)
+        builder.add_edge(agent_name, END)
     return builder.compile(checkpointer=checkpointer)
 
 

@@ -20,8 +20,8 @@ from driftwatch.ledger import LedgerError, mask_password, open_ledger
 from driftwatch.ledger._sql import SCHEMA_VERSION
 from driftwatch.ledger.postgres import PostgresLedger, postgres_ddl
 from driftwatch.testing import capture
-from tests.conftest import free_port
 from tests.helpers.pg_server import PASSWORD
+from tests.helpers.servers import free_port
 
 PY = sys.executable
 

@@ -106,7 +106,7 @@ def test_cli_writes_the_report(sample_ledger: Path, tmp_path: Path, capsys: pyte
 def test_cli_bad_input_is_one_line(args: list[str], message: str, sample_ledger: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     """Bad arguments and an unreachable Prometheus end in one line on stderr and exit status 1."""
-    from tests.conftest import free_port
+    from tests.helpers.servers import free_port
 
     args = [a.format(missing=tmp_path / "none.db", port=free_port()) for a in args]
     if "--ledger" not in args:

@@ -6,7 +6,6 @@ import os
 import shutil
 import struct
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,35 +17,18 @@ import driftwatch
 from driftwatch.ledger import open_ledger
 from driftwatch.report import PrometheusSource, build_report
 from driftwatch.testing import capture
-from tests.conftest import free_port
+from tests.helpers.chromium import chromium, console_errors
+from tests.helpers.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-          "--enable-logging=stderr", "--v=0"]
-
-
-def _chromium(page: Path, *mode: str) -> subprocess.CompletedProcess[str]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail("chromium is missing: `make test` installs the Debian package chromium")
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run([CHROMIUM, *_FLAGS, f"--user-data-dir={profile}", *mode, page.as_uri()],
-                              capture_output=True, text=True, timeout=90, check=False)
-
-
-def _console(stderr: str) -> list[str]:
-    """Chromium's console and failed-load lines (what a page's console would show)."""
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Failed to load resource" in line]
-
 
 def test_the_console_check_catches_errors(tmp_path: Path) -> None:
     """Control: a page that logs an error and throws is caught by the same console check."""
     bad = tmp_path / "bad.html"
     bad.write_text("<html><body><script>console.error('boom'); missing();</script></body></html>")
-    lines = _console(_chromium(bad, "--dump-dom").stderr)
+    lines = console_errors(chromium(bad, "--dump-dom").stderr)
     assert any("boom" in line for line in lines) and any("missing is not defined" in line for line in lines)
 
 
@@ -55,14 +37,14 @@ def test_report_renders_in_chromium_without_console_errors(sample_ledger: Path) 
     ARTIFACTS.mkdir(exist_ok=True)
     page = ARTIFACTS / "report.html"
     page.write_text(build_report(open_ledger(str(sample_ledger), readonly=True)))
-    dom = _chromium(page, "--dump-dom")
+    dom = chromium(page, "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert _console(dom.stderr) == []
+    assert console_errors(dom.stderr) == []
     assert dom.stdout.count("<svg") >= 10 and 'class="timeline"' in dom.stdout and 'class="diff"' in dom.stdout
     shot = ARTIFACTS / "report.png"
     shot.unlink(missing_ok=True)
-    run = _chromium(page, f"--screenshot={shot}", "--window-size=1280,2600")
-    assert run.returncode == 0 and _console(run.stderr) == []
+    run = chromium(page, f"--screenshot={shot}", "--window-size=1280,2600")
+    assert run.returncode == 0 and console_errors(run.stderr) == []
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (1280, 2600)

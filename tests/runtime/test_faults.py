@@ -15,7 +15,7 @@ import driftwatch
 import driftwatch.ledger.buffered as buffered_mod
 from driftwatch.testing import Captured, capture
 from driftwatch.tracing import CountingExporter
-from tests.conftest import free_port
+from tests.helpers.servers import free_port
 
 
 def _agent(prompts: list[str]):

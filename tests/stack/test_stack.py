@@ -20,7 +20,7 @@ from driftwatch.stack import (
     webhook_config,
     webhook_receivers,
 )
-from tests.system.conftest import WebhookReceiver
+from tests.helpers.servers import WebhookReceiver
 
 pytestmark = pytest.mark.servers
 

@@ -7,17 +7,12 @@ scripted model (a hosted LLM cannot run here).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -25,41 +20,9 @@ import pytest
 import driftwatch
 from driftwatch.ledger import open_ledger
 from driftwatch.testing import capture
+from tests.helpers.servers import WebhookReceiver
 
 STACK = [sys.executable, "-m", "driftwatch", "stack"]
-
-
-class Webhook:
-    """A loopback receiver for Alertmanager's webhook POSTs."""
-
-    def __init__(self) -> None:
-        self.alerts: list[dict[str, Any]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                hook.alerts.extend(body["alerts"])
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.close()
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -102,9 +65,10 @@ def test_bad_arguments_are_one_line(args: list[str], message: str, tmp_path: Pat
 
 @pytest.mark.slow
 @pytest.mark.servers
-def test_stack_runs_the_demo_and_prints_the_alerts_that_fire(tmp_path: Path, webhook: Webhook) -> None:
+def test_stack_runs_the_demo_and_prints_the_alerts_that_fire(tmp_path: Path, webhook: WebhookReceiver) -> None:
     """Each drift alarm of the demo becomes a firing DriftwatchBehaviorDrift alert, printed and sent to the webhook."""
-    proc = _run(["--duration", "12", "--ledger", "s.db", "--report", "s.html", "--webhook", webhook.url], tmp_path)
+    proc = _run(["--duration", "12", "--ledger", "s.db", "--report", "s.html", "--webhook", f"{webhook.url}/hook"],
+                tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     prom = re.search(r"^prometheus    (http://127\.0\.0\.1:\d+)", out, re.M)
@@ -118,7 +82,8 @@ def test_stack_runs_the_demo_and_prints_the_alerts_that_fire(tmp_path: Path, web
         assert f"alertmanager received {line}" in out
         assert f"s  {line}" in out.split("alerts that fired:")[1]
         assert any(a["labels"].get("alertname") == "DriftwatchBehaviorDrift" and a["labels"].get("agent") == agent
-                   and a["labels"].get("signal") == signal and a["status"] == "firing" for a in webhook.alerts)
+                   and a["labels"].get("signal") == signal and a["status"] == "firing"
+                   for _, a, _ in webhook.alerts("/hook"))
     assert "driftwatch demo finished after" in out and (tmp_path / "s.html").exists()
     for url in (prom.group(1), am.group(1)):  # both servers were stopped
         with pytest.raises(httpx.TransportError):

@@ -26,8 +26,9 @@ import yaml
 
 from driftwatch import promql
 from driftwatch.stack import Stack, fast_rules, find_binary, poll, webhook_receivers
+from tests.helpers.processes import AgentProcess
 from tests.helpers.promql import INTEGRATIONS, RULE_FILES, all_dashboard_queries, substitute
-from tests.system.conftest import AgentProcess, WebhookReceiver
+from tests.helpers.servers import WebhookReceiver
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 

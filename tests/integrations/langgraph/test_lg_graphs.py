@@ -15,7 +15,16 @@ from langgraph.graph import END, START, StateGraph
 
 import driftwatch
 from driftwatch.testing import Captured
-from tests.helpers.lg_graphs import State, ToolModel, fan_graph, reflect_graph, replies, tools_graph, usage_reply
+from tests.helpers.lg_graphs import (
+    State,
+    ToolModel,
+    chain_graph,
+    fan_graph,
+    reflect_graph,
+    replies,
+    tools_graph,
+    usage_reply,
+)
 
 P0 = "You are a helpful support agent."
 BRIEF = P0 + " Be brief."
@@ -129,18 +138,8 @@ def test_subgraph_nodes_are_named_by_their_path(cap: Captured) -> None:
     def inner(state: State) -> dict[str, Any]:
         return {"answer": model.invoke([SystemMessage(state["system_prompt"]), HumanMessage("q")]).content}
 
-    sub = StateGraph(State)
-    sub.add_node("inner", inner)
-    sub.add_edge(START, "inner")
-    sub.add_edge("inner", END)
-    outer = StateGraph(State)
-    outer.add_node("reflect", lambda s: {"system_prompt": s["system_prompt"] + " Be brief."}
-                   if "rewrite" in s["question"] else {})
-    outer.add_node("research", sub.compile())
-    outer.add_edge(START, "reflect")
-    outer.add_edge("reflect", "research")
-    outer.add_edge("research", END)
-    graph = driftwatch.watch(outer.compile(), agent="nested")
+    outer = reflect_graph(agent=chain_graph(State, ("inner", inner)), agent_name="research", with_prep=False)
+    graph = driftwatch.watch(outer, agent="nested")
     graph.invoke({"system_prompt": P0, "question": "hi"})
     graph.invoke({"system_prompt": P0, "question": "rewrite"})
     assert [(c.component, c.source, c.node) for c in prompt_changes(cap)] == [
@@ -296,14 +295,7 @@ def _templated_graph() -> Any:
         system = f"{state['system_prompt']} You are talking to {state['user']}."
         return {"answer": model.invoke([SystemMessage(system), HumanMessage(state["question"])]).content}
 
-    builder = StateGraph(UserState)
-    builder.add_node("reflect", lambda s: {"system_prompt": s["system_prompt"] + " Be brief."}
-                     if "rewrite" in s["question"] else {})
-    builder.add_node("agent", agent)
-    builder.add_edge(START, "reflect")
-    builder.add_edge("reflect", "agent")
-    builder.add_edge("agent", END)
-    return builder.compile()
+    return reflect_graph(state=UserState, agent=agent, with_prep=False)
 
 
 def test_normalize_prompt_ignores_per_request_parts(cap: Captured) -> None:

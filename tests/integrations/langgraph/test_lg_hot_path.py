@@ -77,10 +77,7 @@ def test_command_updates_are_attributed(cap: Captured) -> None:
         return Command(update={"system_prompt": state["system_prompt"] + " Be brief."}
                        if "rewrite" in state["question"] else {})
 
-    def agent(state: State) -> dict[str, Any]:
-        return {"answer": model.invoke([SystemMessage(state["system_prompt"]), HumanMessage("q")]).content}
-
-    graph = driftwatch.watch(chain_graph(State, ("reflect", reflect), ("agent", agent)), agent="cmd")
+    graph = driftwatch.watch(reflect_graph(model, rewrite=reflect, with_prep=False), agent="cmd")
     graph.invoke({"system_prompt": P0, "question": "hi"})
     graph.invoke({"system_prompt": P0, "question": "rewrite"})
     assert [(c.source, c.node) for c in prompt_changes(cap)] == [("agent", "reflect")]
