@@ -73,10 +73,14 @@ def test_page_is_self_contained(page: str) -> None:
 
 
 def test_no_diffs_leaves_prompt_text_out(sample_ledger: Path) -> None:
-    """With diffs=False no prompt text from the ledger appears on the page."""
+    """With diffs=False no prompt text from the ledger appears on the page, which still has each change's
+    section; with diffs (the default, the control) every prompt of the ledger does."""
     led = open_ledger(str(sample_ledger), readonly=True)
+    assert all(p in build_report(led) for p in PROMPTS)
     page = build_report(led, diffs=False)
     assert not any(p in page for p in PROMPTS)
+    changes = led.changes()
+    assert len(changes) == 2 and all(f'<section id="c-{c.id[:12]}"' in page for c in changes)
 
 
 def test_agent_filter_and_an_empty_ledger(sample_ledger: Path, tmp_path: Path) -> None:

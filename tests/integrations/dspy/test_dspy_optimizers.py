@@ -179,10 +179,17 @@ def test_every_teleprompter_subclass_is_wrapped_and_unwrapped(lm: PromptLM) -> N
 
 
 def test_unwatched_students_are_left_alone(cap: Captured, lm: PromptLM) -> None:
-    """Without instrument(), compiling a program nobody watches records nothing."""
-    driftwatch.watch(TwoStep(), agent="other")  # patches are in place
+    """Without instrument(), compiling a program nobody watches records nothing, while the same compile of a
+    watched student (the control: the patched compile is in place and records) is a run with its changes."""
+    watched = driftwatch.watch(TwoStep(), agent="other")  # patches are in place
+    baseline = len(cap.changes())
     dspy.LabeledFewShot(k=1).compile(TwoStep(), trainset=trainset(2))
     assert cap.ledger.runs() == []
+    assert len(cap.changes()) == baseline
+    dspy.LabeledFewShot(k=1).compile(watched, trainset=trainset(2))
+    (run,) = cap.ledger.runs()
+    assert (run.agent, run.optimizer, run.outcome) == ("other", "LabeledFewShot", "ok")
+    assert {c.component for c in cap.changes()[baseline:]} == {"gen_query", "respond"}
 
 
 def test_a_watched_optimizer_records_runs_for_any_student(cap: Captured, lm: PromptLM) -> None:
