@@ -45,9 +45,13 @@ def conversation_of(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 def _begin(handler: DriftwatchCallbackHandler, agent: str, graph: Any, args: tuple[Any, ...],
            kwargs: dict[str, Any]) -> tuple[CallScope, Invocation] | None:
     rt = get_runtime()
-    provider, model = _LAST_MODEL.values(rt).get(agent, (None, None))
-    attributes = {GEN_AI_PROVIDER_NAME: provider, GEN_AI_REQUEST_MODEL: model,
-                  GEN_AI_CONVERSATION_ID: conversation_of(graph, args, kwargs)}
+    last = _LAST_MODEL.values(rt).get(agent)
+    conversation = conversation_of(graph, args, kwargs)
+    attributes = None
+    if last is not None or conversation is not None:
+        attributes = {GEN_AI_CONVERSATION_ID: conversation}
+        if last is not None:
+            attributes[GEN_AI_PROVIDER_NAME], attributes[GEN_AI_REQUEST_MODEL] = last
     # the span is current only while the graph runs (run_invoke, steps)
     scope = rt.begin_call(agent, attach=False, attributes=attributes)
     if scope is None:

@@ -53,7 +53,7 @@ def _site_name(value: Any) -> str | None:
 
 def _schema_title(options: Mapping[str, Any] | None) -> str | None:
     fmt = options.get(_STRUCTURED) if options else None
-    if not isinstance(fmt, Mapping):
+    if fmt is None or not isinstance(fmt, Mapping):
         return None
     schema = fmt.get("schema")
     title = schema.get("title") if isinstance(schema, Mapping) else None
@@ -63,11 +63,18 @@ def _schema_title(options: Mapping[str, Any] | None) -> str | None:
 def call_site(node: str, metadata: Mapping[str, Any] | None, run_name: Any,
               options: Mapping[str, Any] | None) -> tuple[str, bool]:
     """``(component prefix, helper)`` of one chat-model call made in ``node`` (see the module docstring)."""
+    if run_name is None and (not options or _STRUCTURED not in options) \
+            and (not metadata or (_SOURCE not in metadata and _INTERNAL not in metadata)):
+        return node, False  # the node's own call (the common case: a few dict lookups)
     source = _site_name(metadata.get(_SOURCE)) if metadata else None
     structured = _schema_title(options)
     helper = source is not None or structured is not None or bool(metadata and metadata.get(_INTERNAL))
     site = source or _site_name(run_name) or structured
     return (f"{node}[{site}]" if site else node), helper
+
+
+_MODELS: dict[tuple[Any, Any], tuple[str | None, str | None]] = {}
+_MODELS_KEPT = 256
 
 
 def model_of(metadata: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
@@ -79,8 +86,20 @@ def model_of(metadata: Mapping[str, Any] | None, params: Mapping[str, Any] | Non
         model = metadata.get("ls_model_name")
     if not model and params:
         model = params.get("model") or params.get("model_name") or params.get("model_id")
-    return provider_name(provider if isinstance(provider, str) else None), \
-        (model if isinstance(model, str) and model else None)
+    key = (provider, model)
+    try:
+        hit = _MODELS.get(key)
+    except TypeError:  # an unhashable value: no cache
+        hit = None
+    if hit is not None:
+        return hit
+    result = (provider_name(provider if isinstance(provider, str) else None),
+              model if isinstance(model, str) and model else None)
+    if isinstance(provider, str | None) and isinstance(model, str | None):
+        if len(_MODELS) >= _MODELS_KEPT:
+            _MODELS.clear()
+        _MODELS[key] = result
+    return result
 
 
 def structured_names(response_format: Any) -> set[str]:
