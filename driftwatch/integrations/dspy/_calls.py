@@ -72,13 +72,15 @@ def prediction_text(result: Any, key: str | None = None) -> str | None:
         if text is not None:
             return text
     for name in _ANSWER_FIELDS:
-        text = _field_text(store.get(name))
-        if text is not None:
-            return text
+        value = store.get(name)
+        if value is not None:
+            text = value if type(value) is str else _field_text(value)
+            if text is not None:
+                return text
     last = None
     for name, value in store.items():
         if name != "reasoning":
-            text = _field_text(value)
+            text = value if type(value) is str else _field_text(value)
             if text is not None:
                 last = text
     return last
