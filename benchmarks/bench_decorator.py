@@ -4,7 +4,8 @@ Run:  .venv/bin/python benchmarks/bench_decorator.py [--calls 20000] [--rounds 7
 
 Modes, interleaved in rounds within one process (medians reported, ratio to bare):
 - bare            the undecorated function
-- watched         @watch with tracing off (metrics, drift engine, no spans)
+- watched         @watch with tracing off (metrics, per-call signals, drift engine, no spans)
+- watched-nodrift the same with the drift engine off (metrics and per-call signals only)
 - watched+otel    @watch with an SDK TracerProvider, SimpleSpanProcessor, in-memory exporter
 - watched+track   watched+otel, plus a driftwatch.track() of an unchanged 4 KB prompt in the body
 """
@@ -48,6 +49,8 @@ def main() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     rt_plain = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracing=False, audit=False))
+    rt_nodrift = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracing=False,
+                                           audit=False, drift=False))
     rt_otel = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracer_provider=provider,
                                         audit=False))
 
@@ -61,6 +64,7 @@ def main() -> None:
     modes = {
         "bare": (None, trivial),
         "watched": (rt_plain, watched),
+        "watched-nodrift": (rt_nodrift, watched),
         "watched+otel": (rt_otel, watched),
         "watched+track": (rt_otel, tracked),
     }
@@ -71,10 +75,10 @@ def main() -> None:
             results[name].append(per_call_us(fn, args.calls))
             exporter.clear()
     bare = statistics.median(results["bare"])
-    print(f"{'mode':<15} {'µs/call':>9} {'added µs':>9} {'ratio':>8}")
+    print(f"{'mode':<16} {'µs/call':>9} {'added µs':>9} {'ratio':>8}")
     for name in modes:
         med = statistics.median(results[name])
-        print(f"{name:<15} {med:9.2f} {med - bare:9.2f} {med / bare:7.1f}x")
+        print(f"{name:<16} {med:9.2f} {med - bare:9.2f} {med / bare:7.1f}x")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 >>> @driftwatch.watch(agent="support-bot")
 ... def answer(question: str) -> str: ...
 >>> driftwatch.track("support-bot", "system_prompt", prompt, kind="system_prompt", source="agent")
+>>> driftwatch.configure_agent("support-bot", format="json")   # how its answers are checked
 >>> driftwatch.start_http_server(9464)        # /metrics on 127.0.0.1
 """
 
@@ -18,14 +19,15 @@ from driftwatch.alarm import Alarm
 from driftwatch.change import KINDS, Change
 from driftwatch.config import ConfigError, Settings
 from driftwatch.decorator import watch
-from driftwatch.exposition import start_http_server
 from driftwatch.ledger import Ledger, LedgerError, open_ledger
 from driftwatch.observation import Call, OptimizerRun
+from driftwatch.options import AgentOptions
 from driftwatch.revision import Revision
-from driftwatch.runtime import configure, get_runtime
+from driftwatch.runtime import configure, configure_agent, get_runtime, start_http_server
 
 __all__ = [
     "KINDS",
+    "AgentOptions",
     "Alarm",
     "Call",
     "Change",
@@ -37,6 +39,7 @@ __all__ = [
     "Settings",
     "__version__",
     "configure",
+    "configure_agent",
     "get_runtime",
     "open_ledger",
     "record_score",

@@ -3,7 +3,8 @@
 Precedence: an argument to :func:`driftwatch.configure` wins over the environment, which wins over
 the default. A bad value raises :class:`ConfigError` with one line naming the setting or variable.
 OpenTelemetry itself is configured the OpenTelemetry way (providers, ``OTEL_*`` variables): driftwatch
-only takes an optional ``tracer_provider``.
+only takes an optional ``tracer_provider``. Per-agent options (format checks, refusal classifiers …) are
+not settings: :func:`driftwatch.configure_agent` sets them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings"]
@@ -64,8 +65,6 @@ class Settings:
     drift_replicas: int = 1
     #: seconds between polls of the ledger for ``driftwatch accept``/``reset`` commands (0: never poll)
     drift_poll_s: float = 2.0
-    #: extra options for integrations and the drift engine, by name
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -149,7 +148,7 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "drift_replicas": _int(1, 100_000),
     "drift_poll_s": _seconds,
 }
-_PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact", "extra"}
+_PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact"}
 
 
 def _check_arg(name: str, value: Any) -> Any:
@@ -168,6 +167,4 @@ def _check_arg(name: str, value: Any) -> Any:
         return parse(f"configure({name})", str(value))
     if name == "redact" and not callable(value):
         raise ConfigError(f"configure(redact={value!r}): expected a function from str to str")
-    if name == "extra" and not isinstance(value, Mapping):
-        raise ConfigError(f"configure(extra={value!r}): expected a mapping")
     return value

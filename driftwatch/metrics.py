@@ -13,7 +13,9 @@ is a plain counter, gauge or histogram).
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -112,14 +114,31 @@ def _build(s: MetricSpec, registry: CollectorRegistry | None) -> Any:
     return Gauge(s.name, s.help, s.labels, registry=registry, multiprocess_mode=s.multiprocess_mode)
 
 
+_BY_REGISTRY: dict[int, Metrics] = {}
+_BY_REGISTRY_LOCK = threading.Lock()
+
+
 class Metrics:
-    """The Prometheus sink: every catalogue metric, registered on one registry.
+    """The Prometheus sink: every catalogue metric, registered on one registry. Every Prometheus value
+    driftwatch exports is written here.
 
     Label children used on the hot path (per-agent call metrics) are cached, so a watched call
     costs a dict lookup and a few atomic adds.
     """
 
     stage = "metrics"
+
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry | None) -> Metrics:
+        """The one sink of a registry (``None``: prometheus_client's ``REGISTRY``), made on first use:
+        configuring twice must not register the metrics twice."""
+        registry = REGISTRY if registry is None else registry
+        with _BY_REGISTRY_LOCK:
+            metrics = _BY_REGISTRY.get(id(registry))
+            if metrics is None or metrics.registry is not registry:
+                metrics = cls(registry)
+                _BY_REGISTRY[id(registry)] = metrics
+            return metrics
 
     def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
         self.registry = registry
@@ -149,6 +168,7 @@ class Metrics:
         self._agent_children: dict[str, tuple[Any, Any, Any, Any]] = {}
         self._revision_labels: dict[tuple[str, str], str] = {}
         self._next_exemplar: dict[str, float] = {}
+        self._drift_signals: dict[str, frozenset[str]] = {}  # agent -> signals whose drift gauges are set
         self.exemplar_interval_s = EXEMPLAR_INTERVAL_S
 
     def metric(self, name: str) -> Any:
@@ -220,9 +240,13 @@ class Metrics:
             self.tokens.labels(call.agent, "output").inc(call.output_tokens)
         for tool in call.tools:
             self.tool_calls.labels(call.agent, tool).inc()
+        if call.refused:
+            self.refusals.labels(call.agent).inc()
+        if call.format_ok is False:
+            self.format_failures.labels(call.agent).inc()
 
     def on_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
-        """Count derived per-call signals (refusal, format failure) once the drift engine knows them."""
+        """Count per-call signals a hook reported on its own (``Runtime.record_signals``)."""
         if refused:
             self.refusals.labels(agent).inc()
         if format_ok is False:
@@ -237,6 +261,24 @@ class Metrics:
             self.optimizer_candidates.labels(run.agent, run.optimizer).inc(run.candidates)
         if run.best_score is not None:
             self.optimizer_best_score.labels(run.agent, run.optimizer).set(run.best_score)
+
+    def set_drift(self, agent: str, scores: Mapping[str, float], alarmed: Collection[str],
+                  reference_calls: int) -> None:
+        """Set an agent's drift gauges: each signal's score (statistic / threshold) and alarm (1 while
+        latched), and the size of its reference. A signal set before and missing from ``scores`` now reads
+        score 0 (its alarm stays 1 while latched)."""
+        alarmed = frozenset(alarmed)
+        gone = self._drift_signals.get(agent, frozenset()) - scores.keys()
+        for signal in gone:
+            self.drift_score.labels(agent, signal).set(0.0)
+            self.drift_alarm.labels(agent, signal).set(1.0 if signal in alarmed else 0.0)
+        for signal, value in scores.items():
+            self.drift_score.labels(agent, signal).set(value)
+            self.drift_alarm.labels(agent, signal).set(1.0 if signal in alarmed else 0.0)
+        for signal in alarmed - scores.keys():
+            self.drift_alarm.labels(agent, signal).set(1.0)
+        self._drift_signals[agent] = frozenset(scores.keys()) | alarmed
+        self.reference_calls.labels(agent).set(reference_calls)
 
     def internal_error(self, stage: str) -> None:
         self.internal_errors.labels(stage).inc()

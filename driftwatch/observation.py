@@ -17,7 +17,9 @@ class Call:
     """One watched agent call, as seen by the hook that wrapped it.
 
     ``output_text`` is used in-process only (refusal and format checks); it is never stored,
-    exported or logged.
+    exported or logged. The derived signals ``refused``, ``format_ok``, ``score`` and ``embedding``
+    are set once by the runtime (:func:`driftwatch.signals.derive`) before the call reaches any sink;
+    ``None`` means unknown.
     """
 
     agent: str
@@ -33,6 +35,11 @@ class Call:
     span_id: str | None = None
     timestamp: float = 0.0
     attributes: dict[str, Any] = field(default_factory=dict)
+    # -- derived signals (driftwatch.signals) --
+    refused: bool | None = None
+    format_ok: bool | None = None
+    score: float | None = None
+    embedding: Any = None
 
     @property
     def status(self) -> str:

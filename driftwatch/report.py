@@ -8,31 +8,34 @@ each change its metadata, the unified diff of its revisions, and plots of the ag
 signals (output length, refusal and format-failure rates, errors, tokens per call, scores, tool
 mix, latency) before and after it, from the call windows the runtime stores
 (:mod:`driftwatch.windows`). With ``--prometheus URL`` each change also gets plots of the same
-signals — and the drift scores — queried from Prometheus (through httpx, transport injectable).
+signals — and the drift scores — queried from Prometheus (:mod:`driftwatch.prometheus_api`).
 
 Everything is inline (CSS and SVG, no script, no external asset), so the file can be mailed or
-attached to an incident. Diffs contain prompt text from the ledger: ``--no-diffs`` leaves them out.
+attached to an incident. Diffs contain prompt text from the ledger: ``--no-diffs`` leaves them out. The
+command is :mod:`driftwatch.cli.report`.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import datetime as dt
 import html
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from driftwatch import promql
 from driftwatch._version import __version__
 from driftwatch.alarm import Alarm
 from driftwatch.change import KINDS, Change
 from driftwatch.ledger import Ledger
 from driftwatch.observation import OptimizerRun
+from driftwatch.prometheus_api import PrometheusAPI, PrometheusAPIError
 from driftwatch.windows import CallWindow
 
-__all__ = ["PrometheusSource", "ReportError", "build_report", "register", "write_report"]
+__all__ = ["PrometheusSource", "ReportError", "build_report", "write_report"]
 
 #: windows shown on each side of a change
 WINDOWS_EACH_SIDE = 30
@@ -52,31 +55,27 @@ class ReportError(Exception):
 
 @dataclass(frozen=True)
 class Signal:
-    """One plotted behaviour signal: how to read it from a call window and how to query Prometheus."""
+    """One plotted behaviour signal: how to read it from a call window and, when known, from Prometheus."""
 
     key: str
     title: str
     unit: str
     from_window: Callable[[CallWindow], float | None]
-    promql: str | None  # ``{sel}`` = the agent's label selector, ``{w}`` = the rate window
+    promql: promql.Signal | None = None  # its PromQL (driftwatch.promql), rendered for one agent
+
+
+def _signal(s: promql.Signal, from_window: Callable[[CallWindow], float | None]) -> Signal:
+    return Signal(s.name, s.title, s.unit, from_window, s)
 
 
 SIGNALS: tuple[Signal, ...] = (
-    Signal("output_chars", "output length", "chars/call", CallWindow.mean_chars,
-           "sum(rate(driftwatch_output_chars_sum{sel}[{w}])) / sum(rate(driftwatch_output_chars_count{sel}[{w}]))"),
-    Signal("refusal", "refusal rate", "share", CallWindow.refusal_rate,
-           "sum(rate(driftwatch_refusals_total{sel}[{w}])) / sum(rate(driftwatch_calls_total{sel}[{w}]))"),
-    Signal("format_failure", "format failures", "share", CallWindow.format_failure_rate,
-           "sum(rate(driftwatch_format_failures_total{sel}[{w}])) / sum(rate(driftwatch_calls_total{sel}[{w}]))"),
-    Signal("error", "error rate", "share", CallWindow.error_rate,
-           'sum(rate(driftwatch_calls_total{sel_error}[{w}])) / sum(rate(driftwatch_calls_total{sel}[{w}]))'),
-    Signal("tokens", "tokens per call", "tokens", CallWindow.tokens_per_call,
-           "sum(rate(driftwatch_tokens_total{sel}[{w}])) / sum(rate(driftwatch_calls_total{sel}[{w}]))"),
-    Signal("score", "score", "mean", lambda w: None,  # per score metric: see _score_signals
-           "sum(rate(driftwatch_score_sum{sel}[{w}])) / sum(rate(driftwatch_score_count{sel}[{w}]))"),
-    Signal("latency", "latency", "s/call", CallWindow.mean_duration,
-           "sum(rate(driftwatch_call_duration_seconds_sum{sel}[{w}])) / "
-           "sum(rate(driftwatch_call_duration_seconds_count{sel}[{w}]))"),
+    _signal(promql.OUTPUT_CHARS, CallWindow.mean_chars),
+    _signal(promql.REFUSAL, CallWindow.refusal_rate),
+    _signal(promql.FORMAT_FAILURE, CallWindow.format_failure_rate),
+    _signal(promql.ERROR, CallWindow.error_rate),
+    _signal(promql.TOKENS_PER_CALL, CallWindow.tokens_per_call),
+    _signal(promql.SCORE, lambda w: None),  # per score metric: see _score_signals
+    _signal(promql.LATENCY, CallWindow.mean_duration),
 )
 
 
@@ -84,53 +83,39 @@ SIGNALS: tuple[Signal, ...] = (
 # Prometheus
 # ----------------------------------------------------------------------------------------------
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+@contextlib.contextmanager
+def _one_line() -> Iterator[None]:
+    """A Prometheus API failure as the report's one-line ``--prometheus`` error."""
+    try:
+        yield
+    except PrometheusAPIError as exc:
+        raise ReportError(f"--prometheus {exc}") from None
 
 
 class PrometheusSource:
-    """Range queries against a Prometheus server's HTTP API (``transport``: an httpx transport for tests)."""
+    """The report's signals, queried from a Prometheus server (:class:`~driftwatch.prometheus_api.PrometheusAPI`;
+    ``transport``: an httpx transport for tests)."""
 
     def __init__(self, url: str, *, transport: Any = None, timeout: float = 10.0, rate_window: str = "1m") -> None:
-        import httpx
-
-        if not url.startswith(("http://", "https://")):
-            raise ReportError(f"--prometheus {url!r}: expected an http:// or https:// URL")
-        self.url = url.rstrip("/")
+        with _one_line():
+            self.api = PrometheusAPI(url, transport=transport, timeout=timeout)
+        self.url = self.api.url
         self.rate_window = rate_window
-        self._client = httpx.Client(base_url=self.url, transport=transport, timeout=timeout)
 
     def close(self) -> None:
-        self._client.close()
-
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
-        import httpx
-
-        try:
-            resp = self._client.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise ReportError(f"--prometheus {self.url}: cannot reach Prometheus ({type(exc).__name__}: {exc})") \
-                from None
-        if resp.status_code != 200:
-            raise ReportError(f"--prometheus {self.url}: {path} answered HTTP {resp.status_code}")
-        try:
-            body = resp.json()
-        except ValueError:
-            raise ReportError(f"--prometheus {self.url}: {path} did not answer JSON (is this Prometheus?)") from None
-        if body.get("status") != "success":
-            raise ReportError(f"--prometheus {self.url}: query failed: {body.get('error', body)}")
-        return body["data"]
+        self.api.close()
 
     def check(self) -> None:
         """Fail early, with one line, when the server is not a reachable Prometheus."""
-        self._get("/api/v1/query", {"query": "1"})
+        with _one_line():
+            self.api.query("1")
 
     def range(self, expr: str, start: float, end: float, step: float) -> list[tuple[dict[str, str], Points]]:
         """``query_range``: one ``(labels, [(t, v), ...])`` per series (NaN points dropped)."""
-        data = self._get("/api/v1/query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
-                                                 "step": f"{max(step, 1.0):.3f}"})
+        with _one_line():
+            result = self.api.query_range(expr, start, end, max(step, 1.0))
         out = []
-        for series in data.get("result", []):
+        for series in result:
             points = [(float(t), float(v)) for t, v in series.get("values", [])]
             points = [(t, v) for t, v in points if math.isfinite(v)]
             if points:
@@ -139,20 +124,19 @@ class PrometheusSource:
 
     def signals(self, agent: str, start: float, end: float) -> dict[str, list[tuple[str, list[tuple[float, float]]]]]:
         """Every signal's series for one agent between ``start`` and ``end`` (plus the drift scores)."""
-        sel = '{agent="%s"}' % _label(agent)  # noqa: UP031  # PromQL braces make str.format awkward
-        sel_error = '{agent="%s",status="error"}' % _label(agent)  # noqa: UP031  # same
+        agent_only = (promql.matcher("agent", agent),)
+        by_agent = ("agent",)  # one series: every score metric pooled, as in the call-window table
         step = max((end - start) / 120.0, 1.0)
         out: dict[str, list[tuple[str, list[tuple[float, float]]]]] = {}
         for s in SIGNALS:
             if s.promql is None:
                 continue
-            expr = s.promql.replace("{sel_error}", sel_error).replace("{sel}", sel).replace("{w}", self.rate_window)
-            found = self.range(expr, start, end, step)
+            found = self.range(s.promql.render(agent_only, self.rate_window, by=by_agent), start, end, step)
             if found:
                 out[s.key] = [(s.title, found[0][1])]
-        drift = self.range('max by (signal) (driftwatch_drift_score%s)' % sel, start, end, step)  # noqa: UP031  # PromQL braces
+        drift = self.range(promql.DRIFT_SCORE.render(agent_only, by=("signal",)), start, end, step)
         if drift:
-            out["drift_score"] = [(labels.get("signal", "?"), points) for labels, points in drift]
+            out[promql.DRIFT_SCORE.name] = [(labels.get("signal", "?"), points) for labels, points in drift]
         return out
 
 
@@ -434,7 +418,7 @@ def _change_section(change: Change, diff: str | None, windows: Sequence[CallWind
     if prom:
         t0p, t1p, data = prom["t0"], prom["t1"], prom["series"]
         marks = [(change.timestamp, color, f"change {change.id[:12]}")]
-        titles = {s.key: s.title for s in SIGNALS} | {"drift_score": "drift score ÷ threshold"}
+        titles = {s.key: s.title for s in SIGNALS} | {promql.DRIFT_SCORE.name: promql.DRIFT_SCORE.title}
         plots = [line_plot(f"{titles.get(key, key)} (Prometheus)", series, t0=t0p, t1=t1p, marks=marks)
                  for key, series in data.items()]
         out.append("<h3>From Prometheus</h3>")
@@ -552,49 +536,3 @@ def write_report(out: str, ledger: Ledger, **kwargs: Any) -> int:
     with open(out, "wb") as fh:
         fh.write(page)
     return len(page)
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from driftwatch.cli import CLIError, _open, parse_time
-
-    if args.limit < 0:
-        raise CLIError(f"--limit {args.limit}: expected a whole number >= 0")
-    since = parse_time(args.since) if args.since else None
-    prometheus = None
-    if args.prometheus:
-        try:
-            prometheus = PrometheusSource(args.prometheus, rate_window=args.rate_window)
-            prometheus.check()
-        except ReportError as exc:
-            raise CLIError(str(exc)) from None
-    ledger = _open(args)
-    try:
-        size = write_report(args.out, ledger, agent=args.agent, since=since, prometheus=prometheus,
-                            diffs=not args.no_diffs, limit=args.limit)
-    except ReportError as exc:
-        raise CLIError(str(exc)) from None
-    finally:
-        ledger.close()
-        if prometheus is not None:
-            prometheus.close()
-    print(f"wrote {args.out} ({size:,} bytes)")
-    return 0
-
-
-def register(sub: Any, ledger_help: str) -> None:
-    """Add ``driftwatch report`` to the CLI's subcommands."""
-    r = sub.add_parser("report", help="write a self-contained HTML report of changes, alarms and behaviour")
-    r.add_argument("--out", default="report.html", help="output file (default: report.html)")
-    r.add_argument("--ledger", help=ledger_help)
-    r.add_argument("--agent", help="only this agent")
-    r.add_argument("--since", help="only entries since a duration ago (30m, 2h, 7d) or a date")
-    r.add_argument("--prometheus", metavar="URL", help="also plot signals queried from this Prometheus server")
-    r.add_argument("--rate-window", default="1m", help="PromQL rate() window for --prometheus (default: 1m)")
-    r.add_argument("--no-diffs", action="store_true", help="leave the diffs (prompt text) out of the page")
-    r.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
-                   help=f"detailed sections for the last N changes (default: {DEFAULT_LIMIT})")
-    r.set_defaults(func=cmd_report)

@@ -3,12 +3,19 @@
 hook → observation (:class:`~driftwatch.change.Change` via a :class:`~driftwatch.tracker.Tracker`,
 :class:`~driftwatch.observation.Call`, :class:`~driftwatch.observation.OptimizerRun`) → runtime →
 ledger first (a change is durable before the hook returns), then metrics, spans, audit log and the
-drift engine. Every sink call is wrapped: an exception inside driftwatch is counted in
-``driftwatch_internal_errors_total{stage}``, logged (rate-limited) on the ``driftwatch`` stdlib
-logger, and never reaches the host agent.
+drift engine. A call's signals (refusal, format check, evaluator score, embedding) are derived once,
+here, before it fans out (:func:`driftwatch.signals.derive`). Every sink call is wrapped: an exception
+inside driftwatch is counted in ``driftwatch_internal_errors_total{stage}``, logged (rate-limited) on the
+``driftwatch`` stdlib logger, and never reaches the host agent.
+
+The runtime holds the collaborators and passes them in: the ledger (a
+:class:`~driftwatch.ledger.buffered.BufferedLedger`), the metrics sink, tracing, the audit log, the drift
+engine (given the ledger, the metrics sink, :meth:`Runtime.record_alarm` and :meth:`Runtime.error`), the
+trackers (given the runtime as their :class:`~driftwatch.tracker.TrackerHost`) and the per-agent options
+(:meth:`Runtime.configure_agent`). Nothing in the core or the sinks imports this module.
 
 One process-wide runtime is created lazily from ``DRIFTWATCH_*`` variables; :func:`configure`
-replaces it, and :mod:`driftwatch.testing` swaps in an isolated one.
+replaces it (carrying the agent options over), and :mod:`driftwatch.testing` swaps in an isolated one.
 """
 
 from __future__ import annotations
@@ -16,36 +23,49 @@ from __future__ import annotations
 import atexit
 import contextvars
 import logging
+import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from driftwatch.alarm import Alarm
 from driftwatch.audit import AuditLog
 from driftwatch.change import Change, new_id
 from driftwatch.config import ConfigError, Settings
-from driftwatch.ledger import Ledger, LedgerError, open_ledger
+from driftwatch.exposition import start_http_server as _serve
+from driftwatch.ledger import Ledger
+from driftwatch.ledger.buffered import BufferedLedger
 from driftwatch.metrics import Metrics
 from driftwatch.observation import Call, OptimizerRun
+from driftwatch.options import DEFAULT_OPTIONS, AgentOptions, agent_options
 from driftwatch.redaction import resolve
 from driftwatch.revision import combine, unified_diff
-from driftwatch.tracing import Tracing, current_ids
+from driftwatch.signals import derive
+from driftwatch.tracing import Tracing, current_ids, set_default_error_handler
 from driftwatch.tracker import Tracker
 from driftwatch.windows import WindowAggregator
 
-__all__ = ["CallScope", "Runtime", "configure", "get_runtime", "set_runtime", "suppressed"]
+__all__ = [
+    "CallScope",
+    "RunScope",
+    "Runtime",
+    "configure",
+    "configure_agent",
+    "current_runtime",
+    "get_runtime",
+    "report_error",
+    "set_runtime",
+    "start_http_server",
+    "suppressed",
+]
 
 log = logging.getLogger("driftwatch")
 
 #: set while driftwatch itself acts on a watched object (restore, replay): hooks stand aside
 _SUPPRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("driftwatch_suppress", default=False)
-_LEDGER_RETRY_S = 5.0
-_PENDING_MAX = 10_000
-_METRICS_BY_REGISTRY: dict[int, Metrics] = {}
-_METRICS_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -60,19 +80,6 @@ def suppressed() -> Iterator[None]:
 
 def is_suppressed() -> bool:
     return _SUPPRESS.get()
-
-
-def _metrics_for(registry: Any) -> Metrics:
-    """One :class:`Metrics` per registry: configuring twice must not register metrics twice."""
-    from prometheus_client import REGISTRY
-
-    registry = REGISTRY if registry is None else registry
-    with _METRICS_LOCK:
-        metrics = _METRICS_BY_REGISTRY.get(id(registry))
-        if metrics is None or metrics.registry is not registry:
-            metrics = Metrics(registry)
-            _METRICS_BY_REGISTRY[id(registry)] = metrics
-        return metrics
 
 
 class CallScope:
@@ -94,8 +101,8 @@ class CallScope:
         self.t0 = time.perf_counter()
 
     def enter(self) -> Any:
-        """Re-activate the call's span (a generator resuming); returns a token for :meth:`exit`."""
-        if self.token is None:
+        """Re-activate the call's span (a generator resuming, a graph step); returns a token for :meth:`exit`."""
+        if self.span is None:
             return None
         try:
             return Tracing.enter(self.span)
@@ -145,15 +152,98 @@ class CallScope:
         ))
 
 
-class Runtime:
-    """Holds the settings, the ledger, the sinks and the trackers of one process (or one test)."""
+class RunScope:
+    """One optimizer run in progress: its record (:attr:`run`) and its ``driftwatch.optimizer.compile``
+    span, current from :meth:`Runtime.begin_run` until :meth:`finish`. Made by :meth:`Runtime.begin_run`.
 
-    def __init__(self, settings: Settings | None = None, *, ledger: Ledger | None = None) -> None:
+    Candidates may be reported from worker threads; no method raises into the optimizer (errors are
+    counted).
+    """
+
+    __slots__ = ("lock", "run", "runtime", "span", "token")
+
+    def __init__(self, runtime: Runtime, agent: str, optimizer: str, attributes: dict[str, Any]) -> None:
+        self.runtime = runtime
+        self.run = run = OptimizerRun(id=new_id(), agent=agent, optimizer=optimizer, started_at=time.time(),
+                                      attributes=attributes)
+        self.span: Any = None
+        self.token: Any = None
+        self.lock = threading.Lock()
+        if runtime.tracing is not None:
+            try:
+                self.span = runtime.tracing.start_run(run)
+                self.token = Tracing.enter(self.span)
+            except Exception as exc:  # noqa: BLE001  # never break the host: counted
+                runtime.error("tracing", exc)
+        run.trace_id = current_ids()[0]  # the compile span's trace (the caller's when it does not record)
+        snapshot = replace(run, attributes=dict(run.attributes))
+        runtime.ledger.record_run(snapshot)
+
+    # a run's span is re-activated (a worker, a resumed coroutine) the way a call's is
+    enter = CallScope.enter
+    exit = CallScope.exit
+
+    def candidate(self, score: float | None, revision_id: str | None = None, **attributes: Any) -> None:
+        """Record a candidate the run evaluated: its score (0–1; ``None`` when it has none or it is not
+        finite), the revision it would put in place (a revision id the ledger holds, or ``None``) and
+        JSON-able attributes (``stage`` …)."""
+        try:
+            value = None if score is None else float(score)
+            if value is not None and not math.isfinite(value):
+                value = None
+            run = self.run
+            with self.lock:
+                index = run.candidates
+                run.candidates += 1
+                if value is not None and (run.best_score is None or value > run.best_score):
+                    run.best_score = value
+                self.runtime.ledger.record_candidate(run.id, index, value, revision_id, attributes)
+        except Exception as exc:  # noqa: BLE001  # never break the optimizer: counted
+            self.runtime.error("run", exc)
+
+    def finish(self, *, error: BaseException | None = None) -> None:
+        """End the run (``ok``, or ``failed`` with ``error``): ledger, metrics, audit log, then its span.
+        Only the first call counts."""
+        run, rt = self.run, self.runtime
+        with self.lock:
+            if run.outcome != "running":
+                return
+            run.ended_at = time.time()
+            run.outcome = "failed" if error is not None else "ok"
+            run.error_type = type(error).__qualname__ if error is not None else None
+            snapshot = replace(run, attributes=dict(run.attributes))
+        rt.ledger.record_run(snapshot)
+        if rt.metrics is not None:
+            rt._safe("metrics", rt.metrics.on_run, snapshot)
+        if rt.audit is not None:
+            rt._safe("audit", rt.audit.on_run, snapshot)
+        if self.span is not None:
+            token, self.token = self.token, None
+            self.exit(token)  # guarded: a detach from another context is counted, and the span still ends
+            try:
+                Tracing.end_run(self.span, snapshot, error)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                rt.error("tracing", exc)
+
+
+class Runtime:
+    """Holds the settings, the ledger, the sinks, the drift engine, the trackers and the agent options of one
+    process (or one test).
+
+    ``ledger``: a :class:`~driftwatch.ledger.Ledger` to use instead of opening ``settings.ledger``;
+    ``agent_options``: options already registered (``configure()`` carries the previous runtime's over).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, ledger: Ledger | None = None,
+                 agent_options: Mapping[str, AgentOptions] | None = None) -> None:
         self.settings = settings = settings or Settings()
         self.enabled = settings.enabled
+        self._lock = threading.RLock()
+        self._errors_logged: dict[str, float] = {}
+        self.error_counts: dict[str, int] = {}
         redact = resolve(settings.redact)
         self.redact = redact
-        self.metrics: Metrics | None = _metrics_for(settings.registry) if settings.metrics else None
+        self.metrics: Metrics | None = Metrics.for_registry(settings.registry) if settings.metrics else None
         self.tracing: Tracing | None = (
             Tracing(settings.tracer_provider, capture_content=settings.capture_content, redact=redact)
             if settings.tracing else None)
@@ -161,33 +251,30 @@ class Runtime:
             AuditLog(logger=settings.audit_logger, path=settings.audit_log,
                      capture_content=settings.capture_content, redact=redact)
             if settings.audit else None)
+        #: the ledger: opened on first use; writes are kept (bounded) while it is unavailable
+        self.ledger = BufferedLedger(ledger if ledger is not None else settings.ledger, on_error=self.error)
         #: the drift engine (``driftwatch.drift``); fed every call, score and change
         self.drift: Any = None
         #: per-agent call aggregates written to the ledger for reports (``driftwatch.windows``)
-        self.windows = WindowAggregator(self._write_window)
-        self._ledger = ledger
-        self._ledger_failed_at = float("-inf")
-        self._pending: deque[Callable[[Ledger], None]] = deque(maxlen=_PENDING_MAX)
-        self._next_flush = 0.0  # monotonic time of the next retry of pending writes from a watched call
+        self.windows = WindowAggregator(self.ledger.record_window)
+        self._options: dict[str, AgentOptions] = dict(agent_options or {})
         self._trackers: dict[tuple[str, str], Tracker] = {}
         self._revisions: dict[str, dict[str, str]] = {}
         self._versions: dict[str, str] = {}
-        self._lock = threading.RLock()
-        self._errors_logged: dict[str, float] = {}
-        self.error_counts: dict[str, int] = {}
         self.http_server: Any = None
         if settings.drift:
             try:
-                from driftwatch.drift import DriftEngine
+                from driftwatch.drift.engine import DriftEngine
 
-                self.drift = DriftEngine(self)
+                self.drift = DriftEngine(
+                    reference_calls=settings.drift_reference_calls, false_alarm_rate=settings.drift_false_alarm_rate,
+                    replicas=settings.drift_replicas, poll_s=settings.drift_poll_s, sink=self.metrics,
+                    on_alarm=self.record_alarm, on_error=self.error, ledger=self.ledger.available)
             except Exception as exc:  # noqa: BLE001  # the agent runs on without drift detection
                 self.error("drift", exc)
         if settings.metrics_port is not None and settings.metrics:
             try:
-                from driftwatch.exposition import start_http_server
-
-                start_http_server(settings.metrics_port, settings.metrics_addr, runtime=self)
+                self.start_http_server(settings.metrics_port, settings.metrics_addr)
             except Exception as exc:  # noqa: BLE001  # a busy port must not stop the agent
                 self.error("http_server", exc)
 
@@ -206,105 +293,48 @@ class Runtime:
         except Exception:  # noqa: BLE001, S110  # the error path itself must never raise into the host
             pass
 
-    # -- ledger -----------------------------------------------------------------------------------
-    @property
-    def ledger(self) -> Ledger:
-        """The ledger, opened on first use (``LedgerError`` when it cannot be opened)."""
-        led = self._ledger
-        if led is not None:
-            return led
+    # -- agent options ------------------------------------------------------------------------------
+    def configure_agent(self, agent: str, **options: Any) -> AgentOptions:
+        """Set an agent's options (see :func:`driftwatch.configure_agent`); replaces what it had."""
+        opts = agent_options(agent, **options)
         with self._lock:
-            if self._ledger is None:
-                self._ledger = open_ledger(self.settings.ledger)
-            return self._ledger
+            self._options[agent] = opts
+        return opts
 
-    def _ledger_or_none(self) -> Ledger | None:
-        if self._ledger is not None:
-            return self._ledger
-        if time.monotonic() - self._ledger_failed_at < _LEDGER_RETRY_S:
-            return None
-        try:
-            return self.ledger
-        except Exception as exc:  # noqa: BLE001  # counted; the write is kept pending
-            self._ledger_failed_at = time.monotonic()
-            self.error("ledger", exc)
-            return None
+    def agent_options(self, agent: str) -> AgentOptions:
+        """The agent's options (the defaults when none were set)."""
+        return self._options.get(agent, DEFAULT_OPTIONS)
 
+    def all_agent_options(self) -> dict[str, AgentOptions]:
+        """Every agent's options, by agent (a copy)."""
+        with self._lock:
+            return dict(self._options)
+
+    # -- ledger -------------------------------------------------------------------------------------
     def write(self, op: Callable[[Ledger], None]) -> bool:
-        """Run a ledger write now; if the ledger is unavailable, keep it (bounded) and retry later: at the
-        next write, on a watched call at most every ``_LEDGER_RETRY_S``, and at exit."""
-        led = self._ledger_or_none()
-        if led is None:
-            self._keep(op)
-            return False
-        return self._flush(led, op)
-
-    def _flush(self, led: Ledger, op: Callable[[Ledger], None] | None = None) -> bool:
-        """The kept writes in order, then ``op``; on failure ``op`` is kept too (counted)."""
-        with self._lock:
-            try:
-                while self._pending:
-                    self._pending[0](led)
-                    self._pending.popleft()
-                if op is not None:
-                    op(led)
-                return True
-            except Exception as exc:  # noqa: BLE001  # counted; kept for the next try
-                if op is not None:
-                    self._keep(op)
-                self.error("ledger", exc)
-                return False
-
-    def _keep(self, op: Callable[[Ledger], None]) -> None:
-        if len(self._pending) == self._pending.maxlen:  # the oldest is dropped: say so, never silently
-            self.error("ledger", LedgerError(f"{self._pending.maxlen} ledger writes pending: the oldest is dropped"))
-        self._pending.append(op)
-
-    def flush_pending(self, *, retry_now: bool = False) -> bool:
-        """Try the writes kept while the ledger was unavailable; ``True`` when none is left.
-        ``retry_now``: even if the ledger failed to open less than ``_LEDGER_RETRY_S`` ago (close, exit)."""
-        if not self._pending:
-            return True
-        if retry_now:
-            self._ledger_failed_at = float("-inf")
-        self._next_flush = time.monotonic() + _LEDGER_RETRY_S
-        led = self._ledger_or_none()
-        return led is not None and self._flush(led)
-
-    def _write_window(self, window: Any) -> None:
-        """Store a closed call window now, or drop it: report aggregates never queue behind changes."""
-        led = self._ledger_or_none()
-        if led is None:
-            return
-        try:
-            led.record_window(window)
-        except Exception as exc:  # noqa: BLE001  # counted; the window is dropped
-            self.error("ledger", exc)
+        """Run a ledger write now, or keep it for later (see :meth:`BufferedLedger.write`)."""
+        return self.ledger.write(op)
 
     @property
     def pending_writes(self) -> int:
-        return len(self._pending)
+        """Ledger writes kept while the ledger was unavailable."""
+        return self.ledger.pending
 
+    # the TrackerHost reads: None when unknown or the ledger is unavailable
     def ledger_head(self, agent: str, component: str) -> str | None:
-        led = self._ledger_or_none()
-        if led is None:
-            return None
-        try:
-            return led.head(agent, component)
-        except Exception as exc:  # noqa: BLE001  # treat as never seen
-            self.error("ledger", exc)
-            return None
+        return self.ledger.head_or_none(agent, component)
 
     def ledger_state(self, revision_id: str) -> Any:
-        led = self._ledger_or_none()
-        if led is None:
-            return None
-        try:
-            rev = led.revision(revision_id)
-        except Exception as exc:  # noqa: BLE001  # diff against nothing
-            self.error("ledger", exc)
-            return None
-        return None if rev is None else rev.state
+        return self.ledger.state_or_none(revision_id)
+
+    # -- /metrics -----------------------------------------------------------------------------------
+    def start_http_server(self, port: int = 9464, addr: str = "127.0.0.1") -> Any:
+        """Serve this runtime's registry on ``/metrics`` (see :func:`driftwatch.start_http_server`); the
+        server is shut down by :meth:`close`."""
+        registry = self.metrics.registry if self.metrics is not None else None
+        server = _serve(port, addr, registry=registry)
+        self.http_server = server
+        return server
 
     # -- changes ----------------------------------------------------------------------------------
     def tracker(self, agent: str, component: str) -> Tracker:
@@ -352,7 +382,7 @@ class Runtime:
         final = change
         if not change.is_baseline:  # a call window never spans a change
             self._safe("windows", self.windows.flush, change.agent)
-        self.write(lambda led: led.record_change(final))
+        self.ledger.record_change(final)
         self.note_revision(change.agent, change.component, change.after_id)
         diff = None
         if self.settings.capture_content:
@@ -395,9 +425,15 @@ class Runtime:
             return None
 
     def record_call(self, call: Call) -> None:
-        if self._pending and time.monotonic() >= self._next_flush:  # an idle agent's kept writes go out too
-            self.flush_pending()
-        # the per-call hot path: each sink guarded inline (through _safe it costs ~1 µs more per call)
+        """Derive the call's signals, then fan it out: metrics, call windows, drift engine."""
+        self.ledger.flush_if_due()  # an idle agent's kept writes go out too
+        # the per-call hot path: each step guarded inline (through _safe it costs ~1 µs more per call)
+        if call.output_text is not None:
+            try:
+                derive(call, self._options.get(call.agent, DEFAULT_OPTIONS), self.error,
+                       evaluate=self.drift is not None)  # evaluator and embedding: only drift reads them
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                self.error("signals", exc)
         if self.metrics is not None:
             try:
                 self.metrics.on_call(call)
@@ -419,11 +455,12 @@ class Runtime:
         if self.metrics is not None:
             self._safe("metrics", self.metrics.on_score, agent, metric, value)
         self._safe("windows", self.windows.on_score, agent, metric, value)
-        if self.drift is not None:
-            self._safe("drift", self.drift.on_score, agent, metric, value)
+        if self.drift is not None and metric == self.agent_options(agent).score_metric:
+            self._safe("drift", self.drift.on_score, agent, value)
 
     def record_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
-        """Count a call's derived signals (refusal, format check): metrics and call windows."""
+        """Count signals a hook derived on its own for the agent's latest call: metrics and call windows (the
+        usual way is :meth:`configure_agent`, whose checks run on every call with an answer text)."""
         if self.metrics is not None:  # per call too: guarded inline like record_call
             try:
                 self.metrics.on_signals(agent, refused=refused, format_ok=format_ok)
@@ -435,32 +472,17 @@ class Runtime:
             self.error("windows", exc)
 
     # -- optimizer runs -----------------------------------------------------------------------------
-    def start_run(self, agent: str, optimizer: str, **attributes: Any) -> OptimizerRun:
-        trace_id, _ = current_ids()
-        run = OptimizerRun(id=new_id(), agent=agent, optimizer=optimizer, started_at=time.time(),
-                           trace_id=trace_id, attributes=attributes)
-        snapshot = _copy_run(run)
-        self.write(lambda led: led.record_run(snapshot))
-        return run
-
-    def record_candidate(self, run: OptimizerRun, score: float | None, revision_id: str | None = None,
-                         **attributes: Any) -> None:
-        index = run.candidates
-        run.candidates += 1
-        if score is not None and (run.best_score is None or score > run.best_score):
-            run.best_score = score
-        self.write(lambda led: led.record_candidate(run.id, index, score, revision_id, attributes))
-
-    def end_run(self, run: OptimizerRun, *, error: BaseException | None = None) -> None:
-        run.ended_at = time.time()
-        run.outcome = "failed" if error is not None else "ok"
-        run.error_type = type(error).__qualname__ if error is not None else None
-        snapshot = _copy_run(run)
-        self.write(lambda led: led.record_run(snapshot))
-        if self.metrics is not None:
-            self._safe("metrics", self.metrics.on_run, snapshot)
-        if self.audit is not None:
-            self._safe("audit", self.audit.on_run, snapshot)
+    def begin_run(self, agent: str, optimizer: str, **attributes: Any) -> RunScope | None:
+        """Start an optimizer run (``None`` when driftwatch is off or suppressed): recorded in the ledger
+        at once, with its ``driftwatch.optimizer.compile`` span current until :meth:`RunScope.finish`.
+        ``attributes`` (JSON-able) are stored with the run."""
+        if not self.enabled or _SUPPRESS.get():
+            return None
+        try:
+            return RunScope(self, agent, optimizer, attributes)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("run", exc)
+            return None
 
     # -- alarms -------------------------------------------------------------------------------------
     def record_alarm(self, alarm: Alarm, anchor: Change | None = None) -> Alarm:
@@ -470,33 +492,22 @@ class Runtime:
             if ids and ids[0]:
                 alarm = Alarm(alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp,
                               alarm.anchor_change_id, alarm.calls_since_anchor, ids[0], ids[1], alarm.attributes)
-        final = alarm
-        self.write(lambda led: led.record_alarm(final))
+        self.ledger.record_alarm(alarm)
         if self.audit is not None:
             self._safe("audit", self.audit.on_alarm, alarm)
         return alarm
 
     def close(self) -> None:
-        """Close the ledger (open call windows are written and pending writes tried once more first)."""
+        """Close the ledger (open call windows are written and kept writes tried once more first)."""
         self._safe("windows", self.windows.flush)
-        self.flush_pending(retry_now=True)
-        if self._ledger is not None:
-            self._safe("ledger", self._ledger.close)
+        self._safe("ledger", self.ledger.close)
         if self.http_server is not None:
             self._safe("http_server", self.http_server.shutdown)
             self._safe("http_server", self.http_server.server_close)
 
 
 def _with_ids(change: Change, trace_id: str | None, span_id: str | None) -> Change:
-    from dataclasses import replace
-
     return replace(change, trace_id=trace_id, span_id=span_id)
-
-
-def _copy_run(run: OptimizerRun) -> OptimizerRun:
-    from dataclasses import replace
-
-    return replace(run, attributes=dict(run.attributes))
 
 
 # -- the process-wide runtime ----------------------------------------------------------------------
@@ -511,7 +522,7 @@ def _flush_windows_at_exit() -> None:
     rt = _runtime
     if rt is not None:
         rt._safe("windows", rt.windows.flush)
-        rt.flush_pending(retry_now=True)  # changes kept while the ledger was down: one last try
+        rt.ledger.flush_pending(retry_now=True)  # changes kept while the ledger was down: one last try
 
 
 atexit.register(_flush_windows_at_exit)
@@ -527,6 +538,11 @@ def get_runtime() -> Runtime:
     if rt is not None:
         return rt
     return _default_runtime()
+
+
+def current_runtime() -> Runtime | None:
+    """The process-wide runtime if one exists (unlike :func:`get_runtime`, never creates it)."""
+    return _runtime
 
 
 def _default_runtime() -> Runtime:
@@ -555,11 +571,54 @@ def set_runtime(runtime: Runtime | None) -> Runtime | None:
 def configure(**settings: Any) -> Runtime:
     """Configure driftwatch for this process; ``ConfigError`` names a bad setting or variable.
 
-    Settings not given keep their ``DRIFTWATCH_*`` value or default. The previous runtime's ledger is
-    closed. See :class:`~driftwatch.config.Settings` for the list.
+    Settings not given keep their ``DRIFTWATCH_*`` value or default. Agent options registered before
+    (:func:`configure_agent`) carry over to the new runtime. The previous runtime's ledger is closed. See
+    :class:`~driftwatch.config.Settings` for the list.
     """
-    new = Runtime(Settings.from_env(**settings))
+    resolved = Settings.from_env(**settings)
+    previous = current_runtime()
+    new = Runtime(resolved, agent_options=previous.all_agent_options() if previous is not None else None)
     old = set_runtime(new)
     if old is not None:
         old.close()
     return new
+
+
+def configure_agent(agent: str, **options: Any) -> AgentOptions:
+    """Declare how an agent's answers are checked: the one way to set per-agent options.
+
+    ``format``: ``"json"``, a JSON schema (needs ``jsonschema``), or a callable(text) that returns ``False``
+    or raises on a malformed answer (``driftwatch_format_failures_total``, the ``format_failure`` signal).
+    ``refusal``: a classifier(text) -> bool, used in addition to the built-in phrase set
+    (``refusal_phrases=False`` turns the phrases off; ``driftwatch_refusals_total``, ``refusal``).
+    ``evaluator``: text -> score, per call (the ``score`` drift signal, like ``record_score``).
+    ``embed``: text -> vector (the ``embedding`` signal; needs numpy). ``score_metric``: which
+    ``record_score`` metric feeds the ``score`` signal (default ``"score"``).
+
+    Calling again replaces the agent's options. They live in the process's runtime and carry over to the one
+    :func:`configure` makes (and into :func:`driftwatch.testing.capture`). The callables run inside the
+    agent's call, on every call with an answer text (evaluator and embed only while the drift engine is on):
+    keep them fast. Their exceptions are counted (``driftwatch_internal_errors_total{stage="signals"}``) and
+    the value is treated as unknown. A bad option raises ``ValueError`` naming it.
+    """
+    return get_runtime().configure_agent(agent, **options)
+
+
+def start_http_server(port: int = 9464, addr: str = "127.0.0.1", *, runtime: Runtime | None = None) -> Any:
+    """Serve ``/metrics`` of this process's runtime (or ``runtime``) from a daemon thread; returns the server
+    (``.shutdown()`` then ``.server_close()``).
+
+    Binds to ``127.0.0.1`` by default: pass ``addr="0.0.0.0"`` to expose it beyond the host.
+    ``port=0`` picks a free port (read it from ``server.server_port``). In prometheus_client
+    multiprocess mode it serves the aggregate of every process.
+    """
+    return (runtime or get_runtime()).start_http_server(port, addr)
+
+
+def report_error(stage: str, exc: BaseException) -> None:
+    """Count an error inside driftwatch in the process's current runtime (an ``on_error`` callback for
+    collaborators made outside driftwatch, such as :class:`~driftwatch.tracing.CountingExporter`)."""
+    get_runtime().error(stage, exc)
+
+
+set_default_error_handler(report_error)

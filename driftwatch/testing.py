@@ -10,7 +10,8 @@
 
 Inside the block a fresh runtime is installed: a fresh Prometheus registry, an OpenTelemetry SDK
 tracer provider with an in-memory exporter, an in-memory ledger (or the one you name), and audit
-events collected in a list. The previous runtime is put back on exit.
+events collected in a list. Agent options set before (``driftwatch.configure_agent``) apply inside the
+block too; options set inside it stay there. The previous runtime is put back on exit.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from driftwatch.change import Change
 from driftwatch.config import Settings
 from driftwatch.ledger import Ledger
-from driftwatch.runtime import Runtime, set_runtime
+from driftwatch.runtime import Runtime, current_runtime, set_runtime
 
 __all__ = ["Captured", "ListLogger", "capture"]
 
@@ -102,7 +103,9 @@ def capture(**settings: Any) -> Iterator[Captured]:
     logger = ListLogger()
     settings.setdefault("audit_logger", logger)
     settings.setdefault("ledger", ":memory:")
-    runtime = Runtime(Settings.from_env(registry=registry, tracer_provider=provider, **settings))
+    previous = current_runtime()
+    runtime = Runtime(Settings.from_env(registry=registry, tracer_provider=provider, **settings),
+                      agent_options=previous.all_agent_options() if previous is not None else None)
     old = set_runtime(runtime)
     try:
         yield Captured(runtime, registry, exporter, logger, provider)

@@ -1,13 +1,15 @@
 """The OpenTelemetry sink: ``driftwatch.change`` spans, ``invoke_agent`` spans, drift span events.
 
 Spans go through the global tracer provider unless one is injected; driftwatch never sets a global
-provider. The GenAI attribute names are defined here (the constants in
+provider. Nothing here knows the runtime: errors go to the callback a caller passes (or to the process's
+default error handler, which the runtime installs). The GenAI attribute names are defined here (the constants in
 opentelemetry-semantic-conventions are deprecated). Prompt text and diffs are attached only when
 content capture is on, and then after redaction.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ from driftwatch._version import __version__
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
     from driftwatch.change import Change
+    from driftwatch.observation import OptimizerRun
 
 __all__ = [
     "ATTR",
@@ -27,9 +30,14 @@ __all__ = [
     "GEN_AI_AGENT_VERSION",
     "GEN_AI_OPERATION_NAME",
     "CountingExporter",
+    "ErrorHandler",
     "Tracing",
     "current_ids",
+    "set_default_error_handler",
 ]
+
+#: ``handler(stage, exc)``: counts and logs an error inside driftwatch
+ErrorHandler = Callable[[str, BaseException], None]
 
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 GEN_AI_AGENT_NAME = "gen_ai.agent.name"
@@ -139,34 +147,29 @@ class Tracing:
         span.end()
 
     # -- optimizer runs ---------------------------------------------------------------------------
-    def start_run(self, agent: str, optimizer: str) -> tuple[Any, Any]:
-        """Start ``driftwatch.optimizer.compile`` as the current span; returns ``(span, token)``.
+    def start_run(self, run: OptimizerRun) -> Any:
+        """Start ``driftwatch.optimizer.compile`` for ``run`` (not made current: see :meth:`enter`).
 
-        The changes an optimizer run produces are recorded inside it, so their spans are its children.
+        The changes an optimizer run produces are recorded while it is current, so their spans are its
+        children.
         """
-        span = self.tracer.start_span("driftwatch.optimizer.compile", kind=SpanKind.INTERNAL,
-                                      attributes={ATTR.AGENT: agent, ATTR.OPTIMIZER: optimizer})
-        if not span.is_recording():
-            return span, None
-        return span, otel_context.attach(trace.set_span_in_context(span))
+        return self.tracer.start_span("driftwatch.optimizer.compile", kind=SpanKind.INTERNAL, attributes={
+            ATTR.AGENT: run.agent, ATTR.OPTIMIZER: run.optimizer, ATTR.RUN_ID: run.id})
 
     @staticmethod
-    def end_run(span: Any, token: Any, run: Any, *, error: BaseException | None = None) -> None:
+    def end_run(span: Any, run: OptimizerRun, error: BaseException | None = None) -> None:
         """End the compile span with the run's outcome, candidate count and best score."""
-        if token is not None:
-            otel_context.detach(token)
         if span is None:
             return
         if span.is_recording():
-            span.set_attribute(ATTR.RUN_ID, run.id)
-            span.set_attribute(ATTR.OUTCOME, run.outcome)
-            span.set_attribute(ATTR.CANDIDATES, run.candidates)
+            attributes: dict[str, Any] = {ATTR.OUTCOME: run.outcome, ATTR.CANDIDATES: run.candidates}
             if run.best_score is not None:
-                span.set_attribute(ATTR.BEST_SCORE, run.best_score)
+                attributes[ATTR.BEST_SCORE] = run.best_score
             if error is not None:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                span.set_attribute("error.type", type(error).__qualname__)
+                attributes["error.type"] = type(error).__qualname__
+            span.set_attributes(attributes)
         span.end()
 
     # -- changes ----------------------------------------------------------------------------------
@@ -219,31 +222,47 @@ class Tracing:
             return self.span_ids(span)
 
 
+def _log_error(stage: str, exc: BaseException) -> None:
+    logging.getLogger("driftwatch").warning("driftwatch %s error: %s: %s", stage, type(exc).__name__, exc)
+
+
+_default_handler: ErrorHandler = _log_error
+
+
+def set_default_error_handler(handler: ErrorHandler) -> None:
+    """Where a :class:`CountingExporter` made without ``on_error`` reports (the runtime installs one that
+    counts in the process's current runtime, whichever that is when the export fails)."""
+    global _default_handler
+    _default_handler = handler
+
+
 class CountingExporter:
     """Wraps any OpenTelemetry ``SpanExporter`` so that failed exports are counted.
 
     ``BatchSpanProcessor(CountingExporter(OTLPSpanExporter(...)))``: an unreachable or failing
     collector then shows in ``driftwatch_internal_errors_total{stage="span_export"}`` instead of only
     in the SDK's log. Use a ``BatchSpanProcessor`` in production: with a ``SimpleSpanProcessor`` the
-    export (and its retries) runs inside the agent's call.
+    export (and its retries) runs inside the agent's call. ``on_error(stage, exc)`` receives the failures
+    (default: the process's current driftwatch runtime).
     """
 
-    def __init__(self, exporter: Any) -> None:
+    def __init__(self, exporter: Any, *, on_error: ErrorHandler | None = None) -> None:
         self.exporter = exporter
+        self.on_error = on_error
+
+    def _error(self, exc: BaseException) -> None:
+        (self.on_error or _default_handler)("span_export", exc)
 
     def export(self, spans: Any) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        from driftwatch.runtime import get_runtime
-
         try:
             result = self.exporter.export(spans)
         except Exception as exc:  # noqa: BLE001  # counted, and reported as a failed export
-            get_runtime().error("span_export", exc)
+            self._error(exc)
             return SpanExportResult.FAILURE
         if result != SpanExportResult.SUCCESS:
-            get_runtime().error("span_export", RuntimeError(f"{type(self.exporter).__name__} failed to export "
-                                                            f"{len(spans)} span(s)"))
+            self._error(RuntimeError(f"{type(self.exporter).__name__} failed to export {len(spans)} span(s)"))
         return result
 
     def shutdown(self) -> None:

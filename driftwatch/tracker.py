@@ -3,11 +3,14 @@
 ``observe(state)`` is called on the hot path, once per agent call per component. It compares a cheap
 key (``hash()`` of the prompt strings, cached by CPython) with the last one and returns at once when
 it has not moved. Only when it moves does the tracker compute the canonical fingerprint, and only
-when that differs does it build a change (diff, magnitude, paths) and hand it to the runtime.
+when that differs does it build a change (diff, magnitude, paths) and hand it to its host (the runtime).
 
 The first sighting in a process is checked against the ledger's head for the component: no head
 means a *baseline* (stored, not counted as a change); a head with other content means the component
 changed while no process watched it (a redeploy, a loaded program), which is a change.
+
+A tracker knows nothing of the runtime: it is given a :class:`TrackerHost` (the ledger reads it needs and
+where to send what it finds); the runtime is the host in a watched process.
 
 Several live copies of one component (a program instance that keeps serving while its optimized copy
 is swapped in, an A/B pair) each observe through their own :class:`Lineage`: the cheap key and the
@@ -25,15 +28,28 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from driftwatch.change import Change, infer_kind, new_id
 from driftwatch.revision import canonical_json, changed_paths, cheap_key, id_of, magnitude
 
-if TYPE_CHECKING:
-    from driftwatch.runtime import Runtime
+__all__ = ["Lineage", "Tracker", "TrackerHost"]
 
-__all__ = ["Lineage", "Tracker"]
+
+class TrackerHost(Protocol):
+    """What a :class:`Tracker` needs from its owner (the runtime)."""
+
+    def ledger_head(self, agent: str, component: str) -> str | None:
+        """The component's head revision in the ledger (``None``: never seen, or the ledger is unavailable)."""
+
+    def ledger_state(self, revision_id: str) -> Any:
+        """A stored revision's state (``None`` when unknown or unavailable)."""
+
+    def emit_change(self, change: Change) -> Change:
+        """Record and export a change (or baseline); returns it as recorded (with trace ids)."""
+
+    def note_revision(self, agent: str, component: str, revision_id: str) -> None:
+        """The component is at ``revision_id`` without a change (its ledger head, adopted)."""
 
 _UNSET = object()
 
@@ -66,10 +82,10 @@ class Lineage:
 class Tracker:
     """Follows one component of one agent through its revisions."""
 
-    __slots__ = ("_key", "_lineages", "_lock", "agent", "component", "revision_id", "runtime", "state")
+    __slots__ = ("_key", "_lineages", "_lock", "agent", "component", "host", "revision_id", "state")
 
-    def __init__(self, runtime: Runtime, agent: str, component: str) -> None:
-        self.runtime = runtime
+    def __init__(self, host: TrackerHost, agent: str, component: str) -> None:
+        self.host = host
         self.agent = agent
         self.component = component
         self.revision_id: str | None = None
@@ -114,12 +130,12 @@ class Tracker:
                 self._hold(lineage, key, rid, before_state)
                 return None
             if before_id is None:
-                before_id = self.runtime.ledger_head(self.agent, self.component)
+                before_id = self.host.ledger_head(self.agent, self.component)
                 if before_id == rid:
                     self._adopt(key, rid, text, lineage)
                     return None
                 if before_id is not None:
-                    before_state = self.runtime.ledger_state(before_id)
+                    before_state = self.host.ledger_state(before_id)
             after_state = json.loads(text)  # a private copy: the caller may mutate its object later
             if before_id is None:
                 paths: tuple[str, ...] = ()
@@ -141,7 +157,7 @@ class Tracker:
             self._hold(lineage, key, rid, after_state)
             self.revision_id = rid
             self.state = after_state
-            return self.runtime.emit_change(change)
+            return self.host.emit_change(change)
 
     def _live(self, rid: str) -> Lineage | None:
         for other in list(self._lineages):
@@ -163,7 +179,7 @@ class Tracker:
         self.revision_id = rid
         self.state = json.loads(text)
         self._hold(lineage, key, rid, self.state)
-        self.runtime.note_revision(self.agent, self.component, rid)
+        self.host.note_revision(self.agent, self.component, rid)
 
     def reset(self) -> None:
         """Forget the cheap key, so the next observation is fingerprinted in full."""

@@ -3,9 +3,9 @@
 The ledger records *changes*; to plot how behaviour moved around each change without a Prometheus
 server, the runtime also sums the calls of each agent into short windows (at most
 :data:`MAX_CALLS` calls or :data:`MAX_AGE_S` seconds, and never across a change: a change closes
-the agent's open window) and writes each closed window to the ledger as one row. A full window is
-closed when the next call arrives, so a call's signals and scores, reported just after it, count
-in the same window. Only counts and
+the agent's open window) and writes each closed window to the ledger as one row. A call's signals
+(refusal, format check) come with it; a full window is closed when the next call arrives, so the
+scores reported just after a call count in the same window. Only counts and
 sums are stored — never prompt or output text. One row per window keeps the hot path to a few
 additions under a lock; the ledger write happens when a window closes.
 """
@@ -98,8 +98,8 @@ class WindowAggregator:
         closed = None
         with self._lock:
             w = self._open.get(call.agent)
-            # a full (or old) window is closed when the *next* call arrives, so the signals and scores
-            # reported just after a call (by the drift engine) still land in that call's window
+            # a full (or old) window is closed when the *next* call arrives, so the scores reported just
+            # after a call still land in that call's window
             if w is not None and (w.calls >= self.max_calls or now - w.start >= self.max_age_s):
                 closed = self._open.pop(call.agent)
             w = self._window(call.agent, now)
@@ -114,11 +114,15 @@ class WindowAggregator:
             w.output_tokens += call.output_tokens or 0
             for tool in call.tools:
                 w.tools[tool] = w.tools.get(tool, 0) + 1
+            if call.refused is not None or call.format_ok is not None:
+                w.checked_calls += 1
+                w.refusals += bool(call.refused)
+                w.format_failures += call.format_ok is False
         if closed is not None:
             self.write(closed)
 
     def on_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
-        """Count the derived signals of the agent's latest call (reported by the drift engine)."""
+        """Count signals a hook derived on its own for the agent's latest call (``Runtime.record_signals``)."""
         if refused is None and format_ok is None:
             return
         with self._lock:

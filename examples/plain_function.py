@@ -1,6 +1,7 @@
 """The driftwatch decorator on a plain Python function — no agent framework at all.
 
 Run it:  python examples/plain_function.py [--calls 300] [--port 0] [--ledger plain.db] [--report plain.html]
+Needs:   pip install driftwatch-agents
 
 `answer()` is an ordinary function that asks a language model (here driftwatch's offline scripted
 model, so no API key is needed) under a system prompt it keeps in a variable. `@driftwatch.watch`
@@ -18,8 +19,8 @@ import urllib.request
 
 import driftwatch
 from driftwatch.cli import main as cli_main
+from driftwatch.demo.scripted import Prompt, ScriptedModel
 from driftwatch.report import write_report
-from driftwatch.scripted import Prompt, ScriptedModel
 
 PROMPTS = ("You are a helpdesk assistant. Answer the question.",
            "You are a helpdesk assistant. Think step by step and explain your answer in detail.")

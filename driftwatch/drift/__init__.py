@@ -6,10 +6,15 @@
 >>> status = mon.update(record)                # DriftStatus(alarm, score, signals)
 
 Inside a watched process the runtime runs one :class:`DriftEngine` (``get_runtime().drift``) that
-does this per agent, anchored at every recorded change; :func:`configure_agent` declares an
-agent's format check, refusal classifier, evaluator and embedding; :func:`accept` and
-:func:`reset` act on latched alarms (``driftwatch accept AGENT`` does it from a shell). The design
-and the benchmark are in ``docs/drift.md``. No framework imports in here.
+does this per agent, anchored at every recorded change. :func:`driftwatch.configure_agent` declares an
+agent's format check, refusal classifier, evaluator and embedding (also importable from here);
+:func:`accept` and :func:`reset` act on latched alarms of this process (``driftwatch accept AGENT`` does
+it from a shell), :func:`status` shows an agent's state. The design and the benchmark are in
+``docs/drift.md``. No framework imports in here.
+
+This ``__init__`` is the package's public face: its process-level functions act on the process's
+runtime. The engine and the maths (``engine.py``, ``monitor.py``, ``calibrate.py``, ``record.py``) know
+nothing of the runtime.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any
 from driftwatch.drift.engine import DriftEngine
 from driftwatch.drift.monitor import DriftMonitor
 from driftwatch.drift.record import BEHAVIOUR_SIGNALS, OPERATIONAL_SIGNALS, CallRecord, DriftStatus
-from driftwatch.drift.signals import REFUSAL_PHRASES, AgentOptions, configure_agent, is_refusal
+from driftwatch.options import AgentOptions
+from driftwatch.signals import REFUSAL_PHRASES, is_refusal
 
 __all__ = [
     "BEHAVIOUR_SIGNALS",
@@ -39,9 +45,16 @@ __all__ = [
 
 
 def _engine() -> DriftEngine | None:
-    from driftwatch.runtime import get_runtime
+    from driftwatch.runtime import get_runtime  # at call time: the runtime imports this package's engine
 
     return get_runtime().drift
+
+
+def configure_agent(agent: str, **options: Any) -> AgentOptions:
+    """:func:`driftwatch.configure_agent` (the one way to set an agent's options), importable from here too."""
+    from driftwatch.runtime import configure_agent as configure
+
+    return configure(agent, **options)
 
 
 def accept(agent: str | None = None) -> list[str]:

@@ -21,37 +21,48 @@ Reference policy, per agent:
   arrive from other processes (``driftwatch accept``) through the ledger's ``drift_commands``,
   polled every ``drift_poll_s`` seconds on the call path.
 
-Exports: ``driftwatch_drift_score`` and ``driftwatch_drift_alarm`` per signal,
-``driftwatch_reference_calls`` (the frozen reference's size; while warming, the calls collected
-so far), and for each alarm :meth:`Runtime.record_alarm` (span event linked to the anchor change,
-audit event, ledger row).
+Exports, through the collaborators it is given (it knows nothing of the runtime):
+``driftwatch_drift_score`` and ``driftwatch_drift_alarm`` per signal and ``driftwatch_reference_calls``
+(the frozen reference's size; while warming, the calls collected so far) through the metrics sink's
+:meth:`~driftwatch.metrics.Metrics.set_drift`; each alarm through ``on_alarm(alarm, anchor_change)`` (the
+runtime's :meth:`~driftwatch.runtime.Runtime.record_alarm`: span event linked to the anchor change, audit
+event, ledger row); errors through ``on_error(stage, exc)``. It reads the per-call signals the runtime
+derived (:mod:`driftwatch.signals`) from each :class:`~driftwatch.observation.Call`, and operator commands
+from the ledger it is given.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from driftwatch.alarm import Alarm
 from driftwatch.change import new_id
 from driftwatch.drift.monitor import DriftMonitor
 from driftwatch.drift.record import BEHAVIOUR_SIGNALS, OPERATIONAL_SIGNALS, CallRecord
-from driftwatch.drift.signals import AgentOptions, agent_options, is_refusal
 
 if TYPE_CHECKING:
     from driftwatch.change import Change
+    from driftwatch.ledger import Ledger
     from driftwatch.observation import Call
-    from driftwatch.runtime import Runtime
 
-__all__ = ["DriftEngine"]
+__all__ = ["DriftEngine", "DriftSink"]
+
+
+class DriftSink(Protocol):
+    """Where the engine's gauges go (:class:`driftwatch.metrics.Metrics` is one)."""
+
+    def set_drift(self, agent: str, scores: Mapping[str, float], alarmed: Collection[str],
+                  reference_calls: int) -> None: ...
 
 _EXPORT_S = 0.5
 _LATER_MAX = 16
 
 
 class _Agent:
-    __slots__ = ("alarmed", "anchor", "calls_since_anchor", "exported", "later", "lock", "mon", "name",
+    __slots__ = ("alarmed", "anchor", "calls_since_anchor", "later", "lock", "mon", "name",
                  "next_export", "ops", "ops_alarmed", "reference_kind", "settle")
 
     def __init__(self, name: str, mon: DriftMonitor, ops: DriftMonitor) -> None:
@@ -66,23 +77,36 @@ class _Agent:
         self.reference_kind = "none"
         self.alarmed: dict[str, str] = {}  # signal -> alarm id (latched until accept/reset)
         self.ops_alarmed: set[str] = set()
-        self.exported: set[str] = set()
         self.next_export = 0.0
 
 
-class DriftEngine:
-    """Drift detection for every agent of one :class:`~driftwatch.runtime.Runtime`."""
+def _ignore(stage: str, exc: BaseException) -> None:
+    """The default ``on_error``: nothing to count into."""
 
-    def __init__(self, runtime: Runtime, *, reference_calls: int | None = None,
-                 false_alarm_rate: float | None = None, replicas: int | None = None,
-                 min_reference: int | None = None, poll_s: float | None = None) -> None:
-        s = runtime.settings
-        self.runtime = runtime
-        self.reference_calls = reference_calls or s.drift_reference_calls
-        self.false_alarm_rate = false_alarm_rate or s.drift_false_alarm_rate
-        self.replicas = replicas or s.drift_replicas
+
+class DriftEngine:
+    """Drift detection for every agent of one process (or one runtime).
+
+    Collaborators, all optional: ``sink`` gets the gauges (``set_drift``); ``on_alarm(alarm, anchor)``
+    records each alarm; ``on_error(stage, exc)`` counts errors; ``ledger()`` returns the ledger that
+    operator commands are read from, or ``None`` while it is unavailable. Settings default to
+    :class:`~driftwatch.config.Settings`' defaults.
+    """
+
+    def __init__(self, *, reference_calls: int = 1000, false_alarm_rate: float = 1e-4, replicas: int = 1,
+                 min_reference: int | None = None, poll_s: float = 2.0, sink: DriftSink | None = None,
+                 on_alarm: Callable[[Alarm, Change | None], object] | None = None,
+                 on_error: Callable[[str, BaseException], None] = _ignore,
+                 ledger: Callable[[], Ledger | None] | None = None) -> None:
+        self.reference_calls = reference_calls
+        self.false_alarm_rate = false_alarm_rate
+        self.replicas = replicas
         self.min_reference = min_reference or max(30, self.reference_calls // 5)
-        self.poll_s = getattr(s, "drift_poll_s", 2.0) if poll_s is None else poll_s
+        self.poll_s = poll_s if ledger is not None else 0.0
+        self.sink = sink
+        self.on_alarm = on_alarm
+        self.on_error = on_error
+        self.ledger = ledger
         self._agents: dict[str, _Agent] = {}
         self._lock = threading.Lock()
         self._started = time.time()
@@ -129,42 +153,19 @@ class DriftEngine:
             }
 
     # -- inputs from the runtime ----------------------------------------------------------------------
-    def record_for(self, call: Call, opts: AgentOptions) -> CallRecord:
-        """Turn a watched call into the detector's record (text checks run here, in-process)."""
-        text = call.output_text
-        refused = format_ok = score = embedding = None
-        if text is not None:
-            refused = is_refusal(text) if opts.phrases else False
-            if opts.refusal is not None and not refused:
-                refused = self._user("refusal", opts.refusal, text)
-                refused = None if refused is None else bool(refused)
-            if opts.format_check is not None:
-                format_ok = opts.format_check(text)
-            if opts.evaluator is not None:
-                score = self._user("evaluator", opts.evaluator, text)
-                score = None if score is None else float(score)
-            if opts.embed is not None:
-                embedding = self._user("embed", opts.embed, text)
-        return CallRecord(output_chars=call.output_chars, tokens=call.output_tokens, refused=refused,
-                          tools=call.tools, format_ok=format_ok, error=call.error, score=score,
-                          embedding=embedding, latency_s=call.duration_s, input_tokens=call.input_tokens)
-
-    def _user(self, what: str, fn: Any, text: str) -> Any:
-        try:
-            return fn(text)
-        except Exception as exc:  # noqa: BLE001  # a user callable failing must not break the call
-            self.runtime.error("drift", exc)
-            return None
+    @staticmethod
+    def record_for(call: Call) -> CallRecord:
+        """A watched call as the detector's record (its signals were derived before it got here)."""
+        return CallRecord(output_chars=call.output_chars, tokens=call.output_tokens, refused=call.refused,
+                          tools=call.tools, format_ok=call.format_ok, error=call.error, score=call.score,
+                          embedding=call.embedding, latency_s=call.duration_s, input_tokens=call.input_tokens)
 
     def on_call(self, call: Call) -> None:
-        rt = self.runtime
         now = time.monotonic()
         if now >= self._next_poll and self.poll_s > 0:
             self.poll_commands(now)
         st = self._agents.get(call.agent) or self._agent(call.agent)
-        rec = self.record_for(call, agent_options(call.agent))
-        if rec.refused is not None or rec.format_ok is not None:
-            rt.record_signals(call.agent, refused=rec.refused, format_ok=rec.format_ok)
+        rec = self.record_for(call)
         with st.lock:
             status = st.mon.update(rec)
             ops = st.ops.update(rec)
@@ -185,9 +186,8 @@ class DriftEngine:
             st.next_export = now + _EXPORT_S
             self.export(st)
 
-    def on_score(self, agent: str, metric: str, value: float) -> None:
-        if metric != agent_options(agent).score_metric:
-            return
+    def on_score(self, agent: str, value: float) -> None:
+        """A score of the metric that feeds the agent's ``score`` signal (the runtime picks it)."""
         st = self._agent(agent)
         with st.lock:
             status = st.mon.update_score(value)
@@ -268,13 +268,13 @@ class DriftEngine:
             return 0
         try:
             self._next_poll = (time.monotonic() if now is None else now) + self.poll_s
-            led = self.runtime._ledger_or_none()
+            led = self.ledger() if self.ledger is not None else None
             if led is None:
                 return 0
             try:
                 rows = led.commands(after=self._cmd_after, since=self._started)
             except Exception as exc:  # noqa: BLE001  # a ledger hiccup: retried at the next poll
-                self.runtime.error("drift", exc)
+                self.on_error("drift", exc)
                 return 0
             for cid, agent, action, _ in rows:
                 self._cmd_after = max(self._cmd_after, cid)
@@ -290,7 +290,6 @@ class DriftEngine:
 
     # -- outputs ------------------------------------------------------------------------------------------
     def _raise(self, st: _Agent, signal: str, score: float) -> None:
-        rt = self.runtime
         with st.lock:
             anchor = st.anchor
             mon = st.mon
@@ -309,27 +308,16 @@ class DriftEngine:
                           calls_since_anchor=st.calls_since_anchor if anchor is not None else mon.calls,
                           attributes=attributes)
             st.alarmed[signal] = alarm.id
-        rt.record_alarm(alarm, anchor)
+        if self.on_alarm is not None:
+            self.on_alarm(alarm, anchor)
 
     def export(self, st: _Agent) -> None:
         """Set the agent's drift gauges now."""
-        metrics = self.runtime.metrics
-        if metrics is None:
+        sink = self.sink
+        if sink is None:
             return
         with st.lock:
-            scores = st.mon.scores()
-            ops = st.ops.scores()
+            scores = {**st.mon.scores(), **st.ops.scores()}
             alarmed = set(st.alarmed) | st.ops_alarmed
             ref = st.mon.reference_size if st.mon.armed else st.mon.ring_size
-        agent = st.name
-        values = {**scores, **ops}
-        for signal in st.exported - set(values):  # signals no longer in the reference read 0
-            metrics.drift_score.labels(agent, signal).set(0.0)
-            metrics.drift_alarm.labels(agent, signal).set(1.0 if signal in alarmed else 0.0)
-        for signal, value in values.items():
-            metrics.drift_score.labels(agent, signal).set(value)
-            metrics.drift_alarm.labels(agent, signal).set(1.0 if signal in alarmed else 0.0)
-        for signal in alarmed - set(values):
-            metrics.drift_alarm.labels(agent, signal).set(1.0)
-        st.exported = set(values) | alarmed
-        metrics.reference_calls.labels(agent).set(ref)
+        sink.set_drift(st.name, scores, alarmed, ref)

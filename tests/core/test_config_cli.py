@@ -127,11 +127,12 @@ def test_show_an_alarm_and_an_optimizer_run(ledger_url, capsys) -> None:
 
     path = ledger_url
     with capture(ledger=path) as cap:
-        run = cap.runtime.start_run("bot", "COPRO")
+        scope = cap.runtime.begin_run("bot", "COPRO")
+        run = scope.run
         driftwatch.track("bot", "system_prompt", "You are helpful.")
-        cap.runtime.record_candidate(run, 0.5, None)
-        cap.runtime.record_candidate(run, 0.75, "f" * 32)
-        cap.runtime.end_run(run)
+        scope.candidate(0.5, None)
+        scope.candidate(0.75, "f" * 32)
+        scope.finish()
         change = driftwatch.track("bot", "system_prompt", "You are terse.", kind="system_prompt", source="agent")
         alarm = Alarm(id=new_id(), agent="bot", signal="output_chars", score=1.25, timestamp=time.time(),
                       anchor_change_id=change.id, calls_since_anchor=42,

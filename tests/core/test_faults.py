@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import driftwatch
+import driftwatch.ledger.buffered as buffered_mod
 from driftwatch.testing import Captured, capture
 from driftwatch.tracing import CountingExporter
 from tests.conftest import free_port
@@ -88,9 +89,7 @@ def test_read_only_ledger_path_keeps_the_host_running(tmp_path) -> None:
 
 def test_pending_writes_are_flushed_when_the_ledger_comes_back(tmp_path, monkeypatch) -> None:
     """Writes kept while the ledger was unavailable are stored once it can be opened."""
-    import driftwatch.runtime as runtime_mod
-
-    monkeypatch.setattr(runtime_mod, "_LEDGER_RETRY_S", 0.0)
+    monkeypatch.setattr(buffered_mod, "RETRY_S", 0.0)
     missing_dir = tmp_path / "later"
     with capture(ledger=str(missing_dir / "dw.db")) as cap:
         driftwatch.track("bot", "p", "one")
@@ -106,9 +105,7 @@ def test_pending_writes_are_flushed_when_the_ledger_comes_back(tmp_path, monkeyp
 def test_an_idle_agents_kept_writes_go_out_on_its_next_calls(tmp_path, monkeypatch) -> None:
     """No new change after the outage: the kept writes are retried from watched calls (at most every retry
     interval), not only at the next write."""
-    import driftwatch.runtime as runtime_mod
-
-    monkeypatch.setattr(runtime_mod, "_LEDGER_RETRY_S", 0.0)
+    monkeypatch.setattr(buffered_mod, "RETRY_S", 0.0)
     missing_dir = tmp_path / "later"
     with capture(ledger=str(missing_dir / "dw.db")) as cap:
         run = _agent(["one", "two"])
@@ -128,8 +125,8 @@ def test_kept_writes_are_tried_once_more_at_exit(tmp_path) -> None:
 
     ledger = tmp_path / "later" / "dw.db"
     code = (
-        "import driftwatch, os, driftwatch.runtime as r\n"
-        "r._LEDGER_RETRY_S = 3600.0\n"  # no retry from calls: only the exit hook can write them
+        "import driftwatch, os, driftwatch.ledger.buffered as b\n"
+        "b.RETRY_S = 3600.0\n"  # no retry from calls: only the exit hook can write them
         f"driftwatch.configure(ledger={str(ledger)!r}, metrics=False, tracing=False)\n"
         "driftwatch.track('bot', 'p', 'one'); driftwatch.track('bot', 'p', 'two')\n"
         "assert driftwatch.runtime.get_runtime().pending_writes == 2\n"
@@ -145,9 +142,7 @@ def test_kept_writes_are_tried_once_more_at_exit(tmp_path) -> None:
 
 def test_a_full_queue_of_kept_writes_drops_the_oldest_and_says_so(tmp_path, monkeypatch) -> None:
     """Kept writes are bounded; when the bound is hit the drop is counted and logged, never silent."""
-    import driftwatch.runtime as runtime_mod
-
-    monkeypatch.setattr(runtime_mod, "_PENDING_MAX", 3)
+    monkeypatch.setattr(buffered_mod, "MAX_PENDING", 3)
     with capture(ledger=str(tmp_path / "missing" / "dw.db")) as cap:
         errors = []
         for i in range(5):

@@ -18,7 +18,9 @@ import pytest
 
 from driftwatch.alarm import Alarm
 from driftwatch.change import Change, new_id
-from driftwatch.ledger import SCHEMA_VERSION, LedgerError, SQLiteLedger, open_ledger
+from driftwatch.ledger import LedgerError, open_ledger
+from driftwatch.ledger._sql import SCHEMA_VERSION
+from driftwatch.ledger.sqlite import SQLiteLedger
 from driftwatch.observation import OptimizerRun
 from driftwatch.revision import fingerprint
 
@@ -153,23 +155,23 @@ def test_corrupt_and_foreign_files_are_refused_with_one_line(tmp_path) -> None:
 
 def test_older_schema_is_migrated_in_place(ledger_url, monkeypatch) -> None:
     """A ledger written with an older schema is upgraded on open, keeping its entries."""
-    import driftwatch.ledger as ledger_mod
+    import driftwatch.ledger._sql as sql_mod
 
     path = ledger_url
     extra = "CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT, n INTEGER);"
     ledger = open_ledger(path)
     ledger.record_change(_change("a", "p", None, "v1"))
     ledger.close()
-    monkeypatch.setattr(ledger_mod, "MIGRATIONS", (*ledger_mod.MIGRATIONS, extra))
-    monkeypatch.setattr(ledger_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
-    upgraded = ledger_mod.open_ledger(path)
+    monkeypatch.setattr(sql_mod, "MIGRATIONS", (*sql_mod.MIGRATIONS, extra))
+    monkeypatch.setattr(sql_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    upgraded = open_ledger(path)
     assert upgraded._schema_version() == SCHEMA_VERSION + 1
     assert upgraded._read("SELECT count(*) FROM notes") == [(0,)]
     assert len(upgraded.changes(baselines=True)) == 1
     upgraded.close()
-    monkeypatch.setattr(ledger_mod, "SCHEMA_VERSION", SCHEMA_VERSION)  # an older driftwatch refuses it
+    monkeypatch.setattr(sql_mod, "SCHEMA_VERSION", SCHEMA_VERSION)  # an older driftwatch refuses it
     with pytest.raises(LedgerError, match="upgrade driftwatch-agents"):
-        ledger_mod.open_ledger(path)
+        open_ledger(path)
 
 
 def test_forked_child_gets_its_own_connection(ledger_url) -> None:

@@ -78,7 +78,8 @@ def test_public_surface_is_declared_and_typed() -> None:
 
 
 def test_the_wheel_ships_the_alert_rules_for_driftwatch_stack(tmp_path: Path) -> None:
-    """A built wheel holds the package, py.typed, and the two rule files `driftwatch stack` falls back to."""
+    """A built wheel holds the package with its subpackages, py.typed, and the two rule files `driftwatch stack`
+    falls back to."""
     import subprocess
     import sys
     import zipfile
@@ -88,7 +89,9 @@ def test_the_wheel_ships_the_alert_rules_for_driftwatch_stack(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("driftwatch_agents-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "driftwatch/py.typed" in names and "driftwatch/cli.py" in names
+    assert "driftwatch/py.typed" in names
+    for package in ("cli", "demo", "stack"):
+        assert f"driftwatch/{package}/__init__.py" in names, package
     for rule in ("driftwatch_rules.yaml", "driftwatch_alerts.yaml"):
         assert any(n.endswith(f".data/data/share/driftwatch/alerts/{rule}") for n in names), rule
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "examples/"))]

@@ -15,12 +15,6 @@ from driftwatch.cli import main as cli_main
 from driftwatch.testing import capture
 
 
-@pytest.fixture(autouse=True)
-def _clean_agent_options():
-    yield
-    drift.signals.clear_agent_options()
-
-
 def make_agent(name: str, state: dict, seed: int = 0):
     """A watched plain function whose answer length depends on its prompt (state["prompt"])."""
     rng = random.Random(seed)
@@ -218,7 +212,7 @@ def test_format_schema_and_refusal_phrases_feed_signals_and_counters(cap):
 
 
 def test_failing_user_callables_are_counted_and_never_reach_the_caller(cap):
-    """An evaluator that raises: the call returns normally, the error is counted under stage drift."""
+    """An evaluator that raises: the call returns normally, the error is counted under stage signals."""
     def evaluator(text: str) -> float:
         raise RuntimeError("judge down")
 
@@ -229,8 +223,8 @@ def test_failing_user_callables_are_counted_and_never_reach_the_caller(cap):
         return "fine answer"
 
     assert f("q") == "fine answer"
-    assert cap.runtime.error_counts.get("drift", 0) == 1
-    assert cap.value("driftwatch_internal_errors_total", stage="drift") == 1.0
+    assert cap.runtime.error_counts == {"signals": 1}
+    assert cap.value("driftwatch_internal_errors_total", stage="signals") == 1.0
 
 
 def test_record_score_feeds_the_score_signal(cap):

@@ -8,9 +8,8 @@ import random
 
 import pytest
 
-from driftwatch.drift import is_refusal
 from driftwatch.drift.calibrate import bernoulli_thresholds, cramer, solve_threshold
-from driftwatch.drift.signals import make_format_check
+from driftwatch.signals import is_refusal, make_format_check
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -13,6 +13,7 @@ from dspy_programs import Pipeline, PromptLM, TwoStep, metric, trainset
 
 import driftwatch
 from driftwatch.integrations import dspy as dw_dspy
+from driftwatch.integrations.dspy import _optimizer, _patching
 from driftwatch.revision import fingerprint
 from driftwatch.testing import Captured
 
@@ -104,6 +105,7 @@ def test_optimizer_run_is_recorded_with_one_change_per_changed_predictor(
         "driftwatch.agent": "qa", "driftwatch.optimizer.name": name, "driftwatch.optimizer.run_id": run.id,
         "driftwatch.optimizer.outcome": "ok", "driftwatch.optimizer.candidates": run.candidates,
         **({"driftwatch.optimizer.best_score": run.best_score} if run.best_score is not None else {})}
+    assert run.trace_id == format(span.context.trace_id, "032x")
     change_spans = [s for s in cap.spans("driftwatch.change") if s.attributes["driftwatch.change.source"] == name]
     assert len(change_spans) == len(changes)
     assert all(s.parent.span_id == span.context.span_id for s in change_spans)
@@ -165,7 +167,7 @@ def test_optimizer_classes_defined_after_instrument_are_wrapped(cap: Captured, l
 
 def test_every_teleprompter_subclass_is_wrapped_and_unwrapped(lm: PromptLM) -> None:
     """instrument() wraps compile on every optimizer class (KNNFewShot, LabeledFewShot...); uninstrument() undoes it."""
-    classes = [c for c in dw_dspy._all_subclasses(Teleprompter) if "compile" in c.__dict__]
+    classes = [c for c in _patching.all_subclasses(Teleprompter) if "compile" in c.__dict__]
     names = {c.__name__ for c in classes}
     assert {"BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "LabeledFewShot", "KNNFewShot", "COPRO",
             "MIPROv2", "GEPA", "SIMBA"} <= names
@@ -233,8 +235,8 @@ def test_a_failing_hook_never_breaks_an_optimizer_run(cap: Captured, lm: PromptL
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("driftwatch bug")
 
-    monkeypatch.setattr(dw_dspy, "_program_snapshot", broken)
-    monkeypatch.setattr(dw_dspy._CompileScope, "_record_result", broken)
+    monkeypatch.setattr(_optimizer, "program_snapshot", broken)
+    monkeypatch.setattr(_optimizer.CompileScope, "_record_result", broken)
     student = driftwatch.watch(TwoStep(), agent="qa")
     tuned = _compile("COPRO", student)
     assert tuned(question=QUESTION).answer == "Paris"

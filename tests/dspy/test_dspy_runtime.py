@@ -17,6 +17,7 @@ from dspy_programs import Pipeline, PromptLM, TwoStep, metric, trainset
 
 import driftwatch
 from driftwatch.integrations import dspy as dw_dspy
+from driftwatch.integrations.dspy import _patching, _watch
 from driftwatch.revision import fingerprint
 from driftwatch.testing import Captured
 
@@ -129,8 +130,8 @@ def test_a_thousand_unchanged_calls_record_nothing(cap: Captured, lm: PromptLM,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """1000 calls of an unchanged program: 1000 calls counted, no change, state read in full only once."""
     reads: list[Any] = []
-    original = dw_dspy._predict_state
-    monkeypatch.setattr(dw_dspy, "_predict_state", lambda p: reads.append(p) or original(p))
+    original = _watch.predict_state
+    monkeypatch.setattr(_watch, "predict_state", lambda p: reads.append(p) or original(p))
     program = driftwatch.watch(TwoStep(), agent="qa")
     for _ in range(1000):
         program(question=QUESTION)
@@ -315,7 +316,7 @@ def test_a_failing_hook_never_breaks_the_call(cap: Captured, lm: PromptLM, monke
     def broken(self: Any, program: Any, **kw: Any) -> Any:
         raise RuntimeError("driftwatch bug")
 
-    monkeypatch.setattr(dw_dspy._ProgramWatch, "check", broken)
+    monkeypatch.setattr(_watch.ProgramWatch, "check", broken)
     assert program(question=QUESTION).answer == "Lyon"
     assert cap.value("driftwatch_internal_errors_total", stage="dspy") >= 1
     assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 1
@@ -370,8 +371,8 @@ def test_missing_or_too_old_dspy_is_refused_with_an_install_hint() -> None:
             "from driftwatch.integrations import DidNotEnable\n"
             "try:\n    import driftwatch.integrations.dspy\nexcept DidNotEnable as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.strip() == (f"driftwatch's DSPy integration needs dspy>={dw_dspy.MINIMUM_VERSION}, found "
-                                  "3.2.9: pip install 'driftwatch-agents[dspy]'")
+    assert out.stdout.strip() == (f"driftwatch's DSPy integration needs dspy>={dw_dspy.MINIMUM_VERSION} (found "
+                                  "3.2.9): pip install 'driftwatch-agents[dspy]'")
     missing = code.replace("import dspy; dspy.__version__ = '3.2.9'", "import sys; sys.modules['dspy'] = None")
     out = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "driftwatch's DSPy integration needs dspy: pip install 'driftwatch-agents[dspy]'"
@@ -392,10 +393,10 @@ def test_unhashable_programs_are_watched_and_forgotten_when_gone(cap: Captured, 
     assert [(c.component, c.kind) for c in cap.changes()] == [("respond", "demos")]
     assert cap.runtime.error_counts == {}
     key = id(program)
-    assert key in dw_dspy._WATCHES
+    assert key in _watch._WATCHES.values(cap.runtime)
     del program
     gc.collect()
-    assert key not in dw_dspy._WATCHES
+    assert key not in _watch._WATCHES.values(cap.runtime)
 
 
 def test_uninstrument_leaves_a_later_instrumentor_working(cap: Captured, lm: PromptLM) -> None:
@@ -406,7 +407,7 @@ def test_uninstrument_leaves_a_later_instrumentor_working(cap: Captured, lm: Pro
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     classes = [Module, Evaluate, Teleprompter, dspy.BaseLM, dspy.LM, type(lm).__mro__[1], dspy.Adapter,
-               dspy.ChatAdapter, dspy.Tool, *dw_dspy._all_subclasses(Module)]
+               dspy.ChatAdapter, dspy.Tool, *_patching.all_subclasses(Module)]
     pristine = {cls: dict(cls.__dict__) for cls in classes}
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -456,3 +457,37 @@ def test_tokens_spent_in_a_programs_own_parallel_section_count(cap: Captured, lm
     program(question=QUESTION)
     assert cap.value("driftwatch_calls_total", agent="fan", status="ok") == 1
     assert cap.value("driftwatch_tokens_total", agent="fan", type="output") == 15  # 3 LM calls x 5
+
+
+def test_uninstrument_under_a_later_wrapper_keeps_it_and_restores_the_rest(cap: Captured, lm: PromptLM) -> None:
+    """Another tool wraps Module.__call__ after driftwatch: uninstrument() keeps its wrapper (ours under it passes
+    calls through) and puts every other patch back; watching again records each call once."""
+    original = Module.__dict__["__call__"]
+    pristine = {(cls, name): cls.__dict__.get(name) for cls, name in
+                [(Module, "acall"), (Evaluate, "__call__"), (Teleprompter, "__init_subclass__"),
+                 (dspy.BootstrapFewShot, "compile")]}
+    program = driftwatch.watch(TwoStep(), agent="qa")
+    ours = Module.__dict__["__call__"]
+    seen: list[str] = []
+
+    def other(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(type(self).__name__)
+        return ours(self, *args, **kwargs)
+
+    Module.__call__ = other  # type: ignore[method-assign]  # the later instrumentor
+    try:
+        program(question=QUESTION)
+        assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 1  # ours live before
+        dw_dspy.uninstrument()
+        assert Module.__dict__["__call__"] is other
+        assert {(cls, name): cls.__dict__.get(name) for cls, name in pristine} == pristine
+        seen.clear()
+        assert program(question=QUESTION).answer == "Lyon"
+        assert "TwoStep" in seen  # theirs still runs
+        assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 1  # ours records nothing
+        driftwatch.watch(program, agent="qa")  # patched again, over their wrapper
+        program(question=QUESTION)
+        assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 2
+    finally:
+        dw_dspy.uninstrument()
+        Module.__call__ = original  # type: ignore[method-assign]

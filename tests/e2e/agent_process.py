@@ -12,10 +12,10 @@ has scraped the first change, so every counter is seen moving. Closing stdin sto
 The agent answers with driftwatch's scripted model (offline, prompt-sensitive: the only stand-in, for a hosted
 LLM) and reports each call through the runtime's call scope (output, tokens, tool calls, errors) and
 ``driftwatch.record_score``. Its prompt optimizer (it emits no framework callbacks, like LangMem's) is
-reported with ``start_run``/``record_candidate``/``end_run`` and deploys its pick with ``driftwatch.track``:
-the first run adds "check your arithmetic" (more accurate, same length), the second picks a prompt that asks for
-detailed reasoning, which raises accuracy again and makes answers several times longer: behavioural drift on
-``output_chars``.
+reported through the runtime's run scope (``begin_run``, ``candidate``, ``finish``) and deploys its pick
+with ``driftwatch.track``: the first run adds "check your arithmetic" (more accurate, same length), the second
+picks a prompt that asks for detailed reasoning, which raises accuracy again and makes answers several times
+longer: behavioural drift on ``output_chars``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import driftwatch
 from driftwatch.change import Change
-from driftwatch.drift import OPERATIONAL_SIGNALS, configure_agent
-from driftwatch.scripted import Prompt, ScriptedModel, Tool
+from driftwatch.demo.scripted import Prompt, ScriptedModel, Tool
+from driftwatch.drift import OPERATIONAL_SIGNALS
 
 AGENT = "e2e-support-bot"
 OPTIMIZER = "PromptOptimizer"
@@ -98,16 +98,16 @@ class Agent:
     def optimize(self, candidates: tuple[str, ...]) -> Change | None:
         """The agent's prompt optimizer: score each candidate instruction on a dev set, deploy the best."""
         rt = driftwatch.get_runtime()
-        run = rt.start_run(AGENT, OPTIMIZER)
+        run = rt.begin_run(AGENT, OPTIMIZER)
         dev = ScriptedModel(seed=11)
         best, best_score = None, -1.0
         for cand in candidates:
             replies = [dev.respond(Prompt(instructions=cand, text=f"What is {i} + {i * 3}?")) for i in range(40)]
             score = sum(1.0 for r in replies if r.correct) / len(replies)
-            rt.record_candidate(run, score)
+            run.candidate(score)
             if score >= best_score:  # a proposal (later candidate) replaces the current prompt unless worse
                 best, best_score = cand, score
-        rt.end_run(run)
+        run.finish()
         with self.lock:
             self.system_prompt = best or self.system_prompt
         return driftwatch.track(AGENT, "system_prompt", self.system_prompt, kind="system_prompt", source=OPTIMIZER)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ERROR driftwatch's drift engine or metrics are off in this build", flush=True)
         return 2
     # the agent's contract: answers are JSON (feeds format_failure); the score signal reads exact_match
-    configure_agent(AGENT, format="json", score_metric="exact_match")
+    driftwatch.configure_agent(AGENT, format="json", score_metric="exact_match")
     server = driftwatch.start_http_server(0, runtime=rt)
     agent = Agent()
     out_lock = threading.Lock()

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from driftwatch import promql
 from driftwatch.stack import Stack, fast_rules, find_binary, poll, webhook_receivers
 from tests.e2e.conftest import AgentProcess, WebhookReceiver
 from tests.grafana.promql import INTEGRATIONS, RULE_FILES, all_dashboard_queries, substitute
@@ -159,6 +160,22 @@ def test_every_dashboard_expression_returns_data(oncall: OnCall) -> None:
     # the check can fail: a misspelt metric or a wrong agent returns nothing
     assert not _has_value(prom.query_range('driftwatch_calls_totl{job="driftwatch"}', oncall.started, end, 1))
     assert not _has_value(prom.query_range('driftwatch_calls_total{agent="nobody"}', oncall.started, end, 1))
+
+
+def test_every_promql_signal_returns_data(oncall: OnCall) -> None:
+    """Each signal of driftwatch.promql (the report's too, not only the panels'), rendered for the agent, has data."""
+    prom = oncall.stack.prometheus
+    end = time.time()
+
+    def render(s: promql.Signal, agent: str) -> str:
+        return s.render([promql.matcher("agent", agent)], "30s" if s.windowed else None,
+                        **({"q": 0.9} if s.parameters else {}))
+
+    empty = [s.name for s in promql.SIGNALS
+             if not _has_value(prom.query_range(render(s, AGENT), start=oncall.started, end=end, step=1))]
+    assert empty == []
+    # the check can fail: the same signals for an agent that never ran return nothing
+    assert not _has_value(prom.query_range(render(promql.CALLS, "nobody"), start=oncall.started, end=end, step=1))
 
 
 def test_changes_carry_trace_exemplars(oncall: OnCall) -> None:

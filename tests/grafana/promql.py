@@ -35,8 +35,10 @@ _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 @cache
 def load_mixin() -> ModuleType:
-    """``grafana/mixin.py`` imported by path (``grafana/`` is not a Python package)."""
-    spec = importlib.util.spec_from_file_location("driftwatch_grafana_mixin", GRAFANA / "mixin.py")
+    """The ``grafana/mixin/`` package imported by path (``grafana/`` is not a Python package)."""
+    package = GRAFANA / "mixin"
+    spec = importlib.util.spec_from_file_location("driftwatch_grafana_mixin", package / "__init__.py",
+                                                  submodule_search_locations=[str(package)])
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

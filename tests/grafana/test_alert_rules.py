@@ -165,6 +165,22 @@ def test_thresholds_and_selectors_are_configured_in_one_place() -> None:
     assert generated.count('job="agents", env="prod"') > 30
 
 
+def test_every_alert_and_its_config_entry_come_together() -> None:
+    """An alert without a CONFIG["alerts"] entry, or an entry without an alert, is a one-line error naming it."""
+    import copy
+
+    mixin = load_mixin()
+    assert {r["alert"] for r in mixin.alert_rules()["groups"][0]["rules"]} == set(mixin.CONFIG["alerts"])
+    missing = copy.deepcopy(mixin.CONFIG)
+    del missing["alerts"]["DriftwatchBehaviorDrift"]
+    with pytest.raises(ValueError, match=r'^CONFIG\["alerts"\] has no entry for DriftwatchBehaviorDrift \('):
+        mixin.alert_rules(missing)
+    extra = copy.deepcopy(mixin.CONFIG)
+    extra["alerts"]["DriftwatchGuardHeld"] = {"for": "5m", "severity": "warning"}
+    with pytest.raises(ValueError, match=r"configures DriftwatchGuardHeld, which grafana/mixin/alerts.py does not"):
+        mixin.alert_rules(extra)
+
+
 def test_operational_signals_match_the_drift_engine() -> None:
     """The alerts split drift signals exactly as the drift engine does (latency/cost never page as behaviour)."""
     from driftwatch.drift import BEHAVIOUR_SIGNALS, OPERATIONAL_SIGNALS

@@ -258,12 +258,12 @@ def test_user_errors_pass_through_and_count_as_error(cap: Captured) -> None:
 
 def test_internal_errors_never_reach_the_agent(cap: Captured, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure inside driftwatch's handler is counted (stage langgraph); the run returns its normal result."""
-    from driftwatch.integrations import langgraph as lg
+    from driftwatch.integrations.langgraph import _handler
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ValueError("driftwatch bug")
 
-    monkeypatch.setattr(lg, "_observe_request", broken)
+    monkeypatch.setattr(_handler, "observe_request", broken)
     graph = driftwatch.watch(reflect_graph(), agent="safe")
     out = graph.invoke({"system_prompt": P0, "question": "hi"})
     assert out["answer"] == "Hello there, happy to help."
@@ -274,14 +274,14 @@ def test_internal_errors_never_reach_the_agent(cap: Captured, monkeypatch: pytes
 
 def test_stopping_a_stream_early_records_the_call(cap: Captured) -> None:
     """A consumer that breaks out of stream() ends the run: one ok call, no error, no leaked run state."""
-    from driftwatch.integrations.langgraph import _ACTIVE
+    from driftwatch.integrations.langgraph._handler import ACTIVE
 
     graph = driftwatch.watch(reflect_graph(), agent="early")
     stream = graph.stream({"system_prompt": P0, "question": "hi"}, stream_mode="updates")
     first = next(stream)
     stream.close()
     assert "prep" in first
-    assert _ACTIVE.get() is None
+    assert ACTIVE.get() is None
     assert cap.value("driftwatch_calls_total", agent="early", status="ok") == 1.0
 
 

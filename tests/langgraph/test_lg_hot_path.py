@@ -11,7 +11,8 @@ from langgraph.types import Command
 from lg_graphs import State, chain_graph, reflect_graph
 
 import driftwatch
-from driftwatch.integrations.langgraph import DriftwatchCallbackHandler, _handler_of
+from driftwatch.integrations.langgraph import DriftwatchCallbackHandler
+from driftwatch.integrations.langgraph._runs import handler_of
 from driftwatch.testing import Captured
 
 P0 = "You are a helpful support agent."
@@ -40,7 +41,7 @@ def test_invoke_attributes_the_rewrite_without_chain_events(cap: Captured, monke
     seen = count_chain_events(monkeypatch)
     original = reflect_graph()
     graph = driftwatch.watch(original, agent="quiet")
-    handler = _handler_of(graph)
+    handler = handler_of(graph)
     assert handler is not None and handler.chain_attribution is False
     graph.invoke({"system_prompt": P0, "question": "hi"})
     graph.invoke({"system_prompt": P0, "question": "rewrite"})
@@ -111,7 +112,7 @@ def test_graph_without_prompt_channels_needs_no_chain_events(cap: Captured, monk
         return {"answer": model.invoke([SystemMessage(P0), HumanMessage(state["question"])]).content}
 
     graph = driftwatch.watch(chain_graph(QA, ("agent", agent)), agent="plain")
-    assert _handler_of(graph).chain_attribution is False
+    assert handler_of(graph).chain_attribution is False
     assert not getattr(graph.nodes["agent"].writers[0].writes[0].mapper, "_driftwatch_spy", False)
     graph.invoke({"question": "hi"})
     assert seen == []
@@ -122,7 +123,7 @@ def test_subgraphs_keep_chain_event_attribution(cap: Captured) -> None:
     """A node that runs a subgraph: attribution stays on chain events (inner nodes can write prompts too)."""
     sub = reflect_graph()
     graph = driftwatch.watch(chain_graph(State, ("research", sub)), agent="deep")
-    assert _handler_of(graph).chain_attribution is True
+    assert handler_of(graph).chain_attribution is True
     graph.invoke({"system_prompt": P0, "question": "hi"})
     graph.invoke({"system_prompt": P0, "question": "rewrite"})
     assert [(c.source, c.node) for c in prompt_changes(cap)] == [("agent", "reflect")]

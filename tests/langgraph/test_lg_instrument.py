@@ -236,10 +236,9 @@ def test_interrupt_and_resume_run_cleanly(cap: Captured, instrumented: None,
 
 def test_too_old_frameworks_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     """With LangGraph older than the supported minimum, watch() and instrument() raise DidNotEnable with the fix."""
-    from driftwatch.integrations import DidNotEnable
+    from driftwatch.integrations import MINIMUM_VERSIONS, DidNotEnable
 
-    monkeypatch.setitem(lg.MINIMUM_VERSIONS, "langgraph", "99.0.0")
-    monkeypatch.setattr(lg, "_VERSIONS_OK", [])
+    monkeypatch.setitem(MINIMUM_VERSIONS, "langgraph", "99.0.0")
     with pytest.raises(DidNotEnable, match=r"langgraph>=99\.0\.0 .*pip install 'driftwatch-agents\[langgraph\]'"):
         driftwatch.watch(reflect_graph(), agent="old")
     with pytest.raises(DidNotEnable):
@@ -272,3 +271,48 @@ def test_uninstrument_keeps_a_later_instrumentor_working(cap: Captured) -> None:
     assert len(exporter.get_finished_spans()) >= 4
     assert cap.value("driftwatch_calls_total", agent="LangGraph", status="ok") == 0.0
     assert not any(isinstance(h, lg.DriftwatchCallbackHandler) for h in CallbackManager(handlers=[]).handlers)
+
+
+def test_uninstrument_under_later_wrappers_keeps_them_and_restores_the_rest(cap: Captured) -> None:
+    """Another tool wraps Pregel.invoke and a store's batch after driftwatch: uninstrument() keeps both wrappers
+    (ours under them pass calls through) and puts every other patch back."""
+    pristine = {name: Pregel.__dict__[name] for name in ("invoke", "ainvoke", "stream", "astream")}
+    init = BaseCallbackManager.__dict__["__init__"]
+    batch, abatch = InMemoryStore.__dict__["batch"], InMemoryStore.__dict__["abatch"]
+    store = InMemoryStore()
+    lg.instrument()
+    lg.watch_store(store, agent="mem", namespaces="prompts")
+    ours_invoke, ours_batch = Pregel.__dict__["invoke"], InMemoryStore.__dict__["batch"]
+    seen: list[str] = []
+
+    def other_invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append("invoke")
+        return ours_invoke(self, *args, **kwargs)
+
+    def other_batch(self: Any, ops: Any) -> Any:
+        seen.append("batch")
+        return ours_batch(self, ops)
+
+    Pregel.invoke = other_invoke  # type: ignore[method-assign]  # the later instrumentor
+    InMemoryStore.batch = other_batch  # type: ignore[method-assign]
+    try:
+        run_turns(reflect_graph(), ["hi"])
+        store.put(("prompts",), "p", {"text": P0})
+        store.put(("prompts",), "p", {"text": P0 + " Be brief."})
+        assert cap.value("driftwatch_calls_total", agent="LangGraph", status="ok") == 1.0  # ours live before
+        assert len(cap.changes(agent="mem")) == 1
+        lg.uninstrument()
+        assert Pregel.__dict__["invoke"] is other_invoke and InMemoryStore.__dict__["batch"] is other_batch
+        assert all(Pregel.__dict__[n] is pristine[n] for n in ("ainvoke", "stream", "astream"))
+        assert BaseCallbackManager.__dict__["__init__"] is init and InMemoryStore.__dict__["abatch"] is abatch
+        seen.clear()
+        run_turns(reflect_graph(), ["hi"])
+        store.put(("prompts",), "p", {"text": P0 + " Cite sources."})
+        assert seen == ["invoke", "batch"]  # their wrappers still run
+        assert cap.value("driftwatch_calls_total", agent="LangGraph", status="ok") == 1.0  # ours record nothing
+        assert len(cap.changes(agent="mem")) == 1
+        assert store.get(("prompts",), "p").value == {"text": P0 + " Cite sources."}
+    finally:
+        lg.uninstrument()
+        Pregel.invoke = pristine["invoke"]  # type: ignore[method-assign]
+        InMemoryStore.batch = batch  # type: ignore[method-assign]

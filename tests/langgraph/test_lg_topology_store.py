@@ -7,6 +7,7 @@ import warnings
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from langgraph.config import get_store
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.memory import InMemoryStore
@@ -133,3 +134,49 @@ def test_langmem_optimizer_result_is_a_change_with_the_optimizer_as_source(cap: 
     assert changes[0].run_id in {r.id for r in runs}
     assert cap.value("driftwatch_optimizer_runs_total", agent="lm", optimizer="GradientPromptOptimizer",
                      outcome="ok") == 2.0
+
+
+def test_a_langmem_optimizer_run_is_a_compile_span_around_its_change(cap: Captured) -> None:
+    """Each LangMem run (invoke and ainvoke) gets a driftwatch.optimizer.compile span with the run's attributes;
+    the prompt change it makes is that span's child, and the run's trace id is the span's."""
+    optimizer = driftwatch.watch(OfflineGradientOptimizer(model=ToolModel(messages=replies("unused"))), agent="lm",
+                                 component="system_prompt")
+    trajectories = [([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "long answer"}],
+                     {"score": 0})]
+    better = optimizer.invoke({"trajectories": trajectories, "prompt": P0})
+    asyncio.run(optimizer.ainvoke({"trajectories": trajectories, "prompt": better}))
+    runs = {r.id: r for r in cap.ledger.runs(agent="lm")}
+    spans = cap.spans("driftwatch.optimizer.compile")
+    assert len(spans) == len(runs) == 2
+    for span in spans:
+        run = runs[span.attributes["driftwatch.optimizer.run_id"]]
+        assert dict(span.attributes) == {
+            "driftwatch.agent": "lm", "driftwatch.optimizer.name": "GradientPromptOptimizer",
+            "driftwatch.optimizer.run_id": run.id, "driftwatch.optimizer.outcome": "ok",
+            "driftwatch.optimizer.candidates": 0}
+        assert run.trace_id == format(span.context.trace_id, "032x")
+        (change,) = [s for s in cap.spans("driftwatch.change")
+                     if s.attributes.get("driftwatch.optimizer.run_id") == run.id]
+        assert change.parent.span_id == span.context.span_id
+        assert change.attributes["driftwatch.change.source"] == "GradientPromptOptimizer"
+
+
+def test_a_failing_langmem_run_is_recorded_failed_and_its_error_passes(cap: Captured) -> None:
+    """An optimizer that raises: the run and its span are failed (with error.type); the caller gets the same error."""
+    boom = RuntimeError("model unavailable")
+
+    class Failing(OfflineGradientOptimizer):
+        def _update_prompt(self, *args: Any) -> str:
+            raise boom
+
+    optimizer = driftwatch.watch(Failing(model=ToolModel(messages=replies("unused"))), agent="lm")
+    with pytest.raises(RuntimeError) as info:
+        optimizer.invoke({"trajectories": [([{"role": "user", "content": "hi"}], {"score": 0})], "prompt": P0})
+    assert info.value is boom
+    (run,) = cap.ledger.runs(agent="lm")
+    assert (run.outcome, run.error_type) == ("failed", "RuntimeError")
+    (span,) = cap.spans("driftwatch.optimizer.compile")
+    assert span.attributes["driftwatch.optimizer.outcome"] == "failed"
+    assert span.attributes["error.type"] == "RuntimeError"
+    assert cap.value("driftwatch_optimizer_runs_total", agent="lm", optimizer="GradientPromptOptimizer",
+                     outcome="failed") == 1.0

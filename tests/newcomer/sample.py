@@ -9,7 +9,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 import driftwatch
 from driftwatch.alarm import Alarm
 from driftwatch.change import new_id
-from driftwatch.integrations.scripted_langchain import ScriptedChatModel
+from driftwatch.demo.scripted_langchain import ScriptedChatModel
 from driftwatch.testing import capture
 
 PROMPTS = ("You are a helpful assistant.",
@@ -21,28 +21,27 @@ REFUSAL_MARKERS = ("sorry", "cannot assist")
 def run_sample_agent(ledger: str, calls: int = 600, *, pause_s: float = 0.0) -> None:
     """A support agent on the scripted chat model rewrites its own prompt twice (once inside an optimizer run);
     the refusal alarm the drift engine would raise is recorded by hand (the engine is not under test here)."""
-    with capture(ledger=ledger, drift=False) as cap:  # signals and the alarm are recorded by hand below
+    with capture(ledger=ledger, drift=False) as cap:  # the alarm is recorded by hand below
         rt = cap.runtime
         model = ScriptedChatModel(seed=11)
         state = {"prompt": PROMPTS[0]}
+        driftwatch.configure_agent("support-bot", refusal=lambda text: any(m in text.lower() for m in REFUSAL_MARKERS),
+                                   refusal_phrases=False, format=lambda text: True)
 
         @driftwatch.watch(agent="support-bot")
         def answer(question: str) -> str:
             driftwatch.track("support-bot", "system_prompt", state["prompt"], kind="system_prompt", source="agent")
             reply = model.invoke([SystemMessage(state["prompt"]), HumanMessage(question)])
-            text = str(reply.content)
-            rt.record_signals("support-bot", refused=any(m in text.lower() for m in REFUSAL_MARKERS),
-                              format_ok=True)
-            return text
+            return str(reply.content)
 
         third = calls // 3
         for i in range(calls):
             if i == third:
-                run = rt.start_run("support-bot", "COPRO")
+                run = rt.begin_run("support-bot", "COPRO")
                 for score in (0.4, 0.55, 0.7):
-                    rt.record_candidate(run, score)
+                    run.candidate(score)
                 state["prompt"] = PROMPTS[1]
-                rt.end_run(run)
+                run.finish()
             elif i == 2 * third:
                 state["prompt"] = PROMPTS[2]
             elif i == 2 * third + 100:

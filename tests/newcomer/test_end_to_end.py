@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import driftwatch
+from driftwatch.demo.scripted import Prompt, ScriptedModel
 from driftwatch.report import build_report
-from driftwatch.scripted import Prompt, ScriptedModel
 from driftwatch.testing import capture
 
 
@@ -39,7 +39,7 @@ def test_a_watched_create_agent_on_the_scripted_model_reports_tools_and_tokens()
     from langchain.agents import create_agent
     from langchain_core.tools import tool
 
-    from driftwatch.integrations.scripted_langchain import ScriptedChatModel
+    from driftwatch.demo.scripted_langchain import ScriptedChatModel
 
     @tool
     def search(query: str) -> str:
@@ -74,7 +74,7 @@ def test_copro_on_a_watched_program_records_the_run_the_change_and_the_drift_it_
 
     import dspy
 
-    from driftwatch.integrations.scripted_dspy import ScriptedLM
+    from driftwatch.demo.scripted_dspy import ScriptedLM
 
     rnd = random.Random(0)
 

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 import driftwatch
-from driftwatch.exposition import start_http_server
 from driftwatch.ledger import open_ledger
 from driftwatch.report import PrometheusSource, build_report
 from driftwatch.testing import capture
@@ -90,7 +89,7 @@ def test_prometheus_plots_come_from_a_real_prometheus(tmp_path: Path) -> None:
         pytest.fail("prometheus is missing: `make test` installs the Debian package prometheus")
     ledger = str(tmp_path / "p.db")
     with capture(ledger=ledger) as cap:
-        exporter = start_http_server(0, runtime=cap.runtime)
+        exporter = driftwatch.start_http_server(0, runtime=cap.runtime)
         port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"

@@ -11,7 +11,7 @@ from statistics import mean
 import dspy
 import pytest
 
-from driftwatch.integrations.scripted_dspy import ScriptedLM
+from driftwatch.demo.scripted_dspy import ScriptedLM
 
 
 def _arith(n: int, seed: int) -> list[dspy.Example]:

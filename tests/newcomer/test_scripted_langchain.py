@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 
-from driftwatch.integrations.scripted_langchain import ScriptedChatModel
+from driftwatch.demo.scripted_langchain import ScriptedChatModel
 
 
 @tool

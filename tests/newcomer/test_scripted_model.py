@@ -8,7 +8,7 @@ from statistics import mean
 
 import pytest
 
-from driftwatch.scripted import REFUSAL_TEXTS, Prompt, ScriptedModel, Tool, count_tokens, traits
+from driftwatch.demo.scripted import REFUSAL_TEXTS, Prompt, ScriptedModel, Tool, count_tokens, traits
 
 N = 400
 QUESTION = "What is 17 + 25?"

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from driftwatch.exposition import start_http_server
+import driftwatch
 from driftwatch.ledger import open_ledger
 from driftwatch.testing import capture
 
@@ -130,7 +130,7 @@ def test_stack_runs_the_demo_and_prints_the_alerts_that_fire(tmp_path: Path, web
 def test_stack_scrapes_a_given_target(tmp_path: Path) -> None:
     """--target: the stack scrapes a running process's /metrics and prints the alert its latched alarm raises."""
     with capture(drift=False) as cap:
-        server = start_http_server(0, runtime=cap.runtime)
+        server = driftwatch.start_http_server(0, runtime=cap.runtime)
         try:
             assert cap.runtime.metrics is not None
             cap.runtime.metrics.drift_alarm.labels("billing-bot", "refusal").set(1.0)  # what the engine sets
@@ -147,10 +147,10 @@ def test_stack_scrapes_a_given_target(tmp_path: Path) -> None:
 def test_rules_come_from_the_checkout_else_from_the_wheels_data_files(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """In a checkout the rules are grafana/alerts; installed from a wheel, <prefix>/share/driftwatch/alerts."""
-    from driftwatch import stack_cli
+    from driftwatch.stack import rules
 
-    assert stack_cli.default_rules_dir() == Path(__file__).resolve().parents[2] / "grafana" / "alerts"
-    assert [p.name for p in stack_cli.check_rules(stack_cli.default_rules_dir())] == list(stack_cli.RULE_NAMES)
-    monkeypatch.setattr(stack_cli, "__file__", str(tmp_path / "site-packages" / "driftwatch" / "stack_cli.py"))
+    assert rules.default_rules_dir() == Path(__file__).resolve().parents[2] / "grafana" / "alerts"
+    assert [p.name for p in rules.check_rules(rules.default_rules_dir())] == list(rules.RULE_NAMES)
+    monkeypatch.setattr(rules, "__file__", str(tmp_path / "site-packages" / "driftwatch" / "stack" / "rules.py"))
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
-    assert stack_cli.default_rules_dir() == tmp_path / "venv" / "share" / "driftwatch" / "alerts"
+    assert rules.default_rules_dir() == tmp_path / "venv" / "share" / "driftwatch" / "alerts"

@@ -5,19 +5,23 @@ from __future__ import annotations
 import sqlite3
 
 import driftwatch
-from driftwatch.ledger import SQLiteLedger
+from driftwatch.ledger.sqlite import SQLiteLedger
 from driftwatch.observation import Call
 from driftwatch.testing import capture
 from driftwatch.windows import MAX_CALLS, CallWindow, WindowAggregator
 
 
 def test_windows_close_at_the_call_limit_and_at_each_change(tmp_path) -> None:
-    """A window holds at most MAX_CALLS calls, a change closes the open one, and sums are exact."""
-    with capture(ledger=str(tmp_path / "w.db"), drift=False) as cap:  # signals are reported by hand here
+    """A window holds at most MAX_CALLS calls, a change closes the open one, and sums are exact (the calls'
+    signals too, with the drift engine off)."""
+    with capture(ledger=str(tmp_path / "w.db"), drift=False) as cap:
         rt = cap.runtime
+        driftwatch.configure_agent("bot", format=lambda text: text.startswith("x"))
 
         @driftwatch.watch(agent="bot")
         def answer(i: int) -> str:
+            if i >= 150 and i % 10 == 0:
+                return "I cannot help with that.".ljust(40, ".")  # a refusal, and not the format
             return "x" * (10 if i < 150 else 40)
 
         driftwatch.track("bot", "prompt", "v1")
@@ -26,7 +30,6 @@ def test_windows_close_at_the_call_limit_and_at_each_change(tmp_path) -> None:
         driftwatch.track("bot", "prompt", "v2")  # closes the window of calls 100..149
         for i in range(150, 180):
             answer(i)
-        rt.record_signals("bot", refused=True, format_ok=False)
         rt.record_score("bot", 0.5)
         windows = cap.ledger.windows(agent="bot")
         assert [w.calls for w in windows] == [MAX_CALLS, 50]
@@ -36,7 +39,8 @@ def test_windows_close_at_the_call_limit_and_at_each_change(tmp_path) -> None:
     assert [w.calls for w in windows] == [MAX_CALLS, 50, 30]
     last = windows[-1]
     assert last.mean_chars() == 40.0 and last.errors == 0
-    assert (last.refusal_rate(), last.format_failure_rate(), last.mean_score()) == (1.0, 1.0, 0.5)
+    assert (last.checked_calls, last.refusals, last.format_failures) == (30, 3, 3)
+    assert (last.refusal_rate(), last.format_failure_rate(), last.mean_score()) == (0.1, 0.1, 0.5)
 
 
 def test_windows_store_only_numbers(tmp_path) -> None:

@@ -1,0 +1,363 @@
+"""The schema and the SQL shared by the SQLite and PostgreSQL backends (:class:`SQLLedger`).
+
+The schema is versioned (SQLite's ``user_version``; a ``driftwatch_schema`` table in PostgreSQL);
+:data:`MIGRATIONS` upgrades an older ledger in place, and one written by a newer driftwatch is refused
+with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from driftwatch.alarm import Alarm
+from driftwatch.change import Change
+from driftwatch.ledger import Ledger
+from driftwatch.observation import OptimizerRun
+from driftwatch.revision import Revision, canonical_json
+from driftwatch.windows import CallWindow
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLLedger"]
+
+#: Written in SQLite's dialect; the PostgreSQL backend translates the column types
+#: (:func:`driftwatch.ledger.postgres.postgres_ddl`), so both backends always have the same tables.
+MIGRATIONS: tuple[str, ...] = (
+    # version 1
+    """
+    CREATE TABLE revisions (
+        id TEXT PRIMARY KEY,
+        parent TEXT,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE changes (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        component TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        before_id TEXT,
+        after_id TEXT NOT NULL REFERENCES revisions(id),
+        magnitude REAL NOT NULL,
+        paths TEXT NOT NULL,
+        ts REAL NOT NULL,
+        trace_id TEXT,
+        span_id TEXT,
+        run_id TEXT,
+        node TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX changes_agent_ts ON changes(agent, ts);
+    CREATE INDEX changes_ts ON changes(ts);
+    CREATE TABLE heads (
+        agent TEXT NOT NULL,
+        component TEXT NOT NULL,
+        revision_id TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (agent, component)
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        optimizer TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        candidates INTEGER NOT NULL DEFAULT 0,
+        best_score REAL,
+        trace_id TEXT,
+        error_type TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX runs_agent_ts ON runs(agent, started_at);
+    CREATE TABLE candidates (
+        run_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        score REAL,
+        revision_id TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (run_id, idx)
+    );
+    CREATE TABLE alarms (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        signal TEXT NOT NULL,
+        score REAL NOT NULL,
+        ts REAL NOT NULL,
+        anchor_change_id TEXT,
+        calls_since_anchor INTEGER NOT NULL DEFAULT 0,
+        trace_id TEXT,
+        span_id TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX alarms_agent_ts ON alarms(agent, ts);
+    """,
+    # version 2: per-agent call aggregates for reports (driftwatch.windows)
+    """
+    CREATE TABLE call_windows (
+        agent TEXT NOT NULL,
+        start REAL NOT NULL,
+        end_ts REAL NOT NULL,
+        calls INTEGER NOT NULL,
+        errors INTEGER NOT NULL DEFAULT 0,
+        duration_s REAL NOT NULL DEFAULT 0,
+        output_chars REAL NOT NULL DEFAULT 0,
+        sized_calls INTEGER NOT NULL DEFAULT 0,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        refusals INTEGER NOT NULL DEFAULT 0,
+        format_failures INTEGER NOT NULL DEFAULT 0,
+        checked_calls INTEGER NOT NULL DEFAULT 0,
+        tools TEXT NOT NULL DEFAULT '{}',
+        scores TEXT NOT NULL DEFAULT '{}',
+        pid INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX call_windows_agent_start ON call_windows(agent, start);
+    """,
+    # version 3: operator commands (drift accept/reset) that running processes poll (driftwatch.drift)
+    """
+    CREATE TABLE drift_commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL,
+        action TEXT NOT NULL,
+        ts REAL NOT NULL,
+        note TEXT NOT NULL DEFAULT ''
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_CHANGE_COLS = ("id, agent, component, kind, source, before_id, after_id, magnitude, paths, ts, "
+                "trace_id, span_id, run_id, node, attributes")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value or {}, sort_keys=True, default=str)
+
+
+class SQLLedger(Ledger):
+    """The SQL both backends run (``?`` placeholders; the PostgreSQL backend rewrites them) and the
+    row → object conversions. A backend supplies the connection: :meth:`_read`, :meth:`_write`,
+    :meth:`_schema_version`, :meth:`record_command` and :meth:`close`.
+
+    Every insert of an entry with an id is idempotent (``ON CONFLICT … DO NOTHING``): the runtime retries
+    a write whose outcome it did not learn (a connection lost during ``COMMIT``) without duplicating it.
+    """
+
+    readonly: bool = False
+    #: the order of call windows with the same start (SQLite: insertion order)
+    _WINDOW_ORDER = "start, rowid"
+
+    @abstractmethod
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one query; ``LedgerError`` when the ledger cannot be read."""
+
+    @abstractmethod
+    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]], *, durable: bool = True) -> None:
+        """Run statements in one transaction, committed (``durable``: synchronously) before returning."""
+
+    @abstractmethod
+    def _schema_version(self) -> int:
+        """The schema version the ledger is at."""
+
+    def commands(self, *, after: int = 0, since: float | None = None) -> list[tuple[int, str, str, float]]:
+        sql, args = "SELECT id, agent, action, ts FROM drift_commands WHERE id > ?", [after]
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        return [(r[0], r[1], r[2], r[3]) for r in self._read(sql + " ORDER BY id", tuple(args))]
+
+    # -- writes ---------------------------------------------------------------------------------
+    def record_change(self, change: Change) -> None:
+        now = change.timestamp or time.time()
+        self._write([
+            ("INSERT INTO revisions (id, parent, state, created_at) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT (id) DO NOTHING",
+             (change.after_id, change.before_id, canonical_json(change.after_state), now)),
+            (f"INSERT INTO changes ({_CHANGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+             "ON CONFLICT (id) DO NOTHING",
+             (change.id, change.agent, change.component, change.kind, change.source, change.before_id,
+              change.after_id, change.magnitude, json.dumps(list(change.paths)), now, change.trace_id,
+              change.span_id, change.run_id, change.node, _json(change.attributes))),
+            ("INSERT INTO heads (agent, component, revision_id, updated_at) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT (agent, component) DO UPDATE SET revision_id = excluded.revision_id, "
+             "updated_at = excluded.updated_at",
+             (change.agent, change.component, change.after_id, now)),
+        ])
+
+    def record_revisions(self, revisions: Mapping[str, Any]) -> None:
+        if not revisions:
+            return
+        now = time.time()
+        self._write([("INSERT INTO revisions (id, parent, state, created_at) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (id) DO NOTHING", (rid, None, canonical_json(state), now))
+                     for rid, state in revisions.items()])
+
+    def record_run(self, run: OptimizerRun) -> None:
+        self._write([(
+            "INSERT INTO runs (id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, "
+            "trace_id, error_type, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, ended_at = excluded.ended_at, "
+            "candidates = excluded.candidates, best_score = excluded.best_score, "
+            "error_type = excluded.error_type, attributes = excluded.attributes",
+            (run.id, run.agent, run.optimizer, run.outcome, run.started_at, run.ended_at, run.candidates,
+             run.best_score, run.trace_id, run.error_type, _json(run.attributes)),
+        )])
+
+    def record_candidate(self, run_id: str, index: int, score: float | None,
+                         revision_id: str | None = None, attributes: dict[str, Any] | None = None) -> None:
+        self._write([(
+            "INSERT INTO candidates (run_id, idx, score, revision_id, attributes) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id, idx) DO UPDATE SET score = excluded.score, revision_id = excluded.revision_id, "
+            "attributes = excluded.attributes",
+            (run_id, index, score, revision_id, _json(attributes)),
+        )])
+
+    def record_alarm(self, alarm: Alarm) -> None:
+        self._write([(
+            "INSERT INTO alarms (id, agent, signal, score, ts, anchor_change_id, calls_since_anchor, trace_id, "
+            "span_id, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp, alarm.anchor_change_id,
+             alarm.calls_since_anchor, alarm.trace_id, alarm.span_id, _json(alarm.attributes)),
+        )])
+
+    _WINDOW_COLS = ("agent, start, end_ts, calls, errors, duration_s, output_chars, sized_calls, input_tokens, "
+                    "output_tokens, refusals, format_failures, checked_calls, tools, scores, pid")
+
+    def record_window(self, window: CallWindow) -> None:
+        w = window
+        self._write([(
+            f"INSERT INTO call_windows ({self._WINDOW_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (w.agent, w.start, w.end, w.calls, w.errors, w.duration_s, w.output_chars, w.sized_calls,
+             w.input_tokens, w.output_tokens, w.refusals, w.format_failures, w.checked_calls,
+             json.dumps(w.tools, sort_keys=True), json.dumps(w.scores, sort_keys=True), w.pid),
+        )], durable=False)  # an aggregate for reports: no fsync on the agent's call path
+
+    def windows(self, *, agent: str | None = None, since: float | None = None,
+                until: float | None = None) -> list[CallWindow]:
+        rows = self._select(self._WINDOW_COLS, "call_windows",
+                            _filters(agent=agent, since=since, until=until, ts="start"), self._WINDOW_ORDER)
+        return [CallWindow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+                           json.loads(r[13]), json.loads(r[14]), r[15]) for r in rows]
+
+    # -- reads ----------------------------------------------------------------------------------
+    def _select(self, cols: str, table: str, filters: tuple[list[str], list[Any]], order: str,
+                limit: int | None = None) -> list[tuple[Any, ...]]:
+        """Rows of ``table`` matching ``filters`` (from :func:`_filters`) in ``order``; the last ``limit``."""
+        where, args = filters
+        sql = f"SELECT {cols} FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(f"{sql} ORDER BY {order}", tuple(args))
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return rows
+
+    def head(self, agent: str, component: str) -> str | None:
+        rows = self._read("SELECT revision_id FROM heads WHERE agent = ? AND component = ?", (agent, component))
+        return rows[0][0] if rows else None
+
+    def revision(self, revision_id: str) -> Revision | None:
+        if len(revision_id) < 6:
+            return None
+        rows = self._read("SELECT id, parent, state, created_at FROM revisions WHERE id = ?", (revision_id,))
+        if not rows:
+            rows = self._read("SELECT id, parent, state, created_at FROM revisions WHERE id LIKE ? LIMIT 2",
+                              (_prefix(revision_id),))
+        if len(rows) != 1:
+            return None
+        rid, parent, state, created = rows[0]
+        return Revision(rid, json.loads(state), parent, created)
+
+    def _one(self, noun: str, table: str, cols: str, entry_id: str) -> tuple[Any, ...]:
+        """The row of ``table`` whose id is ``entry_id`` or starts with it (4+ characters, unique)."""
+        if len(entry_id) < 4:
+            raise KeyError(f"{noun} id {entry_id!r} is too short: give at least 4 characters")
+        rows = self._read(f"SELECT {cols} FROM {table} WHERE id LIKE ? LIMIT 2", (_prefix(entry_id),))
+        if not rows:
+            raise KeyError(f"no {noun} {entry_id!r} in {self.location}")
+        if len(rows) > 1:
+            raise KeyError(f"{noun} id {entry_id!r} is ambiguous in {self.location}: give more characters")
+        return rows[0]
+
+    def change(self, change_id: str) -> Change:
+        return self._change(self._one("change", "changes", _CHANGE_COLS, change_id), with_states=True)
+
+    def run(self, run_id: str) -> OptimizerRun:
+        return _run(self._one("optimizer run", "runs", _RUN_COLS, run_id))
+
+    def alarm(self, alarm_id: str) -> Alarm:
+        return _alarm(self._one("alarm", "alarms", _ALARM_COLS, alarm_id))
+
+    def changes(self, *, agent: str | None = None, component: str | None = None, since: float | None = None,
+                until: float | None = None, limit: int | None = None, baselines: bool = False) -> list[Change]:
+        where, args = _filters(agent=agent, component=component, since=since, until=until)
+        if not baselines:
+            where.append("before_id IS NOT NULL")
+        return [self._change(r) for r in self._select(_CHANGE_COLS, "changes", (where, args), "ts, id", limit)]
+
+    def _change(self, row: tuple[Any, ...], with_states: bool = False) -> Change:
+        (cid, agent, component, kind, source, before_id, after_id, magnitude, paths, ts, trace_id, span_id,
+         run_id, node, attributes) = row
+        before_state = after_state = None
+        if with_states:
+            after = self.revision(after_id)
+            after_state = after.state if after else None
+            if before_id:
+                before = self.revision(before_id)
+                before_state = before.state if before else None
+        return Change(cid, agent, component, kind, source, before_id, after_id, magnitude,
+                      tuple(json.loads(paths)), ts, before_state, after_state, trace_id, span_id, run_id, node,
+                      json.loads(attributes))
+
+    def runs(self, *, agent: str | None = None, since: float | None = None,
+             limit: int | None = None) -> list[OptimizerRun]:
+        filters = _filters(agent=agent, since=since, ts="started_at")
+        return [_run(r) for r in self._select(_RUN_COLS, "runs", filters, "started_at, id", limit)]
+
+    def candidates(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._read("SELECT idx, score, revision_id, attributes FROM candidates WHERE run_id = ? ORDER BY idx",
+                          (run_id,))
+        return [{"index": r[0], "score": r[1], "revision_id": r[2], **json.loads(r[3])} for r in rows]
+
+    def alarms(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[Alarm]:
+        filters = _filters(agent=agent, since=since)
+        return [_alarm(r) for r in self._select(_ALARM_COLS, "alarms", filters, "ts, id", limit)]
+
+
+_RUN_COLS = ("id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, trace_id, error_type, "
+             "attributes")
+_ALARM_COLS = "id, agent, signal, score, ts, anchor_change_id, calls_since_anchor, trace_id, span_id, attributes"
+
+
+def _run(r: tuple[Any, ...]) -> OptimizerRun:
+    return OptimizerRun(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], json.loads(r[10]))
+
+
+def _alarm(r: tuple[Any, ...]) -> Alarm:
+    return Alarm(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]))
+
+
+def _prefix(text: str) -> str:
+    """A ``LIKE`` pattern for an id prefix (ids are lower-case hex; PostgreSQL's ``LIKE`` is case-sensitive)."""
+    return text.lower().replace("\\", "").replace("%", "").replace("_", "") + "%"
+
+
+def _filters(*, agent: str | None = None, component: str | None = None, since: float | None = None,
+             until: float | None = None, ts: str = "ts") -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("agent", agent), ("component", component)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since is not None:
+        where.append(f"{ts} >= ?")
+        args.append(since)
+    if until is not None:
+        where.append(f"{ts} < ?")
+        args.append(until)
+    return where, args
