@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,11 @@ def minimums(root: Path = ROOT) -> dict[str, str]:
             if found.setdefault(package, version) != version:
                 raise ValueError(f"setup.cfg: {package} has two minimums ({found[package]} and {version})")
     return found
+
+
+def lowest_run() -> bool:
+    """Whether these tests run in .venv-lowest (``make test-lowest``)."""
+    return Path(sys.prefix).name == ".venv-lowest"
 
 
 if __name__ == "__main__":

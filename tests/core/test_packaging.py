@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import configparser
 import re
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from packaging.version import Version
 
 import driftwatch
 from driftwatch.integrations import MINIMUM_VERSIONS
-from tests.minimums import minimums, normalize
+from tests.minimums import lowest_run, minimums, normalize
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +62,7 @@ def test_constraints_lowest_pins_every_minimum() -> None:
             "run make constraints-lowest"
 
 
-@pytest.mark.skipif(Path(sys.prefix).name != ".venv-lowest", reason="checks the lowest-versions run (make test-lowest)")
+@pytest.mark.skipif(not lowest_run(), reason="checks the lowest-versions run (make test-lowest)")
 def test_the_lowest_run_runs_on_the_minimums() -> None:
     """In .venv-lowest every package with a minimum is installed at exactly that minimum."""
     for package, minimum in minimums().items():
