@@ -101,7 +101,7 @@ from dspy.utils.usage_tracker import UsageTracker
 from driftwatch.change import Change
 from driftwatch.revision import combine, fingerprint
 from driftwatch.runtime import CallScope, Runtime, get_runtime, is_suppressed, suppressed
-from driftwatch.tracker import Lineage
+from driftwatch.tracker import Lazy, Lineage
 
 __all__ = [
     "MINIMUM_VERSION",
@@ -537,7 +537,8 @@ class _ProgramWatch:
             if key == comp.key:
                 continue
             pins = _flex_pins(obj, d) if comp.flex else _predict_pins(obj, d)
-            ch = comp.tracker.observe(comp.read, key=key, kind=_kind, source=source, run_id=run_id, lineage=comp)
+            ch = comp.tracker.observe(Lazy(comp.read), key=key, kind=_kind, source=source, run_id=run_id,
+                                      lineage=comp)
             comp.pins = pins
             if ch is not None:
                 changes.append(ch)
@@ -1135,7 +1136,8 @@ class _CompileScope:
             self.rt.error("dspy", exc)
         if self.span is not None and self.rt.tracing is not None:
             try:
-                self.rt.tracing.end_run(self.span, self.token, self.run.run, error=error)
+                self.rt.tracing.end_run(self.span, self.token, self.run.run, error=error,
+                                        capture_content=self.rt.settings.capture_content, redact=self.rt.redact)
             except Exception as exc:  # noqa: BLE001  # counted
                 self.rt.error("tracing", exc)
 

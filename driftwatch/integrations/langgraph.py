@@ -58,7 +58,7 @@ from driftwatch.integrations import MINIMUM_VERSIONS, DidNotEnable
 from driftwatch.observation import output_text
 from driftwatch.runtime import CallScope, Runtime, get_runtime, is_suppressed
 from driftwatch.tracing import Tracing
-from driftwatch.tracker import Tracker
+from driftwatch.tracker import Lazy, Tracker
 
 try:  # create_agent's middleware lives in `langchain`, which a LangGraph-only install may lack
     from langchain.agents.middleware import AgentMiddleware as _AgentMiddleware
@@ -445,11 +445,11 @@ def _observe_request(rt: Runtime, agent: str, node: str, system: Sequence[str], 
             else tuple((getattr(t, "name", None), hash(getattr(t, "description", None) or ""), id(t))
                        for t in tools)
         if tkey != slot.tools_key:
-            slot.tools.observe(lambda: _tools_state(tools), key=tkey, kind="tools", source="runtime")
+            slot.tools.observe(Lazy(lambda: _tools_state(tools)), key=tkey, kind="tools", source="runtime")
             slot.tools_key = tkey
         slot.tools_obj = tools
     if params_key != slot.params_key:
-        slot.params.observe(params_state, key=params_key, kind="model_params", source="runtime")
+        slot.params.observe(Lazy(params_state), key=params_key, kind="model_params", source="runtime")
         slot.params_key = params_key
 
 
@@ -960,7 +960,7 @@ def _record_puts(store: Any, ops: Sequence[Any]) -> None:
                 component = f"store:{'/'.join(ns)}/{op.key}"
                 value = op.value
                 try:
-                    rt.observe(agent, component, lambda v=value: _jsonable(v), kind="store", source="store")
+                    rt.observe(agent, component, Lazy(lambda v=value: _jsonable(v)), kind="store", source="store")
                 except Exception as exc:  # noqa: BLE001  # never break the host
                     rt.error("store", exc)
 
