@@ -210,11 +210,12 @@ class Metrics:
         return True
 
     def on_change(self, change: Change) -> None:
+        """Count a change (``driftwatch_revision_info`` follows :meth:`set_revision`, which the runtime calls for
+        every component with series of its own)."""
         ex = self._exemplar(change.trace_id, change.span_id)
         self.changes.labels(change.agent, change.component, change.kind, change.source).inc(exemplar=ex)
         self.change_magnitude.labels(change.agent, change.kind).observe(change.magnitude, exemplar=ex)
         self.last_change.labels(change.agent, change.component).set(change.timestamp)
-        self.set_revision(change.agent, change.component, change.after_id)
 
     def set_revision(self, agent: str, component: str, revision_id: str) -> None:
         """Point ``driftwatch_revision_info`` at the component's current revision (short id)."""
