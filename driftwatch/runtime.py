@@ -180,8 +180,7 @@ class Runtime:
         self._lock = threading.RLock()
         self._errors_logged: dict[str, float] = {}
         self.error_counts: dict[str, int] = {}
-        redact = resolve(settings.redact)
-        self.redact = redact
+        self.redact = redact = self._guarded(resolve(settings.redact))
         self.metrics: Metrics | None = Metrics.for_registry(settings.registry) if settings.metrics else None
         self.tracing: Tracing | None = (
             Tracing(settings.tracer_provider, capture_content=settings.capture_content, redact=redact)
@@ -240,6 +239,21 @@ class Runtime:
                             stage, type(exc).__name__, exc)
         except Exception:  # noqa: BLE001, S110  # the error path itself must never raise into the host
             pass
+
+    def _guarded(self, redact: Callable[[str], str]) -> Callable[[str], str]:
+        """The redaction hook as every sink calls it: a hook that raises or returns something other than a string
+        is counted (stage ``redaction``) and the text is replaced by a placeholder, never sent unredacted."""
+        def guarded(text: str) -> str:
+            try:
+                out = redact(text)
+            except Exception as exc:  # noqa: BLE001  # the text does not leave the process unredacted
+                self.error("redaction", exc)
+                return f"[not shown: the redaction hook raised {type(exc).__name__}]"
+            if isinstance(out, str):
+                return out
+            self.error("redaction", TypeError(f"the redaction hook returned {type(out).__name__}, not str"))
+            return f"[not shown: the redaction hook returned {type(out).__name__}]"
+        return guarded
 
     # -- names and their limits ----------------------------------------------------------------------
     def agent_names(self, agent: str) -> AgentNames | None:
