@@ -126,10 +126,11 @@ class NameTable:
             entry.seen = self.clock()
         return entry
 
-    def admit(self, name: str) -> tuple[AgentNames | None, bool]:
+    def admit(self, name: str, *, count: bool = True) -> tuple[AgentNames | None, bool]:
         """``(entry, new)``: the agent's entry (admitted now when there is room, or when an idle agent can make
         room: ``on_evict`` is called for it first) — or ``(None, False)`` when ``name`` folds into ``other``
-        (reported to ``on_fold``). ``new``: admitted by this call."""
+        (reported to ``on_fold`` unless ``count`` is false: one operation counts its fold once). ``new``: admitted
+        by this call."""
         entry = self.get(name)
         if entry is not None:
             return entry, False
@@ -140,7 +141,8 @@ class NameTable:
                 return entry, False
         now = self.clock()
         if len(self._agents) >= self.max_agents and not self._make_room(now):
-            self.on_fold("agent", clean)
+            if count:
+                self.on_fold("agent", clean)
             return None, False
         if clean != name:
             self.on_fold("name", clean)

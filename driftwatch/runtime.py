@@ -158,7 +158,7 @@ class CallScope:
         if not record:
             return
         rt.record_call(Call(
-            agent=self.agent, duration_s=duration, error=error is not None,
+            agent=self.label, duration_s=duration, error=error is not None,
             error_type=type(error).__qualname__ if error is not None else None, output_chars=output_chars,
             output_text=output_text, input_tokens=input_tokens, output_tokens=output_tokens, tools=tools,
             trace_id=trace_id, span_id=span_id, timestamp=time.time(), attributes=attributes or {},
@@ -256,13 +256,14 @@ class Runtime:
         return guarded
 
     # -- names and their limits ----------------------------------------------------------------------
-    def agent_names(self, agent: str) -> AgentNames | None:
-        """The admitted agent (admitted now if there is room), or ``None`` when it is counted as ``other``."""
+    def agent_names(self, agent: str, *, count: bool = True) -> AgentNames | None:
+        """The admitted agent (admitted now if there is room), or ``None`` when it is counted as ``other``
+        (``count``: in ``driftwatch_dropped_total``; an operation counts its fold once)."""
         entry = self.names.get(agent)
         if entry is not None:
             return entry
         with self._lock:
-            entry, new = self.names.admit(agent)
+            entry, new = self.names.admit(agent, count=count)
             if new:
                 self._restore(entry)  # type: ignore[arg-type]  # new implies an entry
         return entry
@@ -449,7 +450,7 @@ class Runtime:
                 self.error("tracing", exc)
         elif change.trace_id is None:
             change = _with_ids(change, *current_ids())
-        entry = self._safe("limits", self.agent_names, change.agent)
+        entry = self._safe("limits", lambda: self.agent_names(change.agent, count=False))  # counted by tracker()
         if not change.is_baseline and entry is not None:  # a call window never spans a change
             self._safe("windows", self.windows.flush, change.agent)
         self.ledger.record_change(change)
@@ -509,10 +510,10 @@ class Runtime:
         agent limit is counted as ``other``, without drift detection; tools past the tool limit as ``other``)."""
         self.ledger.flush_if_due()  # an idle agent's kept writes go out too
         entry = self.names.get(call.agent)
-        if entry is None:
+        if entry is None and call.agent != OTHER:  # OTHER: a CallScope already counted the fold
             entry = self._safe("limits", self.agent_names, call.agent)
-            if entry is None:
-                call.agent = OTHER
+        if entry is None:
+            call.agent = OTHER
         if call.tools:
             try:
                 call.tools = self.names.tools(entry, call.tools)
@@ -627,6 +628,8 @@ class Runtime:
         ``/metrics`` servers down (``keep_http_servers``: leave them to whoever adopted them)."""
         self._safe("windows", self.windows.flush)
         self._safe("ledger", self.ledger.close)
+        if self.audit is not None:
+            self._safe("audit", self.audit.close)
         servers, self.http_servers = self.http_servers, []
         if not keep_http_servers:
             for server in servers:

@@ -126,7 +126,7 @@ def test_a_failed_export_under_a_simple_processor_says_the_call_waited(caplog) -
     (message,) = [r.getMessage() for r in caplog.records if "span_export" in r.getMessage()]
     assert "unaffected" not in message
     waited = float(re.search(r"failed to export 1 span\(s\) after ([\d.]+) s", message).group(1))
-    assert 0 < waited <= took  # the message tells what the call really waited
+    assert 0 < waited <= took + 0.005  # the message tells what the call really waited (to 2 decimals)
     assert "inside the agent's call" in message and "BatchSpanProcessor" in message
 
 
