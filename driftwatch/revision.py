@@ -45,6 +45,7 @@ __all__ = [
     "cheap_key",
     "combine",
     "fingerprint",
+    "head",
     "id_of",
     "jsonable",
     "magnitude",
@@ -530,18 +531,24 @@ class Diff:
     truncated: bool = False
 
     @classmethod
-    def cut(cls, text: str, limit: int) -> Diff:
-        """``text`` whole, or its first ``limit`` characters (at a line end when there is one) and a note."""
-        if len(text) <= limit:
-            return cls(text, len(text))
-        head = text[:limit]
-        end = head.rfind("\n")
-        if end > limit // 2:
-            head = head[:end + 1]
-        elif not head.endswith("\n"):
-            head += "\n"
-        return cls(f"{head}… diff cut: {len(head):,} of {len(text):,} characters shown (max_diff_chars)\n", len(text),
+    def cut(cls, text: str, limit: int, total: int | None = None) -> Diff:
+        """``text`` whole, or its first ``limit`` characters (at a line end when there is one) and a note that says
+        so. ``total``: the size of the whole diff when ``text`` is already a cut of it (see :func:`head`)."""
+        total = len(text) if total is None else total
+        if len(text) <= limit and total <= len(text):
+            return cls(text, total)
+        text = head(text, limit)
+        return cls(f"{text}… diff cut: {len(text):,} of {total:,} characters shown (max_diff_chars)\n", total,
                    truncated=True)
+
+
+def head(text: str, limit: int) -> str:
+    """The first ``limit`` characters of ``text``, ending at a line end when one is in the second half."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    end = cut.rfind("\n")
+    return cut[:end + 1] if end > limit // 2 else cut + "\n"
 
 
 def unified_diff(before: Any, after: Any, from_label: str = "before", to_label: str = "after") -> str:

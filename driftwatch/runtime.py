@@ -52,7 +52,7 @@ from driftwatch.metrics import Metrics
 from driftwatch.observation import Call, OptimizerRun
 from driftwatch.options import DEFAULT_OPTIONS, AgentOptions, agent_options
 from driftwatch.redaction import resolve
-from driftwatch.revision import CombinedRevision, Diff, unified_diff
+from driftwatch.revision import CombinedRevision, Diff, head, unified_diff
 from driftwatch.signals import derive
 from driftwatch.tracing import Tracing, current_ids, set_default_error_handler
 from driftwatch.tracker import Tracker
@@ -478,7 +478,8 @@ class Runtime:
             text = unified_diff(change.before_state, change.after_state,
                                 f"{change.component}@{(change.before_id or 'none')[:12]}",
                                 f"{change.component}@{change.after_id[:12]}")
-            return Diff.cut(self.redact(text), self.settings.max_diff_chars)
+            limit = self.settings.max_diff_chars  # cut (at a line end) before redacting: 10 MB would take seconds
+            return Diff.cut(self.redact(head(text, limit)), limit, total=len(text))
         except Exception as exc:  # noqa: BLE001  # the change itself is recorded
             self.error("redaction", exc)
             return None
