@@ -303,6 +303,10 @@ class Metrics:
         for reason, n in reasons.items():
             self.substitutions.labels(reason).inc(n)
 
+    def agents(self) -> set[str]:
+        """The agents this sink holds per-agent caches for (a copy)."""
+        return {*self._agent_children, *self._next_exemplar, *self._drift_signals}
+
     def forget_agent(self, agent: str) -> None:
         """Drop an evicted agent: its cached children and exemplar timer, and every series with its ``agent``
         label (in multiprocess mode other processes' files cannot be edited: the series stay until restart)."""

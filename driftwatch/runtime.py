@@ -313,6 +313,24 @@ class Runtime:
             del self._dormant[name]
         if self.metrics is not None:
             self._safe("metrics", self.metrics.forget_agent, agent)
+        self._safe("limits", self._reconcile)
+
+    def _reconcile(self) -> None:
+        """Drop what a call racing with an eviction re-created for an agent that is no longer admitted (the call
+        path takes no lock): its drift state, call window, metric caches and series."""
+        admitted = set(self.names.names())
+        admitted.add(OTHER)
+        if self.drift is not None:
+            for name in self.drift.agents():
+                if name not in admitted and not self.drift.has_alarm(name):
+                    self.drift.forget(name)
+        for name in self.windows.agents():
+            if name not in admitted:
+                self.windows.flush(name)
+        if self.metrics is not None:
+            for name in self.metrics.agents():
+                if name not in admitted:
+                    self.metrics.forget_agent(name)
 
     def _restore(self, entry: AgentNames) -> None:
         """An agent admitted again: the trackers a hook kept meanwhile come back, with their revisions."""

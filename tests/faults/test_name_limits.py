@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 
 import pytest
 from langchain_core.messages import AIMessage
@@ -230,6 +231,36 @@ def test_hostile_agent_names_keep_the_scrape_parseable(cap: Captured) -> None:
     assert agents == parsed
     assert cap.value("driftwatch_dropped_total", what="name") >= 2.0
     assert cap.runtime.error_counts == {}
+
+
+def test_agents_arriving_on_many_threads_while_others_are_evicted() -> None:
+    """8 threads, each calling under new agent names while the table (5 places, no idle time needed) keeps
+    evicting: every call returns its result, nothing fails inside driftwatch, and the table stays bounded."""
+    with capture(max_agents=5, agent_idle_s=0) as cap:
+        results: list[str] = []
+        failures: list[BaseException] = []
+
+        def worker(t: int) -> None:
+            try:
+                for i in range(300):
+                    name = f"t{t}-a{i % 40}"
+                    results.append(driftwatch.watch(lambda: "ok", agent=name)())
+                    driftwatch.track(name, "p", f"v{i % 3}")
+                    driftwatch.record_score(name, 0.5)
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert failures == [] and results == ["ok"] * 2400
+        assert cap.runtime.error_counts == {}
+        assert len(cap.runtime.names) <= 5 and len(cap.runtime.drift.agents()) <= 5
+        assert len(cap.runtime._trackers) <= 5
+        total = sum(cap.value("driftwatch_calls_total", agent=a, status="ok") for a in _agents_in_registry(cap))
+        assert total <= 2400  # evicted agents' series are gone; the rest are counted
 
 
 @pytest.mark.parametrize(("var", "raw", "message"), [

@@ -46,6 +46,13 @@ def _gen():
     yield "consumed"
 
 
+class UnreadableMapping(dict):
+    """A mapping whose items cannot be read."""
+
+    def items(self):
+        raise RuntimeError("no items for you")
+
+
 # (name, state factory, the reason counted when the state is recorded)
 HOSTILE = [
     ("cyclic", _cyclic, "cycle"),
@@ -58,6 +65,7 @@ HOSTILE = [
     ("raising_repr", lambda: {"obj": RaisingRepr()}, "object"),
     ("generator", lambda: {"gen": _gen()}, "object"),
     ("non_str_keys", lambda: {1: "one", "1": "also one", (2, 3): "tuple"}, "key"),
+    ("unreadable", lambda: {"m": UnreadableMapping(a=1)}, "unreadable"),
 ]
 
 
