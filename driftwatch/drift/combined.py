@@ -1,0 +1,283 @@
+"""The combined statistic: several signals moving a little at once.
+
+A change that moves four signals by half a step each is, for every one of them alone, a small change:
+each per-signal CUSUM needs about four times as many calls as for the full step. Their evidence adds
+up, though, and this statistic adds it: over the last ``m`` calls it sums, per signal, the evidence that
+the signal moved in either direction, and compares the total with its χ² tail.
+
+For a window of ``m`` monitored calls (the last 4, 8, …, 128 blocks of :data:`BLOCK` calls, tested at
+every block end):
+
+* **continuous signals** (log answer length, score): the window's sum of standardized values, ``t =
+  Σz / √(m φ (1 + m/n))``, whitened together by their reference correlation — χ² with one degree of
+  freedom each;
+* **rates** (refusal, format failure, error): the binomial deviance of the window's count against the
+  reference rate, ``G = 2[k log(k/mp) + (m−k) log((m−k)/(m(1−p)))]``, divided by ``φ (1 + m/n)`` —
+  χ²₁ (the deviance, unlike a standardized count, keeps a χ² tail for rare events);
+* **tool mix**: the multinomial deviance of the window's category counts, ÷ ``φ (1 + m/n)`` — χ² with
+  (categories − 1) degrees of freedom.
+
+``φ`` is each signal's long-run variance ratio (:mod:`driftwatch.drift.dependence`) and ``(1 + m/n)``
+accounts for the reference itself being ``n`` calls (its error is as large as the window's when
+``m = n``). The statistic is ``Q = Σ`` of the parts; the window alarms when ``Q > q_m``, the
+``χ²_df`` quantile at ``α · BLOCK · stride / windows``, where a window of ``w`` blocks is tested every
+``stride = max(1, w/8)`` blocks (a long window barely moves in one block) — so by the union bound over
+windows and tests its per-call false-alarm rate is at most its budget ``α``. Work: a few additions per
+call (each signal adds its value and a presence count to an accumulator) and, every ``BLOCK`` calls,
+about three window tests. Memory: a ring of 129 cumulative sums.
+
+Attribution: :meth:`Combined.effects` gives, for a window, each signal's standardized shift (mean ``z``
+for continuous signals, observed vs reference rate for rates, the most over-represented tool).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from driftwatch.drift.calibrate import chi2_isf
+
+__all__ = ["BLOCK", "WINDOWS", "Combined", "Part", "cholesky", "forward", "stride", "window_thresholds"]
+
+#: calls per block: the combined and embedding statistics are tested at block ends
+BLOCK = 16
+#: window lengths, in blocks (64 … 2048 calls)
+WINDOWS: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
+
+
+def stride(w: int) -> int:
+    """A window of ``w`` blocks is tested every ``stride(w)`` blocks."""
+    return max(1, w // 8)
+
+
+def window_thresholds(alpha: float, windows: Sequence[int], df: int) -> list[float]:
+    """χ²_df thresholds per window such that all tests together raise at most ``alpha`` false alarms per call
+    (union bound: a window is tested every ``stride`` blocks of ``BLOCK`` calls)."""
+    return [chi2_isf(min(0.5, alpha * BLOCK * stride(w) / len(windows)), df) for w in windows]
+
+
+def cholesky(a: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Lower Cholesky factor of a small symmetric positive-definite matrix (pure Python); a pivot that is
+    not positive (a degenerate matrix) is replaced by a tiny one."""
+    k = len(a)
+    low = [[0.0] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1):
+            s = a[i][j] - sum(low[i][t] * low[j][t] for t in range(j))
+            if i == j:
+                low[i][i] = math.sqrt(s) if s > 1e-12 else 1e-6
+            else:
+                low[i][j] = s / low[j][j]
+    return low
+
+
+def forward(low: Sequence[Sequence[float]], b: Sequence[float]) -> list[float]:
+    """Solve ``L x = b`` for lower-triangular ``L``."""
+    x: list[float] = []
+    for i, row in enumerate(low):
+        x.append((b[i] - sum(row[t] * x[t] for t in range(i))) / row[i])
+    return x
+
+
+def _unfactor(low: Sequence[Sequence[float]]) -> list[list[float]]:
+    """``L Lᵀ``: the correlation matrix back from its Cholesky factor."""
+    k = len(low)
+    return [[sum(low[i][t] * low[j][t] for t in range(k)) for j in range(k)] for i in range(k)]
+
+
+def _xlogx(k: float, e: float) -> float:
+    return k * math.log(k / e) if k > 0.0 else 0.0
+
+
+class Part:
+    """One signal's place in the accumulator and what the reference says about it.
+
+    ``kind``: ``"z"`` (continuous: slots value-sum, count), ``"rate"`` (slots events, count) or
+    ``"cats"`` (slots: one count per category, then the call count). ``p``: reference rate(s);
+    ``phi``: long-run variance ratio; ``names``: category names (``"cats"``).
+    """
+
+    __slots__ = ("kind", "n_ref", "names", "p", "phi", "signal", "slot", "width")
+
+    def __init__(self, signal: str, kind: str, slot: int, phi: float, n_ref: int, p: Sequence[float] = (),
+                 names: Sequence[str] = ()) -> None:
+        self.signal, self.kind, self.slot, self.phi, self.n_ref = signal, kind, slot, max(1.0, phi), n_ref
+        self.p = list(p)
+        self.names = list(names)
+        self.width = len(self.p) + 1 if kind == "cats" else 2
+
+    @property
+    def df(self) -> int:
+        return len(self.p) - 1 if self.kind == "cats" else 1
+
+
+class Combined:
+    """The windowed multi-signal statistic (see the module docstring).
+
+    ``parts``: the signals, each with its slots in :attr:`acc`; ``corr``: the reference correlation of
+    the continuous parts (in the order they appear); ``alpha``: this statistic's per-call budget;
+    ``acc``: the accumulator list the signals add into (shared; emptied in place at each block end).
+    """
+
+    __slots__ = ("acc", "blocks", "cont", "cum", "df", "h", "head", "inv_h", "last", "low", "name", "parts", "size",
+                 "strides", "windows")
+
+    def __init__(self, parts: list[Part], corr: Sequence[Sequence[float]], alpha: float,
+                 windows: Sequence[int] = WINDOWS, acc: list[float] | None = None) -> None:
+        self.name = "combined"
+        self.parts = parts
+        self.cont = [p for p in parts if p.kind == "z"]
+        self.low = cholesky(corr) if self.cont else []
+        self.size = max((p.slot + p.width for p in parts), default=0) if acc is None else len(acc)
+        self.acc = [0.0] * self.size if acc is None else acc  # the signals add into it (shared list)
+        self.df = sum(p.df for p in parts)
+        self.windows = tuple(windows)
+        self.strides = [stride(w) for w in self.windows]
+        self.h = window_thresholds(alpha, self.windows, self.df)
+        self.inv_h = [1.0 / h for h in self.h]
+        ring = max(self.windows) + 1
+        self.cum = [[0.0] * self.size for _ in range(ring)]
+        self.head = 0  # index of the latest cumulative sum
+        self.blocks = 0
+        self.last = [0.0] * len(self.windows)  # each window's latest score
+
+    def reset(self) -> None:
+        self.acc[:] = [0.0] * self.size
+        self.cum = [[0.0] * self.size for _ in range(len(self.cum))]
+        self.head = 0
+        self.blocks = 0
+        self.last = [0.0] * len(self.windows)
+
+    def end_block(self) -> tuple[float, int]:
+        """Close the block (the accumulator is emptied in place): returns (score = the highest latest Q/q over
+        the windows, the window in calls that alarmed or 0)."""
+        acc = self.acc
+        ring = len(self.cum)
+        prev = self.cum[self.head]
+        head = (self.head + 1) % ring
+        self.cum[head] = [a + b for a, b in zip(prev, acc, strict=True)]
+        self.head = head
+        acc[:] = [0.0] * self.size
+        blocks = self.blocks = self.blocks + 1
+        last = self.last
+        fired = 0
+        for k, w in enumerate(self.windows):
+            if w > blocks:
+                break
+            if blocks % self.strides[k]:
+                continue
+            r = self.q(self.window(w)) * self.inv_h[k]
+            last[k] = r
+            if r >= 1.0 and not fired:
+                fired = w * BLOCK
+        return max(last), fired
+
+    def window(self, w: int) -> list[float]:
+        """The accumulator's sums over the last ``w`` blocks."""
+        ring = len(self.cum)
+        now, then = self.cum[self.head], self.cum[(self.head - w) % ring]
+        return [a - b for a, b in zip(now, then, strict=True)]
+
+    def q(self, s: Sequence[float]) -> float:
+        """The statistic for window sums ``s``."""
+        total = 0.0
+        ts: list[float] = []
+        for part in self.parts:
+            i = part.slot
+            if part.kind == "z":
+                m = s[i + 1]
+                ts.append(s[i] / math.sqrt(m * part.phi * (1.0 + m / part.n_ref)) if m > 0 else 0.0)
+            elif part.kind == "rate":
+                k, m = s[i], s[i + 1]
+                if m > 0:
+                    e = m * part.p[0]
+                    g = 2.0 * (_xlogx(k, e) + _xlogx(m - k, m - e))
+                    total += g / (part.phi * (1.0 + m / part.n_ref))
+            else:
+                m = s[i + len(part.p)]
+                if m > 0:
+                    g = 2.0 * sum(_xlogx(s[i + j], m * p) for j, p in enumerate(part.p))
+                    total += g / (part.phi * (1.0 + m / part.n_ref))
+        if ts:
+            total += sum(v * v for v in forward(self.low, ts))
+        return total
+
+    def score_window(self) -> tuple[float, int]:
+        """(max Q/q over the available windows, the window of that maximum in calls)."""
+        best, at = 0.0, 0
+        for k, w in enumerate(self.windows):
+            if w > self.blocks:
+                break
+            r = self.q(self.window(w)) * self.inv_h[k]
+            if r > best:
+                best, at = r, w * BLOCK
+        return best, at
+
+    def effects(self, calls: int | None = None) -> dict[str, dict[str, Any]]:
+        """Each signal's movement over a window (``calls``; default: the window with the highest score):
+        ``shift_sd`` (continuous), ``rate``/``reference_rate`` (rates), the most over-represented tool
+        (tool mix), and ``t`` — the signed evidence in standard errors."""
+        if calls is None:
+            calls = self.score_window()[1]
+        w = max(1, min(calls // BLOCK, self.blocks)) if self.blocks else 0
+        if not w:
+            return {}
+        s = self.window(w)
+        out: dict[str, dict[str, Any]] = {}
+        for part in self.parts:
+            i = part.slot
+            if part.kind == "z":
+                m = s[i + 1]
+                if m > 0:
+                    out[part.signal] = {"shift_sd": s[i] / m, "calls": int(m),
+                                        "t": s[i] / math.sqrt(m * part.phi * (1.0 + m / part.n_ref))}
+            elif part.kind == "rate":
+                k, m = s[i], s[i + 1]
+                if m > 0:
+                    p = part.p[0]
+                    sd = math.sqrt(m * p * (1.0 - p) * part.phi * (1.0 + m / part.n_ref))
+                    out[part.signal] = {"rate": k / m, "reference_rate": p, "calls": int(m), "t": (k - m * p) / sd}
+            else:
+                m = s[i + len(part.p)]
+                if m > 0:
+                    best = None
+                    for j, p in enumerate(part.p):
+                        sd = math.sqrt(m * p * (1.0 - p) * part.phi * (1.0 + m / part.n_ref))
+                        t = (s[i + j] - m * p) / sd
+                        if best is None or t > best[0]:
+                            best = (t, part.names[j], s[i + j] / m, p)
+                    if best is not None:
+                        out[part.signal] = {"category": best[1], "rate": best[2], "reference_rate": best[3],
+                                            "calls": int(m), "t": best[0]}
+        return out
+
+    def snapshot(self, total: Sequence[float]) -> dict[str, Any]:
+        """The parts and their sums over ``total`` (accumulator totals since arming), with the event counts
+        the reference expects — what another process needs to pool this one's calls with its own."""
+        parts = []
+        for part in self.parts:
+            i = part.slot
+            entry: dict[str, Any] = {"signal": part.signal, "kind": part.kind, "phi": part.phi, "n_ref": part.n_ref}
+            if part.kind == "z":
+                entry["sum"] = [total[i], total[i + 1]]
+            elif part.kind == "rate":
+                m = total[i + 1]
+                entry["sum"] = [total[i], m]
+                entry["expected"] = [m * part.p[0]]
+            else:
+                c = len(part.p)
+                m = total[i + c]
+                entry["names"] = list(part.names)
+                entry["sum"] = [total[i + j] for j in range(c)] + [m]
+                entry["expected"] = [m * p for p in part.p]
+            parts.append(entry)
+        return {"parts": parts, "corr": [[row[j] for j in range(len(row))] for row in _unfactor(self.low)]}
+
+    def describe(self) -> dict[str, Any]:
+        score, at = self.score_window()
+        return {"kind": "combined_window_chi2", "signals": [p.signal for p in self.parts],
+                "degrees_of_freedom": self.df, "threshold": min(self.h), "thresholds": list(self.h),
+                "windows_calls": [w * BLOCK for w in self.windows],
+                "score": score, "window_calls": at,
+                "long_run_variance_ratio": {p.signal: p.phi for p in self.parts}}
