@@ -62,6 +62,9 @@ class Settings:
     drift_false_alarm_rate: float = 1e-4
     #: replicas serving one agent (the false-alarm budget is split between them)
     drift_replicas: int = 1
+    #: replicas pool their drift evidence through the shared ledger (one fleet-wide statistic, half the
+    #: budget; each replica's own bank keeps the other half, split between the ``drift_replicas``)
+    drift_pool: bool = False
     #: seconds between polls of the ledger for ``driftwatch accept``/``reset`` commands (0: never poll)
     drift_poll_s: float = 2.0
     #: extra options for integrations and the drift engine, by name
@@ -147,6 +150,7 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "drift_reference_calls": _int(50, 10_000_000),
     "drift_false_alarm_rate": _rate,
     "drift_replicas": _int(1, 100_000),
+    "drift_pool": _bool,
     "drift_poll_s": _seconds,
 }
 _PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact", "extra"}
