@@ -119,6 +119,15 @@ class Ledger(ABC):
         """Commands with an id above ``after`` (and time at or after ``since``): (id, agent, action, time)."""
         return []
 
+    # -- fleet drift evidence (drift_pool; see driftwatch.drift.fleet) ----------------------------
+    def record_evidence(self, agent: str, anchor: str, replica: str, ts: float, payload: Mapping[str, Any]) -> None:
+        """Store (replace) one replica's latest drift evidence for an agent's anchor."""
+        raise LedgerError(f"ledger {self.location} does not support pooled drift evidence")
+
+    def evidence(self, agent: str, anchor: str) -> dict[str, dict[str, Any]]:
+        """Every replica's latest drift evidence for an agent's anchor: ``{replica: payload}``."""
+        return {}
+
     # -- call windows (for reports; optional for a backend) -------------------------------------
     def record_window(self, window: CallWindow) -> None:  # noqa: B027  # optional: a backend may keep none
         """Store one closed window of call aggregates (see :mod:`driftwatch.windows`)."""
@@ -251,6 +260,17 @@ MIGRATIONS: tuple[str, ...] = (
         note TEXT NOT NULL DEFAULT ''
     );
     """,
+    # version 4: each replica's latest drift evidence per agent and anchor, pooled by the fleet (drift_pool)
+    """
+    CREATE TABLE drift_evidence (
+        agent TEXT NOT NULL,
+        anchor TEXT NOT NULL,
+        replica TEXT NOT NULL,
+        ts REAL NOT NULL,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (agent, anchor, replica)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -347,6 +367,17 @@ class SQLLedger(Ledger):
             (alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp, alarm.anchor_change_id,
              alarm.calls_since_anchor, alarm.trace_id, alarm.span_id, _json(alarm.attributes)),
         )])
+
+    def record_evidence(self, agent: str, anchor: str, replica: str, ts: float, payload: Mapping[str, Any]) -> None:
+        self._write([(
+            "INSERT INTO drift_evidence (agent, anchor, replica, ts, payload) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (agent, anchor, replica) DO UPDATE SET ts = excluded.ts, payload = excluded.payload",
+            (agent, anchor, replica, ts, json.dumps(payload, separators=(",", ":"))),
+        )], durable=False)  # replaced at every poll: no fsync on the agent's call path
+
+    def evidence(self, agent: str, anchor: str) -> dict[str, dict[str, Any]]:
+        rows = self._read("SELECT replica, payload FROM drift_evidence WHERE agent = ? AND anchor = ?", (agent, anchor))
+        return {r[0]: json.loads(r[1]) for r in rows}
 
     _WINDOW_COLS = ("agent, start, end_ts, calls, errors, duration_s, output_chars, sized_calls, input_tokens, "
                     "output_tokens, refusals, format_failures, checked_calls, tools, scores, pid")
