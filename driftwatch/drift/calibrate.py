@@ -35,7 +35,8 @@ import math
 import random
 from collections.abc import Callable, Sequence
 
-__all__ = ["BIN", "Increments", "bernoulli_design", "bernoulli_thresholds", "chi2_isf", "chi2_sf",
+__all__ = ["BIN", "Increments", "bernoulli_design", "bernoulli_thresholds", "chi2_isf", "chi2_sf", "chibar_isf",
+           "chibar_sf",
            "continuous_thresholds", "cramer", "mass_design", "rate_threshold", "smoothed_rate", "solve_threshold"]
 
 #: bin width (in standard deviations) of the empirical distribution used as the "truth"
@@ -256,12 +257,30 @@ def chi2_sf(x: float, df: int) -> float:
 
 def chi2_isf(p: float, df: int) -> float:
     """The ``x`` with ``P(χ²_df > x) = p`` (bisection on :func:`chi2_sf`)."""
-    lo, hi = 0.0, max(2.0 * df, 10.0)
-    while chi2_sf(hi, df) > p:
+    return chibar_isf(p, df, 0)
+
+
+def chibar_sf(x: float, two: int, one: int) -> float:
+    """``P(Q > x)`` for ``Q = χ²_two + Σ_{one} max(0, Z)²``: a χ² with ``two`` degrees of freedom plus ``one``
+    independent one-sided components (each 0 half the time, χ²₁ otherwise) — the chi-bar-square."""
+    if x <= 0.0:
+        return 1.0
+    total = 0.0
+    for j in range(one + 1):
+        df = two + j
+        if df:
+            total += math.comb(one, j) * chi2_sf(x, df)
+    return total / 2.0 ** one
+
+
+def chibar_isf(p: float, two: int, one: int) -> float:
+    """The ``x`` with ``chibar_sf(x, two, one) = p`` (bisection)."""
+    lo, hi = 0.0, max(2.0 * (two + one), 10.0)
+    while chibar_sf(hi, two, one) > p:
         lo, hi = hi, hi * 2.0
     for _ in range(100):
         mid = 0.5 * (lo + hi)
-        if chi2_sf(mid, df) > p:
+        if chibar_sf(mid, two, one) > p:
             lo = mid
         else:
             hi = mid

@@ -29,12 +29,11 @@ this module does no I/O.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from driftwatch.drift.calibrate import chi2_isf
-from driftwatch.drift.combined import BLOCK, WINDOWS, Part, cholesky, forward
+from driftwatch.drift.calibrate import chi2_isf, chibar_isf
+from driftwatch.drift.combined import BLOCK, WINDOWS, Part, cholesky, degrees, evaluate
 from driftwatch.drift.embedding import EMBEDDING_WINDOWS
 from driftwatch.drift.record import COMBINED_SIGNAL
 
@@ -128,16 +127,15 @@ class FleetPool:
                         new: float) -> float:
         vec, parts, low, n_sums = comb
         windows = [w * BLOCK for w in WINDOWS]
-        df = sum(p.df for p in parts)
         # union bound over windows and polls: each test stands for the ``new`` fleet calls since the last one
-        h = chi2_isf(min(0.5, share * new / len(windows)), df)
+        h = chibar_isf(min(0.5, share * new / len(windows)), *degrees(parts))
         best = 0.0
         for m in windows:
             past = self._back(m)
             if past is None or past[1] is None or len(past[1]) != len(vec):
                 continue
             window = [a - b for a, b in zip(vec, past[1], strict=True)]
-            best = max(best, _combined_q(parts, low, window, n_sums) / h)
+            best = max(best, evaluate(parts, low, window[:n_sums], window[n_sums:]) / h)
         return best
 
     def _embedding_score(self, emb: tuple[tuple[Any, float], Any, float], share: float, new: float) -> float:
@@ -168,7 +166,7 @@ def _pool_combined(snaps: Sequence[Mapping[str, Any]]) -> tuple[list[float], lis
         return None
 
     def shape(c: Mapping[str, Any]) -> tuple:
-        return tuple((p["signal"], p["kind"], tuple(p.get("names", ()))) for p in c["parts"])
+        return tuple((p["signal"], p["kind"], tuple(p.get("names", ())), str(p.get("groups"))) for p in c["parts"])
 
     first = shape(layouts[0])
     same = [c for c in layouts if shape(c) == first]
@@ -181,43 +179,12 @@ def _pool_combined(snaps: Sequence[Mapping[str, Any]]) -> tuple[list[float], lis
         n_ref = sum(int(q["n_ref"]) for q in column)
         names = list(p.get("names", ()))
         ps = [0.0] * len(names) if p["kind"] == "cats" else [0.0] if p["kind"] == "rate" else []
-        parts.append(Part(p["signal"], p["kind"], len(sums), phi, n_ref, ps, names))
+        parts.append(Part(p["signal"], p["kind"], len(sums), phi, n_ref, ps, names, int(p.get("side", 0)),
+                          p.get("groups")))
         sums.extend(sum(float(q["sum"][i]) for q in column) for i in range(len(p["sum"])))
         expected.extend(sum(float(q["expected"][i]) for q in column) for i in range(len(p.get("expected", ()))))
     corr = same[0].get("corr") or []
     return sums + expected, parts, cholesky(corr) if corr else [], len(sums)
-
-
-def _combined_q(parts: list[Part], low: list[list[float]], window: list[float], n_sums: int) -> float:
-    """The combined statistic over a window of pooled sums, the expected counts from the replicas' references."""
-    sums, exp = window[:n_sums], window[n_sums:]
-    total = 0.0
-    ts: list[float] = []
-    at = 0
-    for part in parts:
-        i = part.slot
-        if part.kind == "z":
-            m = sums[i + 1]
-            ts.append(sums[i] / math.sqrt(m * part.phi * (1.0 + m / part.n_ref)) if m > 0 else 0.0)
-        elif part.kind == "rate":
-            k, m, e = sums[i], sums[i + 1], exp[at]
-            at += 1
-            if m > 0 and 0 < e < m:
-                total += 2.0 * (_xlogx(k, e) + _xlogx(m - k, m - e)) / (part.phi * (1.0 + m / part.n_ref))
-        else:
-            c = len(part.p)
-            m, es = sums[i + c], exp[at:at + c]
-            at += c
-            if m > 0:
-                g = 2.0 * sum(_xlogx(sums[i + j], es[j]) for j in range(c))
-                total += g / (part.phi * (1.0 + m / part.n_ref))
-    if ts:
-        total += sum(v * v for v in (forward(low, ts) if low else ts))
-    return total
-
-
-def _xlogx(k: float, e: float) -> float:
-    return k * math.log(k / e) if k > 0.0 and e > 0.0 else 0.0
 
 
 def _pool_embedding(snaps: Sequence[Mapping[str, Any]]) -> tuple[tuple[Any, float], Any, float] | None:

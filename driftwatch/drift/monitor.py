@@ -63,6 +63,8 @@ _OTHER = "(other)"
 _LARGE = 3.0
 #: tool-mix designs: the share of all calls that moves to one category
 TOOL_MOVES = (0.1, 0.3)
+#: tools with their own statistics (the most used ones the reference saw at least twice)
+TOOL_CATEGORIES = 8
 
 
 class _Continuous:
@@ -171,7 +173,7 @@ class _Rate:
     ``invert``: the event is a false value (a failed format check)."""
 
     __slots__ = ("acc", "field", "h", "h2", "i0", "i1", "inv_h", "inv_h2", "invert", "j0", "j1", "n", "name", "p0",
-                 "p1", "p2", "phi", "s", "s2", "slot")
+                 "p1", "p2", "phi", "s", "s2", "slot", "wr")
 
     def __init__(self, name: str, field: str, invert: bool, p0: float, p1: float, h: float, p2: float, h2: float,
                  n: int, phi: float, acc: list[float], slot: int) -> None:
@@ -184,6 +186,7 @@ class _Rate:
         self.h, self.inv_h = h, 1.0 / h
         self.h2, self.inv_h2 = h2, 1.0 / h2
         self.s = self.s2 = 0.0
+        self.wr = 0.0  # the latest score of the signal's window test (set by the monitor at block ends)
         self.n, self.phi = n, phi
         self.acc, self.slot = acc, slot
 
@@ -196,7 +199,7 @@ class _Rate:
         if (not v) ^ self.invert:
             s, s2 = self.s, self.s2
             if s == 0.0 and s2 == 0.0:  # the usual case: no event, both statistics at rest
-                return 0.0
+                return self.wr
             s += self.i0
             s2 += self.j0
             if s < 0.0:
@@ -208,10 +211,13 @@ class _Rate:
             s, s2 = self.s + self.i1, self.s2 + self.j1
         self.s, self.s2 = s, s2
         r, r2 = s * self.inv_h, s2 * self.inv_h2
-        return r if r > r2 else r2
+        if r2 > r:
+            r = r2
+        return r if r > self.wr else self.wr
 
     def reset(self) -> None:
         self.s = self.s2 = 0.0
+        self.wr = 0.0
 
     def terms(self, total: Sequence[float], h: tuple[float, float]) -> list[tuple[str, float]]:
         """See :meth:`_Continuous.terms`."""
@@ -382,6 +388,7 @@ class DriftMonitor:
         self._score_sig: _Continuous | None = None
         self._emb_sig: EmbeddingChi2 | None = None
         self._comb: Combined | None = None
+        self._solo: list[_Rate] = []  # rates that also have a window test (in the combined statistic's windows)
         self._acc: list[float] = [0.0] * 2
         self._block = 0
         self._names: tuple[str, ...] = ()  # active signals, in bank order
@@ -625,6 +632,7 @@ class DriftMonitor:
         self._steps = []
         self._score_sig = self._emb_sig = None
         self._comb = None
+        self._solo = []
         self._set_names(())
         self._latched = {}
         self._effects = {}
@@ -657,8 +665,8 @@ class DriftMonitor:
                 sig = self._build_continuous(p, phi(p["series"]), share, acc, rng, behaviour)
                 if pool_share and p["name"] in BEHAVIOUR_SIGNALS:
                     self._pool_h[sig.name] = self._build_continuous(p, sig.phi, pool_share, acc, rng, behaviour).h
-            elif p["kind"] == "rate":
-                sig = self._build_rate(p, phi(p["series"]), share, acc)
+            elif p["kind"] == "rate":  # with the combined statistic: half its share to a window test of its own
+                sig = self._build_rate(p, phi(p["series"]), share / 2 if use_comb else share, acc)
                 if pool_share:
                     pool = self._build_rate(p, sig.phi, pool_share, acc)
                     self._pool_h[sig.name] = (pool.h, pool.h2)
@@ -684,6 +692,11 @@ class DriftMonitor:
             corr = _correlation([p for p in plans if p["kind"] == "z" and p["name"] in BEHAVIOUR_SIGNALS], records,
                                 behaviour)
             self._comb = Combined(parts, corr, share, _windows(WINDOWS, self._dep), acc)
+            self._solo = []
+            for sig in self._bank:
+                if isinstance(sig, _Rate):
+                    self._comb.add_solo(sig.name, share / 2)
+                    self._solo.append(sig)
             self._bank.append(self._comb)
         self._set_names(tuple(sig.name for sig in self._bank))
         self._steps = [(self._index[sig.name], sig.name, sig.step) for sig in self._bank
@@ -694,11 +707,12 @@ class DriftMonitor:
         return self._ref_size
 
     def _part(self, plan: dict[str, Any], sig: Any) -> Part:
-        if plan["kind"] == "z":
-            return Part(plan["name"], "z", plan["slot"], sig.phi, sig.n)
+        if plan["kind"] == "z":  # score: drops only (as its CUSUM); length: either way
+            return Part(plan["name"], "z", plan["slot"], sig.phi, sig.n, side=-1 if plan["name"] == "score" else 0)
         if plan["kind"] == "rate":
-            return Part(plan["name"], "rate", plan["slot"], sig.phi, sig.n, [sig.p0])
-        return Part("tool_mix", "cats", plan["slot"], max(sig.phi), sig.n, plan["p_first"], sig.cats)
+            return Part(plan["name"], "rate", plan["slot"], sig.phi, sig.n, [sig.p0], side=1)
+        return Part("tool_mix", "cats", plan["slot"], max(sig.phi), sig.n, plan["p_first"], sig.cats,
+                    groups=plan["groups"])
 
     def _build_continuous(self, p: dict[str, Any], phi: float, alpha: float, acc: list[float],
                           rng: random.Random, behaviour: bool) -> _Continuous:
@@ -741,7 +755,9 @@ class DriftMonitor:
             for t in set(tools):
                 counts[t] = counts.get(t, 0) + 1
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        top = [t for t, c in ranked[:4] if c >= max(5, 0.02 * n)]
+        # every tool the reference saw at least twice has its own statistics (up to TOOL_CATEGORIES): mass
+        # moving to a rare tool is the fastest change to see, if that tool is not lumped with others
+        top = [t for t, c in ranked[:TOOL_CATEGORIES] if c >= 2]
         top_set = set(top)
         cats, ks, first = [], [], []
         cols: dict[str, list[float]] = {}
@@ -756,18 +772,20 @@ class DriftMonitor:
             else:
                 ind = [1.0 if cat in tools else 0.0 for tools in tool_calls]
             k = int(sum(ind))
-            if smoothed_rate(k, n) <= 0.9 and (k > 0 or cat != _OTHER):
+            if smoothed_rate(k, n) <= 0.9:  # "(other)" even when unseen: a new tool taking calls is a change
                 cats.append(cat)
                 ks.append(k)
                 cols[cat] = ind
                 first.append(sum(1 for c in first_cat if c == cat))
         if not cats:
             return None
-        # the combined statistic's categories must cover every call: calls whose first category was
-        # dropped (a category above 90%) are not in any; their share goes to none of the p's
+        # the combined statistic counts each call once, in the category of its first tool, and groups the
+        # categories coarser (the 3 most used, the rest together): fewer degrees of freedom to dilute it
         p_first = [(c + 0.5) / (n + 0.5 * len(cats)) for c in first]
+        order = sorted(range(len(cats)), key=lambda j: -first[j])
+        groups = [[j] for j in order[:3]] + ([order[3:]] if len(order) > 3 else [])
         return {"kind": "cats", "name": "tool_mix", "cats": cats, "ks": ks, "n": n, "p_first": p_first,
-                "series": [add_series(cols[c]) for c in cats]}
+                "groups": groups, "series": [add_series(cols[c]) for c in cats]}
 
     def _build_tools(self, p: dict[str, Any], phis: list[float], alpha: float, acc: list[float]) -> _Tools:
         cats, ks, n = p["cats"], p["ks"], p["n"]
@@ -883,7 +901,17 @@ class DriftMonitor:
                 self._block = 0
                 r, at = comb.end_block()
                 vals[self._comb_i] = r
-                if r >= 1.0 and COMBINED_SIGNAL not in latched and self._news(comb, at, fired):
+                if self._solo:
+                    solo = comb.solo_scores()
+                    for sig in self._solo:
+                        w = sig.wr = solo[sig.name]
+                        j = self._index[sig.name]
+                        if w > vals[j]:
+                            vals[j] = w
+                        if w >= 1.0 and sig.name not in latched:
+                            latched[sig.name] = w
+                            fired += (sig.name,)
+                if at and COMBINED_SIGNAL not in latched and self._news(comb, at, fired):
                     latched[COMBINED_SIGNAL] = r
                     fired += (COMBINED_SIGNAL,)
         if fired:
@@ -893,10 +921,10 @@ class DriftMonitor:
         return DriftStatus.of(bool(latched), self._names, tuple(vals), fired, self.calls)
 
     def _news(self, comb: Combined, at: int, fired: tuple[str, ...]) -> bool:
-        """The combined statistic crossed: does it tell more than the alarms already raised? Not when every
-        signal that moved (two standard errors or more over the alarming window) has its own alarm."""
-        moved = {s for s, e in comb.effects(at).items() if abs(e.get("t", 0.0)) >= 2.0}
-        return not moved or bool(moved - set(self._latched) - set(fired))
+        """The combined statistic crossed: does it tell more than the alarms already raised? Only if the
+        signals without an alarm of their own still cross the threshold together."""
+        alarmed = set(self._latched) | set(fired)
+        return not alarmed or comb.crosses_without(at, alarmed)
 
     def update_score(self, value: float) -> DriftStatus:
         """Feed a score that arrived on its own (not with a call): it only moves the ``score`` signal."""
@@ -979,10 +1007,13 @@ def _resolution_floor(vals: list[float], floor: float) -> float:
     sit on a grid (a 1–10 judge: 0.25), so a reference of identical scores does not make every other
     score an alarm."""
     distinct = sorted(set(vals))
+    if len(distinct) > 50:  # not a grid
+        return floor
+    if all(v == int(v) for v in distinct):  # whole numbers: a scale of whole steps (1–10, 1–5, 0/1)
+        return max(floor, 0.25)
     if len(distinct) < 2:
-        return max(floor, 0.25 * abs(distinct[0])) if distinct and distinct[0] else max(floor, 0.25)
-    step = min(b - a for a, b in itertools.pairwise(distinct))
-    return max(floor, 0.25 * step) if len(distinct) <= 50 else floor
+        return floor
+    return max(floor, 0.25 * min(b - a for a, b in itertools.pairwise(distinct)))
 
 
 def _correlation(plans: list[dict[str, Any]], records: list[CallRecord], behaviour: bool) -> list[list[float]]:
