@@ -8,8 +8,9 @@
 Inside a watched process the runtime runs one :class:`DriftEngine` (``get_runtime().drift``) that
 does this per agent, anchored at every recorded change; :func:`configure_agent` declares an
 agent's format check, refusal classifier, evaluator and embedding; :func:`accept` and
-:func:`reset` act on latched alarms (``driftwatch accept AGENT`` does it from a shell). The design
-and the benchmark are in ``docs/drift.md``. No framework imports in here.
+:func:`reset` act on latched alarms (``driftwatch accept AGENT`` does it from a shell);
+:class:`FleetPool` pools the evidence of a fleet's replicas. The design and the benchmarks are in
+``docs/drift.md``. No framework imports in here.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 from driftwatch.drift.engine import DriftEngine
+from driftwatch.drift.fleet import FleetPool
 from driftwatch.drift.monitor import DriftMonitor
-from driftwatch.drift.record import BEHAVIOUR_SIGNALS, OPERATIONAL_SIGNALS, CallRecord, DriftStatus
+from driftwatch.drift.record import BEHAVIOUR_SIGNALS, COMBINED_SIGNAL, OPERATIONAL_SIGNALS, CallRecord, DriftStatus
 from driftwatch.drift.signals import REFUSAL_PHRASES, AgentOptions, configure_agent, is_refusal
 
 __all__ = [
     "BEHAVIOUR_SIGNALS",
+    "COMBINED_SIGNAL",
     "OPERATIONAL_SIGNALS",
     "REFUSAL_PHRASES",
     "AgentOptions",
@@ -30,6 +33,7 @@ __all__ = [
     "DriftEngine",
     "DriftMonitor",
     "DriftStatus",
+    "FleetPool",
     "accept",
     "configure_agent",
     "is_refusal",

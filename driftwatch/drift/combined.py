@@ -278,15 +278,14 @@ class Combined:
         return best, at
 
     def effects(self, calls: int | None = None) -> dict[str, dict[str, Any]]:
-        """Each signal's movement over a window (``calls``; default: the window with the highest score):
-        ``shift_sd`` (continuous), ``rate``/``reference_rate`` (rates), the most over-represented tool
-        (tool mix), and ``t`` — the signed evidence in standard errors."""
+        """Each signal's movement over the last ``calls`` calls (default: the window with the highest score,
+        or every call since the statistics started when no window is complete yet), the current partial
+        block included: ``shift_sd`` (continuous), ``rate``/``reference_rate`` (rates), the most
+        over-represented tool (tool mix), and ``t`` — the signed evidence in standard errors."""
         if calls is None:
-            calls = self.score_window()[1]
-        w = max(1, min(calls // BLOCK, self.blocks)) if self.blocks else 0
-        if not w:
-            return {}
-        s = self.window(w)
+            calls = self.score_window()[1] or self.blocks * BLOCK
+        w = min(calls // BLOCK, self.blocks)
+        s = [a + b for a, b in zip(self.window(w), self.acc, strict=True)] if w else list(self.acc)
         out: dict[str, dict[str, Any]] = {}
         for part in self.parts:
             i = part.slot

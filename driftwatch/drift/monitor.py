@@ -63,6 +63,10 @@ _OTHER = "(other)"
 _LARGE = 3.0
 #: tool-mix designs: the share of all calls that moves to one category
 TOOL_MOVES = (0.1, 0.3)
+#: rates: the large design (odds ratio ** this), its share of the CUSUMs' budget, the window test's share
+RATE_LARGE_POWER = 2.0
+RATE_LARGE_SHARE = 0.5
+RATE_WINDOW_SHARE = 0.5
 #: tools with their own statistics (the most used ones the reference saw at least twice)
 TOOL_CATEGORIES = 8
 
@@ -665,8 +669,9 @@ class DriftMonitor:
                 sig = self._build_continuous(p, phi(p["series"]), share, acc, rng, behaviour)
                 if pool_share and p["name"] in BEHAVIOUR_SIGNALS:
                     self._pool_h[sig.name] = self._build_continuous(p, sig.phi, pool_share, acc, rng, behaviour).h
-            elif p["kind"] == "rate":  # with the combined statistic: half its share to a window test of its own
-                sig = self._build_rate(p, phi(p["series"]), share / 2 if use_comb else share, acc)
+            elif p["kind"] == "rate":  # with the combined statistic: part of its share to a window test of its own
+                sig = self._build_rate(p, phi(p["series"]), share * (1.0 - RATE_WINDOW_SHARE) if use_comb else share,
+                                       acc)
                 if pool_share:
                     pool = self._build_rate(p, sig.phi, pool_share, acc)
                     self._pool_h[sig.name] = (pool.h, pool.h2)
@@ -695,7 +700,7 @@ class DriftMonitor:
             self._solo = []
             for sig in self._bank:
                 if isinstance(sig, _Rate):
-                    self._comb.add_solo(sig.name, share / 2)
+                    self._comb.add_solo(sig.name, share * RATE_WINDOW_SHARE)
                     self._solo.append(sig)
             self._bank.append(self._comb)
         self._set_names(tuple(sig.name for sig in self._bank))
@@ -736,7 +741,7 @@ class DriftMonitor:
     def _build_rate(self, p: dict[str, Any], phi: float, alpha: float, acc: list[float]) -> _Rate:
         k, n = p["k"], p["n"]
         p0 = smoothed_rate(k, n)
-        odds2 = self.odds_ratio ** 2
+        odds2 = self.odds_ratio ** RATE_LARGE_POWER
 
         def d1(q: float) -> float:
             return bernoulli_design(q, self.odds_ratio, self.min_step)
@@ -744,8 +749,8 @@ class DriftMonitor:
         def d2(q: float) -> float:
             return bernoulli_design(q, odds2, 2.0 * self.min_step)
 
-        h = rate_threshold(k, n, alpha / 2, d1, phi=phi)
-        h2 = rate_threshold(k, n, alpha / 2, d2, phi=phi)
+        h = rate_threshold(k, n, alpha * (1.0 - RATE_LARGE_SHARE), d1, phi=phi)
+        h2 = rate_threshold(k, n, alpha * RATE_LARGE_SHARE, d2, phi=phi)
         return _Rate(p["name"], p["field"], p["invert"], p0, d1(p0), h, d2(p0), h2, n, phi, acc, p["slot"])
 
     def _tools_plan(self, tool_calls: list[tuple[str, ...]], add_series: Any) -> dict[str, Any] | None:
