@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from profiles import DEV_SEEDS, HELD_OUT_SEEDS, KINDS, Change, make_change, make_profile, records  # local module
 
 from driftwatch.drift import DriftMonitor  # after the sys.path tweak
-from driftwatch.drift.fleet import FleetPool
+from driftwatch.drift.fleet import FleetPool, replay
 
 ALPHA = 1e-4
 N_REF = 1000
@@ -59,21 +59,7 @@ def run(refs, post, who, mode: str, poll: int, *, count_all: bool) -> list[int]:
     for m, ref in zip(mons, refs, strict=True):
         m.fit_reference(ref)
     pool = FleetPool(ALPHA / 2) if mode == "pooled" else None
-    every = poll * n
-    alarms: list[int] = []
-    for i, (r, k) in enumerate(zip(post, who, strict=True)):
-        hit = bool(mons[int(k)].update(r).fired)
-        if pool is not None and (i + 1) % every == 0:
-            hit |= bool(pool.update({str(j): m.evidence() for j, m in enumerate(mons)}))
-        if hit:
-            alarms.append(i + 1)
-            if not count_all:
-                break
-            for m in mons:
-                m.reset()
-            if pool is not None:
-                pool.reset()
-    return alarms
+    return replay(mons, zip((int(k) for k in who), post, strict=True), pool, poll * n, count_all=count_all)
 
 
 def main() -> None:

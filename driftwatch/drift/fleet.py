@@ -29,15 +29,19 @@ this module does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from driftwatch.drift.calibrate import chi2_isf, chibar_isf
 from driftwatch.drift.combined import BLOCK, WINDOWS, Part, cholesky, degrees, evaluate
 from driftwatch.drift.embedding import EMBEDDING_WINDOWS
 from driftwatch.drift.record import COMBINED_SIGNAL
 
-__all__ = ["FleetPool", "anchor_key"]
+if TYPE_CHECKING:
+    from driftwatch.drift.monitor import DriftMonitor
+    from driftwatch.drift.record import CallRecord
+
+__all__ = ["FleetPool", "anchor_key", "replay"]
 
 _RING = 512  # pooled snapshots kept (polls): windows reach back at most this many polls
 
@@ -45,6 +49,28 @@ _RING = 512  # pooled snapshots kept (polls): windows reach back at most this ma
 def anchor_key(component: str, revision: str) -> str:
     """The key replicas pool under: the anchoring change's component and its revision after the change."""
     return f"{component}@{revision}"
+
+
+def replay(monitors: Sequence[DriftMonitor], calls: Iterable[tuple[int, CallRecord]], pool: FleetPool | None,
+           poll: int, *, count_all: bool = False) -> list[int]:
+    """Replay a fleet's calls in one process (tests, benchmarks, trying pooling offline): each ``(replica,
+    record)`` goes to ``monitors[replica]``; every ``poll`` calls the ``pool`` (if any) reads every monitor's
+    evidence. Returns the fleet's alarm positions (1-based call numbers): the first only, or with
+    ``count_all`` every one (each followed by a reset of every monitor and of the pool)."""
+    alarms: list[int] = []
+    for i, (replica, record) in enumerate(calls):
+        hit = bool(monitors[replica].update(record).fired)
+        if pool is not None and (i + 1) % poll == 0:
+            hit |= bool(pool.update({str(j): m.evidence() for j, m in enumerate(monitors)}))
+        if hit:
+            alarms.append(i + 1)
+            if not count_all:
+                break
+            for m in monitors:
+                m.reset()
+            if pool is not None:
+                pool.reset()
+    return alarms
 
 
 def _signal(key: str) -> str:

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from driftwatch.config import Settings
 from driftwatch.drift import DriftMonitor
-from driftwatch.drift.fleet import FleetPool
+from driftwatch.drift.fleet import FleetPool, replay
 from driftwatch.ledger import open_ledger
 from driftwatch.observation import Call
 from driftwatch.runtime import Runtime
@@ -24,20 +24,8 @@ def fleet_first_alarm(n: int, seed: int, *, pooled: bool, rate: float = 1e-4, le
     for m in mons:
         m.fit_reference(records(1000, rng))
     pool = FleetPool(rate / 2) if pooled else None
-    out = []
-    for i, r in enumerate(records(calls, rng, length=length)):
-        hit = bool(mons[rng.randrange(n)].update(r).fired)
-        if pool is not None and (i + 1) % (poll * n) == 0:
-            hit |= bool(pool.update({str(j): m.evidence() for j, m in enumerate(mons)}))
-        if hit:
-            out.append(i + 1)
-            if not count_all:
-                break
-            for m in mons:
-                m.reset()
-            if pool is not None:
-                pool.reset()
-    return out
+    calls_ = ((rng.randrange(n), r) for r in records(calls, rng, length=length))
+    return replay(mons, calls_, pool, poll * n, count_all=count_all)
 
 
 def test_pooled_replicas_detect_sooner_than_split_ones():
