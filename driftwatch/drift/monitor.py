@@ -75,8 +75,8 @@ class _Continuous:
     """Mean-shift CUSUMs on ``(f(x) − μ)/σ`` clipped to ±clip: up and/or down, each at a small and a large
     design shift. Adds the clipped ``z`` and a count to the combined accumulator."""
 
-    __slots__ = ("a1", "a2", "acc", "c1", "c2", "clip", "d1", "d2", "field", "h", "ih_d1", "ih_d2", "ih_u1",
-                 "ih_u2", "inv_sd", "log", "mu", "n", "name", "phi", "skip_refused", "slot", "u1", "u2")
+    __slots__ = ("a1", "a2", "acc", "c1", "c2", "clip", "d1", "d2", "down", "field", "h", "ih_d1", "ih_d2", "ih_u1",
+                 "ih_u2", "inv_sd", "log", "mu", "n", "name", "phi", "skip_refused", "slot", "u1", "u2", "up")
 
     def __init__(self, name: str, field: str, log: bool, mu: float, sd: float, designs: tuple[float, float],
                  clip: float, h: dict[str, float], n: int, phi: float, acc: list[float], slot: int,
@@ -89,6 +89,8 @@ class _Continuous:
         self.h = h  # keys up1 up2 down1 down2 (inf: statistic off)
         inv = {k: (0.0 if v == math.inf else 1.0 / v) for k, v in h.items()}
         self.ih_u1, self.ih_u2, self.ih_d1, self.ih_d2 = inv["up1"], inv["up2"], inv["down1"], inv["down2"]
+        self.up = h["up1"] != math.inf or h["up2"] != math.inf  # directions watched (score: down only)
+        self.down = h["down1"] != math.inf or h["down2"] != math.inf
         self.u1 = self.u2 = self.d1 = self.d2 = 0.0
         self.n, self.phi = n, phi
         self.acc, self.slot = acc, slot
@@ -113,28 +115,34 @@ class _Continuous:
         acc[slot + 1] += 1.0
         x1, x2 = self.a1 * z, self.a2 * z
         c1, c2 = self.c1, self.c2
-        u1 = self.u1 + x1 - c1
-        if u1 < 0.0:
-            u1 = 0.0
-        u2 = self.u2 + x2 - c2
-        if u2 < 0.0:
-            u2 = 0.0
-        d1 = self.d1 - x1 - c1
-        if d1 < 0.0:
-            d1 = 0.0
-        d2 = self.d2 - x2 - c2
-        if d2 < 0.0:
-            d2 = 0.0
-        self.u1, self.u2, self.d1, self.d2 = u1, u2, d1, d2
-        r = u1 * self.ih_u1
-        t = u2 * self.ih_u2
-        if t > r:
-            r = t
-        t = d1 * self.ih_d1
-        if t > r:
-            r = t
-        t = d2 * self.ih_d2
-        return t if t > r else r
+        r = 0.0
+        if self.up:
+            u1 = self.u1 + x1 - c1
+            if u1 < 0.0:
+                u1 = 0.0
+            u2 = self.u2 + x2 - c2
+            if u2 < 0.0:
+                u2 = 0.0
+            self.u1, self.u2 = u1, u2
+            r = u1 * self.ih_u1
+            t = u2 * self.ih_u2
+            if t > r:
+                r = t
+        if self.down:
+            d1 = self.d1 - x1 - c1
+            if d1 < 0.0:
+                d1 = 0.0
+            d2 = self.d2 - x2 - c2
+            if d2 < 0.0:
+                d2 = 0.0
+            self.d1, self.d2 = d1, d2
+            t = d1 * self.ih_d1
+            if t > r:
+                r = t
+            t = d2 * self.ih_d2
+            if t > r:
+                r = t
+        return r
 
     def reset(self) -> None:
         self.u1 = self.u2 = self.d1 = self.d2 = 0.0
