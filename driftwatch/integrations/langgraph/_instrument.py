@@ -33,6 +33,7 @@ from driftwatch.integrations.langgraph._runs import (
     run_invoke,
     run_stream,
     start_recording,
+    with_run_handler,
 )
 from driftwatch.integrations.langgraph._stores import namespace_prefixes, note_store_writes, unwatch_stores, watch_store
 from driftwatch.integrations.langgraph._topology import observe_topology
@@ -83,18 +84,6 @@ def _first_sight(graph: Any, agent: str, namespaces: Any = None) -> None:
             get_runtime().error("store", exc)
 
 
-def _with_callback(args: tuple[Any, ...], kwargs: dict[str, Any], handler: Any) -> tuple[tuple[Any, ...],
-                                                                                         dict[str, Any]]:
-    """The run's arguments with ``handler`` added to its config's callbacks (the user's kept)."""
-    from langchain_core.runnables.config import merge_configs
-
-    if "config" in kwargs:
-        return args, {**kwargs, "config": merge_configs(kwargs["config"], {"callbacks": [handler]})}
-    if len(args) > 1:
-        return (args[0], merge_configs(args[1], {"callbacks": [handler]}), *args[2:]), kwargs
-    return args, {**kwargs, "config": {"callbacks": [handler]}}
-
-
 def _start(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Started, tuple[Any, ...],
                                                                               dict[str, Any]]:
     """Whether and how to record this top-level run: a graph carrying a DriftwatchMiddleware's marker (its
@@ -108,7 +97,7 @@ def _start(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[S
             _first_sight(graph, marker.agent)
             started = start_recording(graph, marker.handler, marker.agent, args, kwargs)
             if started is not None:
-                args, kwargs = _with_callback(args, kwargs, marker.handler)
+                args, kwargs = with_run_handler(graph, args, kwargs, marker.handler)
             return started, args, kwargs
         handler = _GLOBAL
         if handler is None or ACTIVE.get() is not None or handler_of(graph) is not None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackManager
 
-from driftwatch.integrations._common import PerRuntime
+from driftwatch.integrations._common import PerRuntime, parse_version
 from driftwatch.integrations.langgraph._attribution import spied_nodes
 from driftwatch.integrations.langgraph._handler import ACTIVE, DriftwatchCallbackHandler, Invocation
 from driftwatch.integrations.langgraph._sites import tool_registry
@@ -19,7 +20,7 @@ from driftwatch.runtime import CallScope, get_runtime
 from driftwatch.tracing import GEN_AI_CONVERSATION_ID, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL
 
 __all__ = ["Started", "conversation_of", "handler_of", "run_ainvoke", "run_astream", "run_invoke", "run_stream",
-           "start_recording", "with_handler"]
+           "start_recording", "with_handler", "with_run_handler"]
 
 
 #: a run being recorded (its call scope and what the handler gathers), or ``None``: run the graph untouched
@@ -242,6 +243,63 @@ def _watched_start(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     return start_recording(graph, handler, handler.agent if handler is not None else None, args, kwargs)
 
 
+def _replaces_bound_callbacks() -> bool:
+    """Whether callbacks passed to a call replace those bound to the graph (LangGraph < 1.2.4; later ones merge)."""
+    try:
+        return parse_version(version("langgraph")) < (1, 2, 4)
+    except PackageNotFoundError:  # pragma: no cover - imported by the package, so installed
+        return False
+
+
+_CALL_CALLBACKS_REPLACE = _replaces_bound_callbacks()
+
+
+def _keep_handler(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's arguments with the watched graph's handler added to callbacks the caller passed.
+
+    Before LangGraph 1.2.4 a call's ``config={"callbacks": ...}`` (and ``astream_events``, which passes
+    its own) replaces the callbacks bound with ``with_config``, driftwatch's handler among them, so the
+    run would go unseen; from 1.2.4 LangGraph merges the two itself and this changes nothing.
+    """
+    if not _CALL_CALLBACKS_REPLACE:
+        return args, kwargs
+    try:
+        config = args[1] if len(args) > 1 else kwargs.get("config")
+        callbacks = config.get("callbacks") if isinstance(config, dict) else None
+        handler = handler_of(graph)
+        if callbacks is None or handler is None:
+            return args, kwargs
+        present = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
+        if handler in present:
+            return args, kwargs
+        from langchain_core.runnables.config import merge_configs
+
+        config = merge_configs(config, {"callbacks": [handler]})
+        if len(args) > 1:
+            return (args[0], config, *args[2:]), kwargs
+        return args, {**kwargs, "config": config}
+    except Exception as exc:  # noqa: BLE001  # never break the host: run with the caller's arguments
+        get_runtime().error("langgraph", exc)
+        return args, kwargs
+
+
+def with_run_handler(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     handler: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The run's arguments with ``handler`` added to its config's callbacks (the caller's kept; before LangGraph
+    1.2.4, where a call's callbacks replace the graph's bound ones, those bound to the graph too)."""
+    from langchain_core.runnables.config import merge_configs
+
+    config = kwargs.get("config") if "config" in kwargs else (args[1] if len(args) > 1 else None)
+    extra: dict[str, Any] = {"callbacks": [handler]}
+    bound = (getattr(graph, "config", None) or {}).get("callbacks") if _CALL_CALLBACKS_REPLACE else None
+    if bound and not (isinstance(config, dict) and config.get("callbacks") is not None):
+        config = merge_configs(config, {"callbacks": bound})
+    config = merge_configs(config, extra)
+    if "config" not in kwargs and len(args) > 1:
+        return (args[0], config, *args[2:]), kwargs
+    return args, {**kwargs, "config": config}
+
+
 _SUBCLASSES: dict[type, type] = {}
 _SUBCLASS_LOCK = threading.Lock()
 
@@ -263,18 +321,22 @@ def _watched_class(cls: type) -> type:
             return sub
 
         def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+            args, kwargs = _keep_handler(self, args, kwargs)
             return run_invoke(_watched_start(self, args, kwargs), super(sub, self).invoke,  # type: ignore[arg-type]
                               args, kwargs)
 
         async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+            args, kwargs = _keep_handler(self, args, kwargs)
             return await run_ainvoke(_watched_start(self, args, kwargs), super(sub, self).ainvoke,  # type: ignore[arg-type]
                                      args, kwargs)
 
         def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            args, kwargs = _keep_handler(self, args, kwargs)
             return run_stream(_watched_start(self, args, kwargs), super(sub, self).stream,  # type: ignore[arg-type]
                               args, kwargs)
 
         def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            args, kwargs = _keep_handler(self, args, kwargs)
             return run_astream(_watched_start(self, args, kwargs), super(sub, self).astream,  # type: ignore[arg-type]
                                args, kwargs)
 

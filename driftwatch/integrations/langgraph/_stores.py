@@ -21,6 +21,7 @@ from driftwatch.integrations._common import Patches, jsonable
 from driftwatch.integrations.langgraph._attribution import writes_of
 from driftwatch.integrations.langgraph._requests import node_of
 from driftwatch.runtime import get_runtime
+from driftwatch.tracker import Lazy
 
 __all__ = ["namespace_prefixes", "note_store_writes", "unwatch_stores", "watch_store"]
 
@@ -82,7 +83,7 @@ def _record_puts(store: Any, ops: Sequence[Any]) -> None:
             if prefixes is not None and any(ns[:len(p)] == p for p in prefixes):
                 component = f"store:{'/'.join(ns)}/{op.key}"
                 try:
-                    rt.observe(agent, component, lambda v=value: jsonable(v), kind="store", source="store",
+                    rt.observe(agent, component, Lazy(lambda v=value: jsonable(v)), kind="store", source="store",
                                node=node)
                 except Exception as exc:  # noqa: BLE001  # never break the host
                     rt.error("store", exc)

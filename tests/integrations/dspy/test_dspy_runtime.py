@@ -159,6 +159,18 @@ def test_calls_are_measured_with_tokens_and_span(cap: Captured, lm: PromptLM) ->
     assert attrs["driftwatch.output.chars"] == 4
 
 
+def test_a_program_watched_alone_reports_its_program_revision_as_its_version(cap: Captured, lm: PromptLM) -> None:
+    """gen_ai.agent.version of a program watched alone is its program_revision (the id its optimizer candidates are
+    recorded under), before and after an edit of one predictor."""
+    program = driftwatch.watch(Pipeline(), agent="qa")
+    program(question=QUESTION)
+    assert cap.runtime.agent_version("qa") == dw_dspy.program_revision(program)
+    first = cap.runtime.agent_version("qa")
+    program.summarize.signature = program.summarize.signature.with_instructions("Answer in one word.")
+    program(question=QUESTION)
+    assert cap.runtime.agent_version("qa") == dw_dspy.program_revision(program) != first
+
+
 def test_user_usage_tracking_is_left_intact(cap: Captured, lm: PromptLM) -> None:
     """With DSPy's own track_usage on, the prediction still carries its usage and driftwatch reads it."""
     program = driftwatch.watch(TwoStep(), agent="qa")
