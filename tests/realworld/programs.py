@@ -29,8 +29,9 @@ PROGRAMS: dict[str, Program] = {
     "supervisor": Program(lg_supervisor.scenario, lg_supervisor.AGENT, needs=(("langgraph-supervisor", "0.0.31"),)),
     "reflection_message_graph": Program(lg_reflection.message_graph_scenario, lg_reflection.MESSAGE_GRAPH_AGENT),
     "reflection_state_graph": Program(lg_reflection.state_graph_scenario, lg_reflection.STATE_GRAPH_AGENT),
+    # DriftwatchMiddleware records the agent's runs by itself from langchain 1.4 (middleware stream transformers)
     "create_agent_middleware": Program(lc_create_agent.scenario_for("middleware"), lc_create_agent.AGENT,
-                                       needs=lc_create_agent.NEEDS),
+                                       needs=(*lc_create_agent.NEEDS, ("langchain", "1.4"))),
     "create_agent_watched": Program(lc_create_agent.scenario_for("both"), lc_create_agent.AGENT,
                                     needs=lc_create_agent.NEEDS),
     "procedural_store": Program(lg_procedural.scenario_for(store_namespaces=True), lg_procedural.AGENT),

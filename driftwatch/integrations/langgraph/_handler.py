@@ -13,7 +13,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from driftwatch.integrations._common import jsonable
 from driftwatch.integrations.langgraph._attribution import writes_of
 from driftwatch.integrations.langgraph._requests import SKIP, content_text, items_key, node_of, observe_request
-from driftwatch.integrations.langgraph._sites import call_site, model_of
+from driftwatch.integrations.langgraph._sites import TOOL_SELECTION, call_site, model_of
 from driftwatch.runtime import get_runtime, is_suppressed
 
 __all__ = ["ACTIVE", "DEFAULT_PROMPT_KEYS", "MIDDLEWARE", "DriftwatchCallbackHandler", "Invocation",
@@ -170,9 +170,10 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
             if not rt.enabled or is_suppressed():
                 return
             params = kwargs.get("invocation_params") or {}
-            site, helper = call_site(node_of(metadata, "model"), metadata, kwargs.get("name"), kwargs.get("options"))
+            site, helper, source = call_site(node_of(metadata, "model"), metadata, kwargs.get("name"),
+                                             kwargs.get("options"))
             if inv is not None:
-                self._note_call(inv, run_id, metadata, params, helper)
+                self._note_call(inv, run_id, metadata, params, helper, source)
             if MIDDLEWARE.get() == agent:
                 return  # DriftwatchMiddleware observes this request (the final one)
             system = [content_text(m.content) for m in (messages[0] if messages else ())
@@ -188,12 +189,12 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
 
     @staticmethod
     def _note_call(inv: Invocation, run_id: Any, metadata: dict[str, Any] | None, params: dict[str, Any],
-                   helper: bool) -> None:
+                   helper: bool, source: str | None) -> None:
         """What a model call tells the run's record: a helper call (its tool calls do not count), a tool
         selection (the request it narrows keeps its tools out of the comparison), the agent's model."""
         if helper:
             inv.helper_runs.add(run_id)
-            if metadata and metadata.get("lc_source") == "tool_selection":
+            if source == TOOL_SELECTION and metadata:
                 ns = metadata.get("langgraph_checkpoint_ns")
                 if isinstance(ns, str):
                     inv.selections.add(ns)

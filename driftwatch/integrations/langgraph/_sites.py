@@ -7,7 +7,8 @@ component of its own, named ``<node>[<site>]`` (``model[tool_selection].system_p
 keeps ``<node>``. The site is, first that applies:
 
 1. ``lc_source`` — the metadata LangChain's middleware puts on its internal model calls (``tool_selection``,
-   ``summarization``, ``tool_emulation``; third-party middleware tags its own the same way);
+   ``summarization``, ``tool_emulation``; third-party middleware tags its own the same way; LangChain < 1.4
+   tags none, so ``LLMToolSelectorMiddleware``'s call is known there by its ``ToolSelectionResponse`` schema);
 2. the call's run name — ``llm.with_config(run_name="guard")`` names a helper call site of your own;
 3. the schema of a structured-output call (``llm.with_structured_output(Verdict)`` → ``Verdict``).
 
@@ -34,7 +35,12 @@ from typing import Any
 
 from driftwatch.tracing import provider_name
 
-__all__ = ["call_site", "model_of", "names_of", "structured_names", "tool_registry"]
+__all__ = ["TOOL_SELECTION", "call_site", "model_of", "names_of", "structured_names", "tool_registry"]
+
+#: the site (``lc_source``) of a per-request tool selection
+TOOL_SELECTION = "tool_selection"
+#: the schema LangChain's LLMToolSelectorMiddleware asks for (how its call is known before lc_source, < 1.4)
+_SELECTOR_SCHEMA = "ToolSelectionResponse"
 
 #: metadata keys LangChain (>= 1.x) puts on middleware-internal model calls
 _SOURCE = "lc_source"
@@ -61,16 +67,19 @@ def _schema_title(options: Mapping[str, Any] | None) -> str | None:
 
 
 def call_site(node: str, metadata: Mapping[str, Any] | None, run_name: Any,
-              options: Mapping[str, Any] | None) -> tuple[str, bool]:
-    """``(component prefix, helper)`` of one chat-model call made in ``node`` (see the module docstring)."""
+              options: Mapping[str, Any] | None) -> tuple[str, bool, str | None]:
+    """``(component prefix, helper, source)`` of one chat-model call made in ``node`` (see the module docstring);
+    ``source`` is the helper's ``lc_source`` (``tool_selection`` for a tool selector's call)."""
     if run_name is None and (not options or _STRUCTURED not in options) \
             and (not metadata or (_SOURCE not in metadata and _INTERNAL not in metadata)):
-        return node, False  # the node's own call (the common case: a few dict lookups)
+        return node, False, None  # the node's own call (the common case: a few dict lookups)
     source = _site_name(metadata.get(_SOURCE)) if metadata else None
     structured = _schema_title(options)
+    if source is None and structured == _SELECTOR_SCHEMA:
+        source = TOOL_SELECTION
     helper = source is not None or structured is not None or bool(metadata and metadata.get(_INTERNAL))
     site = source or _site_name(run_name) or structured
-    return (f"{node}[{site}]" if site else node), helper
+    return (f"{node}[{site}]" if site else node), helper, source
 
 
 _MODELS: dict[tuple[Any, Any], tuple[str | None, str | None]] = {}
