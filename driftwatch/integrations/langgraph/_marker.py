@@ -1,6 +1,6 @@
 """How a ``create_agent`` graph says that a :class:`DriftwatchMiddleware` watches it.
 
-The middleware lists a :class:`RunMarker` in its ``transformers`` (LangChain >= 1.5: ``create_agent`` passes
+The middleware lists a :class:`RunMarker` in its ``transformers`` (LangChain >= 1.4: ``create_agent`` passes
 middleware stream-transformer factories to the compiled graph, which keeps them in ``stream_transformers``,
 and every copy ``with_config`` makes keeps them too). The run patches of ``_instrument`` look for the marker
 at the start of each top-level run and record the run for the middleware's agent, with the middleware's

@@ -104,7 +104,7 @@ if _AgentMiddleware is not None:
           middleware (a tool selector's, a summarizer's) are call sites of their own.
         - Each run of the agent (``invoke``, ``ainvoke``, ``stream``, ``astream``, and what runs through them):
           one call record — status, duration, output size, the tools its model called, tokens — and an
-          ``invoke_agent {agent}`` span, as ``driftwatch.watch(agent_graph, agent=...)`` gives (LangChain >= 1.5,
+          ``invoke_agent {agent}`` span, as ``driftwatch.watch(agent_graph, agent=...)`` gives (LangChain >= 1.4,
           whose ``create_agent`` keeps the middleware's stream transformers on the graph; the middleware's
           ``transformers`` carry the marker). Watching the graph with ``driftwatch.watch`` as well records each
           run once.
@@ -145,7 +145,7 @@ if _AgentMiddleware is not None:
             elif not self._unrecorded_warned:
                 self._unrecorded_warned = True
                 log.warning("DriftwatchMiddleware(agent=%r): this agent's runs are not recorded (calls, spans, "
-                            "output; a create_agent of LangChain < 1.5 keeps no middleware marker): also wrap it "
+                            "output; a create_agent of LangChain < 1.4 keeps no middleware marker): also wrap it "
                             "with driftwatch.watch(agent_graph, agent=%r)", self.agent, self.agent)
 
         def wrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:

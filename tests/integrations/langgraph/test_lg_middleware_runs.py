@@ -97,7 +97,7 @@ def test_the_middleware_rearms_after_uninstrument(cap: Captured) -> None:
 
 def test_a_graph_without_the_marker_says_once_that_its_runs_are_not_recorded(cap: Captured,
                                                                               caplog: pytest.LogCaptureFixture) -> None:
-    """A create_agent that keeps no middleware marker (LangChain < 1.5) records changes but no calls, and the
+    """A create_agent that keeps no middleware marker (LangChain < 1.4) records changes but no calls, and the
     middleware says so once on the driftwatch logger, naming the fix."""
     agent = _agent("mw-old")
     agent = agent.copy({"stream_transformers": ()})  # what an older create_agent builds
