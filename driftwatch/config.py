@@ -13,8 +13,10 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from driftwatch.guardrails.policy import GuardPolicy, parse_policies
 
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings"]
 
@@ -63,8 +65,12 @@ class Settings:
     drift_false_alarm_rate: float = 1e-4
     #: replicas serving one agent (the false-alarm budget is split between them)
     drift_replicas: int = 1
-    #: seconds between polls of the ledger for ``driftwatch accept``/``reset`` commands (0: never poll)
+    #: seconds between polls of the ledger for operator commands (``driftwatch accept``/``reset``, and the guard's
+    #: ``freeze``/``unfreeze``/``rollback``/``approve``/``reject``; 0: never poll)
     drift_poll_s: float = 2.0
+    #: guard policies by agent, in ``DRIFTWATCH_GUARD`` form (``"bot: on_alarm=rollback approve=tools
+    #: max_rate=3/hour; *: on_alarm=freeze"``; see ``docs/guardrails.md``); ``configure_agent`` wins over it
+    guard: Mapping[str, GuardPolicy] = field(default_factory=dict)
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -132,6 +138,13 @@ def _str(var: str, raw: str) -> str:
     return raw
 
 
+def _guard(var: str, raw: str) -> dict[str, GuardPolicy]:
+    try:
+        return parse_policies(raw, var)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 _ENV: dict[str, Callable[[str, str], Any]] = {
     "enabled": _bool,
     "ledger": _str,
@@ -147,6 +160,7 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "drift_false_alarm_rate": _rate,
     "drift_replicas": _int(1, 100_000),
     "drift_poll_s": _seconds,
+    "guard": _guard,
 }
 _PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact"}
 
@@ -161,6 +175,14 @@ def _check_arg(name: str, value: Any) -> Any:
         raise ConfigError(f"configure({name}={value!r}): expected True or False")
     if parse is _str and not isinstance(value, str):
         raise ConfigError(f"configure({name}={value!r}): expected a string")
+    if parse is _guard:
+        if isinstance(value, str):
+            return _guard(f"configure({name})", value)
+        if isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, GuardPolicy)
+                                              for k, v in value.items()):
+            return dict(value)
+        raise ConfigError(f"configure(guard={value!r}): expected a DRIFTWATCH_GUARD string such as "
+                          "'bot: on_alarm=rollback'")
     if parse is not None and parse not in (_bool, _str):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"configure({name}={value!r}): expected a number")
