@@ -17,8 +17,9 @@ engine's ``accept`` / ``reset`` to the host, so a process reads the command queu
 ``drift_poll_s`` whatever it watches. A process that cannot reach the ledger keeps the state it last read
 (and what it decided itself), and tries again at the next poll.
 
-The per-call cost: :meth:`poll_if_due` (a clock comparison) and, in the hooks that enforce, :meth:`pins` or
-:meth:`serial` (a dict lookup). Nothing else runs per call unless a component is pinned.
+The per-call cost: :meth:`tick` in the hooks that enforce (a clock comparison — is a poll due? — and a dict
+lookup of the agent's serial; the runtime's call path does the clock comparison too), and :meth:`pins` (a
+dict lookup). Nothing else runs per call unless a component is pinned.
 
 The guard knows nothing of the runtime: it is given a :class:`GuardHost`.
 """
@@ -178,6 +179,13 @@ class Guard:
 
     def serial(self, agent: str) -> int:
         """A number that changes whenever the agent's pins change (hooks re-enforce when it moves)."""
+        st = self._agents.get(agent)
+        return 0 if st is None else st.serial
+
+    def tick(self, agent: str) -> int:
+        """A hook's per-call check: poll the command queue when a poll is due, then the agent's :meth:`serial`."""
+        if time.monotonic() >= self.next_poll:
+            self.poll()
         st = self._agents.get(agent)
         return 0 if st is None else st.serial
 

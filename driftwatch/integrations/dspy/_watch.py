@@ -208,7 +208,7 @@ def observe(program: Any, agent: str, rt: Runtime, **kw: Any) -> list[Change]:
     try:
         pw = watch_for(program, agent, rt)
         changes = pw.check(program, **kw)
-        serial = rt.guard.serial(agent)
+        serial = rt.guard.tick(agent)  # polls operator commands when due
         if serial != pw.guard_serial:  # the agent's guard state moved: put pinned revisions on this instance
             guard.sync(pw, serial)
         return changes

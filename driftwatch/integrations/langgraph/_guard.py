@@ -49,9 +49,12 @@ class _Seen:
 _SEEN: PerRuntime[tuple[str, str], _Seen] = PerRuntime()
 
 
-def refresh(rt: Runtime, agent: str, node: str) -> None:
-    """Per model call, before it is observed: when the agent's guard state moved, forget the node's cached keys."""
-    serial = rt.guard.serial(agent)
+def refresh(rt: Runtime, agent: str, node: str, serial: int | None = None) -> None:
+    """Per model call, before it is observed: poll operator commands when due (unless ``serial`` was just read with
+    :meth:`~driftwatch.guardrails.engine.Guard.tick`); when the agent's guard state moved, forget the node's
+    cached keys."""
+    if serial is None:
+        serial = rt.guard.tick(agent)
     if not serial:
         return
     seen = _SEEN.get(rt, (agent, node), _Seen)
@@ -142,9 +145,10 @@ def around_request(agent: str, request: Any, see: Callable[[Any], None], node_of
     guard = rt.guard
     node = None
     try:
-        if guard.serial(agent):
+        serial = guard.tick(agent)  # polls operator commands when due
+        if serial:
             node = node_of_call()
-            refresh(rt, agent, node)
+            refresh(rt, agent, node, serial)
     except Exception as exc:  # noqa: BLE001  # never break the host
         rt.error("guard", exc)
     see(request)
