@@ -72,12 +72,12 @@ class WebhookReceiver:
 
 
 class AgentProcess:
-    """``tests/e2e/agent_process.py`` as a subprocess; its stdout lines are read on a thread."""
+    """``tests/e2e/agent_process.py`` (or ``script``) as a subprocess; its stdout lines are read on a thread."""
 
-    def __init__(self, ledger: Path, *args: str) -> None:
+    def __init__(self, ledger: Path, *args: str, script: Path = AGENT_SCRIPT) -> None:
         self.stderr_path = ledger.parent / "agent.stderr"
         with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, str(AGENT_SCRIPT), "--ledger", str(ledger), *args],
+            self.proc = subprocess.Popen([sys.executable, str(script), "--ledger", str(ledger), *args],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                          text=True, cwd=ledger.parent)
         self.lines: queue.Queue[str] = queue.Queue()

@@ -93,7 +93,8 @@ def oncall(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -
 
 
 def test_drift_pages_the_oncall_with_the_agents_label(oncall: OnCall) -> None:
-    """DriftwatchBehaviorDrift reaches PagerDuty and Slack (by the shipped routing) with agent and signal."""
+    """DriftwatchBehaviorDrift reaches PagerDuty and Slack (by the shipped routing) with agent and signal, and the
+    guard receiver (here the test's webhook too)."""
     _, alert, _ = oncall.page
     assert alert["labels"] == {"alertname": "DriftwatchBehaviorDrift", "agent": AGENT, "signal": "output_chars",
                                "severity": "critical"}
@@ -102,7 +103,7 @@ def test_drift_pages_the_oncall_with_the_agents_label(oncall: OnCall) -> None:
     for receiver in ("/pagerduty", "/slack"):  # each receiver notifies on its own: wait for both
         oncall.webhook.wait_for(lambda p, a, r=receiver: p == r and a["labels"] == alert["labels"], timeout=10)
     receivers = {p for p, a, _ in oncall.webhook.alerts() if a["labels"].get("alertname") == "DriftwatchBehaviorDrift"}
-    assert receivers == {"/pagerduty", "/slack"}
+    assert receivers == {"/driftwatch-guard", "/pagerduty", "/slack"}  # the guard receiver: an agent without policy
     assert alert["startsAt"] and alert["generatorURL"].startswith(oncall.stack.prometheus.url)
 
 
