@@ -2,6 +2,9 @@
 
     python tests/e2e/agent_process.py --ledger /tmp/x.db [--reference-calls 60]
 
+At start the agent tries to add a ``refund_order`` tool; its guard policy holds tool-set changes for approval, so it
+keeps its two tools (``TOOLS held`` on stdout): the held change feeds the guard panels.
+
 Protocol on stdout, one line each: ``PORT <n>`` once /metrics is served (on 127.0.0.1), ``CHANGE <id> <source>``
 per self-modification, ``ALARM <signal> <unix time>`` when a behavioural drift alarm of driftwatch's drift engine
 latches (read from the exported ``driftwatch_drift_alarm`` gauge).
@@ -31,6 +34,7 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 
 import driftwatch
+from driftwatch import ChangeBlocked
 from driftwatch.change import Change
 from driftwatch.demo.scripted import Prompt, ScriptedModel, Tool
 from driftwatch.drift import OPERATIONAL_SIGNALS
@@ -46,6 +50,8 @@ TOOLS = (
     Tool("search_docs", "Search the product documentation and manuals", {"query": "string"}),
     Tool("calculator", "Evaluate an arithmetic sum or product of numbers", {"expression": "string"}),
 )
+#: a tool the agent tries to add at start; its policy holds tools changes for approval, so it keeps TOOLS
+REFUND = Tool("refund_order", "Refund a customer's order", {"order": "string"})
 QUESTIONS = (
     "What is {a} + {b}?",
     "What is {a} * {b}?",
@@ -62,6 +68,7 @@ class Agent:
     def __init__(self) -> None:
         self.model = ScriptedModel(seed=7)
         self.system_prompt = PROMPTS[0]
+        self.tools = TOOLS
         self.lock = threading.Lock()
         self.n = 0
 
@@ -77,7 +84,7 @@ class Agent:
             q = self.question()
         driftwatch.track(AGENT, "system_prompt", prompt_text, kind="system_prompt", source="agent")
         scope = rt.begin_call(AGENT)
-        reply = self.model.respond(Prompt(instructions=prompt_text, text=q, tools=TOOLS))
+        reply = self.model.respond(Prompt(instructions=prompt_text, text=q, tools=self.tools))
         tools: tuple[str, ...] = ()
         tokens_in, tokens_out = reply.input_tokens, reply.output_tokens
         error: Exception | None = None
@@ -94,6 +101,17 @@ class Agent:
                          output_tokens=tokens_out, tools=tools)
         if reply.correct is not None:
             driftwatch.record_score(AGENT, 1.0 if reply.correct else 0.0, metric="exact_match")
+
+    def add_refund_tool(self) -> str:
+        """The agent tries to add a tool; held for approval, it keeps serving its tool set. Returns the outcome."""
+        driftwatch.track(AGENT, "tools", [t.name for t in self.tools], kind="tools", source="agent")
+        try:
+            driftwatch.track(AGENT, "tools", [t.name for t in (*TOOLS, REFUND)], kind="tools", source="agent",
+                             enforce=True)
+        except ChangeBlocked as exc:
+            return "held" if exc.change is not None and exc.change.status == "held" else "blocked"
+        self.tools = (*TOOLS, REFUND)
+        return "applied"
 
     def optimize(self, candidates: tuple[str, ...]) -> Change | None:
         """The agent's prompt optimizer: score each candidate instruction on a dev set, deploy the best."""
@@ -137,10 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     if rt.drift is None or rt.metrics is None:
         print("ERROR driftwatch's drift engine or metrics are off in this build", flush=True)
         return 2
-    # the agent's contract: answers are JSON (feeds format_failure); the score signal reads exact_match
-    driftwatch.configure_agent(AGENT, format="json", score_metric="exact_match")
+    # the agent's contract: answers are JSON (feeds format_failure); the score signal reads exact_match; its guard
+    # policy holds tool-set changes for approval (the alert only pages: on_alarm defaults to page)
+    driftwatch.configure_agent(AGENT, format="json", score_metric="exact_match", approve=["tools"])
     server = driftwatch.start_http_server(0, runtime=rt)
     agent = Agent()
+    say_tools = agent.add_refund_tool()
     out_lock = threading.Lock()
 
     def say(line: str) -> None:
@@ -155,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         commands.put(None)
 
     threading.Thread(target=read_stdin, daemon=True).start()
+    say(f"TOOLS {say_tools}")
     say(f"PORT {server.server_port}")
 
     period = 1.0 / args.rate

@@ -115,8 +115,10 @@ def test_the_page_leads_to_the_change_behind_it(oncall: OnCall) -> None:
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     alarms = [r for r in rows if r["type"] == "alarm"]
-    changes = [r for r in rows if r["type"] == "change"]
+    changes = [r for r in rows if r["type"] == "change" and r["status"] == "applied"]
     assert [c["id"] for c in changes] == oncall.changes
+    (held,) = [r for r in rows if r["type"] == "change" and r["status"] == "held"]  # the refund tool, at start
+    assert held["component"] == "tools" and held["source"] == "agent"
     assert all(c["source"] == OPTIMIZER for c in changes)
     output = [a for a in alarms if a["signal"] == "output_chars"]
     assert output and output[0]["anchor_change_id"] == oncall.changes[-1]
