@@ -511,7 +511,7 @@ class Runtime:
             self._safe("drift", self.drift.rollback, agent)
         if self.audit is not None:
             self._safe("audit", self.audit.on_guard, GuardAction(
-                "", agent, done, time.time(), reason=f"applied {action} command", origin=self._origin))
+                "", agent, done, time.time(), reason=_applied(action, payload), origin=self._origin))
 
     def operator_command(self, agent: str, action: str) -> None:
         """The drift engine's ``accept`` / ``reset`` (``driftwatch accept``), for the agents it watches."""
@@ -655,6 +655,18 @@ class Runtime:
         if self.http_server is not None:
             self._safe("http_server", self.http_server.shutdown)
             self._safe("http_server", self.http_server.server_close)
+
+
+def _applied(action: str, payload: Mapping[str, Any]) -> str:
+    """What a guard command did in this process, for its audit event."""
+    if action == "rollback":
+        targets = payload.get("targets") or {}
+        what = ", ".join(f"{c} -> {str(r)[:8]}" for c, r in sorted(targets.items())) or "its components"
+        why = f" (drift alarm {str(payload['alarm'])[:12]} on {payload.get('signal')})" if payload.get("alarm") else ""
+        return f"serving the revisions of before: {what}{why}"
+    if action in ("approve", "reject") and payload.get("change"):
+        return f"change {str(payload['change'])[:12]} {action}d"
+    return f"{action} applied"
 
 
 def _with_ids(change: Change, trace_id: str | None, span_id: str | None) -> Change:
