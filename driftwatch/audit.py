@@ -92,7 +92,7 @@ class AuditLog:
             value = getattr(action, key)
             if value:
                 event[key] = value
-        self.log.warning("driftwatch.guard", **event)
+        self.log.info("driftwatch.guard", **event)
 
     def on_alarm(self, alarm: Alarm) -> None:
         self.log.warning("driftwatch.drift_alarm", alarm_id=alarm.id, agent=alarm.agent, signal=alarm.signal,
