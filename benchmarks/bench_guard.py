@@ -67,7 +67,8 @@ def main() -> None:
 
     plain, guarded, pinned = runtime(False), runtime(True), runtime(True)
     pinned.guard.touch("bench")
-    pinned.guard._agents["bench"].pins["model.system_prompt"] = Pin("r" * 32, "frozen prompt", "bench")  # a pinned agent without a real freeze
+    # an agent with a pinned component, without a real freeze
+    pinned.guard._agents["bench"].pins["model.system_prompt"] = Pin("r" * 32, "frozen prompt", "bench")
 
     def check(rt: Runtime) -> Callable[[], Any]:
         guard = rt.guard

@@ -665,7 +665,7 @@ def _applied(action: str, payload: Mapping[str, Any]) -> str:
         why = f" (drift alarm {str(payload['alarm'])[:12]} on {payload.get('signal')})" if payload.get("alarm") else ""
         return f"serving the revisions of before: {what}{why}"
     if action in ("approve", "reject") and payload.get("change"):
-        return f"change {str(payload['change'])[:12]} {action}d"
+        return f"change {str(payload['change'])[:12]} {'approved' if action == 'approve' else 'rejected'}"
     return f"{action} applied"
 
 

@@ -234,39 +234,36 @@ def _held(led: Ledger, change_id: str, verb: str) -> Change:
     return change
 
 
+def _verdict(led: Ledger, change_id: str, verb: str, note: str, origin: str) -> Outcome:
+    """Approve or reject a held change (every held change of the same transition, one per process that saw it)."""
+    ch = _held(led, change_id, verb)
+    now = time.time()
+    done = "approved" if verb == "approve" else "rejected"
+    reason = f"change {ch.id[:12]} {done}" + (f": {note}" if note else "")
+    served = ch.after_id if verb == "approve" else ch.before_id
+    action = GuardAction(new_id(), ch.agent, done, now, ch.component, ch.id, served, reason, origin)
+    update = GuardUpdate(ch.agent, verb, json.dumps({"change": ch.id, "component": ch.component,
+                                                     "revision": ch.after_id}),
+                         delete=[("held", ch.component, ch.after_id)],
+                         put=[StateRow(ch.agent, done, ch.component, ch.after_id, ch.id, now)],
+                         statuses=[(ch.component, ch.after_id, "held", done)], actions=[action])
+    if verb == "approve":  # in effect everywhere: the head moves, every process serves it
+        update.delete += [("pin", ch.component, None), ("rejected", ch.component, ch.after_id)]
+        update.put.append(StateRow(ch.agent, "pin", ch.component, ch.after_id, reason, now))
+        update.heads.append((ch.component, ch.after_id))
+    cid = led.record_guard_update(update)
+    return Outcome(ch.agent, verb, cid, f"change {ch.id[:12]} of {ch.agent} ({ch.component}, {ch.kind}) {done}",
+                   actions=[action])
+
+
 def approve(led: Ledger, change_id: str, *, note: str = "", origin: str = "cli") -> Outcome:
     """Approve a held change: it takes effect in every process of the agent (its revision is pinned there)."""
-    ch = _held(led, change_id, "approve")
-    now = time.time()
-    reason = f"change {ch.id[:12]} approved" + (f": {note}" if note else "")
-    action = GuardAction(new_id(), ch.agent, "approved", now, ch.component, ch.id, ch.after_id, reason, origin)
-    update = GuardUpdate(
-        ch.agent, "approve", note=json.dumps({"change": ch.id, "component": ch.component, "revision": ch.after_id}),
-        delete=[("held", ch.component, ch.after_id), ("pin", ch.component, None),
-                ("rejected", ch.component, ch.after_id)],
-        put=[StateRow(ch.agent, "approved", ch.component, ch.after_id, ch.id, now),
-             StateRow(ch.agent, "pin", ch.component, ch.after_id, reason, now)],
-        statuses=[(ch.component, ch.after_id, "held", "approved")], heads=[(ch.component, ch.after_id)],
-        actions=[action])
-    cid = led.record_guard_update(update)
-    return Outcome(ch.agent, "approve", cid, f"change {ch.id[:12]} of {ch.agent} ({ch.component}, {ch.kind}) approved",
-                   actions=[action])
+    return _verdict(led, change_id, "approve", note, origin)
 
 
 def reject(led: Ledger, change_id: str, *, note: str = "", origin: str = "cli") -> Outcome:
     """Reject a held change: the previous revision keeps serving; a change to that revision is blocked."""
-    ch = _held(led, change_id, "reject")
-    now = time.time()
-    reason = f"change {ch.id[:12]} rejected" + (f": {note}" if note else "")
-    action = GuardAction(new_id(), ch.agent, "rejected", now, ch.component, ch.id, ch.before_id, reason, origin)
-    update = GuardUpdate(
-        ch.agent, "reject", note=json.dumps({"change": ch.id, "component": ch.component, "revision": ch.after_id}),
-        delete=[("held", ch.component, ch.after_id)],
-        put=[StateRow(ch.agent, "rejected", ch.component, ch.after_id, ch.id, now)],
-        statuses=[(ch.component, ch.after_id, "held", "rejected")], actions=[action])
-    cid = led.record_guard_update(update)
-    return Outcome(ch.agent, "reject", cid, f"change {ch.id[:12]} of {ch.agent} ({ch.component}, {ch.kind}) rejected",
-                   actions=[action])
+    return _verdict(led, change_id, "reject", note, origin)
 
 
 def policy_of(led: Ledger, agent: str) -> GuardPolicy | None:

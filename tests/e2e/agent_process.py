@@ -131,13 +131,13 @@ class Agent:
         return driftwatch.track(AGENT, "system_prompt", self.system_prompt, kind="system_prompt", source=OPTIMIZER)
 
 
-def latched(rt: Any) -> set[str]:
-    """Behavioural signals of AGENT whose ``driftwatch_drift_alarm`` gauge reads 1."""
+def latched(rt: Any, agent: str = AGENT) -> set[str]:
+    """Behavioural signals of ``agent`` whose ``driftwatch_drift_alarm`` gauge reads 1."""
     out = set()
     for metric in rt.metrics.drift_alarm.collect():
         for sample in metric.samples:
             signal = sample.labels["signal"]
-            if sample.labels["agent"] == AGENT and sample.value >= 1 and signal not in OPERATIONAL_SIGNALS:
+            if sample.labels["agent"] == agent and sample.value >= 1 and signal not in OPERATIONAL_SIGNALS:
                 out.add(signal)
     return out
 

@@ -128,6 +128,17 @@ class AgentProcess:
         return self.stderr_path.read_text(errors="replace")[-2000:]
 
 
+def require_servers() -> None:
+    """Fail (not skip) when Prometheus or Alertmanager is missing: `make test` installs them."""
+    from driftwatch.stack import find_binary
+
+    for names in (("prometheus",), ("prometheus-alertmanager", "alertmanager")):
+        try:
+            find_binary(names)
+        except Exception as exc:  # a clear failure naming the package
+            pytest.fail(f"{exc}")
+
+
 @pytest.fixture(scope="module")
 def webhook() -> Iterator[WebhookReceiver]:
     """A webhook receiver on a free loopback port."""

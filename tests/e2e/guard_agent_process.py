@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import queue
 import random
 import sys
@@ -31,8 +32,10 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import driftwatch
 from driftwatch.demo.scripted_dspy import ScriptedLM
-from driftwatch.drift import OPERATIONAL_SIGNALS
 from driftwatch.integrations import dspy as dw_dspy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: its sibling, the on-call agent
+from agent_process import latched  # after the path set-up above
 
 AGENT = "e2e-qa"
 
@@ -42,17 +45,6 @@ class Arithmetic(dspy.Signature):
 
     question: str = dspy.InputField()
     answer: str = dspy.OutputField()
-
-
-def latched(rt: Any) -> set[str]:
-    """Behavioural signals of AGENT whose ``driftwatch_drift_alarm`` gauge reads 1."""
-    out = set()
-    for metric in rt.metrics.drift_alarm.collect():
-        for sample in metric.samples:
-            signal = sample.labels["signal"]
-            if sample.labels["agent"] == AGENT and sample.value >= 1 and signal not in OPERATIONAL_SIGNALS:
-                out.add(signal)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             lengths[phase].append(len(text))
             driftwatch.record_score(AGENT, 1.0 if str(a + b) in text else 0.0, metric="correct")
             served.append(dspy.Example(question=f"What is {a} + {b}?", answer=str(a + b)).with_inputs("question"))
-            now_latched = latched(rt)
+            now_latched = latched(rt, AGENT)
             for signal in now_latched - alarmed:
                 alarmed.add(signal)
                 print(f"ALARM {signal} {time.time():.3f}", flush=True)

@@ -24,8 +24,8 @@ import yaml
 
 from driftwatch.cli.webhook import GuardReceiver, serve
 from driftwatch.ledger import open_ledger
-from driftwatch.stack import Stack, fast_rules, find_binary, webhook_receivers
-from tests.e2e.conftest import AgentProcess, WebhookReceiver
+from driftwatch.stack import Stack, fast_rules, webhook_receivers
+from tests.e2e.conftest import AgentProcess, WebhookReceiver, require_servers
 from tests.grafana.promql import INTEGRATIONS, RULE_FILES
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
@@ -62,11 +62,7 @@ def _routing(webhook_url: str, guard_url: str, token_file: Path) -> dict[str, An
 
 @pytest.fixture(scope="module")
 def rolled_back(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -> Iterator[Rollback]:
-    for names in (("prometheus",), ("prometheus-alertmanager", "alertmanager")):
-        try:
-            find_binary(names)
-        except Exception as exc:  # a clear failure, not a skip: `make test` installs them
-            pytest.fail(f"{exc}")
+    require_servers()
     tmp = tmp_path_factory.mktemp("guard-e2e")
     ledger = tmp / "ledger.db"
     token_file = tmp / "guard-token"

@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from driftwatch import promql
-from driftwatch.stack import Stack, fast_rules, find_binary, poll, webhook_receivers
-from tests.e2e.conftest import AgentProcess, WebhookReceiver
+from driftwatch.stack import Stack, fast_rules, poll, webhook_receivers
+from tests.e2e.conftest import AgentProcess, WebhookReceiver, require_servers
 from tests.grafana.promql import INTEGRATIONS, RULE_FILES, all_dashboard_queries, substitute
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
@@ -50,11 +50,7 @@ class OnCall:
 @pytest.fixture(scope="module")
 def oncall(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -> Iterator[OnCall]:
     """The whole scenario, once: start everything, let the agent tune itself, wait for the page."""
-    for names in (("prometheus",), ("prometheus-alertmanager", "alertmanager")):
-        try:
-            find_binary(names)
-        except Exception as exc:  # a clear failure, not a skip: `make test` installs them
-            pytest.fail(f"{exc}")
+    require_servers()
     tmp = tmp_path_factory.mktemp("oncall")
     ledger = tmp / "ledger.db"
     agent = AgentProcess(ledger)

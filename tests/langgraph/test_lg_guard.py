@@ -61,15 +61,21 @@ def _cli(cap: Captured, *argv: str) -> None:
     cap.runtime.guard.poll()
 
 
-def test_a_frozen_graph_keeps_receiving_its_frozen_prompt(guarded: Captured) -> None:
-    """The reflect node rewrites the prompt in state on every turn: frozen, every model call still receives the frozen
-    prompt and each rewrite is one blocked change; unfrozen, the prompt the node wrote takes effect."""
-    cap = guarded
+def _rewritten_once() -> tuple[Any, RecordingListModel, dict[str, Any]]:
+    """A watched reflect graph (checkpointed) that served P0, then rewrote its prompt once: graph, model, config."""
     model = RecordingListModel(responses=["ok"])
     graph = driftwatch.watch(reflect_graph(model, checkpointer=InMemorySaver()), agent=AGENT)
     config = {"configurable": {"thread_id": "t"}}
     graph.invoke({"system_prompt": P0, "question": "hi"}, config)
     graph.invoke({"question": "please rewrite"}, config)
+    return graph, model, config
+
+
+def test_a_frozen_graph_keeps_receiving_its_frozen_prompt(guarded: Captured) -> None:
+    """The reflect node rewrites the prompt in state on every turn: frozen, every model call still receives the frozen
+    prompt and each rewrite is one blocked change; unfrozen, the prompt the node wrote takes effect."""
+    cap = guarded
+    graph, model, config = _rewritten_once()
     frozen = P0 + " Be brief."
     assert model.received == [P0, frozen]  # positive control: the rewrite reached the model
     _cli(cap, "freeze", AGENT)
@@ -137,11 +143,7 @@ def test_a_rolled_back_prompt_is_served_to_a_node_that_keeps_writing_the_driftin
     """After `driftwatch rollback` from an alarm anchored at the reflect node's rewrite, the model receives the
     prompt of before; the node writing the drifting prompt again is blocked (it was rolled back from)."""
     cap = guarded
-    model = RecordingListModel(responses=["ok"])
-    graph = driftwatch.watch(reflect_graph(model, checkpointer=InMemorySaver()), agent=AGENT)
-    config = {"configurable": {"thread_id": "t"}}
-    graph.invoke({"system_prompt": P0, "question": "hi"}, config)
-    graph.invoke({"question": "please rewrite"}, config)
+    graph, model, config = _rewritten_once()
     (rewrite,) = cap.changes()
     cap.runtime.ledger.record_alarm(Alarm("a1", AGENT, "output_chars", 1.2, rewrite.timestamp + 1, rewrite.id))
     _cli(cap, "rollback", AGENT)
