@@ -70,7 +70,7 @@ class Settings:
     drift_poll_s: float = 2.0
     #: guard policies by agent, in ``DRIFTWATCH_GUARD`` form (``"bot: on_alarm=rollback approve=tools
     #: max_rate=3/hour; *: on_alarm=freeze"``; see ``docs/guardrails.md``); ``configure_agent`` wins over it
-    guard: Mapping[str, GuardPolicy] = field(default_factory=dict)
+    guard: Mapping[str, GuardPolicy] = field(default_factory=dict, hash=False)
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod

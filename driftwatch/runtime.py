@@ -522,12 +522,13 @@ class Runtime:
             return
         (drift.accept if action == "accept" else drift.reset)(agent)
 
-    def publish_policies(self, ledger: Ledger) -> None:
-        """Write every known agent's policy to the ledger (what ``driftwatch guard --listen`` applies)."""
+    def publish_policies(self) -> None:
+        """Write every known agent's policy to the ledger (what ``driftwatch guard --listen`` applies), queued like
+        every other write."""
         names = set(self._options) | set(self.settings.guard)
         rows, gone = self._policy_rows(names)
         if rows or gone:
-            ledger.record_guard_state(put=rows, delete=gone)
+            self.ledger.record_guard_state(put=rows, delete=gone)
 
     def _publish_policy(self, agent: str) -> None:
         rows, gone = self._policy_rows({agent})

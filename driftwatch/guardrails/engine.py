@@ -129,8 +129,8 @@ class GuardHost(Protocol):
     def operator_command(self, agent: str, action: str) -> None:
         """A command that is not the guard's (the drift engine's ``accept`` / ``reset``)."""
 
-    def publish_policies(self, ledger: Ledger) -> None:
-        """Write the agents' policies to the ledger (for the alert receiver)."""
+    def publish_policies(self) -> None:
+        """Write the agents' policies to the ledger (for the alert receiver), through the write queue."""
 
     def error(self, stage: str, exc: BaseException) -> None:
         """Count an error inside driftwatch."""
@@ -313,7 +313,7 @@ class Guard:
                 return 0
             if not self._loaded:
                 try:
-                    self.host.publish_policies(led)
+                    self.host.publish_policies()
                 except Exception as exc:  # noqa: BLE001  # the alert receiver lacks the policy: counted
                     self.host.error("guard", exc)
             try:
