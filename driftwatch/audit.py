@@ -1,9 +1,15 @@
 """The audit log: one structured (JSON) event per change, baseline, optimizer run and alarm.
 
 driftwatch never calls ``structlog.configure()``. By default events are rendered as JSON and handed
-to the stdlib logger ``driftwatch.audit`` (route it as you like; unrouted, INFO events go nowhere).
-``audit_log=PATH`` appends JSON lines to a file instead, and ``audit_logger=`` sends the events
-through any structlog-style logger of yours (your own processors then apply).
+to the stdlib logger ``driftwatch.audit`` (route it as you like). Unrouted, no event goes anywhere — drift
+alarms (WARNING) included: the logger has a ``NullHandler``, as the stdlib advises libraries, so Python's
+last-resort handler never prints them on stderr; with logging configured (``logging.basicConfig()``, a handler
+on the root or ``driftwatch`` logger) they propagate as usual. ``audit_log=PATH`` appends JSON lines to a file
+instead, and ``audit_logger=`` sends the events through any structlog-style logger of yours (your own
+processors then apply).
+
+With content capture on, a change event carries its diff (redacted, cut at ``max_diff_chars``); a cut diff
+says so in the text and in ``diff_truncated`` / ``diff_chars`` (the whole diff's size).
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ if TYPE_CHECKING:
     from driftwatch.change import Change
     from driftwatch.guardrails.records import GuardAction
     from driftwatch.observation import OptimizerRun
+    from driftwatch.revision import Diff
 
 __all__ = ["STDLIB_LOGGER", "AuditLog"]
 
 STDLIB_LOGGER = "driftwatch.audit"
+# unrouted audit events go nowhere (not to the last-resort handler on stderr); configured logging still gets them
+logging.getLogger(STDLIB_LOGGER).addHandler(logging.NullHandler())
 
 
 class _AppendFile:
@@ -43,6 +52,12 @@ class _AppendFile:
 
     info = warning = error = msg
 
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+
 
 def _processors() -> list[Any]:
     return [structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
@@ -56,15 +71,21 @@ class AuditLog:
 
     def __init__(self, *, logger: Any = None, path: str | None = None, capture_content: bool = False,
                  redact: Callable[[str], str] | None = None) -> None:
+        self._file = _AppendFile(path) if logger is None and path else None
         if logger is None:
-            target: Any = _AppendFile(path) if path else logging.getLogger(STDLIB_LOGGER)
+            target: Any = self._file or logging.getLogger(STDLIB_LOGGER)
             logger = structlog.wrap_logger(target, processors=_processors(), wrapper_class=structlog.BoundLogger,
                                            context_class=dict, cache_logger_on_first_use=True)
         self.log = logger
         self.capture_content = capture_content
         self.redact = redact
 
-    def on_change(self, change: Change, diff: str | None = None) -> None:
+    def close(self) -> None:
+        """Close the audit file (``audit_log=``), if one is open; a later event opens it again."""
+        if self._file is not None:
+            self._file.close()
+
+    def on_change(self, change: Change, diff: Diff | None = None) -> None:
         event: dict[str, Any] = {
             "change_id": change.id, "agent": change.agent, "component": change.component,
             "kind": change.kind, "source": change.source, "revision_before": change.before_id,
@@ -78,7 +99,10 @@ class AuditLog:
         if change.status != "applied":
             event["status"] = change.status
         if diff is not None and self.capture_content:
-            event["diff"] = diff
+            event["diff"] = diff.text
+            if diff.truncated:
+                event["diff_truncated"] = True
+                event["diff_chars"] = diff.chars
         self.log.info("driftwatch.baseline" if change.is_baseline else "driftwatch.change", **event)
 
     def on_run(self, run: OptimizerRun) -> None:

@@ -65,9 +65,27 @@ class Settings:
     drift_false_alarm_rate: float = 1e-4
     #: replicas serving one agent (the false-alarm budget is split between them)
     drift_replicas: int = 1
+    #: replicas pool their drift evidence through the shared ledger (one fleet-wide statistic, half the
+    #: budget; each replica's own bank keeps the other half, split between the ``drift_replicas``)
+    drift_pool: bool = False
     #: seconds between polls of the ledger for operator commands (``driftwatch accept``/``reset``, and the guard's
     #: ``freeze``/``unfreeze``/``rollback``/``approve``/``reject``; 0: never poll)
     drift_poll_s: float = 2.0
+    #: agents with their own series and state per process; past it, a new agent takes the place of an idle one
+    #: or is counted as ``other``
+    max_agents: int = 200
+    #: components per agent with their own series and state; later ones are counted as ``other`` (their
+    #: changes are still recorded in the ledger)
+    max_components: int = 500
+    #: tool names per agent in ``driftwatch_tool_calls_total``; later ones are counted as ``other``
+    max_tools: int = 50
+    #: score metric names per agent in ``driftwatch_score``; later ones are counted as ``other``
+    max_score_metrics: int = 20
+    #: seconds without a call, change or score after which an agent may give its place to a new one
+    agent_idle_s: float = 600.0
+    #: characters of a change's diff sent to spans and the audit log (content capture on); a longer diff is cut
+    #: and says so
+    max_diff_chars: int = 65_536
     #: guard policies by agent, in ``DRIFTWATCH_GUARD`` form (``"bot: on_alarm=rollback approve=tools
     #: max_rate=3/hour; *: on_alarm=freeze"``; see ``docs/guardrails.md``); ``configure_agent`` wins over it
     guard: Mapping[str, GuardPolicy] = field(default_factory=dict, hash=False)
@@ -159,7 +177,14 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "drift_reference_calls": _int(50, 10_000_000),
     "drift_false_alarm_rate": _rate,
     "drift_replicas": _int(1, 100_000),
+    "drift_pool": _bool,
     "drift_poll_s": _seconds,
+    "max_agents": _int(1, 1_000_000),
+    "max_components": _int(1, 1_000_000),
+    "max_tools": _int(1, 100_000),
+    "max_score_metrics": _int(1, 100_000),
+    "agent_idle_s": _seconds,
+    "max_diff_chars": _int(1_000, 100_000_000),
     "guard": _guard,
 }
 _PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact"}

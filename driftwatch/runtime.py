@@ -17,8 +17,16 @@ the ledger's command queue for itself and the drift engine), the trackers (given
 :class:`~driftwatch.tracker.TrackerHost`) and the per-agent options (:meth:`Runtime.configure_agent`).
 Nothing in the core or the sinks imports this module.
 
+Names a model or a caller controls are bounded (:class:`~driftwatch.limits.NameTable`): past
+``max_agents`` agents (and ``max_components`` / ``max_tools`` / ``max_score_metrics`` per agent) a name is
+counted as ``other`` in the metrics (``driftwatch_dropped_total{what}``) and gets no per-agent state; an agent
+idle for ``agent_idle_s`` gives its place to a new one when the table is full (its drift state, trackers, call
+window, caches and series are evicted). A folded agent's or component's changes are still recorded in the
+ledger (and spans, audit log) under their own names.
+
 One process-wide runtime is created lazily from ``DRIFTWATCH_*`` variables; :func:`configure`
-replaces it (carrying the agent options over), and :mod:`driftwatch.testing` swaps in an isolated one.
+replaces it (carrying the agent options and any ``/metrics`` server over), and :mod:`driftwatch.testing`
+swaps in an isolated one.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -40,17 +49,19 @@ from driftwatch.alarm import Alarm
 from driftwatch.audit import AuditLog
 from driftwatch.change import Change, new_id
 from driftwatch.config import ConfigError, Settings
+from driftwatch.exposition import follow
 from driftwatch.exposition import start_http_server as _serve
 from driftwatch.guardrails.engine import ALLOW, Decision, Guard
 from driftwatch.guardrails.policy import GuardPolicy
 from driftwatch.guardrails.records import GuardAction, StateRow
 from driftwatch.ledger import Ledger
 from driftwatch.ledger.buffered import BufferedLedger
+from driftwatch.limits import OTHER, AgentNames, NameTable, clean_name
 from driftwatch.metrics import Metrics
 from driftwatch.observation import Call, OptimizerRun
 from driftwatch.options import DEFAULT_OPTIONS, AgentOptions, agent_options
 from driftwatch.redaction import resolve
-from driftwatch.revision import combine, unified_diff
+from driftwatch.revision import CombinedRevision, Diff, head, unified_diff
 from driftwatch.signals import derive
 from driftwatch.tracing import Tracing, current_ids, set_default_error_handler
 from driftwatch.tracker import Tracker
@@ -93,11 +104,14 @@ def is_suppressed() -> bool:
 class CallScope:
     """One watched call in progress: its start time and span. Made by :meth:`Runtime.begin_call`."""
 
-    __slots__ = ("agent", "runtime", "span", "t0", "token")
+    __slots__ = ("agent", "label", "runtime", "span", "t0", "token")
 
     def __init__(self, runtime: Runtime, agent: str, attach: bool = True) -> None:
         self.runtime = runtime
-        self.agent = agent
+        entry = runtime.agent_names(agent)
+        #: the agent's name (made safe to store); ``label``: its metric label (``other`` past the agent limit)
+        self.agent = agent = entry.name if entry is not None else clean_name(agent)
+        self.label = agent if entry is not None else OTHER
         self.span: Any = None
         self.token: Any = None
         tracing = runtime.tracing
@@ -142,18 +156,19 @@ class CallScope:
                 # exemplars (the call's trace id on its metrics) only for recording spans, rate-limited:
                 # Prometheus keeps one exemplar per series per scrape anyway
                 if record and rt.metrics is not None and span.is_recording() \
-                        and rt.metrics.exemplar_due(self.agent, error is not None):
+                        and rt.metrics.exemplar_due(self.label, error is not None):
                     ctx = span.get_span_context()
                     if ctx.is_valid:
                         trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
                 Tracing.end_call(span, error=error, output_chars=output_chars, input_tokens=input_tokens,
-                                 output_tokens=output_tokens, factory=factory)
+                                 output_tokens=output_tokens, factory=factory,
+                                 capture_content=rt.settings.capture_content, redact=rt.redact)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 rt.error("tracing", exc)
         if not record:
             return
         rt.record_call(Call(
-            agent=self.agent, duration_s=duration, error=error is not None,
+            agent=self.label, duration_s=duration, error=error is not None,
             error_type=type(error).__qualname__ if error is not None else None, output_chars=output_chars,
             output_text=output_text, input_tokens=input_tokens, output_tokens=output_tokens, tools=tools,
             trace_id=trace_id, span_id=span_id, timestamp=time.time(), attributes=attributes or {},
@@ -172,6 +187,8 @@ class RunScope:
 
     def __init__(self, runtime: Runtime, agent: str, optimizer: str, attributes: dict[str, Any]) -> None:
         self.runtime = runtime
+        entry = runtime._safe("limits", runtime.agent_names, agent)
+        agent = entry.name if entry is not None else clean_name(agent)
         self.run = run = OptimizerRun(id=new_id(), agent=agent, optimizer=optimizer, started_at=time.time(),
                                       attributes=attributes)
         self.span: Any = None
@@ -222,14 +239,16 @@ class RunScope:
             snapshot = replace(run, attributes=dict(run.attributes))
         rt.ledger.record_run(snapshot)
         if rt.metrics is not None:
-            rt._safe("metrics", rt.metrics.on_run, snapshot)
+            counted = snapshot if run.agent in rt.names else replace(snapshot, agent=OTHER)
+            rt._safe("metrics", rt.metrics.on_run, counted)
         if rt.audit is not None:
             rt._safe("audit", rt.audit.on_run, snapshot)
         if self.span is not None:
             token, self.token = self.token, None
             self.exit(token)  # guarded: a detach from another context is counted, and the span still ends
             try:
-                Tracing.end_run(self.span, snapshot, error)
+                Tracing.end_run(self.span, snapshot, error, capture_content=rt.settings.capture_content,
+                                redact=rt.redact)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 rt.error("tracing", exc)
 
@@ -249,8 +268,7 @@ class Runtime:
         self._lock = threading.RLock()
         self._errors_logged: dict[str, float] = {}
         self.error_counts: dict[str, int] = {}
-        redact = resolve(settings.redact)
-        self.redact = redact
+        self.redact = redact = self._guarded(resolve(settings.redact))
         self.metrics: Metrics | None = Metrics.for_registry(settings.registry) if settings.metrics else None
         self.tracing: Tracing | None = (
             Tracing(settings.tracer_provider, capture_content=settings.capture_content, redact=redact)
@@ -266,12 +284,21 @@ class Runtime:
         #: per-agent call aggregates written to the ledger for reports (``driftwatch.windows``)
         self.windows = WindowAggregator(self.ledger.record_window)
         self._options: dict[str, AgentOptions] = dict(agent_options or {})
-        self._trackers: dict[tuple[str, str], Tracker] = {}
-        self._revisions: dict[str, dict[str, str]] = {}
-        self._versions: dict[str, str] = {}
-        self.http_server: Any = None
+        #: the agents with their own state and series, and the names each may use (the limits)
+        self.names = NameTable(max_agents=settings.max_agents, max_components=settings.max_components,
+                               max_tools=settings.max_tools, max_metrics=settings.max_score_metrics,
+                               idle_s=settings.agent_idle_s, on_fold=self._folded, evictable=self._evictable,
+                               on_evict=self._evict)
+        self._folds_logged: set[str] = set()
+        self._trackers: dict[str, dict[str, Tracker]] = {}  # admitted agent -> component -> tracker
+        # evicted agents' trackers that a live hook still holds (a watched program): back on the agent's return
+        self._dormant: dict[str, weakref.WeakValueDictionary[str, Tracker]] = {}
+        self._revisions: dict[str, CombinedRevision] = {}  # admitted agent -> its components' revisions
+        #: the ``/metrics`` servers serving this runtime's registry (handed on by :func:`configure`)
+        self.http_servers: list[Any] = []
         #: the guard: decides on every change, holds the guard state this process read, polls the command queue
-        #: (its own commands and the drift engine's accept/reset) every ``drift_poll_s`` on the call path
+        #: (its own commands, the drift engine's accept/reset and fleet evidence) every ``drift_poll_s`` on the call
+        #: path
         self.guard = Guard(self, poll_s=settings.drift_poll_s)
         self._origin = f"{socket.gethostname()}:{os.getpid()}"
         if settings.drift:
@@ -280,8 +307,9 @@ class Runtime:
 
                 self.drift = DriftEngine(
                     reference_calls=settings.drift_reference_calls, false_alarm_rate=settings.drift_false_alarm_rate,
-                    replicas=settings.drift_replicas, sink=self.metrics, on_alarm=self.record_alarm,
-                    on_error=self.error, on_confirm=self._confirmed)
+                    replicas=settings.drift_replicas, poll_s=0.0, sink=self.metrics,  # the guard polls for it
+                    on_alarm=self.record_alarm, on_error=self.error, ledger=self.ledger.available,
+                    pool=settings.drift_pool, on_confirm=self._confirmed)
             except Exception as exc:  # noqa: BLE001  # the agent runs on without drift detection
                 self.error("drift", exc)
         if settings.metrics_port is not None and settings.metrics:
@@ -300,10 +328,114 @@ class Runtime:
             now = time.monotonic()
             if now - self._errors_logged.get(stage, float("-inf")) >= 60.0:
                 self._errors_logged[stage] = now
-                log.warning("driftwatch %s error (the host call is unaffected): %s: %s",
+                log.warning("driftwatch %s error (caught: the agent's call returns its own result; counted in "
+                            "driftwatch_internal_errors_total, logged at most once a minute): %s: %s",
                             stage, type(exc).__name__, exc)
         except Exception:  # noqa: BLE001, S110  # the error path itself must never raise into the host
             pass
+
+    def _guarded(self, redact: Callable[[str], str]) -> Callable[[str], str]:
+        """The redaction hook as every sink calls it: a hook that raises or returns something other than a string
+        is counted (stage ``redaction``) and the text is replaced by a placeholder, never sent unredacted."""
+        def guarded(text: str) -> str:
+            try:
+                out = redact(text)
+            except Exception as exc:  # noqa: BLE001  # the text does not leave the process unredacted
+                self.error("redaction", exc)
+                return f"[not shown: the redaction hook raised {type(exc).__name__}]"
+            if isinstance(out, str):
+                return out
+            self.error("redaction", TypeError(f"the redaction hook returned {type(out).__name__}, not str"))
+            return f"[not shown: the redaction hook returned {type(out).__name__}]"
+        return guarded
+
+    # -- names and their limits ----------------------------------------------------------------------
+    def agent_names(self, agent: str, *, count: bool = True) -> AgentNames | None:
+        """The admitted agent (admitted now if there is room), or ``None`` when it is counted as ``other``
+        (``count``: in ``driftwatch_dropped_total``; an operation counts its fold once)."""
+        entry = self.names.get(agent)
+        if entry is not None:
+            return entry
+        with self._lock:
+            entry, new = self.names.admit(agent, count=count)
+            if new:
+                self._restore(entry)  # type: ignore[arg-type]  # new implies an entry
+        return entry
+
+    def _folded(self, what: str, name: str) -> None:
+        """A name past a limit was counted as ``other`` (or a name was made safe): count it, log the first."""
+        if self.metrics is not None:
+            self._safe("metrics", self.metrics.dropped, what)
+        if what in self._folds_logged:
+            return
+        self._folds_logged.add(what)
+        s = self.settings
+        limit = {"agent": f"{s.max_agents} agents (DRIFTWATCH_MAX_AGENTS), none idle for {s.agent_idle_s:g} s "
+                          "(DRIFTWATCH_AGENT_IDLE_S)",
+                 "component": f"{s.max_components} components of one agent (DRIFTWATCH_MAX_COMPONENTS)",
+                 "tool": f"{s.max_tools} tool names of one agent (DRIFTWATCH_MAX_TOOLS)",
+                 "metric": f"{s.max_score_metrics} score metrics of one agent (DRIFTWATCH_MAX_SCORE_METRICS)"}.get(what)
+        if limit is None:
+            log.warning("driftwatch: the name %r was made safe to store and export (lone surrogates escaped, or cut "
+                        "to %d characters with a hash); later ones are counted in driftwatch_dropped_total"
+                        "{what=\"name\"}", name[:80], len(name))
+        else:
+            log.warning("driftwatch: more than %s: %s %r and later new ones are counted as %s=\"other\" in the "
+                        "metrics and get no state of their own (their changes are still recorded in the ledger); "
+                        "counted in driftwatch_dropped_total{what=\"%s\"}, logged once", limit, what, name[:80],
+                        what, what)
+
+    def _evictable(self, agent: str) -> bool:
+        """An agent may give its place unless a drift alarm of it is latched (its gauge must stay up)."""
+        drift = self.drift
+        return drift is None or not drift.has_alarm(agent)
+
+    def _evict(self, agent: str) -> None:
+        """Drop an idle agent's state (under the lock): drift monitors, call window, trackers, revisions, metric
+        caches and series. Trackers a hook still holds wait (weakly) for the agent's return."""
+        if self.drift is not None:
+            self._safe("drift", self.drift.forget, agent)
+        self._safe("windows", self.windows.flush, agent)
+        self._revisions.pop(agent, None)
+        trackers = self._trackers.pop(agent, None)
+        if trackers:
+            held: weakref.WeakValueDictionary[str, Tracker] = weakref.WeakValueDictionary(trackers)
+            del trackers  # the trackers only the runtime held go now
+            if len(held):
+                self._dormant[agent] = held
+        for name in [name for name, held in self._dormant.items() if not len(held)]:
+            del self._dormant[name]
+        if self.metrics is not None:
+            self._safe("metrics", self.metrics.forget_agent, agent)
+        self._safe("limits", self._reconcile)
+
+    def _reconcile(self) -> None:
+        """Drop what a call racing with an eviction re-created for an agent that is no longer admitted (the call
+        path takes no lock): its drift state, call window, metric caches and series."""
+        admitted = set(self.names.names())
+        admitted.add(OTHER)
+        if self.drift is not None:
+            for name in self.drift.agents():
+                if name not in admitted and not self.drift.has_alarm(name):
+                    self.drift.forget(name)
+        for name in self.windows.agents():
+            if name not in admitted:
+                self.windows.flush(name)
+        if self.metrics is not None:
+            for name in self.metrics.agents():
+                if name not in admitted:
+                    self.metrics.forget_agent(name)
+
+    def _restore(self, entry: AgentNames) -> None:
+        """An agent admitted again: the trackers a hook kept meanwhile come back, with their revisions."""
+        held = self._dormant.pop(entry.name, None)
+        if not held:
+            return
+        for component, tr in list(held.items()):
+            if self.names.component(entry, component):
+                self._trackers.setdefault(entry.name, {})[component] = tr
+                if tr.revision_id is not None:
+                    self.note_revision(entry.name, component, tr.revision_id)
 
     # -- agent options ------------------------------------------------------------------------------
     def configure_agent(self, agent: str, **options: Any) -> AgentOptions:
@@ -344,36 +476,73 @@ class Runtime:
     # -- /metrics -----------------------------------------------------------------------------------
     def start_http_server(self, port: int = 9464, addr: str = "127.0.0.1") -> Any:
         """Serve this runtime's registry on ``/metrics`` (see :func:`driftwatch.start_http_server`); the
-        server is shut down by :meth:`close`."""
-        registry = self.metrics.registry if self.metrics is not None else None
-        server = _serve(port, addr, registry=registry)
-        self.http_server = server
+        server is shut down by :meth:`close`, unless :func:`configure` hands it on to the next runtime."""
+        server = _serve(port, addr, registry=self._registry())
+        self.http_servers.append(server)
         return server
+
+    @property
+    def http_server(self) -> Any:
+        """The last ``/metrics`` server started for (or handed to) this runtime, or ``None``."""
+        return self.http_servers[-1] if self.http_servers else None
+
+    def _registry(self) -> Any:
+        return self.metrics.registry if self.metrics is not None else None
+
+    def adopt_http_servers(self, servers: list[Any]) -> None:
+        """Serve this runtime's registry from ``servers`` (a previous runtime's, handed on by :func:`configure`)."""
+        for server in servers:
+            follow(server, self._registry())
+            self.http_servers.append(server)
 
     # -- changes ----------------------------------------------------------------------------------
     def tracker(self, agent: str, component: str) -> Tracker:
-        key = (agent, component)
-        tr = self._trackers.get(key)
-        if tr is None:
-            with self._lock:
-                tr = self._trackers.setdefault(key, Tracker(self, agent, component))
-        return tr
+        """The tracker of an agent's component. Past the agent or component limit it is a new tracker each time,
+        held by nobody here: the component is compared with its ledger head (a full fingerprint and a ledger
+        read per observation) and its changes are recorded under its own name."""
+        per = self._trackers.get(agent)
+        tr = per.get(component) if per is not None else None
+        if tr is not None:
+            return tr
+        with self._lock:
+            entry = self.agent_names(agent)
+            component = clean_name(component)
+            if entry is None or not self.names.component(entry, component):
+                return Tracker(self, entry.name if entry is not None else clean_name(agent), component)
+            per = self._trackers.setdefault(entry.name, {})
+            tr = per.get(component)
+            if tr is None:
+                tr = per[component] = Tracker(self, entry.name, component)
+            return tr
 
     def observe(self, agent: str, component: str, state: Any, **kw: Any) -> Change | None:
-        """Report a component's current state (see :meth:`Tracker.observe`)."""
+        """Report a component's current state (see :meth:`Tracker.observe`); never raises (counted, stage
+        ``track``): a state's content is recorded, with stand-ins for what JSON cannot hold."""
         if not self.enabled or _SUPPRESS.get():
             return None
-        guard = self.guard
-        if time.monotonic() >= guard.next_poll:
-            self._safe("guard", guard.poll)
-        return self.tracker(agent, component).observe(state, **kw)
+        try:
+            node = kw.get("node")
+            if node is not None:
+                kw["node"] = clean_name(node) if isinstance(node, str) else clean_name(str(node))
+            guard = self.guard
+            if time.monotonic() >= guard.next_poll:
+                self._safe("guard", guard.poll)
+            return self.tracker(agent, component).observe(state, **kw)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("track", exc)
+            return None
 
     def note_revision(self, agent: str, component: str, revision_id: str) -> None:
-        """Remember a component's current revision (agent version, ``driftwatch_revision_info``)."""
+        """Remember a component's current revision (agent version, ``driftwatch_revision_info``); not for an
+        agent or component past its limit."""
+        entry = self.names.get(agent)
+        if entry is None or component not in entry.components:
+            return
         with self._lock:
-            revs = self._revisions.setdefault(agent, {})
-            revs[component] = revision_id
-            self._versions[agent] = combine(revs)
+            revs = self._revisions.get(agent)
+            if revs is None:
+                revs = self._revisions[agent] = CombinedRevision()
+            revs.set(component, revision_id)
         if self.metrics is not None:
             try:
                 self.metrics.set_revision(agent, component, revision_id)
@@ -381,8 +550,10 @@ class Runtime:
                 self.error("metrics", exc)
 
     def agent_version(self, agent: str) -> str | None:
-        """The agent's combined revision id (``gen_ai.agent.version``), once any component was seen."""
-        return self._versions.get(agent)
+        """The agent's combined revision id (``gen_ai.agent.version``), once any component was seen (kept for
+        admitted agents only: see :mod:`driftwatch.limits`)."""
+        revs = self._revisions.get(agent)
+        return revs.id if revs is not None else None
 
     def emit_change(self, change: Change) -> Change:
         """Ask the guard about a change, then fan it out: span, ledger, metrics, audit, drift engine.
@@ -411,26 +582,25 @@ class Runtime:
                 self.error("tracing", exc)
         elif change.trace_id is None:
             change = _with_ids(change, *current_ids())
-        final = change
+        entry = self._safe("limits", lambda: self.agent_names(change.agent, count=False))  # counted by tracker()
         in_effect = change.in_effect
-        if not change.is_baseline and in_effect:  # a call window never spans a change
+        if not change.is_baseline and entry is not None and in_effect:  # a call window never spans a change
             self._safe("windows", self.windows.flush, change.agent)
-        self.ledger.record_change(final)
+        self.ledger.record_change(change)
         if in_effect:
             self.note_revision(change.agent, change.component, change.after_id)
-        diff = None
-        if self.settings.capture_content:
-            try:
-                diff = self.redact(unified_diff(change.before_state, change.after_state,
-                                                f"{change.component}@{(change.before_id or 'none')[:12]}",
-                                                f"{change.component}@{change.after_id[:12]}"))
-            except Exception as exc:  # noqa: BLE001  # the change itself is recorded
-                self.error("redaction", exc)
+        diff = self._diff(change) if self.settings.capture_content else None
+        substitutions = change.attributes.get("substitutions")
+        if substitutions and self.metrics is not None:
+            self._safe("metrics", self.metrics.substituted, substitutions)
         if not change.is_baseline and in_effect and self.metrics is not None:
-            self._safe("metrics", self.metrics.on_change, change)
+            counted = change
+            if entry is None or change.component not in entry.components:  # past a limit: counted as "other"
+                counted = replace(change, agent=change.agent if entry is not None else OTHER, component=OTHER)
+            self._safe("metrics", self.metrics.on_change, counted)
         if self.audit is not None:
             self._safe("audit", self.audit.on_change, change, diff)
-        if self.drift is not None and not change.is_baseline and in_effect:
+        if self.drift is not None and not change.is_baseline and entry is not None and in_effect:
             self._safe("drift", self.drift.on_change, change)
         if not change.is_baseline:
             self._safe("guard", self._noted, change, decision, span)
@@ -454,13 +624,20 @@ class Runtime:
                                                          record.timestamp)])
         self._guard_action(record, span)
 
+    def _guard_metrics(self, agent: str, action: str) -> None:
+        """Count a guard action and set the agent's guard gauges (an agent past the limit: ``other``)."""
+        if self.metrics is None:
+            return
+        entry = self.names.get(agent)
+        label = entry.name if entry is not None else OTHER
+        self._safe("metrics", self.metrics.on_guard, label, action)
+        if entry is not None:
+            self._safe("metrics", self.metrics.set_guard, label, self.guard.frozen(agent), len(self.guard.held(agent)))
+
     def _guard_action(self, record: GuardAction, span: Any = None) -> None:
         """One guard action: ledger row, ``driftwatch_guard_actions_total``, span event, audit event, gauges."""
         self.ledger.record_guard_action(record)
-        if self.metrics is not None:
-            self._safe("metrics", self.metrics.on_guard, record.agent, record.action)
-            self._safe("metrics", self.metrics.set_guard, record.agent, self.guard.frozen(record.agent),
-                       len(self.guard.held(record.agent)))
+        self._guard_metrics(record.agent, record.action)
         if self.tracing is not None:
             self._safe("tracing", self.tracing.on_guard, record, span)
         if self.audit is not None:
@@ -489,9 +666,8 @@ class Runtime:
         self.note_revision(agent, component, revision_id)
 
     def forget_keys(self, agent: str) -> None:
-        for (name, _component), tracker in list(self._trackers.items()):
-            if name == agent:
-                tracker.reset()
+        for tracker in list(self._trackers.get(agent, {}).values()):
+            tracker.reset()
         self.guard.touch(agent)
 
     def _serves(self, agent: str) -> bool:
@@ -504,9 +680,7 @@ class Runtime:
             return
         done = {"freeze": "frozen", "unfreeze": "unfrozen", "rollback": "rolled_back", "approve": "approved",
                 "reject": "rejected"}[action]
-        if self.metrics is not None:
-            self._safe("metrics", self.metrics.on_guard, agent, done)
-            self._safe("metrics", self.metrics.set_guard, agent, self.guard.frozen(agent), len(self.guard.held(agent)))
+        self._guard_metrics(agent, done)
         if action == "rollback" and self.drift is not None:
             self._safe("drift", self.drift.rollback, agent)
         if self.audit is not None:
@@ -521,6 +695,11 @@ class Runtime:
         if agent != "*" and agent not in drift.agents():
             return
         (drift.accept if action == "accept" else drift.reset)(agent)
+
+    def polled(self, ledger: Ledger) -> None:
+        """After each poll of the command queue: the drift engine's fleet evidence (``drift_pool``)."""
+        if self.drift is not None and self.drift.pool:
+            self.drift.pool_evidence(ledger)
 
     def publish_policies(self) -> None:
         """Write every known agent's policy to the ledger (what ``driftwatch guard --listen`` applies), queued like
@@ -550,6 +729,17 @@ class Runtime:
         self._guard_action(GuardAction(new_id(), agent, "confirmed", time.time(),
                                        reason=f"rolled-back behaviour matches the reference over {calls} calls: "
                                               "alarm cleared, new reference", origin=self._origin))
+    def _diff(self, change: Change) -> Diff | None:
+        """The change's unified diff as it may leave the process: redacted, cut at ``max_diff_chars``."""
+        try:
+            text = unified_diff(change.before_state, change.after_state,
+                                f"{change.component}@{(change.before_id or 'none')[:12]}",
+                                f"{change.component}@{change.after_id[:12]}")
+            limit = self.settings.max_diff_chars  # cut (at a line end) before redacting: 10 MB would take seconds
+            return Diff.cut(self.redact(head(text, limit)), limit, total=len(text))
+        except Exception as exc:  # noqa: BLE001  # the change itself is recorded
+            self.error("redaction", exc)
+            return None
 
     def _safe(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -574,11 +764,23 @@ class Runtime:
             return None
 
     def record_call(self, call: Call) -> None:
-        """Derive the call's signals, then fan it out: metrics, call windows, drift engine."""
+        """Derive the call's signals, then fan it out: metrics, call windows, drift engine (an agent past the
+        agent limit is counted as ``other``, without drift detection; tools past the tool limit as ``other``)."""
         self.ledger.flush_if_due()  # an idle agent's kept writes go out too
         guard = self.guard
         if time.monotonic() >= guard.next_poll:  # operator commands (guard, accept/reset), every drift_poll_s
             self._safe("guard", guard.poll)
+        entry = self.names.get(call.agent)
+        if entry is None and call.agent != OTHER:  # OTHER: a CallScope already counted the fold
+            entry = self._safe("limits", self.agent_names, call.agent)
+        if entry is None:
+            call.agent = OTHER
+        if call.tools:
+            try:
+                call.tools = self.names.tools(entry, call.tools)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                self.error("limits", exc)
+                call.tools = ()
         # the per-call hot path: each step guarded inline (through _safe it costs ~1 µs more per call)
         if call.output_text is not None:
             try:
@@ -595,24 +797,40 @@ class Runtime:
             self.windows.on_call(call)
         except Exception as exc:  # noqa: BLE001  # never break the host
             self.error("windows", exc)
-        if self.drift is not None:
+        if self.drift is not None and entry is not None:
             try:
                 self.drift.on_call(call)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 self.error("drift", exc)
 
+    def _label(self, agent: str) -> tuple[AgentNames | None, str]:
+        """The agent's entry and metric label (``None`` and ``other`` past the agent limit)."""
+        entry = self.names.get(agent) or self.agent_names(agent)
+        return entry, entry.name if entry is not None else OTHER
+
     def record_score(self, agent: str, value: float, metric: str = "score") -> None:
         if not self.enabled:
             return
+        try:
+            entry, label = self._label(agent)
+            metric_label = self.names.metric(entry, metric)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("limits", exc)
+            return
         if self.metrics is not None:
-            self._safe("metrics", self.metrics.on_score, agent, metric, value)
-        self._safe("windows", self.windows.on_score, agent, metric, value)
-        if self.drift is not None and metric == self.agent_options(agent).score_metric:
-            self._safe("drift", self.drift.on_score, agent, value)
+            self._safe("metrics", self.metrics.on_score, label, metric_label, value)
+        self._safe("windows", self.windows.on_score, label, metric_label, value)
+        if self.drift is not None and entry is not None and metric == self.agent_options(agent).score_metric:
+            self._safe("drift", self.drift.on_score, entry.name, value)
 
     def record_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
         """Count signals a hook derived on its own for the agent's latest call: metrics and call windows (the
         usual way is :meth:`configure_agent`, whose checks run on every call with an answer text)."""
+        try:
+            agent = self._label(agent)[1]
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("limits", exc)
+            return
         if self.metrics is not None:  # per call too: guarded inline like record_call
             try:
                 self.metrics.on_signals(agent, refused=refused, format_ok=format_ok)
@@ -649,13 +867,18 @@ class Runtime:
             self._safe("audit", self.audit.on_alarm, alarm)
         return alarm
 
-    def close(self) -> None:
-        """Close the ledger (open call windows are written and kept writes tried once more first)."""
+    def close(self, *, keep_http_servers: bool = False) -> None:
+        """Close the ledger (open call windows are written and kept writes tried once more first) and shut the
+        ``/metrics`` servers down (``keep_http_servers``: leave them to whoever adopted them)."""
         self._safe("windows", self.windows.flush)
         self._safe("ledger", self.ledger.close)
-        if self.http_server is not None:
-            self._safe("http_server", self.http_server.shutdown)
-            self._safe("http_server", self.http_server.server_close)
+        if self.audit is not None:
+            self._safe("audit", self.audit.close)
+        servers, self.http_servers = self.http_servers, []
+        if not keep_http_servers:
+            for server in servers:
+                self._safe("http_server", server.shutdown)
+                self._safe("http_server", server.server_close)
 
 
 def _applied(action: str, payload: Mapping[str, Any]) -> str:
@@ -736,15 +959,20 @@ def configure(**settings: Any) -> Runtime:
     """Configure driftwatch for this process; ``ConfigError`` names a bad setting or variable.
 
     Settings not given keep their ``DRIFTWATCH_*`` value or default. Agent options registered before
-    (:func:`configure_agent`) carry over to the new runtime. The previous runtime's ledger is closed. See
-    :class:`~driftwatch.config.Settings` for the list.
+    (:func:`configure_agent`) carry over to the new runtime, and so does a ``/metrics`` server started before
+    (:func:`start_http_server`): it keeps serving, now the new runtime's registry. The previous runtime's ledger
+    is closed. See :class:`~driftwatch.config.Settings` for the list.
     """
     resolved = Settings.from_env(**settings)
     previous = current_runtime()
+    servers = previous.http_servers if previous is not None else []
+    if resolved.metrics_port is not None and any(s.server_port == resolved.metrics_port for s in servers):
+        resolved = replace(resolved, metrics_port=None)  # already served: the server follows the new runtime
     new = Runtime(resolved, agent_options=previous.all_agent_options() if previous is not None else None)
     old = set_runtime(new)
     if old is not None:
-        old.close()
+        new.adopt_http_servers(old.http_servers)  # /metrics keeps serving, now the new runtime's registry
+        old.close(keep_http_servers=True)
     return new
 
 

@@ -13,9 +13,9 @@ What every process of an agent must agree on lives in the ledger's ``guard_state
 pinned revisions (a rollback's targets, an approved change's revision); approved, rejected and held
 revisions. The state is read once, at the first poll, and again for an agent whenever a guard command for it
 is queued (``drift_commands``; :data:`~driftwatch.guardrails.records.COMMANDS`). The same poll hands the drift
-engine's ``accept`` / ``reset`` to the host, so a process reads the command queue once per
-``drift_poll_s`` whatever it watches. A process that cannot reach the ledger keeps the state it last read
-(and what it decided itself), and tries again at the next poll.
+engine's ``accept`` / ``reset`` to the host (and, after it, lets the drift engine pool its fleet evidence),
+so a process reads the command queue once per ``drift_poll_s`` whatever it watches. A process that cannot
+reach the ledger keeps the state it last read (and what it decided itself), and tries again at the next poll.
 
 The per-call cost: :meth:`tick` in the hooks that enforce (a clock comparison — is a poll due? — and a dict
 lookup of the agent's serial; the runtime's call path does the clock comparison too), and :meth:`pins` (a
@@ -128,6 +128,9 @@ class GuardHost(Protocol):
 
     def operator_command(self, agent: str, action: str) -> None:
         """A command that is not the guard's (the drift engine's ``accept`` / ``reset``)."""
+
+    def polled(self, ledger: Ledger) -> None:
+        """After each poll that reached the ledger (the drift engine pools its fleet evidence here)."""
 
     def publish_policies(self) -> None:
         """Write the agents' policies to the ledger (for the alert receiver), through the write queue."""
@@ -343,6 +346,10 @@ class Guard:
                         self._after_command(agent, action, payload)
                 except Exception as exc:  # noqa: BLE001  # the state is read again at the next command
                     self.host.error("guard", exc)
+            try:
+                self.host.polled(led)
+            except Exception as exc:  # noqa: BLE001  # retried at the next poll
+                self.host.error("drift", exc)
             return len(commands)
         finally:
             self._poll_lock.release()

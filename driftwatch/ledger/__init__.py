@@ -163,6 +163,14 @@ class Ledger(ABC):
         """Write one operator command's facts and queue the command, in one transaction; returns the
         command's id."""
         raise LedgerError(f"ledger {self.location} does not support guardrails")
+    # -- fleet drift evidence (drift_pool; see driftwatch.drift.fleet) ----------------------------
+    def record_evidence(self, agent: str, anchor: str, replica: str, ts: float, payload: Mapping[str, Any]) -> None:
+        """Store (replace) one replica's latest drift evidence for an agent's anchor."""
+        raise LedgerError(f"ledger {self.location} does not support pooled drift evidence")
+
+    def evidence(self, agent: str, anchor: str) -> dict[str, dict[str, Any]]:
+        """Every replica's latest drift evidence for an agent's anchor: ``{replica: payload}``."""
+        return {}
 
     # -- call windows (for reports; optional for a backend) -------------------------------------
     def record_window(self, window: CallWindow) -> None:  # noqa: B027  # optional: a backend may keep none

@@ -272,6 +272,12 @@ class BufferedLedger(Ledger):
                 until: float | None = None) -> list[CallWindow]:
         return self.open().windows(agent=agent, since=since, until=until)
 
+    def record_evidence(self, agent: str, anchor: str, replica: str, ts: float, payload: Mapping[str, Any]) -> None:
+        self.open().record_evidence(agent, anchor, replica, ts, payload)
+
+    def evidence(self, agent: str, anchor: str) -> dict[str, dict[str, Any]]:
+        return self.open().evidence(agent, anchor)
+
     def close(self) -> None:
         """Try the kept writes once more, then close the backend (if it was ever opened)."""
         self.flush_pending(retry_now=True)

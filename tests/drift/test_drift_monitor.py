@@ -7,9 +7,9 @@ import random
 import tracemalloc
 
 import pytest
-from drift_streams import first_alarm, records
 
 from driftwatch.drift import BEHAVIOUR_SIGNALS, CallRecord, DriftMonitor, DriftStatus
+from tests.helpers.drift_streams import first_alarm, records
 
 
 def fitted(rate: float = 1e-4, seed: int = 1, **kw) -> tuple[DriftMonitor, random.Random]:
@@ -25,7 +25,7 @@ def test_public_api_shape():
     st = mon.update(records(1, rng)[0])
     assert isinstance(st, DriftStatus)
     assert st.alarm is False
-    assert set(st.signals) == {"output_chars", "refusal", "tool_mix", "format_failure", "score", "error"}
+    assert set(st.signals) == {"output_chars", "refusal", "tool_mix", "format_failure", "score", "error", "combined"}
     assert st.score == max(st.signals.values())
     assert [f.name for f in dataclasses.fields(CallRecord)][:9] == [
         "output_chars", "tokens", "refused", "tools", "format_ok", "error", "score", "embedding", "latency_s"]

@@ -14,7 +14,7 @@ from driftwatch.alarm import Alarm
 from driftwatch.ledger import open_ledger
 from driftwatch.revision import fingerprint
 from driftwatch.testing import capture
-from tests.guardrails.snapshot import snapshot
+from tests.helpers.ledger_snapshot import snapshot
 
 
 @pytest.fixture(scope="module")

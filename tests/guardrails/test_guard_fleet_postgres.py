@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 
 from driftwatch.ledger import open_ledger
+from tests.helpers.processes import GUARD_FLEET_AGENT
 
 pytestmark = pytest.mark.slow
 
-WORKER = Path(__file__).with_name("guard_fleet_agent.py")
 POLL_S = 0.5
 
 
 class Worker:
     def __init__(self, flag: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), str(flag)], env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([sys.executable, str(GUARD_FLEET_AGENT), str(flag)], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()

@@ -21,7 +21,7 @@ import driftwatch
 from driftwatch.cli.webhook import MAX_BODY, GuardReceiver, serve
 from driftwatch.ledger import Ledger, open_ledger
 from driftwatch.testing import capture
-from tests.guardrails.snapshot import snapshot
+from tests.helpers.ledger_snapshot import snapshot
 
 TOKEN = "s3cret-token-0123456789"
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 
-from tests.realworld.conftest import PROGRAMS
 from tests.realworld.harness import attributes
+from tests.realworld.programs import PROGRAMS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 """Real-world programs, bare and watched: same outputs, every call recorded, each self-modification once.
 
-Each program (``conftest.PROGRAMS``; sources in each module's docstring) serves at least 20 varied requests
+Each program (``programs.PROGRAMS``; sources in each module's docstring) serves at least 20 varied requests
 bare and watched. The expected records are what the program really does: its optimizer runs, its runtime
 edits, the rewrites one of its nodes makes — and nothing else. Where today's driftwatch records something
 else, the test asserts the correct behaviour and is a strict xfail naming the issue 12 item.
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from tests.realworld import dspy_multihop
-from tests.realworld.conftest import PROGRAMS
 from tests.realworld.harness import MIN_REQUESTS, attributes
+from tests.realworld.programs import PROGRAMS
 
 
 def _xfail(name: str, item: int, why: str) -> Any:

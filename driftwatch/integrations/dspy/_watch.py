@@ -25,7 +25,7 @@ from driftwatch.integrations.dspy._state import (
     vars_of,
 )
 from driftwatch.runtime import Runtime, get_runtime, is_suppressed
-from driftwatch.tracker import Lineage
+from driftwatch.tracker import Lazy, Lineage
 
 __all__ = ["Component", "Cover", "ProgramWatch", "agent_of", "derived_agent", "existing_watch", "observe",
            "refresh", "watch_for"]
@@ -148,7 +148,8 @@ class ProgramWatch:
             if key == comp.key:
                 continue
             pins = flex_pins(obj, d) if comp.flex else predict_pins(obj, d)
-            ch = comp.tracker.observe(comp.read, key=key, kind=kind_of, source=source, run_id=run_id, lineage=comp)
+            ch = comp.tracker.observe(Lazy(comp.read), key=key, kind=kind_of, source=source, run_id=run_id,
+                                      lineage=comp)
             comp.pins = pins
             if ch is not None:
                 changes.append(ch)

@@ -11,7 +11,7 @@ from driftwatch.integrations._common import PerRuntime, jsonable
 from driftwatch.integrations.langgraph._attribution import writes_of
 from driftwatch.revision import cheap_key
 from driftwatch.runtime import Runtime
-from driftwatch.tracker import Tracker
+from driftwatch.tracker import Lazy, Tracker
 
 __all__ = ["content_text", "hashable_key", "items_key", "node_of", "observe_request"]
 
@@ -128,11 +128,11 @@ def observe_request(rt: Runtime, agent: str, node: str, system: Sequence[str], t
             else tuple((getattr(t, "name", None), hash(getattr(t, "description", None) or ""), id(t))
                        for t in tools)
         if tkey != slot.tools_key:
-            slot.tools.observe(lambda: _tools_state(tools), key=tkey, kind="tools", source="runtime")
+            slot.tools.observe(Lazy(lambda: _tools_state(tools)), key=tkey, kind="tools", source="runtime")
             slot.tools_key = tkey
         slot.tools_obj = tools
     if params_key != slot.params_key:
-        slot.params.observe(params_state, key=params_key, kind="model_params", source="runtime")
+        slot.params.observe(Lazy(params_state), key=params_key, kind="model_params", source="runtime")
         slot.params_key = params_key
 
 

@@ -12,6 +12,7 @@ from langgraph.store.base import BaseStore, PutOp
 
 from driftwatch.integrations._common import Patches, jsonable
 from driftwatch.runtime import get_runtime
+from driftwatch.tracker import Lazy
 
 __all__ = ["namespace_prefixes", "unwatch_stores", "watch_store"]
 
@@ -54,7 +55,7 @@ def _record_puts(store: Any, ops: Sequence[Any]) -> None:
                 component = f"store:{'/'.join(ns)}/{op.key}"
                 value = op.value
                 try:
-                    rt.observe(agent, component, lambda v=value: jsonable(v), kind="store", source="store")
+                    rt.observe(agent, component, Lazy(lambda v=value: jsonable(v)), kind="store", source="store")
                 except Exception as exc:  # noqa: BLE001  # never break the host
                     rt.error("store", exc)
 
