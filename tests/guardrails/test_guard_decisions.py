@@ -226,3 +226,18 @@ def test_processes_publish_their_policies(guarded: Captured) -> None:
     cap.runtime.ledger.flush_pending()
     (row,) = [r for r in cap.ledger.guard_state(AGENT) if r.what == "policy"]
     assert json.loads(row.note)["on_alarm"] == "freeze"
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_the_one_poll_also_pools_fleet_evidence(tmp_path: Path, monkeypatch, pool: bool) -> None:
+    """With drift_pool, each poll of the guard (the one poller) lets the drift engine pool its fleet evidence with
+    the ledger it read; without it, not (the control)."""
+    with capture(ledger=str(tmp_path / "l.db"), drift_pool=pool, drift_poll_s=3600) as cap:
+        rounds: list[object] = []
+        monkeypatch.setattr(cap.runtime.drift, "pool_evidence", rounds.append)
+        driftwatch.track(AGENT, "p", "v1")  # its first poll is due at once
+        before = len(rounds)
+        cap.runtime.guard.poll()
+        cap.runtime.guard.poll()
+        assert (before, len(rounds)) == ((1, 3) if pool else (0, 0))
+        assert all(led is cap.runtime.ledger.available() for led in rounds)
