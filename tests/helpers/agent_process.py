@@ -131,6 +131,29 @@ class Agent:
         return driftwatch.track(AGENT, "system_prompt", self.system_prompt, kind="system_prompt", source=OPTIMIZER)
 
 
+def stdin_lines() -> queue.Queue[str | None]:
+    """Lines of stdin, read on a thread, stripped; ``None`` once stdin closes."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            lines.put(line.strip())
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def pace(next_t: float, period: float) -> float:
+    """Sleep until the next call is due (``period`` after ``next_t``); never burst to catch up. Returns it."""
+    next_t += period
+    delay = next_t - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+        return next_t
+    return time.monotonic()
+
+
 def latched(rt: Any, agent: str = AGENT) -> set[str]:
     """Behavioural signals of ``agent`` whose ``driftwatch_drift_alarm`` gauge reads 1."""
     out = set()
@@ -167,14 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         with out_lock:
             print(line, flush=True)
 
-    commands: queue.Queue[str | None] = queue.Queue()
-
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            commands.put(line.strip())
-        commands.put(None)
-
-    threading.Thread(target=read_stdin, daemon=True).start()
+    commands = stdin_lines()
     say(f"TOOLS {say_tools}")
     say(f"PORT {server.server_port}")
 
@@ -203,12 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         for signal in latched(rt) - alarmed:
             alarmed.add(signal)
             say(f"ALARM {signal} {time.time():.3f}")
-        next_t += period
-        delay = next_t - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            next_t = time.monotonic()
+        next_t = pace(next_t, period)
     rt.close()
     return 0
 

@@ -23,7 +23,6 @@ import os
 import queue
 import random
 import sys
-import threading
 import time
 from typing import Any
 
@@ -35,7 +34,7 @@ from driftwatch.demo.scripted_dspy import ScriptedLM
 from driftwatch.integrations import dspy as dw_dspy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: its sibling, the on-call agent
-from agent_process import latched  # after the path set-up above
+from agent_process import latched, pace, stdin_lines  # after the path set-up above
 
 AGENT = "e2e-qa"
 
@@ -60,14 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                               drift_poll_s=args.poll, tracer_provider=TracerProvider())
     driftwatch.configure_agent(AGENT, score_metric="correct", on_alarm="rollback")
     server = driftwatch.start_http_server(0, runtime=rt)
-    commands: queue.Queue[str | None] = queue.Queue()
-
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            commands.put(line.strip())
-        commands.put(None)
-
-    threading.Thread(target=read_stdin, daemon=True).start()
+    commands = stdin_lines()
     print(f"PORT {server.server_port}", flush=True)
 
     rnd = random.Random(0)
@@ -114,12 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"LENGTH after {sum(lengths['after']) / len(lengths['after']):.1f}", flush=True)
                 print(f"CLEARED {time.time():.3f}", flush=True)
                 phase = "done"
-            next_t += period
-            delay = next_t - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_t = time.monotonic()
+            next_t = pace(next_t, period)
     rt.close()
     return 0
 
