@@ -97,7 +97,7 @@ def test_drift_pages_the_oncall_with_the_agents_label(oncall: OnCall) -> None:
                                "severity": "critical"}
     assert alert["annotations"]["runbook_url"].endswith("/grafana/runbooks.md#driftwatchbehaviordrift")
     assert f"driftwatch history --agent {AGENT}" in alert["annotations"]["description"]
-    for receiver in ("/pagerduty", "/slack"):  # each receiver notifies on its own: wait for both
+    for receiver in ("/driftwatch-guard", "/pagerduty", "/slack"):  # each receiver notifies on its own: wait for each
         oncall.webhook.wait_for(lambda p, a, r=receiver: p == r and a["labels"] == alert["labels"], timeout=10)
     receivers = {p for p, a, _ in oncall.webhook.alerts() if a["labels"].get("alertname") == "DriftwatchBehaviorDrift"}
     assert receivers == {"/driftwatch-guard", "/pagerduty", "/slack"}  # the guard receiver: an agent without policy
