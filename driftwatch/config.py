@@ -13,8 +13,10 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from driftwatch.guardrails.policy import GuardPolicy, parse_policies
 
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings"]
 
@@ -66,7 +68,8 @@ class Settings:
     #: replicas pool their drift evidence through the shared ledger (one fleet-wide statistic, half the
     #: budget; each replica's own bank keeps the other half, split between the ``drift_replicas``)
     drift_pool: bool = False
-    #: seconds between polls of the ledger for ``driftwatch accept``/``reset`` commands (0: never poll)
+    #: seconds between polls of the ledger for operator commands (``driftwatch accept``/``reset``, and the guard's
+    #: ``freeze``/``unfreeze``/``rollback``/``approve``/``reject``; 0: never poll)
     drift_poll_s: float = 2.0
     #: agents with their own series and state per process; past it, a new agent takes the place of an idle one
     #: or is counted as ``other``
@@ -83,6 +86,9 @@ class Settings:
     #: characters of a change's diff sent to spans and the audit log (content capture on); a longer diff is cut
     #: and says so
     max_diff_chars: int = 65_536
+    #: guard policies by agent, in ``DRIFTWATCH_GUARD`` form (``"bot: on_alarm=rollback approve=tools
+    #: max_rate=3/hour; *: on_alarm=freeze"``; see ``docs/guardrails.md``); ``configure_agent`` wins over it
+    guard: Mapping[str, GuardPolicy] = field(default_factory=dict, hash=False)
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -150,6 +156,13 @@ def _str(var: str, raw: str) -> str:
     return raw
 
 
+def _guard(var: str, raw: str) -> dict[str, GuardPolicy]:
+    try:
+        return parse_policies(raw, var)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 _ENV: dict[str, Callable[[str, str], Any]] = {
     "enabled": _bool,
     "ledger": _str,
@@ -172,6 +185,7 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "max_score_metrics": _int(1, 100_000),
     "agent_idle_s": _seconds,
     "max_diff_chars": _int(1_000, 100_000_000),
+    "guard": _guard,
 }
 _PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact"}
 
@@ -186,6 +200,14 @@ def _check_arg(name: str, value: Any) -> Any:
         raise ConfigError(f"configure({name}={value!r}): expected True or False")
     if parse is _str and not isinstance(value, str):
         raise ConfigError(f"configure({name}={value!r}): expected a string")
+    if parse is _guard:
+        if isinstance(value, str):
+            return _guard(f"configure({name})", value)
+        if isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, GuardPolicy)
+                                              for k, v in value.items()):
+            return dict(value)
+        raise ConfigError(f"configure(guard={value!r}): expected a DRIFTWATCH_GUARD string such as "
+                          "'bot: on_alarm=rollback'")
     if parse is not None and parse not in (_bool, _str):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"configure({name}={value!r}): expected a number")

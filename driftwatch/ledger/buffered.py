@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from driftwatch.ledger import Ledger, LedgerError, open_ledger, parse_location
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
     from driftwatch.change import Change
+    from driftwatch.guardrails.records import GuardAction, GuardUpdate, StateRow
     from driftwatch.observation import OptimizerRun
     from driftwatch.revision import Revision
     from driftwatch.windows import CallWindow
@@ -187,6 +188,17 @@ class BufferedLedger(Ledger):
     def record_command(self, agent: str, action: str, note: str = "") -> int:
         return self.open().record_command(agent, action, note)
 
+    def record_guard_action(self, action: GuardAction) -> None:
+        self.write(lambda led: led.record_guard_action(action))
+
+    def record_guard_state(self, put: Iterable[StateRow] = (),
+                           delete: Iterable[tuple[str, str, str | None, str | None]] = ()) -> None:
+        rows, gone = list(put), list(delete)
+        self.write(lambda led: led.record_guard_state(rows, gone))
+
+    def record_guard_update(self, update: GuardUpdate) -> int:
+        return self.open().record_guard_update(update)
+
     # -- the hot path's reads: None when unavailable ------------------------------------------------
     def head_or_none(self, agent: str, component: str) -> str | None:
         """The component's head, or ``None`` when unknown or the backend is unavailable (counted)."""
@@ -222,9 +234,10 @@ class BufferedLedger(Ledger):
         return self.open().change(change_id)
 
     def changes(self, *, agent: str | None = None, component: str | None = None, since: float | None = None,
-                until: float | None = None, limit: int | None = None, baselines: bool = False) -> list[Change]:
+                until: float | None = None, limit: int | None = None, baselines: bool = False,
+                status: str | None = None) -> list[Change]:
         return self.open().changes(agent=agent, component=component, since=since, until=until, limit=limit,
-                                   baselines=baselines)
+                                   baselines=baselines, status=status)
 
     def runs(self, *, agent: str | None = None, since: float | None = None,
              limit: int | None = None) -> list[OptimizerRun]:
@@ -244,6 +257,16 @@ class BufferedLedger(Ledger):
 
     def commands(self, *, after: int = 0, since: float | None = None) -> list[tuple[int, str, str, float]]:
         return self.open().commands(after=after, since=since)
+
+    def command_note(self, command_id: int) -> str:
+        return self.open().command_note(command_id)
+
+    def guard_actions(self, *, agent: str | None = None, since: float | None = None,
+                      limit: int | None = None) -> list[GuardAction]:
+        return self.open().guard_actions(agent=agent, since=since, limit=limit)
+
+    def guard_state(self, agent: str | None = None) -> list[StateRow]:
+        return self.open().guard_state(agent)
 
     def windows(self, *, agent: str | None = None, since: float | None = None,
                 until: float | None = None) -> list[CallWindow]:

@@ -17,9 +17,9 @@ from driftwatch.integrations._common import Patches
 from driftwatch.integrations.dspy._optimizer import CTX
 from driftwatch.integrations.dspy._state import vars_of
 from driftwatch.integrations.dspy._tools import CALL_KEY
-from driftwatch.integrations.dspy._watch import Cover, ProgramWatch, agent_of, derived_agent, watch_for
+from driftwatch.integrations.dspy._watch import Cover, ProgramWatch, agent_of, derived_agent, observe_watch
 from driftwatch.observation import output_text
-from driftwatch.runtime import CallScope, Runtime, get_runtime, is_suppressed
+from driftwatch.runtime import CallScope, get_runtime, is_suppressed
 from driftwatch.tracing import GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, provider_name
 
 __all__ = ["CallRecord", "UsageSum", "begin", "call_target", "end", "lm_model", "make_acall", "make_call",
@@ -222,22 +222,11 @@ class CallRecord:
                      input_tokens=tin, output_tokens=tout, tools=tools)
 
 
-def _watch(module: Any, agent: str, rt: Runtime) -> ProgramWatch | None:
-    """The program instance's watch, checked (its edits recorded) first."""
-    try:
-        pw = watch_for(module, agent, rt)
-        pw.check(module)
-        return pw
-    except Exception as exc:  # noqa: BLE001  # never break the host: counted
-        rt.error("dspy", exc)
-        return None
-
-
 def begin(module: Any, agent: str) -> CallRecord | None:
     rt = get_runtime()
     if not rt.enabled:
         return None
-    pw = _watch(module, agent, rt)
+    pw = observe_watch(module, agent, rt)[0]
     version = attributes = None
     if pw is not None:
         try:

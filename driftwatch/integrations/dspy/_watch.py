@@ -11,6 +11,7 @@ from typing import Any
 
 from driftwatch.change import Change
 from driftwatch.integrations._common import PerRuntime
+from driftwatch.integrations.dspy import _guard as guard
 from driftwatch.integrations.dspy._program import MARK, same_shape, scan, shape_component, shape_state
 from driftwatch.integrations.dspy._state import (
     flex_key,
@@ -28,7 +29,7 @@ from driftwatch.runtime import Runtime, get_runtime, is_suppressed
 from driftwatch.tracker import Lazy, Lineage
 
 __all__ = ["SHAPE", "Component", "Cover", "ProgramWatch", "agent_of", "derived_agent", "existing_watch", "observe",
-           "refresh", "watch_for"]
+           "observe_watch", "refresh", "watch_for"]
 
 #: the key of the shape's lineage in :meth:`ProgramWatch.lineages` (the component is named per program class)
 SHAPE = "<shape>"
@@ -63,8 +64,8 @@ class ProgramWatch:
     other instances of the same agent (an optimized copy, the other half of an A/B) did meanwhile.
     """
 
-    __slots__ = ("_version", "agent", "components", "inherited", "lock", "probe", "ref", "runtime", "shape",
-                 "shape_name", "shape_tracker")
+    __slots__ = ("_version", "agent", "components", "guard_serial", "inherited", "lock", "probe", "ref", "runtime",
+                 "shape", "shape_name", "shape_tracker")
 
     def __init__(self, program: Any, agent: str, runtime: Runtime) -> None:
         key = id(program)
@@ -82,6 +83,8 @@ class ProgramWatch:
         #: the lineage a copy starts from (an optimizer's result: the student's), by component
         self.inherited: dict[str, Lineage] = {}
         self.lock = threading.Lock()
+        #: the guard state of the agent this instance was last synced with (``_guard.sync``)
+        self.guard_serial = 0
 
     def inherit(self, parent: Mapping[str, Lineage]) -> None:
         """Start from ``parent``'s lineage (``{component: lineage}``, the shape's under :data:`SHAPE`): this
@@ -182,6 +185,8 @@ class ProgramWatch:
                 changes.append(ch)
         if in_order and new_shape is not None:
             self._check_shape(new_shape, changes, source, run_id)
+        if changes and not all(c.in_effect for c in changes):
+            guard.enforce(self, changes)  # a guard refused some: this instance keeps its revisions
         return changes
 
     def _check_shape(self, shape: dict[str, Any], changes: list[Change], source: str,
@@ -232,12 +237,23 @@ def derived_agent(program: Any) -> str:
     return type(program).__name__
 
 
-def observe(program: Any, agent: str, rt: Runtime, **kw: Any) -> list[Change]:
+def observe_watch(program: Any, agent: str, rt: Runtime, **kw: Any) -> tuple[ProgramWatch | None, list[Change]]:
+    """Check the program instance (its edits recorded, a guard's pinned revisions put on it); its watch and the
+    changes recorded (``(None, [])`` after an error, which is counted)."""
     try:
-        return watch_for(program, agent, rt).check(program, **kw)
+        pw = watch_for(program, agent, rt)
+        changes = pw.check(program, **kw)
+        serial = rt.guard.tick(agent)  # polls operator commands when due
+        if serial != pw.guard_serial:  # the agent's guard state moved: put pinned revisions on this instance
+            guard.sync(pw, serial)
+        return pw, changes
     except Exception as exc:  # noqa: BLE001  # never break the host: counted
         rt.error("dspy", exc)
-        return []
+        return None, []
+
+
+def observe(program: Any, agent: str, rt: Runtime, **kw: Any) -> list[Change]:
+    return observe_watch(program, agent, rt, **kw)[1]
 
 
 def refresh(program: Any) -> list[Change]:

@@ -11,6 +11,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 
 from driftwatch.integrations._common import jsonable
+from driftwatch.integrations.langgraph import _guard as guard
 from driftwatch.integrations.langgraph._attribution import writes_of
 from driftwatch.integrations.langgraph._requests import SKIP, content_text, items_key, node_of, observe_request
 from driftwatch.integrations.langgraph._sites import TOOL_SELECTION, call_site, model_of
@@ -182,8 +183,10 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
             if not helper and inv is not None and inv.selected(metadata):
                 tools = SKIP  # chosen for this request by a tool selector: not the agent's tool set
             rest = {k: v for k, v in params.items() if k != "tools"} if "tools" in params else params
+            guard.refresh(rt, agent, site)  # the guard pins per call site (its components' prefix)
             observe_request(rt, agent, site, system, tools, items_key(rest.items()), lambda: jsonable(rest),
                             self.normalize_prompt)
+            guard.enforce_messages(rt, agent, site, messages)  # a pinned prompt is what the model receives
         except Exception as exc:  # noqa: BLE001  # never break the host
             get_runtime().error("langgraph", exc)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from driftwatch.integrations import DidNotEnable
 from driftwatch.integrations._common import jsonable
+from driftwatch.integrations.langgraph import _guard as guard
 from driftwatch.integrations.langgraph._handler import ACTIVE, MIDDLEWARE, DriftwatchCallbackHandler, check_normalizer
 from driftwatch.integrations.langgraph._instrument import ensure_run_patches, run_patches_installed
 from driftwatch.integrations.langgraph._marker import RunMarker
@@ -60,18 +61,30 @@ def _request_params(request: Any) -> tuple[Any, Callable[[], Any]]:
     return key, state
 
 
+def _metadata() -> dict[str, Any] | None:
+    try:
+        from langgraph.config import get_config
+
+        return (get_config() or {}).get("metadata")
+    except Exception:  # noqa: BLE001  # outside a graph run (no runnable context)
+        return None
+
+
+def _node() -> str:
+    return node_of(_metadata(), "model")  # outside a graph run: the create_agent model node's name
+
+
+def _request_state(request: Any) -> Callable[[], Any]:
+    return _request_params(request)[1]
+
+
 def _observe_model_request(agent: str, request: Any, normalize: Callable[[str], str] | None = None) -> bool:
     """Compare the request with the last one of its call site; tell the run's record what it offers. Returns
     whether a recorded run of ``agent`` is in progress."""
     rt = get_runtime()
     if not rt.enabled or is_suppressed():
         return True
-    try:
-        from langgraph.config import get_config
-
-        metadata = (get_config() or {}).get("metadata")
-    except Exception:  # noqa: BLE001  # outside a graph run: the create_agent model node's name
-        metadata = None
+    metadata = _metadata()
     inv = ACTIVE.get()
     if inv is not None and inv.agent != agent:
         inv = None
@@ -101,7 +114,8 @@ if _AgentMiddleware is not None:
         - Each final model request (after dynamic prompts, tool filters and model swaps made by earlier
           middleware): prompt, tool-set and model / setting changes, as ``system_prompt``, ``tools`` and
           ``model_params`` changes of ``agent``, without adding a graph node. Helper model calls of other
-          middleware (a tool selector's, a summarizer's) are call sites of their own.
+          middleware (a tool selector's, a summarizer's) are call sites of their own. A guard's pinned
+          revisions are what the model receives (``docs/guardrails.md``).
         - Each run of the agent (``invoke``, ``ainvoke``, ``stream``, ``astream``, and what runs through them):
           one call record — status, duration, output size, the tools its model called, tokens — and an
           ``invoke_agent {agent}`` span, as ``driftwatch.watch(agent_graph, agent=...)`` gives (LangChain >= 1.4,
@@ -148,8 +162,12 @@ if _AgentMiddleware is not None:
                             "output; a create_agent of LangChain < 1.4 keeps no middleware marker): also wrap it "
                             "with driftwatch.watch(agent_graph, agent=%r)", self.agent, self.agent)
 
+        def _guarded(self, request: Any) -> Any:
+            """Observe the request, then the one to send (a guard's pinned revisions served)."""
+            return guard.around_request(self.agent, request, self._see, _node, _request_state, _model_name)
+
         def wrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
-            self._see(request)
+            request = self._guarded(request)
             token = MIDDLEWARE.set(self.agent)
             try:
                 return handler(request)
@@ -157,7 +175,7 @@ if _AgentMiddleware is not None:
                 MIDDLEWARE.reset(token)
 
         async def awrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
-            self._see(request)
+            request = self._guarded(request)
             token = MIDDLEWARE.set(self.agent)
             try:
                 return await handler(request)
