@@ -65,6 +65,15 @@ class Settings:
     drift_replicas: int = 1
     #: seconds between polls of the ledger for ``driftwatch accept``/``reset`` commands (0: never poll)
     drift_poll_s: float = 2.0
+    #: seconds one call into driftwatch may wait in total for the ledger; a write not done by then is kept and
+    #: written by a background thread (0: never wait; see docs/reliability.md)
+    ledger_wait_s: float = 0.05
+    #: ledger writes kept in memory while the ledger is slow or unavailable; past it the oldest is dropped
+    ledger_queue: int = 10_000
+    #: seconds the process waits at exit (and ``close()``) for kept ledger writes; those left are lost, and logged
+    ledger_drain_s: float = 5.0
+    #: mode of the files driftwatch creates (ledger and its -wal/-shm, report, audit log), octal; they hold prompts
+    file_mode: int = 0o600
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -132,6 +141,19 @@ def _str(var: str, raw: str) -> str:
     return raw
 
 
+def _file_mode(var: str, raw: str) -> int:
+    """An octal mode such as ``0600`` or ``0640``: owner read and write, nothing executable."""
+    text = raw.strip().lower().removeprefix("0o")
+    try:
+        value = int(text, 8)
+    except ValueError:
+        value = -1
+    if not (0 <= value <= 0o666 and value & 0o600 == 0o600 and value & 0o111 == 0):
+        raise ConfigError(f"{var}={raw!r}: expected an octal file mode with owner read and write and no execute "
+                          "bits, such as 0600 or 0640")
+    return value
+
+
 _ENV: dict[str, Callable[[str, str], Any]] = {
     "enabled": _bool,
     "ledger": _str,
@@ -147,6 +169,10 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "drift_false_alarm_rate": _rate,
     "drift_replicas": _int(1, 100_000),
     "drift_poll_s": _seconds,
+    "ledger_wait_s": _seconds,
+    "ledger_queue": _int(1, 10_000_000),
+    "ledger_drain_s": _seconds,
+    "file_mode": _file_mode,
 }
 _PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact"}
 
@@ -161,10 +187,14 @@ def _check_arg(name: str, value: Any) -> Any:
         raise ConfigError(f"configure({name}={value!r}): expected True or False")
     if parse is _str and not isinstance(value, str):
         raise ConfigError(f"configure({name}={value!r}): expected a string")
-    if parse is not None and parse not in (_bool, _str):
+    if parse is not None and parse not in (_bool, _str, _file_mode):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"configure({name}={value!r}): expected a number")
         return parse(f"configure({name})", str(value))
+    if parse is _file_mode:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(f"configure(file_mode={value!r}): expected an octal mode such as 0o600 or '0640'")
+        return parse("configure(file_mode)", value if isinstance(value, str) else oct(value))
     if name == "redact" and not callable(value):
         raise ConfigError(f"configure(redact={value!r}): expected a function from str to str")
     return value

@@ -35,7 +35,7 @@ from driftwatch.audit import AuditLog
 from driftwatch.change import Change, new_id
 from driftwatch.config import ConfigError, Settings
 from driftwatch.exposition import start_http_server as _serve
-from driftwatch.ledger import Ledger
+from driftwatch.ledger import Ledger, LedgerError, scrub
 from driftwatch.ledger.buffered import BufferedLedger
 from driftwatch.metrics import Metrics
 from driftwatch.observation import Call, OptimizerRun
@@ -173,10 +173,13 @@ class Runtime:
             if settings.tracing else None)
         self.audit: AuditLog | None = (
             AuditLog(logger=settings.audit_logger, path=settings.audit_log,
-                     capture_content=settings.capture_content, redact=redact)
+                     capture_content=settings.capture_content, redact=redact, file_mode=settings.file_mode)
             if settings.audit else None)
-        #: the ledger: opened on first use; writes are kept (bounded) while it is unavailable
-        self.ledger = BufferedLedger(ledger if ledger is not None else settings.ledger, on_error=self.error)
+        #: the ledger: opened on first use by its writer thread; a host call waits at most ``ledger_wait_s`` for
+        #: it, and writes are kept (bounded, in order) while it is slow or unavailable
+        self.ledger = BufferedLedger(ledger if ledger is not None else settings.ledger, on_error=self.error,
+                                     wait_s=settings.ledger_wait_s, max_pending=settings.ledger_queue,
+                                     drain_s=settings.ledger_drain_s, file_mode=settings.file_mode)
         #: the drift engine (``driftwatch.drift``); fed every call, score and change
         self.drift: Any = None
         #: per-agent call aggregates written to the ledger for reports (``driftwatch.windows``)
@@ -203,17 +206,17 @@ class Runtime:
                 self.error("http_server", exc)
 
     # -- errors -----------------------------------------------------------------------------------
-    def error(self, stage: str, exc: BaseException) -> None:
-        """Count and log (at most once a minute per stage) an error inside driftwatch."""
+    def error(self, stage: str, exc: BaseException, *, log_it: bool = True) -> None:
+        """Count and log (at most once a minute per stage; never with ``log_it=False``) an error inside driftwatch."""
         try:
             self.error_counts[stage] = self.error_counts.get(stage, 0) + 1
             if self.metrics is not None:
                 self.metrics.internal_error(stage)
             now = time.monotonic()
-            if now - self._errors_logged.get(stage, float("-inf")) >= 60.0:
+            if log_it and now - self._errors_logged.get(stage, float("-inf")) >= 60.0:
                 self._errors_logged[stage] = now
                 log.warning("driftwatch %s error (the host call is unaffected): %s: %s",
-                            stage, type(exc).__name__, exc)
+                            stage, type(exc).__name__, scrub(str(exc), self.settings.ledger))
         except Exception:  # noqa: BLE001, S110  # the error path itself must never raise into the host
             pass
 
@@ -236,8 +239,9 @@ class Runtime:
 
     # -- ledger -------------------------------------------------------------------------------------
     def write(self, op: Callable[[Ledger], None]) -> bool:
-        """Run a ledger write now, or keep it for later (see :meth:`BufferedLedger.write`)."""
-        return self.ledger.write(op)
+        """Write to the ledger within the call's wait, or keep it for the writer (see :meth:`BufferedLedger.write`)."""
+        with self.ledger.host_call():
+            return self.ledger.write(op)
 
     @property
     def pending_writes(self) -> int:
@@ -246,10 +250,12 @@ class Runtime:
 
     # the TrackerHost reads: None when unknown or the ledger is unavailable
     def ledger_head(self, agent: str, component: str) -> str | None:
-        return self.ledger.head_or_none(agent, component)
+        with self.ledger.host_call():
+            return self.ledger.head_or_none(agent, component)
 
     def ledger_state(self, revision_id: str) -> Any:
-        return self.ledger.state_or_none(revision_id)
+        with self.ledger.host_call():
+            return self.ledger.state_or_none(revision_id)
 
     # -- /metrics -----------------------------------------------------------------------------------
     def start_http_server(self, port: int = 9464, addr: str = "127.0.0.1") -> Any:
@@ -273,7 +279,8 @@ class Runtime:
         """Report a component's current state (see :meth:`Tracker.observe`)."""
         if not self.enabled or _SUPPRESS.get():
             return None
-        return self.tracker(agent, component).observe(state, **kw)
+        with self.ledger.host_call():  # the head read and the change's write share one wait
+            return self.tracker(agent, component).observe(state, **kw)
 
     def note_revision(self, agent: str, component: str, revision_id: str) -> None:
         """Remember a component's current revision (agent version, ``driftwatch_revision_info``)."""
@@ -293,6 +300,10 @@ class Runtime:
 
     def emit_change(self, change: Change) -> Change:
         """Fan a detected change (or baseline) out: span, ledger, metrics, audit, drift engine."""
+        with self.ledger.host_call():
+            return self._emit_change(change)
+
+    def _emit_change(self, change: Change) -> Change:
         span = None
         if self.tracing is not None and not change.is_baseline:
             try:
@@ -350,7 +361,10 @@ class Runtime:
 
     def record_call(self, call: Call) -> None:
         """Derive the call's signals, then fan it out: metrics, call windows, drift engine."""
-        self.ledger.flush_if_due()  # an idle agent's kept writes go out too
+        with self.ledger.host_call():  # a window written, commands polled, an alarm stored: one wait in all
+            self._record_call(call)
+
+    def _record_call(self, call: Call) -> None:
         # the per-call hot path: each step guarded inline (through _safe it costs ~1 µs more per call)
         if call.output_text is not None:
             try:
@@ -380,7 +394,8 @@ class Runtime:
             self._safe("metrics", self.metrics.on_score, agent, metric, value)
         self._safe("windows", self.windows.on_score, agent, metric, value)
         if self.drift is not None and metric == self.agent_options(agent).score_metric:
-            self._safe("drift", self.drift.on_score, agent, value)
+            with self.ledger.host_call():  # an alarm it raises is stored
+                self._safe("drift", self.drift.on_score, agent, value)
 
     def record_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
         """Count signals a hook derived on its own for the agent's latest call: metrics and call windows (the
@@ -400,7 +415,8 @@ class Runtime:
         trace_id, _ = current_ids()
         run = OptimizerRun(id=new_id(), agent=agent, optimizer=optimizer, started_at=time.time(),
                            trace_id=trace_id, attributes=attributes)
-        self.ledger.record_run(run)
+        with self.ledger.host_call():
+            self.ledger.record_run(run)
         return run
 
     def record_candidate(self, run: OptimizerRun, score: float | None, revision_id: str | None = None,
@@ -409,14 +425,16 @@ class Runtime:
         run.candidates += 1
         if score is not None and (run.best_score is None or score > run.best_score):
             run.best_score = score
-        self.ledger.record_candidate(run.id, index, score, revision_id, attributes)
+        with self.ledger.host_call():
+            self.ledger.record_candidate(run.id, index, score, revision_id, attributes)
 
     def end_run(self, run: OptimizerRun, *, error: BaseException | None = None) -> None:
         run.ended_at = time.time()
         run.outcome = "failed" if error is not None else "ok"
         run.error_type = type(error).__qualname__ if error is not None else None
         snapshot = replace(run, attributes=dict(run.attributes))
-        self.ledger.record_run(snapshot)
+        with self.ledger.host_call():
+            self.ledger.record_run(snapshot)
         if self.metrics is not None:
             self._safe("metrics", self.metrics.on_run, snapshot)
         if self.audit is not None:
@@ -430,18 +448,23 @@ class Runtime:
             if ids and ids[0]:
                 alarm = Alarm(alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp,
                               alarm.anchor_change_id, alarm.calls_since_anchor, ids[0], ids[1], alarm.attributes)
-        self.ledger.record_alarm(alarm)
+        with self.ledger.host_call():
+            self.ledger.record_alarm(alarm)
         if self.audit is not None:
             self._safe("audit", self.audit.on_alarm, alarm)
         return alarm
 
-    def close(self) -> None:
-        """Close the ledger (open call windows are written and kept writes tried once more first)."""
+    def close(self, timeout: float | None = None) -> int:
+        """Close: open call windows are handed to the ledger, kept writes get one more try and up to ``timeout``
+        seconds (default ``ledger_drain_s``), then the ledger is closed. Returns how many kept writes are still
+        not written: the writer keeps trying while the process lives (:func:`configure` closes the previous
+        runtime with ``timeout=0``; at exit, those left are lost and logged)."""
         self._safe("windows", self.windows.flush)
-        self._safe("ledger", self.ledger.close)
+        left = self._safe("ledger", self.ledger.close, timeout) or 0
         if self.http_server is not None:
             self._safe("http_server", self.http_server.shutdown)
             self._safe("http_server", self.http_server.server_close)
+        return int(left)
 
 
 def _with_ids(change: Change, trace_id: str | None, span_id: str | None) -> Change:
@@ -454,16 +477,29 @@ _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
 
 
-def _flush_windows_at_exit() -> None:
-    """At interpreter exit, write the process runtime's open call windows (the last calls of each agent)
-    and any writes it kept while the ledger was unavailable."""
-    rt = _runtime
-    if rt is not None:
-        rt._safe("windows", rt.windows.flush)
-        rt.ledger.flush_pending(retry_now=True)  # changes kept while the ledger was down: one last try
+#: runtimes replaced by configure() whose ledgers still had kept writes: drained (or reported) at exit
+_draining: list[Runtime] = []
 
 
-atexit.register(_flush_windows_at_exit)
+def _drain_at_exit() -> None:
+    """At interpreter exit: the process runtime's open call windows (the last calls of each agent) go to the
+    ledger, and every runtime's kept writes get up to ``ledger_drain_s``; how many are lost is logged."""
+    for rt in {id(r): r for r in (_runtime, *_draining) if r is not None}.values():
+        try:
+            lost = rt.close()
+        except Exception as exc:  # noqa: BLE001  # exit must go on
+            lost = -1
+            log.warning("driftwatch: closing the ledger at exit failed: %s: %s", type(exc).__name__,
+                        scrub(str(exc), rt.settings.ledger))
+        if lost > 0:
+            message = (f"{lost} ledger writes kept while the ledger {rt.ledger.location} was slow or unavailable were "
+                       f"not written within {rt.settings.ledger_drain_s:g} s of exit and are lost "
+                       "(DRIFTWATCH_LEDGER_DRAIN_S sets the wait)")
+            rt.error("ledger", LedgerError(message), log_it=False)
+            log.warning("driftwatch: %s", message)  # always, whatever was logged in the last minute
+
+
+atexit.register(_drain_at_exit)
 
 
 def get_runtime() -> Runtime:
@@ -516,9 +552,11 @@ def configure(**settings: Any) -> Runtime:
     resolved = Settings.from_env(**settings)
     previous = current_runtime()
     new = Runtime(resolved, agent_options=previous.all_agent_options() if previous is not None else None)
+    if new.enabled:
+        new.ledger.start()  # opened in the background now, not on the first call
     old = set_runtime(new)
-    if old is not None:
-        old.close()
+    if old is not None and old.close(timeout=0):  # its kept writes go on in the background: never wait here
+        _draining.append(old)
     return new
 
 
