@@ -46,6 +46,12 @@ class _AppendFile:
 
     info = warning = error = msg
 
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+
 
 def _processors() -> list[Any]:
     return [structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
@@ -59,13 +65,21 @@ class AuditLog:
 
     def __init__(self, *, logger: Any = None, path: str | None = None, capture_content: bool = False,
                  redact: Callable[[str], str] | None = None, file_mode: int = DEFAULT_MODE) -> None:
+        self._file: _AppendFile | None = None
         if logger is None:
-            target: Any = _AppendFile(path, file_mode) if path else logging.getLogger(STDLIB_LOGGER)
+            target: Any = logging.getLogger(STDLIB_LOGGER)
+            if path:
+                target = self._file = _AppendFile(path, file_mode)
             logger = structlog.wrap_logger(target, processors=_processors(), wrapper_class=structlog.BoundLogger,
                                            context_class=dict, cache_logger_on_first_use=True)
         self.log = logger
         self.capture_content = capture_content
         self.redact = redact
+
+    def close(self) -> None:
+        """Close the audit file (if one was opened); a later event opens it again."""
+        if self._file is not None:
+            self._file.close()
 
     def on_change(self, change: Change, diff: str | None = None) -> None:
         event: dict[str, Any] = {

@@ -48,6 +48,7 @@ from driftwatch.tracker import Tracker
 from driftwatch.windows import WindowAggregator
 
 __all__ = [
+    "COUNT_ONLY_STAGES",
     "CallScope",
     "Runtime",
     "configure",
@@ -61,6 +62,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("driftwatch")
+
+#: stages counted in ``driftwatch_internal_errors_total`` but not logged: ``ledger_wait`` (a host call went on
+#: without waiting longer for the ledger; the write is kept, nothing failed)
+COUNT_ONLY_STAGES = frozenset({"ledger_wait"})
 
 #: set while driftwatch itself acts on a watched object (restore, replay): hooks stand aside
 _SUPPRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("driftwatch_suppress", default=False)
@@ -213,7 +218,8 @@ class Runtime:
             if self.metrics is not None:
                 self.metrics.internal_error(stage)
             now = time.monotonic()
-            if log_it and now - self._errors_logged.get(stage, float("-inf")) >= 60.0:
+            if log_it and stage not in COUNT_ONLY_STAGES \
+                    and now - self._errors_logged.get(stage, float("-inf")) >= 60.0:
                 self._errors_logged[stage] = now
                 log.warning("driftwatch %s error (the host call is unaffected): %s: %s",
                             stage, type(exc).__name__, scrub(str(exc), self.settings.ledger))
@@ -461,6 +467,8 @@ class Runtime:
         runtime with ``timeout=0``; at exit, those left are lost and logged)."""
         self._safe("windows", self.windows.flush)
         left = self._safe("ledger", self.ledger.close, timeout) or 0
+        if self.audit is not None:
+            self._safe("audit", self.audit.close)
         if self.http_server is not None:
             self._safe("http_server", self.http_server.shutdown)
             self._safe("http_server", self.http_server.server_close)

@@ -37,6 +37,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerLocation",
+    "is_id",
     "mask_password",
     "open_ledger",
     "parse_location",
@@ -157,6 +158,12 @@ class Ledger(ABC):
                             f"revision {before_id[:12]}" if before_id else "(none)", f"revision {after_id[:12]}")
 
 
+def is_id(text: str) -> bool:
+    """``text`` can be an id or the prefix of one (ASCII letters, digits, ``-``): never a ``%`` or ``_``, which
+    an SQL ``LIKE`` would take for wildcards."""
+    return all(c.isascii() and (c.isalnum() or c == "-") for c in text)
+
+
 # -- locations ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -220,8 +227,8 @@ def mask_password(url: str) -> str:
 
 def secrets_of(url: str) -> list[str]:
     """What could be the password of ``url`` however a parser splits it (for :func:`scrub`), longest first:
-    the user info's password (up to the last ``@``), percent-decoded too, the parts a parser that stops at
-    the first ``@``, ``/``, ``?`` or ``#`` would see, and ``password=`` parameters."""
+    the user info's password (up to the last ``@``), percent-decoded too, the pieces before and after each
+    ``@``, ``/``, ``?``, ``#`` or ``:`` in it (what a parser that stops there sees), and ``password=`` values."""
     whole: set[str] = set()
     parts: set[str] = set()
     _head, sep, rest = url.partition("://")
@@ -229,7 +236,9 @@ def secrets_of(url: str) -> list[str]:
         _user, colon, secret = rest.rsplit("@", 1)[0].partition(":")
         if colon:
             whole |= {secret, unquote(secret)}
-            parts |= {secret.split(stop, 1)[0] for stop in "@/?#"}
+            for i, char in enumerate(secret):
+                if char in "@/?#:":
+                    parts |= {secret[:i], secret[i + 1:]}
     for m in _PASSWORD_PARAM.finditer(url):
         value = m.group(2).strip("'")
         whole |= {value, unquote(value)}

@@ -34,7 +34,9 @@ writer writes in order, the ledger then holds a prefix of the process's writes.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import importlib
 import os
 import threading
 import time
@@ -212,7 +214,12 @@ class BufferedLedger(Ledger):
 
     def start(self) -> None:
         """Have the writer open the backend now, in the background (:func:`driftwatch.configure` calls it), so
-        that the first host call finds it open instead of waiting for a connection or a migration."""
+        that the first host call finds it open instead of waiting for a connection or a migration. The driver
+        is imported here, on the caller's thread, at configuration time."""
+        if self._owns_backend and self._backend is None:
+            with contextlib.suppress(LedgerError, ImportError):
+                backend = parse_location(self._where).backend
+                importlib.import_module("psycopg" if backend == "postgresql" else "driftwatch.ledger.sqlite")
         self._submit(_Op(_nothing, _WINDOW))
 
     def available(self) -> Ledger | None:
@@ -566,7 +573,7 @@ class BufferedLedger(Ledger):
             return 0
         self._drain(timeout, retry_now=True)
         with self._cond:
-            left, thread = self._writes, self._thread
+            left, thread = self._writes, self._thread or thread  # the writer clears _thread as it stops
         if not left and thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))  # the writer closes the backend and stops
         return left
