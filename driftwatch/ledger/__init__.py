@@ -8,11 +8,13 @@
 - :class:`~driftwatch.ledger.postgres.PostgresLedger`, a fleet's shared PostgreSQL database;
 
 both run the SQL of :class:`~driftwatch.ledger._sql.SQLLedger` on the same versioned schema. In a watched
-process the runtime writes through a :class:`~driftwatch.ledger.buffered.BufferedLedger`, which opens the
-backend lazily and keeps writes (bounded, in order) while it is unavailable.
+process the runtime writes through a :class:`~driftwatch.ledger.buffered.BufferedLedger`, whose background
+writer thread does all of the backend's work, so that a host call waits at most a small bound for it, and
+keeps writes (bounded, in order) while the backend is slow or unavailable.
 
 :func:`parse_location` is the one parser of ledger paths and URLs (the CLI uses it too); :func:`open_ledger`
-picks the backend from it.
+picks the backend from it. :func:`mask_password` and :func:`scrub` keep passwords out of every printed URL
+and message.
 """
 
 from __future__ import annotations

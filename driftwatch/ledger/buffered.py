@@ -26,7 +26,8 @@ background *writer* thread, never on the host's threads:
 - **Fork**: the writer thread does not survive ``fork()``. In the child (``os.register_at_fork``) the
   ledger starts afresh: a new queue (the parent's kept writes stay the parent's to write), a new writer on
   first use, and a backend of its own (the parent's connections are left untouched).
-- **A writer that dies** (a bug) is replaced at the next write, counted.
+- **A writer that dies** (a bug) is replaced at the next write, counted. An idle writer's thread ends after
+  :data:`IDLE_EXIT_S`; the next op starts another.
 
 What a SIGKILL can lose: the writes still in the queue (never the ones the host saw written); since the
 writer writes in order, the ledger then holds a prefix of the process's writes.
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DRAIN_S",
+    "IDLE_EXIT_S",
     "LOCK_WAIT_S",
     "MAX_PENDING",
     "RETRY_S",
@@ -80,6 +82,8 @@ DRAIN_S = 5.0
 LOCK_WAIT_S = 2.0
 
 _MIN_RETRY_S = 0.01  # never a busy loop of failing attempts
+#: seconds an idle writer waits for work before its thread ends (the next op starts another)
+IDLE_EXIT_S = 30.0
 
 #: one write: a function of the backend
 LedgerOp = Callable[[Ledger], None]
@@ -187,6 +191,7 @@ class BufferedLedger(Ledger):
         self._thread: threading.Thread | None = None
         self._inflight: _Op | None = None
         self._behind = False  # writes are kept: host threads do not wait
+        self._behind_seq = 0  # ... until the writer is done with the op of this number (queued when it fell behind)
         self._not_before = 0.0  # monotonic time of the writer's next attempt after a failure
         self._failed_at = float("-inf")  # monotonic time of the writer's last failed attempt
         self._open_failed_at = float("-inf")
@@ -247,7 +252,7 @@ class BufferedLedger(Ledger):
         with self._cond:
             if op.done.is_set():  # settled between the timeout and now
                 return True
-            self._behind = True
+            self._behind, self._behind_seq = True, self._seq
             op.cancelled = op.kind == _READ
         self.on_error("ledger_wait", LedgerTimeoutError(
             f"ledger {self.location} did not answer within {left * 1000:.0f} ms: the {what} was left to the "
@@ -391,8 +396,10 @@ class BufferedLedger(Ledger):
                     if op.kind == _WRITE:
                         self._writes -= 1
                 op.written = ok and op.kind == _WRITE
+                if ok and op.seq >= self._behind_seq:
+                    self._behind = False  # caught up with what was kept when it fell behind
             else:  # a write failed: it stays first; the host stops waiting for it
-                self._behind = True
+                self._behind, self._behind_seq = True, self._seq
                 self._failed_at = time.monotonic()
                 self._not_before = self._failed_at + max(self.retry_s, _MIN_RETRY_S)
             op.done.set()
@@ -421,7 +428,9 @@ class BufferedLedger(Ledger):
                     break
                 else:
                     self._behind = False
-                    self._cond.wait()
+                    if not self._cond.wait(IDLE_EXIT_S) and not self._queue and not self._closing:
+                        self._thread = None  # idle: the next op starts a new writer (the backend stays open)
+                        return None
         self._close(led)
         with self._cond:
             self._cond.notify_all()

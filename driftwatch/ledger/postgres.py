@@ -13,13 +13,15 @@ that URL) returns a :class:`PostgresLedger`. It runs the same SQL as the SQLite 
 - threads borrow connections from a small lock-protected pool (a connection is never shared by two
   threads at once); a forked child opens its own;
 - a connection the server dropped (restart, failover, idle timeout) is replaced and the write retried
-  once; after a failed connect the ledger fails fast for :data:`RETRY_AFTER_S` seconds, so an agent whose
-  database is down is not slowed down on every call (the runtime counts the errors under
-  ``driftwatch_internal_errors_total{stage="ledger"}`` and its :class:`~driftwatch.ledger.buffered.BufferedLedger`
-  keeps the writes until the database is back);
+  once; after a failed connect the ledger fails fast for :data:`RETRY_AFTER_S` seconds; connections have a
+  ``connect_timeout``, TCP keepalives and ``tcp_user_timeout`` (:data:`TCP_SETTINGS`) so a vanished host breaks
+  them instead of hanging them. In a watched process all of this runs on the
+  :class:`~driftwatch.ledger.buffered.BufferedLedger`'s writer thread, never on the agent's (which waits at most
+  ``ledger_wait_s``), and the writes are kept until the database is back;
 - ``readonly=True`` opens read-only sessions (``default_transaction_read_only``).
 
-Errors are one line, naming the URL with its password masked. The driver is psycopg 3, imported here
+Errors are one line, naming the URL with its password masked, and the password scrubbed from the driver's own
+message (:func:`~driftwatch.ledger.scrub`). The driver is psycopg 3, imported here
 only: ``pip install 'driftwatch-agents[postgres]'``.
 """
 

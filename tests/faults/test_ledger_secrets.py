@@ -13,7 +13,7 @@ import time
 import pytest
 
 import driftwatch
-from driftwatch.ledger import LedgerError, mask_password, open_ledger, parse_location, scrub
+from driftwatch.ledger import LedgerError, mask_password, open_ledger, parse_location
 from driftwatch.testing import capture
 from tests.conftest import free_port
 
@@ -128,6 +128,8 @@ def test_a_refused_connection_with_a_slash_in_the_password(tmp_path) -> None:
 def test_scrub_masks_every_url_and_known_secret() -> None:
     """The one scrubber: URLs in a text (user info and ``password=``), and the passwords of given URLs however
     a parser split them."""
+    from driftwatch.ledger import scrub
+
     url = "postgresql://me:p@ss/w#rd?x@db:5432/x?sslmode=require"
     assert mask_password(url) == "postgresql://me:***@db:5432/x?sslmode=require"
     text = 'could not parse "postgresql://me:p@ss/w#rd?x@db:5432/x": near "w#rd?x", password=p@ss/w#rd?x'
