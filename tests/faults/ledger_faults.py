@@ -19,11 +19,28 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["BlackHole", "TCPProxy", "as_nobody", "hold_exclusive_lock", "small_filesystem"]
+import driftwatch
+
+__all__ = ["BlackHole", "TCPProxy", "as_nobody", "hold_exclusive_lock", "rewriting_agent", "small_filesystem",
+           "wait_until"]
 
 PY = sys.executable
+
+def rewriting_agent(agent: str = "host") -> Callable[[], str]:
+    """A watched agent that rewrites its tracked prompt on every call (one ledger write per call, the worst
+    case) and returns ``"normal result"``; the prompts are ``"{agent} prompt v1"``, ``v2`` …"""
+    state = {"i": 0}
+
+    @driftwatch.watch(agent=agent)
+    def run() -> str:
+        state["i"] += 1
+        driftwatch.track(agent, "prompt", f"{agent} prompt v{state['i']}")
+        return "normal result"
+
+    return run
+
 
 _LOCKER = textwrap.dedent("""
     import select, sqlite3, sys

@@ -29,26 +29,13 @@ from driftwatch.ledger.sqlite import SQLiteLedger
 from driftwatch.revision import fingerprint
 from driftwatch.runtime import Runtime, set_runtime
 from driftwatch.testing import capture
-from tests.faults.ledger_faults import BlackHole, TCPProxy, hold_exclusive_lock, wait_until
+from tests.faults.ledger_faults import BlackHole, TCPProxy, hold_exclusive_lock, rewriting_agent, wait_until
 
 PY = sys.executable
 #: the wait budget of a real process (capture() waits longer unless told: a test machine may be busy)
 WAIT_S = Settings().ledger_wait_s
 #: the wait budget plus generous slack for a loaded 2-core machine; every fault below lasts seconds
 BOUND = WAIT_S + 0.45
-
-
-def _agent(agent: str = "host"):
-    """A watched agent that rewrites its prompt on every call (one ledger write per call)."""
-    state = {"i": 0}
-
-    @driftwatch.watch(agent=agent)
-    def run() -> str:
-        state["i"] += 1
-        driftwatch.track(agent, "prompt", f"{agent} prompt v{state['i']}")
-        return "normal result"
-
-    return run
 
 
 def _timed(fn, n: int) -> list[float]:
@@ -78,7 +65,7 @@ def test_sqlite_locked_by_another_process_the_host_waits_at_most_the_budget(tmp_
     is gone; a change made after the lock does not overtake them."""
     path = str(tmp_path / "dw.db")
     with capture(ledger=path, ledger_wait_s=WAIT_S) as cap:
-        host, other = _agent("host"), _agent("other")
+        host, other = rewriting_agent("host"), rewriting_agent("other")
         _timed(host, 1), _timed(other, 1)  # baselines, written
         assert cap.runtime.ledger.flush(timeout=30) and cap.runtime.pending_writes == 0
         times: dict[str, list[float]] = {}
@@ -109,7 +96,7 @@ def test_a_ledger_that_answers_in_time_is_written_before_the_hook_returns(tmp_pa
     wait is counted (a 2 s budget: a write that takes 4 ms must not miss 50 ms on a busy test machine)."""
     path = str(tmp_path / "dw.db")
     with capture(ledger=path, ledger_wait_s=2.0) as cap:
-        host = _agent()
+        host = rewriting_agent()
         for i in range(1, 6):
             _timed(host, 1)
             assert cap.runtime.pending_writes == 0
@@ -158,7 +145,7 @@ def test_postgres_host_that_never_answers_costs_the_first_call_nothing(tmp_path)
     hole = BlackHole()
     try:
         with capture(ledger=hole.url("s3cret"), ledger_drain_s=0.2, ledger_wait_s=WAIT_S) as cap:
-            run = _agent()
+            run = rewriting_agent()
             times = _timed(run, 5)
             assert wait_until(lambda: cap.runtime.error_counts.get("ledger", 0) >= 1, timeout=15)  # connect timeout
             times += _timed(run, 5)
@@ -181,7 +168,7 @@ def test_postgres_that_stops_answering_mid_run_then_comes_back(pg_url, postgres)
     url = proxy.url(pg_url, postgres.port)
     try:
         with capture(ledger=url, ledger_wait_s=WAIT_S) as cap:
-            run = _agent()
+            run = rewriting_agent()
             _timed(run, 2)
             assert cap.runtime.ledger.flush(timeout=30) and cap.runtime.pending_writes == 0
             proxy.black_hole()
@@ -213,7 +200,7 @@ def test_postgres_restarted_mid_run(tmp_path) -> None:
     try:
         url = server.create_database("restarted")
         with capture(ledger=url, ledger_wait_s=WAIT_S) as cap:
-            run = _agent()
+            run = rewriting_agent()
             _timed(run, 2)
             assert cap.runtime.ledger.flush(timeout=30) and cap.runtime.pending_writes == 0
             server.stop_process()
