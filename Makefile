@@ -25,7 +25,7 @@ $(STAMP): setup.cfg constraints.txt
 venv: $(STAMP)
 
 # Debian packages the tests use: real Prometheus / Alertmanager, Chromium for page tests, and PostgreSQL
-# (tests/pg_server.py finds its binaries in /usr/lib/postgresql/*/bin and runs a throwaway cluster).
+# (tests/helpers/pg_server.py finds its binaries in /usr/lib/postgresql/*/bin and runs a throwaway cluster).
 debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

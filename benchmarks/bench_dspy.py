@@ -47,6 +47,7 @@ from prometheus_client import CollectorRegistry
 import driftwatch
 from driftwatch.config import Settings
 from driftwatch.integrations import dspy as dw_dspy
+from driftwatch.integrations.dspy import _calls
 from driftwatch.runtime import Runtime, set_runtime
 
 
@@ -206,11 +207,11 @@ def hooks_us(program: dspy.Module, rt: Runtime, n: int = 20000) -> float:
     inner = [program.gen_query, program.answer, program.answer.predict, program.summarize]
 
     def one() -> None:
-        dw_dspy._call_target(program)
-        rec = dw_dspy._begin(program, "bench")
+        _calls.call_target(program)
+        rec = _calls.begin(program, "bench")
         for module in inner:
-            dw_dspy._call_target(module)
-        dw_dspy._end(rec, result)
+            _calls.call_target(module)
+        _calls.end(rec, result)
 
     try:
         return min(timeit.repeat(one, number=n, repeat=7)) / n * 1e6

@@ -3,7 +3,7 @@
 Run:  .venv/bin/python benchmarks/bench_ledger.py [--changes 300] [--rounds 5]
 
 Both commit durably before returning: SQLite in WAL mode with synchronous=FULL (an fsync per change), the
-PostgreSQL server (a throwaway cluster from tests/pg_server.py, fsync on, default settings) with
+PostgreSQL server (a throwaway cluster from tests/helpers/pg_server.py, fsync on, default settings) with
 synchronous_commit=on (a WAL flush per change). Also: 8 threads writing at once (changes/s), and the
 read of 1,000 changes (changes()). Medians over the rounds; the ratio is PostgreSQL ÷ SQLite.
 """
@@ -18,12 +18,12 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/pg_server.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/helpers/pg_server.py
 
 from driftwatch.change import Change, new_id
 from driftwatch.ledger import Ledger, open_ledger
 from driftwatch.revision import fingerprint
-from tests.pg_server import PostgresServer
+from tests.helpers.pg_server import PostgresServer
 
 
 def _change(agent: str, i: int) -> Change:

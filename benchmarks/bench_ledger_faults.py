@@ -8,7 +8,7 @@ write (the worst case: real agents change far less often). It is called every ``
 
 - ``sqlite healthy``: an SQLite file ledger;
 - ``sqlite locked``: the same file while another process holds ``BEGIN EXCLUSIVE`` on it for ``--seconds``;
-- ``postgres healthy``: a PostgreSQL ledger (a throwaway server from tests/pg_server.py, fsync on);
+- ``postgres healthy``: a PostgreSQL ledger (a throwaway server from tests/helpers/pg_server.py, fsync on);
 - ``postgres black-holed``: a PostgreSQL URL whose host accepts connections and never answers, for ``--seconds``
   (the writer thread's connects time out; the host never waits for them);
 - ``postgres hung mid-run``: the healthy server behind a proxy that stops forwarding (connections stay open, no
@@ -33,14 +33,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/pg_server.py, tests/faults/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/helpers/
 
 from prometheus_client import CollectorRegistry
 
 import driftwatch
 from driftwatch.ledger import open_ledger
-from tests.faults.ledger_faults import BlackHole, TCPProxy, hold_exclusive_lock, rewriting_agent
-from tests.pg_server import PostgresServer
+from tests.helpers.ledger_faults import BlackHole, TCPProxy, hold_exclusive_lock, rewriting_agent
+from tests.helpers.pg_server import PostgresServer
 
 _in_ledger = [0.0]  # seconds the current call spent in the ledger's methods
 

@@ -1,9 +1,15 @@
 """The audit log: one structured (JSON) event per change, baseline, optimizer run and alarm.
 
 driftwatch never calls ``structlog.configure()``. By default events are rendered as JSON and handed
-to the stdlib logger ``driftwatch.audit`` (route it as you like; unrouted, INFO events go nowhere).
-``audit_log=PATH`` appends JSON lines to a file instead, and ``audit_logger=`` sends the events
-through any structlog-style logger of yours (your own processors then apply).
+to the stdlib logger ``driftwatch.audit`` (route it as you like). Unrouted, no event goes anywhere — drift
+alarms (WARNING) included: the logger has a ``NullHandler``, as the stdlib advises libraries, so Python's
+last-resort handler never prints them on stderr; with logging configured (``logging.basicConfig()``, a handler
+on the root or ``driftwatch`` logger) they propagate as usual. ``audit_log=PATH`` appends JSON lines to a file
+instead, and ``audit_logger=`` sends the events through any structlog-style logger of yours (your own
+processors then apply).
+
+With content capture on, a change event carries its diff (redacted, cut at ``max_diff_chars``); a cut diff
+says so in the text and in ``diff_truncated`` / ``diff_chars`` (the whole diff's size).
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
     from driftwatch.change import Change
     from driftwatch.observation import OptimizerRun
+    from driftwatch.revision import Diff
 
 __all__ = ["STDLIB_LOGGER", "AuditLog"]
 
 STDLIB_LOGGER = "driftwatch.audit"
+# unrouted audit events go nowhere (not to the last-resort handler on stderr); configured logging still gets them
+logging.getLogger(STDLIB_LOGGER).addHandler(logging.NullHandler())
 
 
 class _AppendFile:
@@ -65,11 +74,9 @@ class AuditLog:
 
     def __init__(self, *, logger: Any = None, path: str | None = None, capture_content: bool = False,
                  redact: Callable[[str], str] | None = None, file_mode: int = DEFAULT_MODE) -> None:
-        self._file: _AppendFile | None = None
+        self._file = _AppendFile(path, file_mode) if logger is None and path else None
         if logger is None:
-            target: Any = logging.getLogger(STDLIB_LOGGER)
-            if path:
-                target = self._file = _AppendFile(path, file_mode)
+            target: Any = self._file or logging.getLogger(STDLIB_LOGGER)
             logger = structlog.wrap_logger(target, processors=_processors(), wrapper_class=structlog.BoundLogger,
                                            context_class=dict, cache_logger_on_first_use=True)
         self.log = logger
@@ -77,11 +84,11 @@ class AuditLog:
         self.redact = redact
 
     def close(self) -> None:
-        """Close the audit file (if one was opened); a later event opens it again."""
+        """Close the audit file (``audit_log=``), if one is open; a later event opens it again."""
         if self._file is not None:
             self._file.close()
 
-    def on_change(self, change: Change, diff: str | None = None) -> None:
+    def on_change(self, change: Change, diff: Diff | None = None) -> None:
         event: dict[str, Any] = {
             "change_id": change.id, "agent": change.agent, "component": change.component,
             "kind": change.kind, "source": change.source, "revision_before": change.before_id,
@@ -93,7 +100,10 @@ class AuditLog:
             if value:
                 event[key] = value
         if diff is not None and self.capture_content:
-            event["diff"] = diff
+            event["diff"] = diff.text
+            if diff.truncated:
+                event["diff_truncated"] = True
+                event["diff_chars"] = diff.chars
         self.log.info("driftwatch.baseline" if change.is_baseline else "driftwatch.change", **event)
 
     def on_run(self, run: OptimizerRun) -> None:

@@ -65,6 +65,21 @@ class Settings:
     drift_replicas: int = 1
     #: seconds between polls of the ledger for ``driftwatch accept``/``reset`` commands (0: never poll)
     drift_poll_s: float = 2.0
+    #: agents with their own series and state per process; past it, a new agent takes the place of an idle one
+    #: or is counted as ``other``
+    max_agents: int = 200
+    #: components per agent with their own series and state; later ones are counted as ``other`` (their
+    #: changes are still recorded in the ledger)
+    max_components: int = 500
+    #: tool names per agent in ``driftwatch_tool_calls_total``; later ones are counted as ``other``
+    max_tools: int = 50
+    #: score metric names per agent in ``driftwatch_score``; later ones are counted as ``other``
+    max_score_metrics: int = 20
+    #: seconds without a call, change or score after which an agent may give its place to a new one
+    agent_idle_s: float = 600.0
+    #: characters of a change's diff sent to spans and the audit log (content capture on); a longer diff is cut
+    #: and says so
+    max_diff_chars: int = 65_536
     #: seconds one call into driftwatch may wait in total for the ledger; a write not done by then is kept and
     #: written by a background thread (0: never wait; see docs/reliability.md)
     ledger_wait_s: float = 0.05
@@ -169,6 +184,12 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "drift_false_alarm_rate": _rate,
     "drift_replicas": _int(1, 100_000),
     "drift_poll_s": _seconds,
+    "max_agents": _int(1, 1_000_000),
+    "max_components": _int(1, 1_000_000),
+    "max_tools": _int(1, 100_000),
+    "max_score_metrics": _int(1, 100_000),
+    "agent_idle_s": _seconds,
+    "max_diff_chars": _int(1_000, 100_000_000),
     "ledger_wait_s": _seconds,
     "ledger_queue": _int(1, 10_000_000),
     "ledger_drain_s": _seconds,

@@ -89,6 +89,12 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "Calls in the current drift reference (below the target size: warming up)."),
     MetricSpec("driftwatch_internal_errors_total", "counter", ("stage",),
                "Errors inside driftwatch, caught and counted instead of reaching the host."),
+    MetricSpec("driftwatch_dropped_total", "counter", ("what",),
+               "Names past a limit counted as 'other' (what: agent, component, tool, metric), or made safe to "
+               "store and export (what: name)."),
+    MetricSpec("driftwatch_state_substitutions_total", "counter", ("reason",),
+               "Values of a recorded state that JSON cannot hold, recorded as a stand-in (reason: non_finite, "
+               "big_int, bytes, surrogate, key, cycle, depth, function, object, unreadable)."),
     MetricSpec("driftwatch_build_info", "gauge", ("version",),
                "driftwatch build information (value 1)."),
 )
@@ -164,6 +170,10 @@ class Metrics:
         self.drift_alarm = m["driftwatch_drift_alarm"]
         self.reference_calls = m["driftwatch_reference_calls"]
         self.internal_errors = m["driftwatch_internal_errors_total"]
+        self.dropped_names = m["driftwatch_dropped_total"]
+        self.substitutions = m["driftwatch_state_substitutions_total"]
+        #: the catalogue metrics with an ``agent`` label (an evicted agent's series are removed from them)
+        self._per_agent = tuple(m[s.name] for s in CATALOGUE if "agent" in s.labels)
         m["driftwatch_build_info"].labels(version=__version__).set(1)
         self._agent_children: dict[str, tuple[Any, Any, Any, Any]] = {}
         self._revision_labels: dict[tuple[str, str], str] = {}
@@ -200,11 +210,12 @@ class Metrics:
         return True
 
     def on_change(self, change: Change) -> None:
+        """Count a change (``driftwatch_revision_info`` follows :meth:`set_revision`, which the runtime calls for
+        every component with series of its own)."""
         ex = self._exemplar(change.trace_id, change.span_id)
         self.changes.labels(change.agent, change.component, change.kind, change.source).inc(exemplar=ex)
         self.change_magnitude.labels(change.agent, change.kind).observe(change.magnitude, exemplar=ex)
         self.last_change.labels(change.agent, change.component).set(change.timestamp)
-        self.set_revision(change.agent, change.component, change.after_id)
 
     def set_revision(self, agent: str, component: str, revision_id: str) -> None:
         """Point ``driftwatch_revision_info`` at the component's current revision (short id)."""
@@ -282,3 +293,29 @@ class Metrics:
 
     def internal_error(self, stage: str) -> None:
         self.internal_errors.labels(stage).inc()
+
+    def dropped(self, what: str) -> None:
+        """A name past its limit counted as ``other`` (or made safe): ``driftwatch_dropped_total{what}``."""
+        self.dropped_names.labels(what).inc()
+
+    def substituted(self, reasons: Mapping[str, int]) -> None:
+        """Stand-ins used in a recorded state, by reason: ``driftwatch_state_substitutions_total{reason}``."""
+        for reason, n in reasons.items():
+            self.substitutions.labels(reason).inc(n)
+
+    def agents(self) -> set[str]:
+        """The agents this sink holds per-agent caches for (a copy)."""
+        return {*self._agent_children, *self._next_exemplar, *self._drift_signals}
+
+    def forget_agent(self, agent: str) -> None:
+        """Drop an evicted agent: its cached children and exemplar timer, and every series with its ``agent``
+        label (in multiprocess mode other processes' files cannot be edited: the series stay until restart)."""
+        self._agent_children.pop(agent, None)
+        self._next_exemplar.pop(agent, None)
+        self._drift_signals.pop(agent, None)
+        for key in [k for k in self._revision_labels if k[0] == agent]:
+            del self._revision_labels[key]
+        if self.multiprocess:
+            return
+        for metric in self._per_agent:
+            metric.remove_by_labels({"agent": agent})

@@ -13,12 +13,19 @@ signals — and the drift scores — queried from Prometheus (:mod:`driftwatch.p
 Everything is inline (CSS and SVG, no script, no external asset), so the file can be mailed or
 attached to an incident. Diffs contain prompt text from the ledger: ``--no-diffs`` leaves them out. The
 command is :mod:`driftwatch.cli.report`.
+
+Every value read from the ledger (names, prompts, diffs, metric, node, tool and optimizer names, ids) is
+HTML-escaped (:func:`_e`), and the page carries a Content-Security-Policy that allows no script at all, no
+request to anywhere, and only its own stylesheet (by hash): a name such as ``<script>…</script>`` in the ledger
+is shown as text, and could not run even if some path forgot to escape it.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
+import hashlib
 import html
 import math
 import time
@@ -48,6 +55,21 @@ _KIND_COLORS = dict(zip(KINDS, ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c
                                 "#bcbd22", "#7f7f7f", "#393b79", "#637939"), strict=True))
 _ALARM = "#d62728"
 Points = list[tuple[float, float]]
+
+
+def _e(value: Any) -> str:
+    """Any value from the ledger, as HTML text or an attribute value (quotes escaped too)."""
+    return html.escape(str(value), quote=True)
+
+
+def _short(ident: Any) -> str:
+    """The first 12 characters of an id, escaped (ids name anchors: ``#c-…``, ``#a-…``)."""
+    return _e(str(ident)[:12])
+
+
+def _kind_class(kind: str) -> str:
+    """The CSS class that colours a kind (the page allows no inline ``style`` attribute)."""
+    return f"k-{kind}" if kind in _KIND_COLORS else "k-unknown"
 
 
 class ReportError(Exception):
@@ -191,8 +213,8 @@ def line_plot(title: str, series: Sequence[tuple[str, Sequence[tuple[float, floa
         return top + ph - (v - vmin) / (vmax - vmin) * ph
 
     parts = [f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}">',
-             f'<text x="{left}" y="13" class="pt">{html.escape(title)}</text>',
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
+             f'<text x="{left}" y="13" class="pt">{_e(title)}</text>',
              f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="frame"/>',
              f'<text x="{left - 4}" y="{top + 8}" class="ax" text-anchor="end">{_fmt_num(vmax)}</text>',
              f'<text x="{left - 4}" y="{top + ph}" class="ax" text-anchor="end">{_fmt_num(vmin)}</text>',
@@ -201,7 +223,7 @@ def line_plot(title: str, series: Sequence[tuple[str, Sequence[tuple[float, floa
     for t, color, label in marks:
         if t0 <= t <= t1:
             parts.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{top + ph}" stroke="{color}" '
-                         f'stroke-dasharray="4 3" stroke-width="1.5"><title>{html.escape(label)}</title></line>')
+                         f'stroke-dasharray="4 3" stroke-width="1.5"><title>{_e(label)}</title></line>')
     if not values:
         parts.append(f'<text x="{left + pw / 2}" y="{top + ph / 2}" class="ax" text-anchor="middle">no data</text>')
     for i, (name, pts) in enumerate(series):
@@ -210,14 +232,14 @@ def line_plot(title: str, series: Sequence[tuple[str, Sequence[tuple[float, floa
         if len(pts) > 1:
             path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
             parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.6">'
-                         f'<title>{html.escape(name)}</title></polyline>')
+                         f'<title>{_e(name)}</title></polyline>')
         for t, v in pts if len(pts) <= 60 else ():
             parts.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.2" fill="{color}">'
-                         f'<title>{html.escape(name)} {_fmt_clock(t)}: {_fmt_num(v)}</title></circle>')
+                         f'<title>{_e(name)} {_fmt_clock(t)}: {_fmt_num(v)}</title></circle>')
     if len(series) > 1:
         for i, (name, _) in enumerate(series[:6]):
             parts.append(f'<text x="{left + pw - 4}" y="{top + 11 + 11 * i}" class="lg" text-anchor="end" '
-                         f'fill="{_PALETTE[i % len(_PALETTE)]}">{html.escape(name)}</text>')
+                         f'fill="{_PALETTE[i % len(_PALETTE)]}">{_e(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -237,7 +259,7 @@ def timeline(agents: Sequence[str], changes: Sequence[Change], alarms: Sequence[
     parts = [f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="timeline">']
     for a, cy in rows.items():
-        parts.append(f'<text x="{left - 8}" y="{cy + 4}" class="ag" text-anchor="end">{html.escape(a)}</text>'
+        parts.append(f'<text x="{left - 8}" y="{cy + 4}" class="ag" text-anchor="end">{_e(a)}</text>'
                      f'<line x1="{left}" y1="{cy}" x2="{left + pw}" y2="{cy}" class="lane"/>')
     for r in runs:
         cy = rows.get(r.agent)
@@ -245,23 +267,23 @@ def timeline(agents: Sequence[str], changes: Sequence[Change], alarms: Sequence[
             continue
         x0, x1 = x(r.started_at), x(r.ended_at or t1)
         parts.append(f'<rect x="{x0:.1f}" y="{cy - 9}" width="{max(x1 - x0, 3):.1f}" height="18" class="run">'
-                     f'<title>{html.escape(r.optimizer)} run ({r.outcome}), {r.candidates} candidates, '
+                     f'<title>{_e(r.optimizer)} run ({_e(r.outcome)}), {_e(r.candidates)} candidates, '
                      f'best {_fmt_num(r.best_score)}</title></rect>')
     for c in changes:
         cy = rows.get(c.agent)
         if cy is None:
             continue
         color = _KIND_COLORS.get(c.kind, "#333")
-        parts.append(f'<a href="#c-{c.id[:12]}"><circle cx="{x(c.timestamp):.1f}" cy="{cy}" r="6" fill="{color}" '
-                     f'stroke="#fff"><title>{html.escape(f"{c.component}: {c.kind} by {c.source}")} '
+        parts.append(f'<a href="#c-{_short(c.id)}"><circle cx="{x(c.timestamp):.1f}" cy="{cy}" r="6" fill="{color}" '
+                     f'stroke="#fff"><title>{_e(f"{c.component}: {c.kind} by {c.source}")} '
                      f'{_fmt_time(c.timestamp)}</title></circle></a>')
     for a in alarms:
         cy = rows.get(a.agent)
         if cy is None:
             continue
         ax = x(a.timestamp)
-        parts.append(f'<a href="#a-{a.id[:12]}"><path d="M{ax:.1f},{cy - 15} l6,10 h-12 z" fill="{_ALARM}">'
-                     f'<title>drift alarm: {html.escape(a.signal)} (score {a.score:.2f}) '
+        parts.append(f'<a href="#a-{_short(a.id)}"><path d="M{ax:.1f},{cy - 15} l6,10 h-12 z" fill="{_ALARM}">'
+                     f'<title>drift alarm: {_e(a.signal)} (score {a.score:.2f}) '
                      f'{_fmt_time(a.timestamp)}</title></path></a>')
     axis_y = height - 10
     for i in range(5):
@@ -296,13 +318,17 @@ pre.diff{background:#f6f8fa;border:1px solid #e1e4e8;padding:8px;overflow-x:auto
 .legend span{margin-right:12px;font-size:12px}.cards{display:flex;gap:14px;flex-wrap:wrap}
 .card{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:8px 14px;min-width:110px}
 .card b{display:block;font-size:22px}
-"""
+""" + "".join(f".k-{kind}{{background:{color}}}" for kind, color in _KIND_COLORS.items()) \
+    + ".k-unknown{background:#333}\n"
+#: the page's Content-Security-Policy: no script, no request to anywhere, only its own stylesheet (by hash)
+CSP = ("default-src 'none'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+       f"style-src 'sha256-{base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()}'")
 
 
 def _diff_html(diff: str) -> str:
     lines = []
     for line in diff.splitlines():
-        esc = html.escape(line)
+        esc = _e(line)
         if line.startswith("+") and not line.startswith("+++"):
             lines.append(f'<span class="add">{esc}</span>')
         elif line.startswith("-") and not line.startswith("---"):
@@ -362,24 +388,23 @@ def _tool_series(windows: Sequence[CallWindow]) -> list[tuple[str, list[tuple[fl
 def _change_section(change: Change, diff: str | None, windows: Sequence[CallWindow], all_changes: Sequence[Change],
                     alarms: Sequence[Alarm], prom: dict[str, Any] | None) -> str:
     color = _KIND_COLORS.get(change.kind, "#333")
-    rows = [("agent", html.escape(change.agent)), ("component", html.escape(change.component)),
-            ("kind", f'<span class="kind" style="background:{color}">{html.escape(change.kind)}</span>'),
-            ("source", html.escape(change.source) + (f" (node {html.escape(change.node)})" if change.node else "")),
+    rows = [("agent", _e(change.agent)), ("component", _e(change.component)),
+            ("kind", f'<span class="kind {_kind_class(change.kind)}">{_e(change.kind)}</span>'),
+            ("source", _e(change.source) + (f" (node {_e(change.node)})" if change.node else "")),
             ("time", _fmt_time(change.timestamp)),
-            ("revisions", f"<code>{html.escape((change.before_id or '')[:12])}</code> → "
-                          f"<code>{html.escape(change.after_id[:12])}</code>"),
+            ("revisions", f"<code>{_short(change.before_id or '')}</code> → <code>{_short(change.after_id)}</code>"),
             ("magnitude", f"{change.magnitude:.3f}"),
-            ("paths", html.escape(", ".join(change.paths[:8]) + (" …" if len(change.paths) > 8 else "")))]
+            ("paths", _e(", ".join(change.paths[:8]) + (" …" if len(change.paths) > 8 else "")))]
     if change.run_id:
-        rows.append(("optimizer run", f"<code>{html.escape(change.run_id[:12])}</code>"))
+        rows.append(("optimizer run", f"<code>{_short(change.run_id)}</code>"))
     if change.trace_id:
-        rows.append(("trace", f"<code>{html.escape(change.trace_id)}</code>"))
+        rows.append(("trace", f"<code>{_e(change.trace_id)}</code>"))
     anchored = [a for a in alarms if a.anchor_change_id == change.id]
     if anchored:
         rows.append(("drift alarms", ", ".join(
-            f'<a class="alarm" href="#a-{a.id[:12]}">{html.escape(a.signal)}</a>' for a in anchored)))
-    out = [f'<section id="c-{change.id[:12]}"><h2>Change <code>{change.id[:12]}</code> — '
-           f'{html.escape(change.agent)} / {html.escape(change.component)}</h2><table>']
+            f'<a class="alarm" href="#a-{_short(a.id)}">{_e(a.signal)}</a>' for a in anchored)))
+    out = [f'<section id="c-{_short(change.id)}"><h2>Change <code>{_short(change.id)}</code> — '
+           f'{_e(change.agent)} / {_e(change.component)}</h2><table>']
     out += [f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows]
     out.append("</table>")
 
@@ -404,7 +429,7 @@ def _change_section(change: Change, diff: str | None, windows: Sequence[CallWind
             if b is None and a is None:
                 continue
             ratio = f"×{a / b:.2f}" if a is not None and b else "–"
-            out.append(f"<tr><td>{s.title} <span class='muted'>({s.unit})</span></td><td>{_fmt_num(b)}</td>"
+            out.append(f"<tr><td>{_e(s.title)} <span class='muted'>({_e(s.unit)})</span></td><td>{_fmt_num(b)}</td>"
                        f"<td>{_fmt_num(a)}</td><td class='delta'>{ratio}</td></tr>")
             pts = [((w.start + w.end) / 2, v) for w in shown if (v := s.from_window(w)) is not None]
             plots.append(line_plot(f"{s.title} ({s.unit})", [(s.title, pts)], t0=t0, t1=t1, marks=marks))
@@ -461,10 +486,11 @@ def build_report(ledger: Ledger, *, agent: str | None = None, since: float | Non
         by_agent.setdefault(w.agent, []).append(w)
 
     p: list[str] = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+                    f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
                     "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-                    f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-                    f"<header><h1>{html.escape(title)}</h1><p>ledger <code>{html.escape(ledger.location)}</code>"
-                    f"{' · agent ' + html.escape(agent) if agent else ''} · {_fmt_time(t0)} – {_fmt_time(t1)}"
+                    f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+                    f"<header><h1>{_e(title)}</h1><p>ledger <code>{_e(ledger.location)}</code>"
+                    f"{' · agent ' + _e(agent) if agent else ''} · {_fmt_time(t0)} – {_fmt_time(t1)}"
                     f" · generated {_fmt_time(now)} by driftwatch {__version__}</p></header><main>"]
     calls = sum(w.calls for w in windows)
     p.append('<div class="cards">' + "".join(
@@ -477,7 +503,7 @@ def build_report(ledger: Ledger, *, agent: str | None = None, since: float | Non
         p.append(timeline(agents, changes, alarms, runs, t0, t1))
         kinds = sorted({c.kind for c in changes})
         p.append('<div class="legend">' + "".join(
-            f'<span><span class="kind" style="background:{_KIND_COLORS.get(k, "#333")}">{k}</span></span>'
+            f'<span><span class="kind {_kind_class(k)}">{_e(k)}</span></span>'
             for k in kinds) + '<span class="alarm">▲ drift alarm</span><span>▭ optimizer run</span></div>')
     else:
         p.append("<p class='muted'>The ledger holds nothing yet.</p>")
@@ -485,22 +511,22 @@ def build_report(ledger: Ledger, *, agent: str | None = None, since: float | Non
 
     events: list[tuple[float, str]] = []
     for c in changes:
-        events.append((c.timestamp, f"<tr><td>{_fmt_time(c.timestamp)}</td><td><a href='#c-{c.id[:12]}'>change</a>"
-                                    f"</td><td>{html.escape(c.agent)}</td><td>{html.escape(c.component)}: "
-                                    f"{html.escape(c.kind)} by {html.escape(c.source)}, magnitude "
+        events.append((c.timestamp, f"<tr><td>{_fmt_time(c.timestamp)}</td><td><a href='#c-{_short(c.id)}'>change</a>"
+                                    f"</td><td>{_e(c.agent)}</td><td>{_e(c.component)}: "
+                                    f"{_e(c.kind)} by {_e(c.source)}, magnitude "
                                     f"{c.magnitude:.3f}</td></tr>"))
     for a in alarms:
-        anchor = f" — anchored at change <a href='#c-{a.anchor_change_id[:12]}'>{a.anchor_change_id[:12]}</a>" \
+        anchor = f" — anchored at change <a href='#c-{_short(a.anchor_change_id)}'>{_short(a.anchor_change_id)}</a>" \
             if a.anchor_change_id else ""
-        events.append((a.timestamp, f"<tr id='a-{a.id[:12]}'><td>{_fmt_time(a.timestamp)}</td>"
-                                    f"<td class='alarm'>drift alarm</td><td>{html.escape(a.agent)}</td>"
-                                    f"<td>signal <b>{html.escape(a.signal)}</b>, score {a.score:.2f}, "
-                                    f"{a.calls_since_anchor} calls after the change{anchor}</td></tr>"))
+        events.append((a.timestamp, f"<tr id='a-{_short(a.id)}'><td>{_fmt_time(a.timestamp)}</td>"
+                                    f"<td class='alarm'>drift alarm</td><td>{_e(a.agent)}</td>"
+                                    f"<td>signal <b>{_e(a.signal)}</b>, score {a.score:.2f}, "
+                                    f"{_e(a.calls_since_anchor)} calls after the change{anchor}</td></tr>"))
     for r in runs:
         duration = f", {r.ended_at - r.started_at:.1f} s" if r.ended_at else ""
         events.append((r.started_at, f"<tr><td>{_fmt_time(r.started_at)}</td><td>optimizer run</td>"
-                                     f"<td>{html.escape(r.agent)}</td><td>{html.escape(r.optimizer)} "
-                                     f"({html.escape(r.outcome)}{duration}), {r.candidates} candidates, best "
+                                     f"<td>{_e(r.agent)}</td><td>{_e(r.optimizer)} "
+                                     f"({_e(r.outcome)}{duration}), {_e(r.candidates)} candidates, best "
                                      f"score {_fmt_num(r.best_score)}</td></tr>"))
     if events:
         p.append("<section id='events'><h2>Events</h2><table><tr><th>time</th><th>event</th><th>agent</th>"

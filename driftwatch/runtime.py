@@ -14,8 +14,16 @@ engine (given the ledger, the metrics sink, :meth:`Runtime.record_alarm` and :me
 trackers (given the runtime as their :class:`~driftwatch.tracker.TrackerHost`) and the per-agent options
 (:meth:`Runtime.configure_agent`). Nothing in the core or the sinks imports this module.
 
+Names a model or a caller controls are bounded (:class:`~driftwatch.limits.NameTable`): past
+``max_agents`` agents (and ``max_components`` / ``max_tools`` / ``max_score_metrics`` per agent) a name is
+counted as ``other`` in the metrics (``driftwatch_dropped_total{what}``) and gets no per-agent state; an agent
+idle for ``agent_idle_s`` gives its place to a new one when the table is full (its drift state, trackers, call
+window, caches and series are evicted). A folded agent's or component's changes are still recorded in the
+ledger (and spans, audit log) under their own names.
+
 One process-wide runtime is created lazily from ``DRIFTWATCH_*`` variables; :func:`configure`
-replaces it (carrying the agent options over), and :mod:`driftwatch.testing` swaps in an isolated one.
+replaces it (carrying the agent options and any ``/metrics`` server over), and :mod:`driftwatch.testing`
+swaps in an isolated one.
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ from __future__ import annotations
 import atexit
 import contextvars
 import logging
+import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -34,14 +44,16 @@ from driftwatch.alarm import Alarm
 from driftwatch.audit import AuditLog
 from driftwatch.change import Change, new_id
 from driftwatch.config import ConfigError, Settings
+from driftwatch.exposition import follow
 from driftwatch.exposition import start_http_server as _serve
 from driftwatch.ledger import Ledger, LedgerError, scrub
 from driftwatch.ledger.buffered import BufferedLedger
+from driftwatch.limits import OTHER, AgentNames, NameTable, clean_name
 from driftwatch.metrics import Metrics
 from driftwatch.observation import Call, OptimizerRun
 from driftwatch.options import DEFAULT_OPTIONS, AgentOptions, agent_options
 from driftwatch.redaction import resolve
-from driftwatch.revision import combine, unified_diff
+from driftwatch.revision import CombinedRevision, Diff, head, unified_diff
 from driftwatch.signals import derive
 from driftwatch.tracing import Tracing, current_ids, set_default_error_handler
 from driftwatch.tracker import Tracker
@@ -50,6 +62,7 @@ from driftwatch.windows import WindowAggregator
 __all__ = [
     "COUNT_ONLY_STAGES",
     "CallScope",
+    "RunScope",
     "Runtime",
     "configure",
     "configure_agent",
@@ -88,11 +101,14 @@ def is_suppressed() -> bool:
 class CallScope:
     """One watched call in progress: its start time and span. Made by :meth:`Runtime.begin_call`."""
 
-    __slots__ = ("agent", "runtime", "span", "t0", "token")
+    __slots__ = ("agent", "label", "runtime", "span", "t0", "token")
 
     def __init__(self, runtime: Runtime, agent: str, attach: bool = True) -> None:
         self.runtime = runtime
-        self.agent = agent
+        entry = runtime.agent_names(agent)
+        #: the agent's name (made safe to store); ``label``: its metric label (``other`` past the agent limit)
+        self.agent = agent = entry.name if entry is not None else clean_name(agent)
+        self.label = agent if entry is not None else OTHER
         self.span: Any = None
         self.token: Any = None
         tracing = runtime.tracing
@@ -104,8 +120,8 @@ class CallScope:
         self.t0 = time.perf_counter()
 
     def enter(self) -> Any:
-        """Re-activate the call's span (a generator resuming); returns a token for :meth:`exit`."""
-        if self.token is None:
+        """Re-activate the call's span (a generator resuming, a graph step); returns a token for :meth:`exit`."""
+        if self.span is None:
             return None
         try:
             return Tracing.enter(self.span)
@@ -137,22 +153,104 @@ class CallScope:
                 # exemplars (the call's trace id on its metrics) only for recording spans, rate-limited:
                 # Prometheus keeps one exemplar per series per scrape anyway
                 if record and rt.metrics is not None and span.is_recording() \
-                        and rt.metrics.exemplar_due(self.agent, error is not None):
+                        and rt.metrics.exemplar_due(self.label, error is not None):
                     ctx = span.get_span_context()
                     if ctx.is_valid:
                         trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
                 Tracing.end_call(span, error=error, output_chars=output_chars, input_tokens=input_tokens,
-                                 output_tokens=output_tokens, factory=factory)
+                                 output_tokens=output_tokens, factory=factory,
+                                 capture_content=rt.settings.capture_content, redact=rt.redact)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 rt.error("tracing", exc)
         if not record:
             return
         rt.record_call(Call(
-            agent=self.agent, duration_s=duration, error=error is not None,
+            agent=self.label, duration_s=duration, error=error is not None,
             error_type=type(error).__qualname__ if error is not None else None, output_chars=output_chars,
             output_text=output_text, input_tokens=input_tokens, output_tokens=output_tokens, tools=tools,
             trace_id=trace_id, span_id=span_id, timestamp=time.time(), attributes=attributes or {},
         ))
+
+
+class RunScope:
+    """One optimizer run in progress: its record (:attr:`run`) and its ``driftwatch.optimizer.compile``
+    span, current from :meth:`Runtime.begin_run` until :meth:`finish`. Made by :meth:`Runtime.begin_run`.
+
+    Candidates may be reported from worker threads; no method raises into the optimizer (errors are
+    counted).
+    """
+
+    __slots__ = ("lock", "run", "runtime", "span", "token")
+
+    def __init__(self, runtime: Runtime, agent: str, optimizer: str, attributes: dict[str, Any]) -> None:
+        self.runtime = runtime
+        entry = runtime._safe("limits", runtime.agent_names, agent)
+        agent = entry.name if entry is not None else clean_name(agent)
+        self.run = run = OptimizerRun(id=new_id(), agent=agent, optimizer=optimizer, started_at=time.time(),
+                                      attributes=attributes)
+        self.span: Any = None
+        self.token: Any = None
+        self.lock = threading.Lock()
+        if runtime.tracing is not None:
+            try:
+                self.span = runtime.tracing.start_run(run)
+                self.token = Tracing.enter(self.span)
+            except Exception as exc:  # noqa: BLE001  # never break the host: counted
+                runtime.error("tracing", exc)
+        run.trace_id = current_ids()[0]  # the compile span's trace (the caller's when it does not record)
+        snapshot = replace(run, attributes=dict(run.attributes))
+        with runtime.ledger.host_call():
+            runtime.ledger.record_run(snapshot)
+
+    # a run's span is re-activated (a worker, a resumed coroutine) the way a call's is
+    enter = CallScope.enter
+    exit = CallScope.exit
+
+    def candidate(self, score: float | None, revision_id: str | None = None, **attributes: Any) -> None:
+        """Record a candidate the run evaluated: its score (0–1; ``None`` when it has none or it is not
+        finite), the revision it would put in place (a revision id the ledger holds, or ``None``) and
+        JSON-able attributes (``stage`` …)."""
+        try:
+            value = None if score is None else float(score)
+            if value is not None and not math.isfinite(value):
+                value = None
+            run = self.run
+            with self.lock:
+                index = run.candidates
+                run.candidates += 1
+                if value is not None and (run.best_score is None or value > run.best_score):
+                    run.best_score = value
+            with self.runtime.ledger.host_call():  # not under the lock: other workers never wait for this write
+                self.runtime.ledger.record_candidate(run.id, index, value, revision_id, attributes)
+        except Exception as exc:  # noqa: BLE001  # never break the optimizer: counted
+            self.runtime.error("run", exc)
+
+    def finish(self, *, error: BaseException | None = None) -> None:
+        """End the run (``ok``, or ``failed`` with ``error``): ledger, metrics, audit log, then its span.
+        Only the first call counts."""
+        run, rt = self.run, self.runtime
+        with self.lock:
+            if run.outcome != "running":
+                return
+            run.ended_at = time.time()
+            run.outcome = "failed" if error is not None else "ok"
+            run.error_type = type(error).__qualname__ if error is not None else None
+            snapshot = replace(run, attributes=dict(run.attributes))
+        with rt.ledger.host_call():
+            rt.ledger.record_run(snapshot)
+        if rt.metrics is not None:
+            counted = snapshot if run.agent in rt.names else replace(snapshot, agent=OTHER)
+            rt._safe("metrics", rt.metrics.on_run, counted)
+        if rt.audit is not None:
+            rt._safe("audit", rt.audit.on_run, snapshot)
+        if self.span is not None:
+            token, self.token = self.token, None
+            self.exit(token)  # guarded: a detach from another context is counted, and the span still ends
+            try:
+                Tracing.end_run(self.span, snapshot, error, capture_content=rt.settings.capture_content,
+                                redact=rt.redact)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                rt.error("tracing", exc)
 
 
 class Runtime:
@@ -170,8 +268,7 @@ class Runtime:
         self._lock = threading.RLock()
         self._errors_logged: dict[str, float] = {}
         self.error_counts: dict[str, int] = {}
-        redact = resolve(settings.redact)
-        self.redact = redact
+        self.redact = redact = self._guarded(resolve(settings.redact))
         self.metrics: Metrics | None = Metrics.for_registry(settings.registry) if settings.metrics else None
         self.tracing: Tracing | None = (
             Tracing(settings.tracer_provider, capture_content=settings.capture_content, redact=redact)
@@ -190,10 +287,18 @@ class Runtime:
         #: per-agent call aggregates written to the ledger for reports (``driftwatch.windows``)
         self.windows = WindowAggregator(self.ledger.record_window)
         self._options: dict[str, AgentOptions] = dict(agent_options or {})
-        self._trackers: dict[tuple[str, str], Tracker] = {}
-        self._revisions: dict[str, dict[str, str]] = {}
-        self._versions: dict[str, str] = {}
-        self.http_server: Any = None
+        #: the agents with their own state and series, and the names each may use (the limits)
+        self.names = NameTable(max_agents=settings.max_agents, max_components=settings.max_components,
+                               max_tools=settings.max_tools, max_metrics=settings.max_score_metrics,
+                               idle_s=settings.agent_idle_s, on_fold=self._folded, evictable=self._evictable,
+                               on_evict=self._evict)
+        self._folds_logged: set[str] = set()
+        self._trackers: dict[str, dict[str, Tracker]] = {}  # admitted agent -> component -> tracker
+        # evicted agents' trackers that a live hook still holds (a watched program): back on the agent's return
+        self._dormant: dict[str, weakref.WeakValueDictionary[str, Tracker]] = {}
+        self._revisions: dict[str, CombinedRevision] = {}  # admitted agent -> its components' revisions
+        #: the ``/metrics`` servers serving this runtime's registry (handed on by :func:`configure`)
+        self.http_servers: list[Any] = []
         if settings.drift:
             try:
                 from driftwatch.drift.engine import DriftEngine
@@ -221,10 +326,114 @@ class Runtime:
             if log_it and stage not in COUNT_ONLY_STAGES \
                     and now - self._errors_logged.get(stage, float("-inf")) >= 60.0:
                 self._errors_logged[stage] = now
-                log.warning("driftwatch %s error (the host call is unaffected): %s: %s",
+                log.warning("driftwatch %s error (caught: the agent's call returns its own result; counted in "
+                            "driftwatch_internal_errors_total, logged at most once a minute): %s: %s",
                             stage, type(exc).__name__, scrub(str(exc), self.settings.ledger))
         except Exception:  # noqa: BLE001, S110  # the error path itself must never raise into the host
             pass
+
+    def _guarded(self, redact: Callable[[str], str]) -> Callable[[str], str]:
+        """The redaction hook as every sink calls it: a hook that raises or returns something other than a string
+        is counted (stage ``redaction``) and the text is replaced by a placeholder, never sent unredacted."""
+        def guarded(text: str) -> str:
+            try:
+                out = redact(text)
+            except Exception as exc:  # noqa: BLE001  # the text does not leave the process unredacted
+                self.error("redaction", exc)
+                return f"[not shown: the redaction hook raised {type(exc).__name__}]"
+            if isinstance(out, str):
+                return out
+            self.error("redaction", TypeError(f"the redaction hook returned {type(out).__name__}, not str"))
+            return f"[not shown: the redaction hook returned {type(out).__name__}]"
+        return guarded
+
+    # -- names and their limits ----------------------------------------------------------------------
+    def agent_names(self, agent: str, *, count: bool = True) -> AgentNames | None:
+        """The admitted agent (admitted now if there is room), or ``None`` when it is counted as ``other``
+        (``count``: in ``driftwatch_dropped_total``; an operation counts its fold once)."""
+        entry = self.names.get(agent)
+        if entry is not None:
+            return entry
+        with self._lock:
+            entry, new = self.names.admit(agent, count=count)
+            if new:
+                self._restore(entry)  # type: ignore[arg-type]  # new implies an entry
+        return entry
+
+    def _folded(self, what: str, name: str) -> None:
+        """A name past a limit was counted as ``other`` (or a name was made safe): count it, log the first."""
+        if self.metrics is not None:
+            self._safe("metrics", self.metrics.dropped, what)
+        if what in self._folds_logged:
+            return
+        self._folds_logged.add(what)
+        s = self.settings
+        limit = {"agent": f"{s.max_agents} agents (DRIFTWATCH_MAX_AGENTS), none idle for {s.agent_idle_s:g} s "
+                          "(DRIFTWATCH_AGENT_IDLE_S)",
+                 "component": f"{s.max_components} components of one agent (DRIFTWATCH_MAX_COMPONENTS)",
+                 "tool": f"{s.max_tools} tool names of one agent (DRIFTWATCH_MAX_TOOLS)",
+                 "metric": f"{s.max_score_metrics} score metrics of one agent (DRIFTWATCH_MAX_SCORE_METRICS)"}.get(what)
+        if limit is None:
+            log.warning("driftwatch: the name %r was made safe to store and export (lone surrogates escaped, or cut "
+                        "to %d characters with a hash); later ones are counted in driftwatch_dropped_total"
+                        "{what=\"name\"}", name[:80], len(name))
+        else:
+            log.warning("driftwatch: more than %s: %s %r and later new ones are counted as %s=\"other\" in the "
+                        "metrics and get no state of their own (their changes are still recorded in the ledger); "
+                        "counted in driftwatch_dropped_total{what=\"%s\"}, logged once", limit, what, name[:80],
+                        what, what)
+
+    def _evictable(self, agent: str) -> bool:
+        """An agent may give its place unless a drift alarm of it is latched (its gauge must stay up)."""
+        drift = self.drift
+        return drift is None or not drift.has_alarm(agent)
+
+    def _evict(self, agent: str) -> None:
+        """Drop an idle agent's state (under the lock): drift monitors, call window, trackers, revisions, metric
+        caches and series. Trackers a hook still holds wait (weakly) for the agent's return."""
+        if self.drift is not None:
+            self._safe("drift", self.drift.forget, agent)
+        self._safe("windows", self.windows.flush, agent)
+        self._revisions.pop(agent, None)
+        trackers = self._trackers.pop(agent, None)
+        if trackers:
+            held: weakref.WeakValueDictionary[str, Tracker] = weakref.WeakValueDictionary(trackers)
+            del trackers  # the trackers only the runtime held go now
+            if len(held):
+                self._dormant[agent] = held
+        for name in [name for name, held in self._dormant.items() if not len(held)]:
+            del self._dormant[name]
+        if self.metrics is not None:
+            self._safe("metrics", self.metrics.forget_agent, agent)
+        self._safe("limits", self._reconcile)
+
+    def _reconcile(self) -> None:
+        """Drop what a call racing with an eviction re-created for an agent that is no longer admitted (the call
+        path takes no lock): its drift state, call window, metric caches and series."""
+        admitted = set(self.names.names())
+        admitted.add(OTHER)
+        if self.drift is not None:
+            for name in self.drift.agents():
+                if name not in admitted and not self.drift.has_alarm(name):
+                    self.drift.forget(name)
+        for name in self.windows.agents():
+            if name not in admitted:
+                self.windows.flush(name)
+        if self.metrics is not None:
+            for name in self.metrics.agents():
+                if name not in admitted:
+                    self.metrics.forget_agent(name)
+
+    def _restore(self, entry: AgentNames) -> None:
+        """An agent admitted again: the trackers a hook kept meanwhile come back, with their revisions."""
+        held = self._dormant.pop(entry.name, None)
+        if not held:
+            return
+        for component, tr in list(held.items()):
+            if self.names.component(entry, component):
+                self._trackers.setdefault(entry.name, {})[component] = tr
+                if tr.revision_id is not None:
+                    self.note_revision(entry.name, component, tr.revision_id)
 
     # -- agent options ------------------------------------------------------------------------------
     def configure_agent(self, agent: str, **options: Any) -> AgentOptions:
@@ -266,34 +475,71 @@ class Runtime:
     # -- /metrics -----------------------------------------------------------------------------------
     def start_http_server(self, port: int = 9464, addr: str = "127.0.0.1") -> Any:
         """Serve this runtime's registry on ``/metrics`` (see :func:`driftwatch.start_http_server`); the
-        server is shut down by :meth:`close`."""
-        registry = self.metrics.registry if self.metrics is not None else None
-        server = _serve(port, addr, registry=registry)
-        self.http_server = server
+        server is shut down by :meth:`close`, unless :func:`configure` hands it on to the next runtime."""
+        server = _serve(port, addr, registry=self._registry())
+        self.http_servers.append(server)
         return server
+
+    @property
+    def http_server(self) -> Any:
+        """The last ``/metrics`` server started for (or handed to) this runtime, or ``None``."""
+        return self.http_servers[-1] if self.http_servers else None
+
+    def _registry(self) -> Any:
+        return self.metrics.registry if self.metrics is not None else None
+
+    def adopt_http_servers(self, servers: list[Any]) -> None:
+        """Serve this runtime's registry from ``servers`` (a previous runtime's, handed on by :func:`configure`)."""
+        for server in servers:
+            follow(server, self._registry())
+            self.http_servers.append(server)
 
     # -- changes ----------------------------------------------------------------------------------
     def tracker(self, agent: str, component: str) -> Tracker:
-        key = (agent, component)
-        tr = self._trackers.get(key)
-        if tr is None:
-            with self._lock:
-                tr = self._trackers.setdefault(key, Tracker(self, agent, component))
-        return tr
+        """The tracker of an agent's component. Past the agent or component limit it is a new tracker each time,
+        held by nobody here: the component is compared with its ledger head (a full fingerprint and a ledger
+        read per observation) and its changes are recorded under its own name."""
+        per = self._trackers.get(agent)
+        tr = per.get(component) if per is not None else None
+        if tr is not None:
+            return tr
+        with self._lock:
+            entry = self.agent_names(agent)
+            component = clean_name(component)
+            if entry is None or not self.names.component(entry, component):
+                return Tracker(self, entry.name if entry is not None else clean_name(agent), component)
+            per = self._trackers.setdefault(entry.name, {})
+            tr = per.get(component)
+            if tr is None:
+                tr = per[component] = Tracker(self, entry.name, component)
+            return tr
 
     def observe(self, agent: str, component: str, state: Any, **kw: Any) -> Change | None:
-        """Report a component's current state (see :meth:`Tracker.observe`)."""
+        """Report a component's current state (see :meth:`Tracker.observe`); never raises (counted, stage
+        ``track``): a state's content is recorded, with stand-ins for what JSON cannot hold."""
         if not self.enabled or _SUPPRESS.get():
             return None
-        with self.ledger.host_call():  # the head read and the change's write share one wait
-            return self.tracker(agent, component).observe(state, **kw)
+        try:
+            node = kw.get("node")
+            if node is not None:
+                kw["node"] = clean_name(node) if isinstance(node, str) else clean_name(str(node))
+            with self.ledger.host_call():  # the head read and the change's write share one wait
+                return self.tracker(agent, component).observe(state, **kw)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("track", exc)
+            return None
 
     def note_revision(self, agent: str, component: str, revision_id: str) -> None:
-        """Remember a component's current revision (agent version, ``driftwatch_revision_info``)."""
+        """Remember a component's current revision (agent version, ``driftwatch_revision_info``); not for an
+        agent or component past its limit."""
+        entry = self.names.get(agent)
+        if entry is None or component not in entry.components:
+            return
         with self._lock:
-            revs = self._revisions.setdefault(agent, {})
-            revs[component] = revision_id
-            self._versions[agent] = combine(revs)
+            revs = self._revisions.get(agent)
+            if revs is None:
+                revs = self._revisions[agent] = CombinedRevision()
+            revs.set(component, revision_id)
         if self.metrics is not None:
             try:
                 self.metrics.set_revision(agent, component, revision_id)
@@ -301,8 +547,10 @@ class Runtime:
                 self.error("metrics", exc)
 
     def agent_version(self, agent: str) -> str | None:
-        """The agent's combined revision id (``gen_ai.agent.version``), once any component was seen."""
-        return self._versions.get(agent)
+        """The agent's combined revision id (``gen_ai.agent.version``), once any component was seen (kept for
+        admitted agents only: see :mod:`driftwatch.limits`)."""
+        revs = self._revisions.get(agent)
+        return revs.id if revs is not None else None
 
     def emit_change(self, change: Change) -> Change:
         """Fan a detected change (or baseline) out: span, ledger, metrics, audit, drift engine."""
@@ -320,28 +568,39 @@ class Runtime:
                 self.error("tracing", exc)
         elif change.trace_id is None:
             change = _with_ids(change, *current_ids())
-        final = change
-        if not change.is_baseline:  # a call window never spans a change
+        entry = self._safe("limits", lambda: self.agent_names(change.agent, count=False))  # counted by tracker()
+        if not change.is_baseline and entry is not None:  # a call window never spans a change
             self._safe("windows", self.windows.flush, change.agent)
-        self.ledger.record_change(final)
+        self.ledger.record_change(change)
         self.note_revision(change.agent, change.component, change.after_id)
-        diff = None
-        if self.settings.capture_content:
-            try:
-                diff = self.redact(unified_diff(change.before_state, change.after_state,
-                                                f"{change.component}@{(change.before_id or 'none')[:12]}",
-                                                f"{change.component}@{change.after_id[:12]}"))
-            except Exception as exc:  # noqa: BLE001  # the change itself is recorded
-                self.error("redaction", exc)
+        diff = self._diff(change) if self.settings.capture_content else None
+        substitutions = change.attributes.get("substitutions")
+        if substitutions and self.metrics is not None:
+            self._safe("metrics", self.metrics.substituted, substitutions)
         if not change.is_baseline and self.metrics is not None:
-            self._safe("metrics", self.metrics.on_change, change)
+            counted = change
+            if entry is None or change.component not in entry.components:  # past a limit: counted as "other"
+                counted = replace(change, agent=change.agent if entry is not None else OTHER, component=OTHER)
+            self._safe("metrics", self.metrics.on_change, counted)
         if self.audit is not None:
             self._safe("audit", self.audit.on_change, change, diff)
-        if self.drift is not None and not change.is_baseline:
+        if self.drift is not None and not change.is_baseline and entry is not None:
             self._safe("drift", self.drift.on_change, change)
         if span is not None:
             self._safe("tracing", self.tracing.end_change, span, diff)  # type: ignore[union-attr]  # set with span
         return change
+
+    def _diff(self, change: Change) -> Diff | None:
+        """The change's unified diff as it may leave the process: redacted, cut at ``max_diff_chars``."""
+        try:
+            text = unified_diff(change.before_state, change.after_state,
+                                f"{change.component}@{(change.before_id or 'none')[:12]}",
+                                f"{change.component}@{change.after_id[:12]}")
+            limit = self.settings.max_diff_chars  # cut (at a line end) before redacting: 10 MB would take seconds
+            return Diff.cut(self.redact(head(text, limit)), limit, total=len(text))
+        except Exception as exc:  # noqa: BLE001  # the change itself is recorded
+            self.error("redaction", exc)
+            return None
 
     def _safe(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -366,11 +625,23 @@ class Runtime:
             return None
 
     def record_call(self, call: Call) -> None:
-        """Derive the call's signals, then fan it out: metrics, call windows, drift engine."""
+        """Derive the call's signals, then fan it out: metrics, call windows, drift engine (an agent past the
+        agent limit is counted as ``other``, without drift detection; tools past the tool limit as ``other``)."""
         with self.ledger.host_call():  # a window written, commands polled, an alarm stored: one wait in all
             self._record_call(call)
 
     def _record_call(self, call: Call) -> None:
+        entry = self.names.get(call.agent)
+        if entry is None and call.agent != OTHER:  # OTHER: a CallScope already counted the fold
+            entry = self._safe("limits", self.agent_names, call.agent)
+        if entry is None:
+            call.agent = OTHER
+        if call.tools:
+            try:
+                call.tools = self.names.tools(entry, call.tools)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                self.error("limits", exc)
+                call.tools = ()
         # the per-call hot path: each step guarded inline (through _safe it costs ~1 µs more per call)
         if call.output_text is not None:
             try:
@@ -387,25 +658,41 @@ class Runtime:
             self.windows.on_call(call)
         except Exception as exc:  # noqa: BLE001  # never break the host
             self.error("windows", exc)
-        if self.drift is not None:
+        if self.drift is not None and entry is not None:
             try:
                 self.drift.on_call(call)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 self.error("drift", exc)
 
+    def _label(self, agent: str) -> tuple[AgentNames | None, str]:
+        """The agent's entry and metric label (``None`` and ``other`` past the agent limit)."""
+        entry = self.names.get(agent) or self.agent_names(agent)
+        return entry, entry.name if entry is not None else OTHER
+
     def record_score(self, agent: str, value: float, metric: str = "score") -> None:
         if not self.enabled:
             return
+        try:
+            entry, label = self._label(agent)
+            metric_label = self.names.metric(entry, metric)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("limits", exc)
+            return
         if self.metrics is not None:
-            self._safe("metrics", self.metrics.on_score, agent, metric, value)
-        self._safe("windows", self.windows.on_score, agent, metric, value)
-        if self.drift is not None and metric == self.agent_options(agent).score_metric:
+            self._safe("metrics", self.metrics.on_score, label, metric_label, value)
+        self._safe("windows", self.windows.on_score, label, metric_label, value)
+        if self.drift is not None and entry is not None and metric == self.agent_options(agent).score_metric:
             with self.ledger.host_call():  # an alarm it raises is stored
-                self._safe("drift", self.drift.on_score, agent, value)
+                self._safe("drift", self.drift.on_score, entry.name, value)
 
     def record_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
         """Count signals a hook derived on its own for the agent's latest call: metrics and call windows (the
         usual way is :meth:`configure_agent`, whose checks run on every call with an answer text)."""
+        try:
+            agent = self._label(agent)[1]
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("limits", exc)
+            return
         if self.metrics is not None:  # per call too: guarded inline like record_call
             try:
                 self.metrics.on_signals(agent, refused=refused, format_ok=format_ok)
@@ -417,34 +704,17 @@ class Runtime:
             self.error("windows", exc)
 
     # -- optimizer runs -----------------------------------------------------------------------------
-    def start_run(self, agent: str, optimizer: str, **attributes: Any) -> OptimizerRun:
-        trace_id, _ = current_ids()
-        run = OptimizerRun(id=new_id(), agent=agent, optimizer=optimizer, started_at=time.time(),
-                           trace_id=trace_id, attributes=attributes)
-        with self.ledger.host_call():
-            self.ledger.record_run(run)
-        return run
-
-    def record_candidate(self, run: OptimizerRun, score: float | None, revision_id: str | None = None,
-                         **attributes: Any) -> None:
-        index = run.candidates
-        run.candidates += 1
-        if score is not None and (run.best_score is None or score > run.best_score):
-            run.best_score = score
-        with self.ledger.host_call():
-            self.ledger.record_candidate(run.id, index, score, revision_id, attributes)
-
-    def end_run(self, run: OptimizerRun, *, error: BaseException | None = None) -> None:
-        run.ended_at = time.time()
-        run.outcome = "failed" if error is not None else "ok"
-        run.error_type = type(error).__qualname__ if error is not None else None
-        snapshot = replace(run, attributes=dict(run.attributes))
-        with self.ledger.host_call():
-            self.ledger.record_run(snapshot)
-        if self.metrics is not None:
-            self._safe("metrics", self.metrics.on_run, snapshot)
-        if self.audit is not None:
-            self._safe("audit", self.audit.on_run, snapshot)
+    def begin_run(self, agent: str, optimizer: str, **attributes: Any) -> RunScope | None:
+        """Start an optimizer run (``None`` when driftwatch is off or suppressed): recorded in the ledger
+        at once, with its ``driftwatch.optimizer.compile`` span current until :meth:`RunScope.finish`.
+        ``attributes`` (JSON-able) are stored with the run."""
+        if not self.enabled or _SUPPRESS.get():
+            return None
+        try:
+            return RunScope(self, agent, optimizer, attributes)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            self.error("run", exc)
+            return None
 
     # -- alarms -------------------------------------------------------------------------------------
     def record_alarm(self, alarm: Alarm, anchor: Change | None = None) -> Alarm:
@@ -460,18 +730,21 @@ class Runtime:
             self._safe("audit", self.audit.on_alarm, alarm)
         return alarm
 
-    def close(self, timeout: float | None = None) -> int:
+    def close(self, timeout: float | None = None, *, keep_http_servers: bool = False) -> int:
         """Close: open call windows are handed to the ledger, kept writes get one more try and up to ``timeout``
-        seconds (default ``ledger_drain_s``), then the ledger is closed. Returns how many kept writes are still
-        not written: the writer keeps trying while the process lives (:func:`configure` closes the previous
-        runtime with ``timeout=0``; at exit, those left are lost and logged)."""
+        seconds (default ``ledger_drain_s``), then the ledger is closed; the ``/metrics`` servers are shut down
+        (``keep_http_servers``: leave them to whoever adopted them). Returns how many kept writes are still not
+        written: the writer keeps trying while the process lives (:func:`configure` closes the previous runtime
+        with ``timeout=0``; at exit, those left are lost and logged)."""
         self._safe("windows", self.windows.flush)
         left = self._safe("ledger", self.ledger.close, timeout) or 0
         if self.audit is not None:
             self._safe("audit", self.audit.close)
-        if self.http_server is not None:
-            self._safe("http_server", self.http_server.shutdown)
-            self._safe("http_server", self.http_server.server_close)
+        servers, self.http_servers = self.http_servers, []
+        if not keep_http_servers:
+            for server in servers:
+                self._safe("http_server", server.shutdown)
+                self._safe("http_server", server.server_close)
         return int(left)
 
 
@@ -554,17 +827,23 @@ def configure(**settings: Any) -> Runtime:
     """Configure driftwatch for this process; ``ConfigError`` names a bad setting or variable.
 
     Settings not given keep their ``DRIFTWATCH_*`` value or default. Agent options registered before
-    (:func:`configure_agent`) carry over to the new runtime. The previous runtime's ledger is closed. See
-    :class:`~driftwatch.config.Settings` for the list.
+    (:func:`configure_agent`) carry over to the new runtime, and so does a ``/metrics`` server started before
+    (:func:`start_http_server`): it keeps serving, now the new runtime's registry. The previous runtime's ledger
+    is closed. See :class:`~driftwatch.config.Settings` for the list.
     """
     resolved = Settings.from_env(**settings)
     previous = current_runtime()
+    servers = previous.http_servers if previous is not None else []
+    if resolved.metrics_port is not None and any(s.server_port == resolved.metrics_port for s in servers):
+        resolved = replace(resolved, metrics_port=None)  # already served: the server follows the new runtime
     new = Runtime(resolved, agent_options=previous.all_agent_options() if previous is not None else None)
     if new.enabled:
         new.ledger.start()  # opened in the background now, not on the first call
     old = set_runtime(new)
-    if old is not None and old.close(timeout=0):  # its kept writes go on in the background: never wait here
-        _draining.append(old)
+    if old is not None:
+        new.adopt_http_servers(old.http_servers)  # /metrics keeps serving, now the new runtime's registry
+        if old.close(timeout=0, keep_http_servers=True):  # its kept writes go on in the background: never wait
+            _draining.append(old)
     return new
 
 

@@ -11,6 +11,8 @@ in-process only: never stored, exported or logged.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,7 +21,10 @@ if TYPE_CHECKING:
     from driftwatch.observation import Call
     from driftwatch.options import AgentOptions
 
-__all__ = ["REFUSAL_PHRASES", "derive", "is_refusal", "make_format_check"]
+__all__ = ["MAX_EMBEDDING_DIMS", "REFUSAL_PHRASES", "derive", "is_refusal", "make_format_check"]
+
+#: an embedding longer than this is not used (a projection matrix grows with it)
+MAX_EMBEDDING_DIMS = 16_384
 
 #: the built-in refusal detector: an answer that opens with one of these (case-insensitive) is a refusal
 REFUSAL_PHRASES: tuple[str, ...] = (
@@ -106,12 +111,52 @@ def derive(call: Call, options: AgentOptions, on_error: Callable[[str, BaseExcep
     if options.evaluator is not None and call.score is None:
         score = _user(options.evaluator, text, on_error)
         if score is not None:
-            try:
-                call.score = float(score)
-            except (TypeError, ValueError) as exc:  # not a number: unknown, and said so
-                on_error("signals", exc)
+            call.score = _score(score, on_error)
     if options.embed is not None and call.embedding is None:
-        call.embedding = _user(options.embed, text, on_error)
+        vector = _user(options.embed, text, on_error)
+        if vector is not None:
+            call.embedding = _embedding(vector, on_error)
+
+
+def _score(value: Any, on_error: Callable[[str, BaseException], None]) -> float | None:
+    """An evaluator's score as a finite float; anything else is unknown, and said so."""
+    try:
+        score = float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        on_error("signals", ValueError(f"evaluator returned {type(value).__name__}, not a number: {exc}"))
+        return None
+    if not math.isfinite(score):
+        on_error("signals", ValueError(f"evaluator returned {score!r}: only finite scores are used"))
+        return None
+    return score
+
+
+def _embedding(value: Any, on_error: Callable[[str, BaseException], None]) -> Any:
+    """An embedding function's vector if it is one (a 1-d sequence or array of at most
+    :data:`MAX_EMBEDDING_DIMS` finite numbers); anything else is unknown, and said so."""
+    problem = None
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "dtype"):  # an array: checked in C
+        try:
+            import numpy as np
+
+            if len(shape) != 1 or not 0 < shape[0] <= MAX_EMBEDDING_DIMS or value.dtype.kind not in "fiu":
+                problem = f"an array of shape {tuple(shape)} and dtype {value.dtype}"
+            elif not bool(np.isfinite(value).all()):
+                problem = "an array with NaN or infinite values"
+        except Exception as exc:  # noqa: BLE001  # an array-like we cannot read: unknown
+            problem = f"an unreadable {type(value).__name__} ({type(exc).__name__})"
+    elif isinstance(value, list | tuple):
+        if not 0 < len(value) <= MAX_EMBEDDING_DIMS:
+            problem = f"a {type(value).__name__} of {len(value)} values"
+        elif not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in value):
+            problem = "values that are not all finite numbers"
+    else:
+        problem = f"a {type(value).__name__}"
+    if problem is None:
+        return value
+    on_error("signals", ValueError(f"embed returned {problem}: expected 1 to {MAX_EMBEDDING_DIMS} finite numbers"))
+    return None
 
 
 def _user(fn: Callable[[str], Any], text: str, on_error: Callable[[str, BaseException], None]) -> Any:

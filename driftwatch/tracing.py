@@ -3,13 +3,16 @@
 Spans go through the global tracer provider unless one is injected; driftwatch never sets a global
 provider. Nothing here knows the runtime: errors go to the callback a caller passes (or to the process's
 default error handler, which the runtime installs). The GenAI attribute names are defined here (the constants in
-opentelemetry-semantic-conventions are deprecated). Prompt text and diffs are attached only when
-content capture is on, and then after redaction.
+opentelemetry-semantic-conventions are deprecated). Prompt text, diffs and exception messages (they can hold
+user input) are attached only when content capture is on, and then after redaction; with it off, an exception
+is recorded by its type alone.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +25,8 @@ from driftwatch._version import __version__
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
     from driftwatch.change import Change
+    from driftwatch.observation import OptimizerRun
+    from driftwatch.revision import Diff
 
 __all__ = [
     "ATTR",
@@ -30,8 +35,10 @@ __all__ = [
     "GEN_AI_OPERATION_NAME",
     "CountingExporter",
     "ErrorHandler",
+    "SpanExportError",
     "Tracing",
     "current_ids",
+    "record_exception",
     "set_default_error_handler",
 ]
 
@@ -60,6 +67,8 @@ class ATTR:
     NODE = "driftwatch.change.node"
     RUN_ID = "driftwatch.optimizer.run_id"
     DIFF = "driftwatch.change.diff"
+    DIFF_CHARS = "driftwatch.change.diff_chars"
+    DIFF_TRUNCATED = "driftwatch.change.diff_truncated"
     OUTPUT_CHARS = "driftwatch.output.chars"
     SIGNAL = "driftwatch.drift.signal"
     DRIFT_SCORE = "driftwatch.drift.score"
@@ -68,6 +77,20 @@ class ATTR:
     OUTCOME = "driftwatch.optimizer.outcome"
     CANDIDATES = "driftwatch.optimizer.candidates"
     BEST_SCORE = "driftwatch.optimizer.best_score"
+
+
+def record_exception(span: Any, error: BaseException, *, capture_content: bool = False,
+                     redact: Callable[[str], str] | None = None) -> None:
+    """Add the ``exception`` event to ``span``: with ``capture_content``, type, message and stack trace (through
+    ``redact``); without, the type alone (a message can hold user input: a prompt, an answer, an address)."""
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    attributes: dict[str, Any] = {"exception.type": name}
+    if capture_content:
+        scrub = redact or str
+        attributes["exception.message"] = scrub(str(error))
+        attributes["exception.stacktrace"] = scrub("".join(traceback.format_exception(error)))
+    span.add_event("exception", attributes)
 
 
 def _hex_ids(ctx: SpanContext) -> tuple[str | None, str | None]:
@@ -121,9 +144,13 @@ class Tracing:
             otel_context.detach(token)
 
     @staticmethod
+    @staticmethod
     def end_call(span: Any, *, error: BaseException | None = None, output_chars: int | None = None,
                  input_tokens: int | None = None, output_tokens: int | None = None,
-                 factory: str | None = None) -> None:
+                 factory: str | None = None, capture_content: bool = False,
+                 redact: Callable[[str], str] | None = None) -> None:
+        """End an ``invoke_agent`` span; an error is recorded by type (with its message and stack trace only when
+        ``capture_content``, after ``redact``)."""
         if span is None:
             return
         if span.is_recording():
@@ -138,7 +165,7 @@ class Tracing:
             if output_tokens:
                 attributes[GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
             if error is not None:
-                span.record_exception(error)
+                record_exception(span, error, capture_content=capture_content, redact=redact)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
                 attributes["error.type"] = type(error).__qualname__
             if attributes:
@@ -146,34 +173,30 @@ class Tracing:
         span.end()
 
     # -- optimizer runs ---------------------------------------------------------------------------
-    def start_run(self, agent: str, optimizer: str) -> tuple[Any, Any]:
-        """Start ``driftwatch.optimizer.compile`` as the current span; returns ``(span, token)``.
+    def start_run(self, run: OptimizerRun) -> Any:
+        """Start ``driftwatch.optimizer.compile`` for ``run`` (not made current: see :meth:`enter`).
 
-        The changes an optimizer run produces are recorded inside it, so their spans are its children.
+        The changes an optimizer run produces are recorded while it is current, so their spans are its
+        children.
         """
-        span = self.tracer.start_span("driftwatch.optimizer.compile", kind=SpanKind.INTERNAL,
-                                      attributes={ATTR.AGENT: agent, ATTR.OPTIMIZER: optimizer})
-        if not span.is_recording():
-            return span, None
-        return span, otel_context.attach(trace.set_span_in_context(span))
+        return self.tracer.start_span("driftwatch.optimizer.compile", kind=SpanKind.INTERNAL, attributes={
+            ATTR.AGENT: run.agent, ATTR.OPTIMIZER: run.optimizer, ATTR.RUN_ID: run.id})
 
     @staticmethod
-    def end_run(span: Any, token: Any, run: Any, *, error: BaseException | None = None) -> None:
+    def end_run(span: Any, run: OptimizerRun, error: BaseException | None = None, *, capture_content: bool = False,
+                redact: Callable[[str], str] | None = None) -> None:
         """End the compile span with the run's outcome, candidate count and best score."""
-        if token is not None:
-            otel_context.detach(token)
         if span is None:
             return
         if span.is_recording():
-            span.set_attribute(ATTR.RUN_ID, run.id)
-            span.set_attribute(ATTR.OUTCOME, run.outcome)
-            span.set_attribute(ATTR.CANDIDATES, run.candidates)
+            attributes: dict[str, Any] = {ATTR.OUTCOME: run.outcome, ATTR.CANDIDATES: run.candidates}
             if run.best_score is not None:
-                span.set_attribute(ATTR.BEST_SCORE, run.best_score)
+                attributes[ATTR.BEST_SCORE] = run.best_score
             if error is not None:
-                span.record_exception(error)
+                record_exception(span, error, capture_content=capture_content, redact=redact)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                span.set_attribute("error.type", type(error).__qualname__)
+                attributes["error.type"] = type(error).__qualname__
+            span.set_attributes(attributes)
         span.end()
 
     # -- changes ----------------------------------------------------------------------------------
@@ -203,9 +226,12 @@ class Tracing:
         ids = _hex_ids(span.get_span_context())
         return ids if ids[0] else current_ids()
 
-    def end_change(self, span: Any, diff: str | None) -> None:
+    def end_change(self, span: Any, diff: Diff | None) -> None:
+        """End the change span; with content capture on, its diff as an event (with its full size and whether
+        it was cut)."""
         if diff is not None and self.capture_content and span.is_recording():
-            span.add_event("driftwatch.change.diff", {ATTR.DIFF: diff})
+            span.add_event("driftwatch.change.diff", {ATTR.DIFF: diff.text, ATTR.DIFF_CHARS: diff.chars,
+                                                      ATTR.DIFF_TRUNCATED: diff.truncated})
         span.end()
 
     # -- drift ------------------------------------------------------------------------------------
@@ -224,6 +250,10 @@ class Tracing:
         with self.tracer.start_as_current_span("driftwatch.drift", links=links, attributes=attributes) as span:
             span.add_event("driftwatch.drift", attributes)
             return self.span_ids(span)
+
+
+class SpanExportError(RuntimeError):
+    """A span export failed (the message says after how long, and what the agent's call waited)."""
 
 
 def _log_error(stage: str, exc: BaseException) -> None:
@@ -246,8 +276,9 @@ class CountingExporter:
     ``BatchSpanProcessor(CountingExporter(OTLPSpanExporter(...)))``: an unreachable or failing
     collector then shows in ``driftwatch_internal_errors_total{stage="span_export"}`` instead of only
     in the SDK's log. Use a ``BatchSpanProcessor`` in production: with a ``SimpleSpanProcessor`` the
-    export (and its retries) runs inside the agent's call. ``on_error(stage, exc)`` receives the failures
-    (default: the process's current driftwatch runtime).
+    export (and its retries, up to the exporter's timeout: 10 s for OTLP) runs inside the agent's call, which
+    waits for it. ``on_error(stage, exc)`` receives the failures, with how long the export took (default: the
+    process's current driftwatch runtime).
     """
 
     def __init__(self, exporter: Any, *, on_error: ErrorHandler | None = None) -> None:
@@ -260,14 +291,21 @@ class CountingExporter:
     def export(self, spans: Any) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
+        started = time.monotonic()
         try:
             result = self.exporter.export(spans)
         except Exception as exc:  # noqa: BLE001  # counted, and reported as a failed export
-            self._error(exc)
+            self._error(SpanExportError(self._failed(spans, started, f"{type(exc).__name__}: {exc}")))
             return SpanExportResult.FAILURE
         if result != SpanExportResult.SUCCESS:
-            self._error(RuntimeError(f"{type(self.exporter).__name__} failed to export {len(spans)} span(s)"))
+            self._error(SpanExportError(self._failed(spans, started, str(result))))
         return result
+
+    def _failed(self, spans: Any, started: float, why: str) -> str:
+        return (f"{type(self.exporter).__name__} failed to export {len(spans)} span(s) after "
+                f"{time.monotonic() - started:.2f} s ({why}); the spans are lost. Under a SimpleSpanProcessor the "
+                "export runs inside the agent's call, which waited that long: use a BatchSpanProcessor, which "
+                "exports from its own thread")
 
     def shutdown(self) -> None:
         self.exporter.shutdown()

@@ -12,6 +12,12 @@ changed while no process watched it (a redeploy, a loaded program), which is a c
 A tracker knows nothing of the runtime: it is given a :class:`TrackerHost` (the ledger reads it needs and
 where to send what it finds); the runtime is the host in a watched process.
 
+A state is data: whatever it holds is recorded (:func:`~driftwatch.revision.jsonable`: stand-ins for what JSON
+cannot hold, each counted on the change as ``attributes["substitutions"]``), never called and never raised.
+A function in a state is recorded by name, signature and docstring. A hook that wants a state computed only
+when its cheap key moved passes :class:`Lazy` (``observe(Lazy(read), key=...)``): the one way a tracker runs
+code to get a state.
+
 Several live copies of one component (a program instance that keeps serving while its optimized copy
 is swapped in, an A/B pair) each observe through their own :class:`Lineage`: the cheap key and the
 revision that copy last had. A copy is compared with its *own* last revision, so serving an unchanged
@@ -23,7 +29,6 @@ revision, unless another live copy already holds its revision (then it is no cha
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import weakref
@@ -31,9 +36,20 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from driftwatch.change import Change, infer_kind, new_id
-from driftwatch.revision import canonical_json, changed_paths, cheap_key, id_of, magnitude
+from driftwatch.revision import canonical, changed_paths, cheap_key, id_of, magnitude
 
-__all__ = ["Lineage", "Tracker", "TrackerHost"]
+__all__ = ["Lazy", "Lineage", "Tracker", "TrackerHost"]
+
+
+class Lazy:
+    """A state computed on demand: ``Tracker.observe(Lazy(read), key=k)`` calls ``read()`` only when the cheap
+    key ``k`` moved (without a key, at once). For hooks that know a cheap key of what they watch; a plain
+    callable passed as a state is recorded as a function, never called."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read: Callable[[], Any]) -> None:
+        self.read = read
 
 
 class TrackerHost(Protocol):
@@ -82,7 +98,7 @@ class Lineage:
 class Tracker:
     """Follows one component of one agent through its revisions."""
 
-    __slots__ = ("_key", "_lineages", "_lock", "agent", "component", "host", "revision_id", "state")
+    __slots__ = ("__weakref__", "_key", "_lineages", "_lock", "agent", "component", "host", "revision_id", "state")
 
     def __init__(self, host: TrackerHost, agent: str, component: str) -> None:
         self.host = host
@@ -101,21 +117,22 @@ class Tracker:
 
         ``key`` is a caller-computed cheap key (identity tuple, length...) standing for ``state``;
         without one, :func:`~driftwatch.revision.cheap_key` of the state is used. ``state`` may be a
-        zero-argument callable, evaluated only when the key moved. ``lineage``: the live copy that is
-        observed (see :class:`Lineage`); without one, the state is compared with the current revision.
+        :class:`Lazy`, read only when the key moved. ``lineage``: the live copy that is observed (see
+        :class:`Lineage`); without one, the state is compared with the current revision.
         """
         if key is None:
-            if callable(state):
-                state = state()
+            if type(state) is Lazy:
+                state = state.read()
             key = cheap_key(state)
         if key == (self._key if lineage is None else lineage.key):
             return None
         with self._lock:
             if key == (self._key if lineage is None else lineage.key):
                 return None
-            if callable(state):
-                state = state()
-            text = canonical_json(state)
+            if type(state) is Lazy:
+                state = state.read()
+            found: dict[str, int] = {}
+            value, text = canonical(state, found)  # value: a private copy (the caller may mutate its object)
             rid = id_of(text)
             before_id, before_state = self.revision_id, self.state
             if lineage is not None:
@@ -132,11 +149,11 @@ class Tracker:
             if before_id is None:
                 before_id = self.host.ledger_head(self.agent, self.component)
                 if before_id == rid:
-                    self._adopt(key, rid, text, lineage)
+                    self._adopt(key, rid, value, lineage)
                     return None
                 if before_id is not None:
                     before_state = self.host.ledger_state(before_id)
-            after_state = json.loads(text)  # a private copy: the caller may mutate its object later
+            after_state = value
             if before_id is None:
                 paths: tuple[str, ...] = ()
                 mag = 0.0
@@ -152,6 +169,8 @@ class Tracker:
                 before_state=before_state, after_state=after_state, run_id=run_id, node=node,
                 attributes=dict(attributes or {}),
             )
+            if found:  # what JSON could not hold, by reason (the runtime counts it)
+                change.attributes["substitutions"] = found
             if lineage is not None:
                 self._key = _UNSET  # observers without a lineage compare with the new current revision
             self._hold(lineage, key, rid, after_state)
@@ -175,9 +194,9 @@ class Tracker:
         lineage.state = state
         self._lineages.add(lineage)
 
-    def _adopt(self, key: Any, rid: str, text: str, lineage: Lineage | None = None) -> None:
+    def _adopt(self, key: Any, rid: str, value: Any, lineage: Lineage | None = None) -> None:
         self.revision_id = rid
-        self.state = json.loads(text)
+        self.state = value
         self._hold(lineage, key, rid, self.state)
         self.host.note_revision(self.agent, self.component, rid)
 

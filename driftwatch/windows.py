@@ -138,6 +138,11 @@ class WindowAggregator:
             s[0] += value
             s[1] += 1
 
+    def agents(self) -> list[str]:
+        """The agents with an open window (a copy)."""
+        with self._lock:
+            return list(self._open)
+
     def flush(self, agent: str | None = None) -> None:
         """Close and write the open window of ``agent`` (all agents when ``None``)."""
         with self._lock:

@@ -1,6 +1,7 @@
 """LangChain's ``create_agent`` with ``DriftwatchMiddleware``: prompts and tools set by other middleware, recorded.
 
 Run it:  python examples/create_agent_middleware.py [--turns 60] [--ledger agent.db] [--report agent.html]
+Needs:   pip install 'driftwatch-agents[langgraph]'
 
 A helpdesk agent built with ``create_agent`` on driftwatch's scripted chat model (offline, no API key;
 it picks tools by how well their names and descriptions match the request, and favours a tool its

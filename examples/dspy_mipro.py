@@ -1,6 +1,7 @@
 """A DSPy program optimized with MIPROv2 (smallest settings), watched by driftwatch.
 
 Run it:  python examples/dspy_mipro.py [--calls 200] [--ledger mipro.db] [--report mipro.html]
+Needs:   pip install 'driftwatch-agents[dspy]'
 
 A ``dspy.ChainOfThought`` program answers arithmetic questions on driftwatch's scripted language model
 (offline, no API key; it answers more accurately when its instructions ask for reasoning, and its

@@ -1,6 +1,7 @@
 """A watched DSPy program: an optimizer run, a runtime edit, and a restore, all in a SQLite ledger.
 
 Run:   .venv/bin/python examples/dspy_watch.py [--ledger dspy-demo.db]
+Needs:   pip install 'driftwatch-agents[dspy]'
 Then:  .venv/bin/driftwatch history --ledger dspy-demo.db
 
 It runs offline: the LM is DSPy's own ``DummyLM`` with scripted answers, so no API key is needed.

@@ -1,6 +1,7 @@
 """A LangGraph agent whose `reflect` node rewrites its own system prompt, watched by driftwatch.
 
 Run it:  python examples/langgraph_reflect_agent.py [--turns 30] [--ledger driftwatch.db]
+Needs:   pip install 'driftwatch-agents[langgraph]'
 
 The graph is ``reflect -> agent`` with a checkpointer: every ten turns `reflect` writes a new
 system prompt into the graph state, and `agent` answers with driftwatch's scripted chat model (offline,

@@ -1,6 +1,7 @@
 """The driftwatch decorator on a plain Python function — no agent framework at all.
 
 Run it:  python examples/plain_function.py [--calls 300] [--port 0] [--ledger plain.db] [--report plain.html]
+Needs:   pip install driftwatch-agents
 
 `answer()` is an ordinary function that asks a language model (here driftwatch's offline scripted
 model, so no API key is needed) under a system prompt it keeps in a variable. `@driftwatch.watch`

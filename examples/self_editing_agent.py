@@ -1,6 +1,7 @@
 """A plain-Python agent that rewrites its own system prompt, watched by driftwatch.
 
 Run it:  python examples/self_editing_agent.py [--calls 40] [--port 9464] [--ledger driftwatch.db]
+Needs:   pip install driftwatch-agents
 
 It answers questions with a stand-in model (no network, no API key), and every ten calls it
 "reflects" and rewrites its own system prompt. driftwatch records each rewrite as a change in the

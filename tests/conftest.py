@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from driftwatch.testing import Captured, capture
-from tests.pg_server import PostgresServer
+from tests.helpers.pg_server import PostgresServer
+from tests.helpers.servers import WebhookReceiver
 
 
 @pytest.fixture
@@ -20,16 +20,17 @@ def cap() -> Iterator[Captured]:
         yield c
 
 
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[WebhookReceiver]:
+    """A webhook receiver on a free loopback port (what PagerDuty/Slack/a bot would be to Alertmanager)."""
+    r = WebhookReceiver()
+    yield r
+    r.close()
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """One throwaway PostgreSQL server for the session (started on first use, ~1 s; see tests/pg_server.py).
+    """One throwaway PostgreSQL server for the session (started on first use, ~1 s; see tests/helpers/pg_server.py).
     Fails (never skips) when the server binaries are missing: `make test` installs them."""
     server = PostgresServer().start()
     try:

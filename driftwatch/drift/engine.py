@@ -130,6 +130,16 @@ class DriftEngine:
     def agents(self) -> list[str]:
         return sorted(self._agents)
 
+    def has_alarm(self, agent: str) -> bool:
+        """Whether one of the agent's alarms (behavioural or operational) is latched."""
+        st = self._agents.get(agent)
+        return st is not None and bool(st.alarmed or st.ops_alarmed)
+
+    def forget(self, agent: str) -> None:
+        """Drop an agent's state (an idle agent the runtime evicts); it starts afresh if it comes back."""
+        with self._lock:
+            self._agents.pop(agent, None)
+
     def monitor(self, agent: str) -> DriftMonitor:
         """The behavioural monitor of an agent (created on first use)."""
         return self._agent(agent).mon

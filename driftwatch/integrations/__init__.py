@@ -1,13 +1,19 @@
-"""Framework integrations: with the demo (``driftwatch/demo/``), the only place where DSPy, LangGraph or
-LangChain are imported; nothing else in driftwatch imports a framework. (``scripted_dspy`` and
-``scripted_langchain`` here only re-export the demo's scripted models, for compatibility.)
+"""Framework integrations: where DSPy, LangGraph, LangChain and LangMem objects are hooked. With the demo
+(``driftwatch/demo/``), the only place where a framework is imported; nothing else in driftwatch imports
+one. (``scripted_dspy`` and ``scripted_langchain`` here only re-export the demo's scripted models, for
+compatibility.)
 
-Each module (``dspy.py``, ``langgraph.py``) imports its framework at the top, so importing it is the
-check that the framework is installed, and offers:
+Each integration (the packages ``dspy`` and ``langgraph``, the module ``langmem``) offers the calls below;
+``dspy`` and ``langgraph`` import their framework at the top, so importing them is the check that it is
+installed (``langmem`` recognises LangMem's optimizers by their class and imports nothing).
 
-- ``instrument()`` / ``uninstrument()`` — idempotent; cover every program or graph in the process;
+- ``instrument()`` / ``uninstrument()`` (``dspy``, ``langgraph``) — idempotent; cover every program or
+  graph in the process;
 - ``watch_object(obj, *, agent, **options)`` — what :func:`driftwatch.watch` calls for that
   framework's objects (and classes).
+
+What they share (JSON-able state, the version check, the patch registry, per-runtime state) lives once,
+in the private ``_common`` module.
 
 :func:`adapter_for` maps an object to its integration by the modules of its type, without importing
 any framework that the object does not already come from.
@@ -34,6 +40,7 @@ _ROOTS = {
     "langgraph": "driftwatch.integrations.langgraph",
     "langchain": "driftwatch.integrations.langgraph",
     "langchain_core": "driftwatch.integrations.langgraph",
+    "langmem": "driftwatch.integrations.langmem",
 }
 _CACHE: dict[type, ModuleType | None] = {}
 _FAILED: dict[str, str] = {}  # integration module -> why it could not be imported (its DidNotEnable message)

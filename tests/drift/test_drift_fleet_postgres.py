@@ -6,18 +6,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from driftwatch.ledger import open_ledger
-
-WORKER = Path(__file__).with_name("fleet_agent.py")
+from tests.helpers.processes import FLEET_AGENT
 
 
 def test_accept_from_a_third_process_reaches_both_agents(pg_url) -> None:
     env = {**os.environ, "DRIFTWATCH_LEDGER": pg_url, "DRIFTWATCH_DRIFT_REFERENCE_CALLS": "300",
            "DRIFTWATCH_DRIFT_POLL_S": "0.05"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    agents = [subprocess.Popen([sys.executable, str(WORKER), name], env=env, stdout=subprocess.PIPE,
+    agents = [subprocess.Popen([sys.executable, str(FLEET_AGENT), name], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
     try:
         assert [p.stdout.readline().strip() for p in agents] == ["ALARM", "ALARM"]

@@ -7,9 +7,9 @@ import random
 import tracemalloc
 
 import pytest
-from drift_streams import first_alarm, records
 
 from driftwatch.drift import BEHAVIOUR_SIGNALS, CallRecord, DriftMonitor, DriftStatus
+from tests.helpers.drift_streams import first_alarm, records
 
 
 def fitted(rate: float = 1e-4, seed: int = 1, **kw) -> tuple[DriftMonitor, random.Random]:

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from driftwatch.ledger import open_ledger
+from tests.helpers.processes import REPLICA_WORKER
 
-WORKER = Path(__file__).with_name("drift_replica_worker.py")
 RATE = 0.01  # test-scale budget, so that 20k calls per replica give counts worth comparing
 CALLS = 20_000
 
@@ -22,7 +22,7 @@ def run_fleet(tmp_path: Path, replicas: int) -> tuple[list[dict], int]:
            "DRIFTWATCH_DRIFT_FALSE_ALARM_RATE": str(RATE), "DRIFTWATCH_DRIFT_REFERENCE_CALLS": "500",
            "DRIFTWATCH_DRIFT_POLL_S": "0"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(100 * replicas + i), str(CALLS)], env=env,
+    procs = [subprocess.Popen([sys.executable, str(REPLICA_WORKER), str(100 * replicas + i), str(CALLS)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
     results = []
     for p in procs:

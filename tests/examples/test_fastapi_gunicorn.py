@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from driftwatch.ledger import open_ledger
-from tests.conftest import free_port
+from tests.helpers.servers import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_gunicorn"
 

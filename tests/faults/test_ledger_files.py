@@ -23,7 +23,7 @@ import driftwatch
 from driftwatch.config import ConfigError, Settings
 from driftwatch.ledger import open_ledger
 from driftwatch.testing import capture
-from tests.faults.ledger_faults import as_nobody, small_filesystem
+from tests.helpers.ledger_faults import as_nobody, small_filesystem
 
 PY = sys.executable
 WAIT_S = Settings().ledger_wait_s

@@ -15,7 +15,7 @@ import pytest
 import driftwatch
 from driftwatch.ledger import LedgerError, mask_password, open_ledger, parse_location
 from driftwatch.testing import capture
-from tests.conftest import free_port
+from tests.helpers.servers import free_port
 
 PY = sys.executable
 _roles = itertools.count()

@@ -29,7 +29,7 @@ from driftwatch.ledger.sqlite import SQLiteLedger
 from driftwatch.revision import fingerprint
 from driftwatch.runtime import Runtime, set_runtime
 from driftwatch.testing import capture
-from tests.faults.ledger_faults import BlackHole, TCPProxy, hold_exclusive_lock, rewriting_agent, wait_until
+from tests.helpers.ledger_faults import BlackHole, TCPProxy, hold_exclusive_lock, rewriting_agent, wait_until
 
 PY = sys.executable
 #: the wait budget of a real process (capture() waits longer unless told: a test machine may be busy)
@@ -194,7 +194,7 @@ def test_postgres_that_stops_answering_mid_run_then_comes_back(pg_url, postgres)
 def test_postgres_restarted_mid_run(tmp_path) -> None:
     """The PostgreSQL server restarts while the agent runs (its pooled connections die): calls return within the
     bound, the changes made while it is down are kept, and all are written once it is back."""
-    from tests.pg_server import PostgresServer
+    from tests.helpers.pg_server import PostgresServer
 
     server = PostgresServer().start()
     try:

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.grafana.promql import (
+from tests.helpers.promql import (
     ALERTS,
     GRAFANA,
     RULE_FILES,

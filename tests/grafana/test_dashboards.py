@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.grafana.promql import (
+from tests.helpers.promql import (
     GRAFANA,
     ROOT,
     all_dashboard_queries,

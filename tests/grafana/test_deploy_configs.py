@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.grafana.promql import (
+from tests.helpers.promql import (
     ALERTS,
     GRAFANA,
     INTEGRATIONS,

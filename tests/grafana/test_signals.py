@@ -14,7 +14,7 @@ import yaml
 from driftwatch import promql
 from driftwatch.promql import SIGNALS, Signal, matcher
 from driftwatch.report import PrometheusSource
-from tests.grafana.promql import check_names, load_dashboards, recording_rules, substitute
+from tests.helpers.promql import check_names, load_dashboards, recording_rules, substitute
 
 DASHBOARD_MATCHERS = ('job="driftwatch"', 'agent=~"$agent"')
 

@@ -1,0 +1,133 @@
+"""The state of one predictor or ``dspy.Flex``, as JSON, its cheap identity key, and the kind of a change."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from driftwatch.integrations._common import jsonable
+
+try:  # experimental in DSPy 3.3+; GEPA rewrites its code
+    from dspy.predict.flex.flex import Flex
+except ImportError:  # pragma: no cover - depends on the DSPy build
+    Flex = None
+
+__all__ = ["flex_key", "flex_pins", "flex_state", "is_flex", "kind_of", "lm_state", "predict_key", "predict_pins",
+           "predict_state", "signature_fields", "signature_of", "state_of", "vars_of"]
+
+_SECRET = re.compile(r"key|secret|password|passwd|auth|credential|header|cookie|api_base|base_url", re.I)
+
+_obj_getattr = object.__getattribute__
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    """``obj.__dict__`` without going through ``dspy.Module.__getattribute__`` (a Python-level hook)."""
+    return _obj_getattr(obj, "__dict__")
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return repr(annotation).replace("typing.", "")
+
+
+def lm_state(lm: Any) -> dict[str, Any] | None:
+    if lm is None:
+        return None
+    kwargs = getattr(lm, "kwargs", None)
+    kwargs = kwargs if isinstance(kwargs, Mapping) else {}
+    return {
+        "class": type(lm).__qualname__,
+        "model": jsonable(getattr(lm, "model", None)),
+        "kwargs": {str(k): jsonable(v) for k, v in kwargs.items() if not _SECRET.search(str(k))},
+    }
+
+
+def signature_fields(sig: Any) -> list[dict[str, Any]]:
+    fields = []
+    for name, info in sig.fields.items():
+        extra = info.json_schema_extra or {}
+        fields.append({"name": name, "io": extra.get("__dspy_field_type"), "type": _type_name(info.annotation),
+                       "prefix": jsonable(extra.get("prefix")), "desc": jsonable(extra.get("desc"))})
+    return fields
+
+
+def signature_of(p: Any, d: dict[str, Any]) -> Any:
+    sig = d.get("signature")
+    return sig if sig is not None else p.signature  # a subclass may hold it elsewhere (a property)
+
+
+def predict_state(p: Any) -> dict[str, Any]:
+    d = vars_of(p)
+    sig = signature_of(p, d)
+    state: dict[str, Any] = {
+        "instructions": sig.instructions,
+        "fields": signature_fields(sig),
+        "demos": [jsonable(demo) for demo in d.get("demos") or ()],
+        "config": jsonable(d.get("config") or {}),
+        "lm": lm_state(d.get("lm")),
+    }
+    criteria = d.get("fields")
+    if criteria:
+        state["criteria"] = jsonable(criteria)
+    return state
+
+
+def flex_state(f: Any) -> dict[str, Any]:
+    d = vars_of(f)
+    return {"module_src": d.get("_module_src"), "lm": lm_state(d.get("lm"))}
+
+
+def is_flex(obj: Any) -> bool:
+    return Flex is not None and isinstance(obj, Flex)
+
+
+def state_of(obj: Any) -> dict[str, Any]:
+    return flex_state(obj) if is_flex(obj) else predict_state(obj)
+
+
+# cheap keys: object identities only (the objects are pinned by the caller, so ids cannot be reused)
+def predict_key(p: Any, d: dict[str, Any]) -> tuple[Any, ...]:
+    sig = signature_of(p, d)
+    doc = sig.__doc__
+    demos = d.get("demos")
+    config = d.get("config")
+    criteria = d.get("fields")
+    return (id(sig), id(doc), id(d.get("lm")), id(demos), *map(id, demos or ()), -1, id(config),
+            *map(id, config.values() if config else ()), -2, id(criteria), len(criteria) if criteria else 0)
+
+
+def predict_pins(p: Any, d: dict[str, Any]) -> tuple[Any, ...]:
+    sig = signature_of(p, d)
+    demos = d.get("demos")
+    config = d.get("config")
+    return (sig, sig.__doc__, d.get("lm"), demos, tuple(demos or ()), config,
+            tuple(config.values()) if config else (), d.get("fields"))
+
+
+def flex_key(f: Any, d: dict[str, Any]) -> tuple[Any, ...]:
+    return (id(d.get("_module_src")), id(d.get("lm")))
+
+
+def flex_pins(f: Any, d: dict[str, Any]) -> tuple[Any, ...]:
+    return (d.get("_module_src"), d.get("lm"))
+
+
+_KIND_OF_KEY = {"instructions": "instructions", "fields": "fields", "criteria": "fields", "demos": "demos",
+                "config": "lm_config", "lm": "lm_config", "module_src": "code", "predictors": "topology"}
+_KIND_ORDER = ("code", "topology", "instructions", "fields", "demos", "lm_config")
+
+
+def kind_of(paths: tuple[str, ...]) -> str:
+    """The kind of a predictor change: the most prompt-like part that moved."""
+    found = set()
+    for p in paths:
+        head = p[2:].split(".", 1)[0].split("[", 1)[0] if p.startswith("$.") else ""
+        kind = _KIND_OF_KEY.get(head)
+        if kind is not None:
+            found.add(kind)
+    for kind in _KIND_ORDER:
+        if kind in found:
+            return kind
+    return "custom"

@@ -1,0 +1,183 @@
+"""The callback handler: each chat-model call of a watched run (prompt, tools, settings, per node), the
+tool calls and tokens of its answer, and node outputs for attribution when the state writers cannot tell."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+from driftwatch.integrations._common import jsonable
+from driftwatch.integrations.langgraph._attribution import writes_of
+from driftwatch.integrations.langgraph._requests import content_text, items_key, node_of, observe_request
+from driftwatch.runtime import get_runtime, is_suppressed
+
+__all__ = ["ACTIVE", "DEFAULT_PROMPT_KEYS", "MIDDLEWARE", "DriftwatchCallbackHandler", "Invocation",
+           "check_normalizer", "check_prompt_keys"]
+
+#: state keys that hold prompts, unless ``prompt_keys=`` says otherwise
+DEFAULT_PROMPT_KEYS: tuple[str, ...] = ("system_prompt",)
+_NODE_RUNS_KEPT = 10_000  # node runs in progress remembered per handler
+
+
+class Invocation:
+    """One watched graph run in progress: what the handler gathers for its call record."""
+
+    __slots__ = ("agent", "handler", "input_tokens", "lock", "output", "output_tokens", "root", "stream", "tools")
+
+    def __init__(self, handler: DriftwatchCallbackHandler, agent: str) -> None:
+        self.handler = handler
+        self.agent = agent
+        self.stream = False  # a streamed run: its output comes from the root run's on_chain_end
+        self.root: Any = None
+        self.output: Any = None
+        self.tools: list[str] = []
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.lock = threading.Lock()
+
+
+#: the innermost watched run in this context (LangGraph copies the context into its node threads)
+ACTIVE: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar("driftwatch_lg_run", default=None)
+#: the agent whose DriftwatchMiddleware is observing the model call in progress
+MIDDLEWARE: contextvars.ContextVar[str | None] = contextvars.ContextVar("driftwatch_lg_mw", default=None)
+
+
+def check_normalizer(normalize: Any) -> Callable[[str], str] | None:
+    if normalize is not None and not callable(normalize):
+        raise TypeError(f"normalize_prompt={normalize!r}: expected a function str -> str (or None)")
+    return normalize
+
+
+def check_prompt_keys(prompt_keys: Any) -> tuple[str, ...]:
+    if isinstance(prompt_keys, str):
+        prompt_keys = (prompt_keys,)
+    if not isinstance(prompt_keys, Sequence) or not all(isinstance(k, str) and k for k in prompt_keys):
+        raise TypeError(f"prompt_keys={prompt_keys!r}: expected state key names such as ('system_prompt',)")
+    return tuple(prompt_keys)
+
+
+class DriftwatchCallbackHandler(BaseCallbackHandler):
+    """Sees each chat-model call of a watched graph (prompt, tools, settings) and its outcome.
+
+    ``agent=None`` makes the process-wide handler of :func:`instrument`, which serves graphs run by the
+    instrumented ``Pregel.stream``. A handler only acts on events of its own innermost watched run, so
+    nested watched graphs, the global handler and :class:`DriftwatchMiddleware` never count twice.
+    """
+
+    run_inline = True
+    raise_error = False
+
+    def __init__(self, agent: str | None = None, *, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS,
+                 normalize_prompt: Callable[[str], str] | None = None) -> None:
+        super().__init__()
+        self.agent = agent
+        self.prompt_keys = tuple(prompt_keys)
+        self.normalize_prompt = check_normalizer(normalize_prompt)
+        self._nodes: dict[Any, str] = {}  # run id of a node run -> node name (for attribution)
+        #: attribution comes from chain events (node runs' outputs); False when the watched graph's state
+        #: writers note prompt writes themselves (see ``spied_nodes``)
+        self.chain_attribution = True
+
+    @property
+    def ignore_chain(self) -> bool:  # LangChain reads it for each chain event, per handler
+        """Skip chain events unless they carry something: attribution, or a streamed run's output."""
+        if self.chain_attribution:
+            return False
+        inv = ACTIVE.get()
+        return inv is None or not inv.stream or inv.handler is not self
+
+    def _agent(self) -> tuple[str | None, Invocation | None]:
+        inv = ACTIVE.get()
+        if inv is not None:
+            return (inv.agent, inv) if inv.handler is self else (None, None)
+        return self.agent, None  # a thread that did not inherit the context: changes only
+
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: Any, parent_run_id: Any = None,
+                       tags: Any = None, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        try:
+            agent, inv = self._agent()
+            if agent is None:
+                return
+            if inv is not None and inv.root is None:
+                inv.root = run_id
+                return
+            if self.prompt_keys and metadata and self.chain_attribution:
+                node = metadata.get("langgraph_node")
+                if node is not None and kwargs.get("name") == node:
+                    if len(self._nodes) > _NODE_RUNS_KEPT:  # runs that never ended (cancelled): forget them
+                        self._nodes.clear()
+                    self._nodes[run_id] = node
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            get_runtime().error("langgraph", exc)
+
+    def on_chain_end(self, outputs: Any, *, run_id: Any, parent_run_id: Any = None, **kwargs: Any) -> None:
+        try:
+            node = self._nodes.pop(run_id, None) if self._nodes else None
+            agent, inv = self._agent()
+            if agent is None:
+                return
+            if inv is not None and run_id == inv.root:
+                inv.output = outputs
+                return
+            if node is not None and isinstance(outputs, dict):
+                for key in self.prompt_keys:
+                    if key in outputs:
+                        writes_of(agent).add(outputs[key], node)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            get_runtime().error("langgraph", exc)
+
+    def on_chain_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+        if self._nodes:
+            self._nodes.pop(run_id, None)
+
+    def on_chat_model_start(self, serialized: Any, messages: list[list[Any]], *, run_id: Any,
+                            parent_run_id: Any = None, tags: Any = None, metadata: dict[str, Any] | None = None,
+                            **kwargs: Any) -> None:
+        try:
+            agent, _ = self._agent()
+            if agent is None or MIDDLEWARE.get() == agent:
+                return
+            rt = get_runtime()
+            if not rt.enabled or is_suppressed():
+                return
+            system = [content_text(m.content) for m in (messages[0] if messages else ())
+                      if getattr(m, "type", None) == "system"]
+            params = kwargs.get("invocation_params") or {}
+            tools = params.get("tools")
+            rest = {k: v for k, v in params.items() if k != "tools"} if "tools" in params else params
+            observe_request(rt, agent, node_of(metadata, "model"), system, tools, items_key(rest.items()),
+                             lambda: jsonable(rest), self.normalize_prompt)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            get_runtime().error("langgraph", exc)
+
+    def on_llm_end(self, response: Any, *, run_id: Any, parent_run_id: Any = None, **kwargs: Any) -> None:
+        try:
+            inv = ACTIVE.get()
+            if inv is None or inv.handler is not self:
+                return
+            names: list[str] = []
+            tokens_in = tokens_out = 0
+            for generations in response.generations:
+                for gen in generations:
+                    message = getattr(gen, "message", None)
+                    if message is None:
+                        continue
+                    for call in getattr(message, "tool_calls", None) or ():
+                        name = call.get("name") if isinstance(call, dict) else getattr(call, "name", None)
+                        if name:
+                            names.append(str(name))
+                    usage = getattr(message, "usage_metadata", None)
+                    if usage:
+                        tokens_in += int(usage.get("input_tokens") or 0)
+                        tokens_out += int(usage.get("output_tokens") or 0)
+            if names or tokens_in or tokens_out:
+                with inv.lock:
+                    inv.tools.extend(names)
+                    inv.input_tokens += tokens_in
+                    inv.output_tokens += tokens_out
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            get_runtime().error("langgraph", exc)

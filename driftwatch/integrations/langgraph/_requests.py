@@ -1,0 +1,148 @@
+"""What a model request carries, per graph node: its system prompt, its tools and its model settings (three
+components, ``<node>.system_prompt``, ``<node>.tools``, ``<node>.model_params``), compared with the last
+request cheaply (hashes, identities) and fingerprinted only when they moved."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from driftwatch.integrations._common import PerRuntime, jsonable
+from driftwatch.integrations.langgraph._attribution import writes_of
+from driftwatch.revision import cheap_key
+from driftwatch.runtime import Runtime
+from driftwatch.tracker import Lazy, Tracker
+
+__all__ = ["content_text", "hashable_key", "items_key", "node_of", "observe_request"]
+
+
+def content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict) and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+        return "".join(parts)
+    return "" if content is None else str(content)
+
+
+def _tool_spec(tool: Any) -> dict[str, Any]:
+    """A model-neutral ``{name, description, parameters}`` of a tool (OpenAI/Anthropic dict or tool object)."""
+    if not isinstance(tool, dict):
+        try:
+            from langchain_core.utils.function_calling import convert_to_openai_tool
+
+            tool = convert_to_openai_tool(tool)
+        except Exception:  # noqa: BLE001  # a provider-specific tool object: name it only
+            return {"name": str(getattr(tool, "name", type(tool).__qualname__))}
+    fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    spec = {"name": str(fn.get("name", tool.get("type", ""))), "description": fn.get("description") or ""}
+    params = fn.get("parameters", fn.get("input_schema"))
+    if params is not None:
+        spec["parameters"] = jsonable(params)
+    if fn is tool and "name" not in tool:  # a provider built-in ({"type": "web_search", ...})
+        spec["spec"] = jsonable(tool)
+    return spec
+
+
+def _tools_state(tools: Sequence[Any]) -> list[dict[str, Any]]:
+    return sorted((_tool_spec(t) for t in tools), key=lambda s: s["name"])
+
+
+def hashable_key(value: Any) -> Any:
+    """A cheap hashable stand-in for settings: hashable values as is, containers frozen, others by identity."""
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        pass
+    if isinstance(value, dict):
+        return ("d", tuple((k, hashable_key(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("l", tuple(hashable_key(v) for v in value))
+    return ("i", id(value))
+
+
+def items_key(items: Iterable[tuple[str, Any]]) -> Any:
+    key = tuple(items)
+    try:
+        hash(key)  # all values hashable (most models' settings): the items themselves, no Python loop
+        return key
+    except TypeError:
+        pass
+    out = []
+    for k, v in key:
+        try:
+            hash(v)
+            out.append((k, v))
+        except TypeError:
+            out.append((k, hashable_key(v)))
+    return tuple(out)
+
+
+class _Slot:
+    """Per (agent, node): its three trackers and the last cheap keys seen (skips the tracker call)."""
+
+    __slots__ = ("params", "params_key", "system", "system_key", "tools", "tools_key", "tools_obj")
+
+    def __init__(self, rt: Runtime, agent: str, node: str) -> None:
+        self.system: Tracker = rt.tracker(agent, f"{node}.system_prompt")
+        self.tools: Tracker = rt.tracker(agent, f"{node}.tools")
+        self.params: Tracker = rt.tracker(agent, f"{node}.model_params")
+        self.system_key: Any = None
+        self.tools_key: Any = None
+        self.tools_obj: Any = None
+        self.params_key: Any = None
+
+
+#: per (agent, node), for the runtime in use (its trackers)
+_SLOTS: PerRuntime[tuple[str, str], _Slot] = PerRuntime()
+
+
+def observe_request(rt: Runtime, agent: str, node: str, system: Sequence[str], tools: Sequence[Any] | None,
+                     params_key: Any, params_state: Callable[[], Any],
+                     normalize: Callable[[str], str] | None = None) -> None:
+    """Compare one model request's prompt, tools and settings with the last ones (cheap keys first)."""
+    slot = _SLOTS.values(rt).get((agent, node))
+    if slot is None:
+        slot = _SLOTS.get(rt, (agent, node), lambda: _Slot(rt, agent, node))
+    if normalize is None:
+        key: Any = tuple(map(hash, system))
+        text = None
+    else:  # the user strips per-request parts (names, dates) of a templated prompt
+        text = normalize("\n".join(system))
+        key = hash(text)
+    if key != slot.system_key:
+        raw = "\n".join(system)
+        writer = writes_of(agent).writer(raw) if raw else None
+        slot.system.observe(raw if text is None else text, key=key, kind="system_prompt",
+                            source="agent" if writer else "runtime", node=writer)
+        slot.system_key = key
+    tools = tools or ()
+    if tools is not slot.tools_obj or len(tools) != len(slot.tools_obj or ()):
+        tkey = cheap_key(jsonable(list(tools))) if tools and isinstance(tools[0], dict) \
+            else tuple((getattr(t, "name", None), hash(getattr(t, "description", None) or ""), id(t))
+                       for t in tools)
+        if tkey != slot.tools_key:
+            slot.tools.observe(Lazy(lambda: _tools_state(tools)), key=tkey, kind="tools", source="runtime")
+            slot.tools_key = tkey
+        slot.tools_obj = tools
+    if params_key != slot.params_key:
+        slot.params.observe(Lazy(params_state), key=params_key, kind="model_params", source="runtime")
+        slot.params_key = params_key
+
+
+def node_of(metadata: dict[str, Any] | None, default: str) -> str:
+    if not metadata:
+        return default
+    node = metadata.get("langgraph_node")
+    if node is None:
+        return default
+    ns = metadata.get("langgraph_checkpoint_ns") or ""
+    if "|" in ns:  # a subgraph's node: name it by its path of node names (task ids stripped)
+        return "/".join(seg.split(":", 1)[0] for seg in ns.split("|"))
+    return str(node)

@@ -1,0 +1,277 @@
+"""Recording each run of a watched graph: the watched subclass of the graph's class (``invoke``, ``ainvoke``,
+``stream``, ``astream``), the run marked active for the handler, and the call's scope (span current while the
+graph runs, the call recorded when it ends)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackManager
+
+from driftwatch.integrations.langgraph._attribution import spied_nodes
+from driftwatch.integrations.langgraph._handler import ACTIVE, DriftwatchCallbackHandler, Invocation
+from driftwatch.observation import output_text
+from driftwatch.runtime import CallScope, get_runtime
+
+__all__ = ["Started", "handler_of", "run_ainvoke", "run_astream", "run_invoke", "run_stream",
+           "start_recording", "with_handler"]
+
+
+#: a run being recorded (its call scope and what the handler gathers), or ``None``: run the graph untouched
+Started = tuple[CallScope, Invocation] | None
+
+
+def _begin(handler: DriftwatchCallbackHandler, agent: str) -> tuple[CallScope, Invocation] | None:
+    scope = get_runtime().begin_call(agent, attach=False)  # current only while the graph runs (run_invoke, steps)
+    if scope is None:
+        return None
+    return scope, Invocation(handler, agent)
+
+
+def _end(scope: CallScope, inv: Invocation, error: BaseException | None = None) -> None:
+    try:
+        if error is not None:
+            scope.finish(error=error)
+            return
+        text = output_text(inv.output)
+        scope.finish(output_chars=len(text) if text is not None else None, output_text=text,
+                     tools=tuple(inv.tools), input_tokens=inv.input_tokens or None,
+                     output_tokens=inv.output_tokens or None)
+    except Exception as exc:  # noqa: BLE001  # never break the host
+        scope.runtime.error("call", exc)
+
+
+def _run_sync(stream: Iterator[Any], scope: CallScope, inv: Invocation) -> Iterator[Any]:
+    """Drive ``stream`` with the run marked active and its span current during each step."""
+    try:
+        while True:
+            token = ACTIVE.set(inv)
+            span_token = scope.enter()
+            try:
+                item = next(stream)
+            except StopIteration:
+                break
+            finally:
+                scope.exit(span_token)
+                ACTIVE.reset(token)
+            yield item
+    except GeneratorExit:  # the consumer stopped early: the run ends here, without an error
+        _close(stream)
+        _end(scope, inv)
+        raise
+    except BaseException as exc:  # the graph's own error (or one thrown in by the consumer): passed on
+        _close(stream)
+        _end(scope, inv, exc)
+        raise
+    _end(scope, inv)
+
+
+def _close(stream: Any) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+async def _run_async(stream: AsyncIterator[Any], scope: CallScope, inv: Invocation) -> AsyncIterator[Any]:
+    try:
+        while True:
+            token = ACTIVE.set(inv)
+            span_token = scope.enter()
+            try:
+                item = await stream.__anext__()
+            except StopAsyncIteration:
+                break
+            finally:
+                scope.exit(span_token)
+                ACTIVE.reset(token)
+            yield item
+    except GeneratorExit:
+        await _aclose(stream)
+        _end(scope, inv)
+        raise
+    except BaseException as exc:
+        await _aclose(stream)
+        _end(scope, inv, exc)
+        raise
+    _end(scope, inv)
+
+
+async def _aclose(stream: Any) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def handler_of(graph: Any) -> DriftwatchCallbackHandler | None:
+    callbacks = (graph.config or {}).get("callbacks")
+    if callbacks is None:
+        return None
+    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
+    for h in handlers:
+        if type(h) is DriftwatchCallbackHandler and h.agent is not None:
+            return h
+    return None
+
+
+def start_recording(graph: Any, handler: DriftwatchCallbackHandler | None, agent: str | None) -> Started:
+    """The scope of a new recorded run, or ``None`` to run the graph untouched."""
+    if handler is None or agent is None:
+        return None
+    outer = ACTIVE.get()
+    if outer is not None and (outer.agent == agent or handler.agent is None):
+        return None  # part of a run already recorded (a subgraph, or invoke → stream)
+    try:
+        return _begin(handler, agent)
+    except Exception as exc:  # noqa: BLE001  # never break the host
+        get_runtime().error("call", exc)
+        return None
+
+
+def run_invoke(started: Started, sup: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``invoke`` as one recorded run: the run is active and its span current for the whole call."""
+    if started is None:
+        return sup(*args, **kwargs)
+    scope, inv = started
+    token = ACTIVE.set(inv)
+    span_token = scope.enter()
+    try:
+        result = sup(*args, **kwargs)
+    except BaseException as exc:
+        scope.exit(span_token)
+        ACTIVE.reset(token)
+        _end(scope, inv, exc)
+        raise
+    scope.exit(span_token)
+    ACTIVE.reset(token)
+    if inv.output is None:
+        inv.output = result
+    _end(scope, inv)
+    return result
+
+
+async def run_ainvoke(started: Started, sup: Callable[..., Any], args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> Any:
+    if started is None:
+        return await sup(*args, **kwargs)
+    scope, inv = started
+    token = ACTIVE.set(inv)
+    span_token = scope.enter()
+    try:
+        result = await sup(*args, **kwargs)
+    except BaseException as exc:
+        scope.exit(span_token)
+        ACTIVE.reset(token)
+        _end(scope, inv, exc)
+        raise
+    scope.exit(span_token)
+    ACTIVE.reset(token)
+    if inv.output is None:
+        inv.output = result
+    _end(scope, inv)
+    return result
+
+
+def run_stream(started: Started, sup: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``stream`` as one recorded run (the run is active and its span current during each step)."""
+    if started is None:
+        return sup(*args, **kwargs)
+    scope, inv = started
+    inv.stream = True
+    try:
+        stream = sup(*args, **kwargs)
+    except BaseException as exc:
+        _end(scope, inv, exc)
+        raise
+    return _run_sync(stream, scope, inv)
+
+
+def run_astream(started: Started, sup: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if started is None:
+        return sup(*args, **kwargs)
+    scope, inv = started
+    inv.stream = True
+    try:
+        stream = sup(*args, **kwargs)
+    except BaseException as exc:
+        _end(scope, inv, exc)
+        raise
+    return _run_async(stream, scope, inv)
+
+
+def _watched_start(graph: Any) -> Started:
+    handler = handler_of(graph)
+    return start_recording(graph, handler, handler.agent if handler is not None else None)
+
+
+_SUBCLASSES: dict[type, type] = {}
+_SUBCLASS_LOCK = threading.Lock()
+
+
+def _watched_class(cls: type) -> type:
+    """A subclass of the graph's class whose ``invoke``/``ainvoke``/``stream``/``astream`` record each run.
+
+    One subclass per graph class; ``copy()``/``with_config()`` keep it (they build ``self.__class__``), and
+    the run's agent comes from the handler in the copy's config, so copies stay watched.
+    """
+    if getattr(cls, "__driftwatch_watched__", False):
+        return cls
+    sub = _SUBCLASSES.get(cls)
+    if sub is not None:
+        return sub
+    with _SUBCLASS_LOCK:
+        sub = _SUBCLASSES.get(cls)
+        if sub is not None:
+            return sub
+
+        def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return run_invoke(_watched_start(self), super(sub, self).invoke, args, kwargs)  # type: ignore[arg-type]
+
+        async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return await run_ainvoke(_watched_start(self), super(sub, self).ainvoke,  # type: ignore[arg-type]
+                                     args, kwargs)
+
+        def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            return run_stream(_watched_start(self), super(sub, self).stream, args, kwargs)  # type: ignore[arg-type]
+
+        def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            return run_astream(_watched_start(self), super(sub, self).astream, args, kwargs)  # type: ignore[arg-type]
+
+        methods: dict[str, Any] = {"invoke": invoke, "ainvoke": ainvoke, "stream": stream, "astream": astream}
+        for name, fn in methods.items():
+            fn.__doc__ = getattr(cls, name).__doc__
+        sub = type(cls.__name__, (cls,), {
+            **methods, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+            "__driftwatch_watched__": True, "__doc__": cls.__doc__,
+        })
+        _SUBCLASSES[cls] = sub
+        return sub
+
+
+def with_handler(graph: Any, handler: DriftwatchCallbackHandler) -> Any:
+    """A copy of ``graph`` of the watched subclass with ``handler`` added to its config's callbacks."""
+    from langchain_core.runnables.config import merge_configs
+
+    config = dict(graph.config or {})
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, list):  # re-watched: replace driftwatch's handler, keep the user's
+        config["callbacks"] = [h for h in callbacks if type(h) is not DriftwatchCallbackHandler]
+    elif isinstance(callbacks, BaseCallbackManager):
+        callbacks = callbacks.copy()
+        for h in list(callbacks.handlers):
+            if type(h) is DriftwatchCallbackHandler:
+                callbacks.remove_handler(h)
+        config["callbacks"] = callbacks
+    attrs = {k: v for k, v in graph.__dict__.items() if k != "__orig_class__"}
+    attrs["config"] = merge_configs(config, {"callbacks": [handler]})
+    if handler.agent is not None:
+        try:
+            nodes = spied_nodes(graph, handler.agent, handler.prompt_keys)
+        except Exception as exc:  # noqa: BLE001  # an unexpected graph shape: attribute through chain events
+            get_runtime().error("langgraph", exc)
+            nodes = None
+        if nodes is not None:
+            attrs["nodes"] = nodes
+            handler.chain_attribution = False
+    return _watched_class(type(graph))(**attrs)
