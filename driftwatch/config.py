@@ -63,6 +63,9 @@ class Settings:
     drift_false_alarm_rate: float = 1e-4
     #: replicas serving one agent (the false-alarm budget is split between them)
     drift_replicas: int = 1
+    #: replicas pool their drift evidence through the shared ledger (one fleet-wide statistic, half the
+    #: budget; each replica's own bank keeps the other half, split between the ``drift_replicas``)
+    drift_pool: bool = False
     #: seconds between polls of the ledger for ``driftwatch accept``/``reset`` commands (0: never poll)
     drift_poll_s: float = 2.0
     #: agents with their own series and state per process; past it, a new agent takes the place of an idle one
@@ -183,6 +186,7 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "drift_reference_calls": _int(50, 10_000_000),
     "drift_false_alarm_rate": _rate,
     "drift_replicas": _int(1, 100_000),
+    "drift_pool": _bool,
     "drift_poll_s": _seconds,
     "max_agents": _int(1, 1_000_000),
     "max_components": _int(1, 1_000_000),

@@ -306,7 +306,8 @@ class Runtime:
                 self.drift = DriftEngine(
                     reference_calls=settings.drift_reference_calls, false_alarm_rate=settings.drift_false_alarm_rate,
                     replicas=settings.drift_replicas, poll_s=settings.drift_poll_s, sink=self.metrics,
-                    on_alarm=self.record_alarm, on_error=self.error, ledger=self.ledger.available)
+                    on_alarm=self.record_alarm, on_error=self.error, ledger=self.ledger.available,
+                    pool=settings.drift_pool)
             except Exception as exc:  # noqa: BLE001  # the agent runs on without drift detection
                 self.error("drift", exc)
         if settings.metrics_port is not None and settings.metrics:

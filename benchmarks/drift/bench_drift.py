@@ -34,18 +34,17 @@ from pathlib import Path
 
 import numpy as np
 from river.drift import ADWIN
-from scipy.special import kolmogorov
-from scipy.stats import chi2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from streams import KINDS, LEVELS, MAGNITUDES, effect, generate  # local helper module
+import baselines  # local helper modules
+from baselines import KS_WINDOW, ks_alarms, run_adwin
+from streams import KINDS, LEVELS, MAGNITUDES, effect, generate
 
 from driftwatch.drift import DriftMonitor  # after the sys.path tweak
 
 REF, POST, NOCHANGE_POST = 1000, 3000, 4000
 ALPHA = 1e-4
 ADWIN_DELTAS = (0.5, 0.2, 0.1, 0.05, 0.02, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 1e-6, 1e-7)
-KS_EVERY, KS_WINDOW, KS_MIN = 50, 500, 100
 PROJ = np.random.default_rng(0xD1F7 + 32).standard_normal((16, 32)) / math.sqrt(32)  # the monitor's projection
 N_CONT = 18  # log length, score, 16 projected dims
 
@@ -79,77 +78,17 @@ def run_ours(ref, post, *, count_all: bool) -> tuple[list[int], float]:
     return alarms, time.perf_counter() - t0
 
 
-# -- ADWIN -------------------------------------------------------------------------------------------
+# -- baselines (baselines.py) on this benchmark's features -------------------------------------------------
+
+CAT_LEVELS = [2, 2, 2, 4]  # refusal, format failure, error, tool category
+
 
 def adwin_rows(cont: np.ndarray, cat: np.ndarray) -> list[list[float]]:
-    onehot = np.eye(4)[cat[:, 3]]
-    return np.hstack([cont, cat[:, :3], onehot]).tolist()
+    return baselines.adwin_rows(cont, cat, CAT_LEVELS)
 
-
-def run_adwin(ref_rows, post_rows, delta: float, *, count_all: bool) -> tuple[list[int], float]:
-    dets = [ADWIN(delta=delta) for _ in range(len(ref_rows[0]))]
-    for row in ref_rows:
-        for d, x in zip(dets, row, strict=True):
-            d.update(x)
-    alarms: list[int] = []
-    t0 = time.perf_counter()
-    for i, row in enumerate(post_rows):
-        hit = False
-        for d, x in zip(dets, row, strict=True):
-            d.update(x)
-            hit |= d.drift_detected
-        if hit:
-            alarms.append(i + 1)
-            if not count_all:
-                break
-    return alarms, time.perf_counter() - t0
-
-
-# -- windowed KS / chi-square --------------------------------------------------------------------------
 
 def ks_pvalues(ref_cont, ref_cat, cont, cat) -> tuple[list[int], list[float], float]:
-    """Smallest p-value over all features at each test point (calls since the change)."""
-    t0 = time.perf_counter()
-    ref_sorted = np.sort(ref_cont, axis=0)
-    n = ref_sorted.shape[0]
-    ref_counts = [np.bincount(ref_cat[:, j], minlength=2 if j < 3 else 4) for j in range(4)]
-    points, pmins = [], []
-    for end in range(KS_MIN, cont.shape[0] + 1, KS_EVERY):
-        start = max(0, end - KS_WINDOW)
-        w, wc = cont[start:end], cat[start:end]
-        m = end - start
-        en = math.sqrt(n * m / (n + m))
-        pmin = 1.0
-        for j in range(N_CONT):
-            ws = np.sort(w[:, j])
-            grid = np.concatenate([ref_sorted[:, j], ws])
-            d = np.max(np.abs(np.searchsorted(ref_sorted[:, j], grid, "right") / n
-                              - np.searchsorted(ws, grid, "right") / m))
-            pmin = min(pmin, float(kolmogorov((en + 0.12 + 0.11 / en) * d)))
-        for j in range(4):
-            obs = np.vstack([ref_counts[j], np.bincount(wc[:, j], minlength=len(ref_counts[j]))]).astype(float)
-            obs = obs[:, obs.sum(axis=0) > 0]
-            if obs.shape[1] < 2:
-                continue
-            exp = obs.sum(axis=1, keepdims=True) * obs.sum(axis=0, keepdims=True) / obs.sum()
-            stat = float(((obs - exp) ** 2 / exp).sum())
-            pmin = min(pmin, float(chi2.sf(stat, obs.shape[1] - 1)))
-        points.append(end)
-        pmins.append(pmin)
-    return points, pmins, time.perf_counter() - t0
-
-
-def ks_alarms(points: list[int], pmins: list[float], tau: float, *, count_all: bool) -> list[int]:
-    alarms, quiet_until = [], -1
-    for p, v in zip(points, pmins, strict=True):
-        if p < quiet_until:
-            continue
-        if v < tau:
-            alarms.append(p)
-            if not count_all:
-                break
-            quiet_until = p + KS_WINDOW  # a new window after an alarm
-    return alarms
+    return baselines.ks_pvalues(ref_cont, ref_cat, cont, cat, CAT_LEVELS)
 
 
 # -- speed ----------------------------------------------------------------------------------------------

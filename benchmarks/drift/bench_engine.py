@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/drift/bench_engine.py
 
-Runs interleaved (the machine is shared) and prints the median µs per call of each and the ratio.
+Runs interleaved (the machine is shared) and prints the median µs per call of each and the ratio, in CPU
+time of this process (other jobs on a shared machine inflate wall time, not this).
 Everything else (metrics, spans into an in-memory exporter, ledger) is on in both.
 """
 
@@ -30,10 +31,10 @@ def run(drift: bool) -> float:
         for _ in range(1000):
             answer("q")
         driftwatch.track("bench", "system_prompt", "v2", kind="system_prompt")  # armed from here
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for _ in range(CALLS):
             answer("q")
-        return (time.perf_counter() - t0) / CALLS * 1e6
+        return (time.process_time() - t0) / CALLS * 1e6
 
 
 def main() -> None:

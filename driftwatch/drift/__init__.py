@@ -9,7 +9,8 @@ Inside a watched process the runtime runs one :class:`DriftEngine` (``get_runtim
 does this per agent, anchored at every recorded change. :func:`driftwatch.configure_agent` declares an
 agent's format check, refusal classifier, evaluator and embedding (also importable from here);
 :func:`accept` and :func:`reset` act on latched alarms of this process (``driftwatch accept AGENT`` does
-it from a shell), :func:`status` shows an agent's state. The design and the benchmark are in
+it from a shell), :func:`status` shows an agent's state; :class:`FleetPool` pools the evidence of a
+fleet's replicas. The design and the benchmark are in
 ``docs/drift.md``. No framework imports in here.
 
 This ``__init__`` is the package's public face: its process-level functions act on the process's
@@ -22,13 +23,15 @@ from __future__ import annotations
 from typing import Any
 
 from driftwatch.drift.engine import DriftEngine
+from driftwatch.drift.fleet import FleetPool
 from driftwatch.drift.monitor import DriftMonitor
-from driftwatch.drift.record import BEHAVIOUR_SIGNALS, OPERATIONAL_SIGNALS, CallRecord, DriftStatus
+from driftwatch.drift.record import BEHAVIOUR_SIGNALS, COMBINED_SIGNAL, OPERATIONAL_SIGNALS, CallRecord, DriftStatus
 from driftwatch.options import AgentOptions
 from driftwatch.signals import REFUSAL_PHRASES, is_refusal
 
 __all__ = [
     "BEHAVIOUR_SIGNALS",
+    "COMBINED_SIGNAL",
     "OPERATIONAL_SIGNALS",
     "REFUSAL_PHRASES",
     "AgentOptions",
@@ -36,6 +39,7 @@ __all__ = [
     "DriftEngine",
     "DriftMonitor",
     "DriftStatus",
+    "FleetPool",
     "accept",
     "configure_agent",
     "is_refusal",

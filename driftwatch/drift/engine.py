@@ -29,10 +29,18 @@ runtime's :meth:`~driftwatch.runtime.Runtime.record_alarm`: span event linked to
 event, ledger row); errors through ``on_error(stage, exc)``. It reads the per-call signals the runtime
 derived (:mod:`driftwatch.signals`) from each :class:`~driftwatch.observation.Call`, and operator commands
 from the ledger it is given.
+Each alarm's attributes say how much each signal moved (``effects``; for the ``combined`` signal,
+``moved`` lists the signals behind it).
+
+Fleets (``drift_pool``): at each poll every replica also publishes its evidence for the current
+anchor to the ledger and pools the fleet's (:mod:`driftwatch.drift.fleet`); a pooled crossing raises one
+fleet alarm (``attributes.fleet``), with an id derived from the agent, anchor and signal so that every
+replica that sees it writes the same ledger row.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -40,8 +48,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from driftwatch.alarm import Alarm
 from driftwatch.change import new_id
+from driftwatch.drift.fleet import FleetPool, anchor_key
 from driftwatch.drift.monitor import DriftMonitor
-from driftwatch.drift.record import BEHAVIOUR_SIGNALS, OPERATIONAL_SIGNALS, CallRecord
+from driftwatch.drift.record import BEHAVIOUR_SIGNALS, COMBINED_SIGNAL, OPERATIONAL_SIGNALS, CallRecord
 
 if TYPE_CHECKING:
     from driftwatch.change import Change
@@ -61,9 +70,14 @@ _EXPORT_S = 0.5
 _LATER_MAX = 16
 
 
+def _fleet_alarm_id(agent: str, key: str, signal: str, resets: int) -> str:
+    """The same id in every replica for one pooled alarm (the ledger keeps one row)."""
+    return hashlib.blake2b(f"{agent}|{key}|{signal}|{resets}".encode(), digest_size=16).hexdigest()
+
+
 class _Agent:
-    __slots__ = ("alarmed", "anchor", "calls_since_anchor", "later", "lock", "mon", "name",
-                 "next_export", "ops", "ops_alarmed", "reference_kind", "settle")
+    __slots__ = ("accepts", "alarmed", "anchor", "calls_since_anchor", "later", "lock", "mon", "name",
+                 "next_export", "ops", "ops_alarmed", "pool", "pool_key", "reference_kind", "settle")
 
     def __init__(self, name: str, mon: DriftMonitor, ops: DriftMonitor) -> None:
         self.name = name
@@ -78,6 +92,9 @@ class _Agent:
         self.alarmed: dict[str, str] = {}  # signal -> alarm id (latched until accept/reset)
         self.ops_alarmed: set[str] = set()
         self.next_export = 0.0
+        self.pool: FleetPool | None = None  # fleet pooling: the pooled statistics of the current anchor
+        self.pool_key: str | None = None
+        self.accepts = 0  # accepts since the anchor (part of the pool key: a new reference, a new pool)
 
 
 def _ignore(stage: str, exc: BaseException) -> None:
@@ -97,7 +114,7 @@ class DriftEngine:
                  min_reference: int | None = None, poll_s: float = 2.0, sink: DriftSink | None = None,
                  on_alarm: Callable[[Alarm, Change | None], object] | None = None,
                  on_error: Callable[[str, BaseException], None] = _ignore,
-                 ledger: Callable[[], Ledger | None] | None = None) -> None:
+                 ledger: Callable[[], Ledger | None] | None = None, pool: bool = False) -> None:
         self.reference_calls = reference_calls
         self.false_alarm_rate = false_alarm_rate
         self.replicas = replicas
@@ -107,6 +124,9 @@ class DriftEngine:
         self.on_alarm = on_alarm
         self.on_error = on_error
         self.ledger = ledger
+        #: pool evidence with the other replicas through the ledger (half the budget fleet-wide)
+        self.pool = pool
+        self.replica_id = new_id()
         self._agents: dict[str, _Agent] = {}
         self._lock = threading.Lock()
         self._started = time.time()
@@ -122,7 +142,9 @@ class DriftEngine:
                 st = self._agents.get(name)
                 if st is None:
                     kw = {"reference_calls": self.reference_calls, "replicas": self.replicas}
-                    st = _Agent(name, DriftMonitor(self.false_alarm_rate, signals=BEHAVIOUR_SIGNALS, **kw),
+                    pool = self.false_alarm_rate / 2 if self.pool else None
+                    st = _Agent(name, DriftMonitor(self.false_alarm_rate, signals=BEHAVIOUR_SIGNALS, pool_rate=pool,
+                                                   **kw),
                                 DriftMonitor(self.false_alarm_rate, signals=OPERATIONAL_SIGNALS, **kw))
                     self._agents[name] = st
         return st
@@ -159,7 +181,9 @@ class DriftEngine:
                 "later_changes": list(st.later), "calls_since_anchor": st.calls_since_anchor,
                 "alarms": dict(st.alarmed), "scores": st.mon.scores(), "operational": st.ops.scores(),
                 "operational_alarms": sorted(st.ops_alarmed), "bank_rate": st.mon.bank_rate,
-                "signals": st.mon.describe(),
+                "signals": st.mon.describe(), "effects": st.mon.effects(),
+                "fleet": None if st.pool is None else {"key": st.pool_key, "scores": dict(st.pool.scores),
+                                                       "calls": st.pool.calls},
             }
 
     # -- inputs from the runtime ----------------------------------------------------------------------
@@ -231,6 +255,9 @@ class DriftEngine:
 
     def _freeze(self, st: _Agent, kind: str) -> None:
         """Freeze the agent's collected calls as its reference (caller holds the lock)."""
+        if kind != "accepted":
+            st.accepts = 0
+        st.pool = None
         st.mon.freeze()
         st.ops.freeze()
         st.ops_alarmed.clear()
@@ -249,6 +276,7 @@ class DriftEngine:
             with st.lock:
                 st.alarmed.clear()
                 st.ops_alarmed.clear()
+                st.accepts += 1
                 if st.mon.ring_size >= self.min_reference:
                     self._freeze(st, "accepted")
                 else:
@@ -269,6 +297,8 @@ class DriftEngine:
                 st.ops_alarmed.clear()
                 st.mon.reset()
                 st.ops.reset()
+                if st.pool is not None:
+                    st.pool.reset()
             self.export(st)
         return names  # type: ignore[return-value]  # all str
 
@@ -294,12 +324,46 @@ class DriftEngine:
                     self.accept(agent)
                 elif action == "reset":
                     self.reset(agent)
+            if self.pool:
+                self.pool_evidence(led)
             return len(rows)
         finally:
             self._poll_lock.release()
 
+    def pool_evidence(self, led: Any) -> int:
+        """Fleet pooling, one round: publish each armed agent's evidence, pool the fleet's, raise the pooled
+        alarms; returns how many were raised. Runs at each poll (``drift_poll_s``) when ``drift_pool``."""
+        raised = 0
+        for st in list(self._agents.values()):
+            with st.lock:
+                snap = st.mon.evidence()
+                anchor = st.anchor
+                if snap is None or anchor is None:
+                    continue
+                key = f"{anchor_key(anchor.component, anchor.after_id)}#{st.accepts}"
+            try:
+                led.record_evidence(st.name, key, self.replica_id, time.time(), snap)
+                rows = led.evidence(st.name, key)
+            except Exception as exc:  # noqa: BLE001  # a ledger hiccup: pooled again at the next poll
+                self.on_error("drift", exc)
+                continue
+            with st.lock:
+                if st.pool is None or st.pool_key != key:
+                    st.pool, st.pool_key = FleetPool(st.mon.pool_rate or 0.0), key
+                fired = [s for s in st.pool.update(rows) if s not in st.alarmed]
+                scores = dict(st.pool.scores)
+                replicas = len(rows)
+            for signal in fired:
+                fleet = {"key": key, "replicas": replicas, "fleet_calls": st.pool.calls,
+                         "pool_rate": st.mon.pool_rate}
+                self._raise(st, signal, scores[signal], fleet=fleet,
+                            alarm_id=_fleet_alarm_id(st.name, key, signal, st.pool.resets))
+                raised += 1
+        return raised
+
     # -- outputs ------------------------------------------------------------------------------------------
-    def _raise(self, st: _Agent, signal: str, score: float) -> None:
+    def _raise(self, st: _Agent, signal: str, score: float, *, fleet: dict[str, Any] | None = None,
+               alarm_id: str | None = None) -> None:
         with st.lock:
             anchor = st.anchor
             mon = st.mon
@@ -311,9 +375,20 @@ class DriftEngine:
             for key in ("threshold", "threshold_up", "threshold_down", "reference_rate"):
                 if key in info:
                     attributes[key] = info[key]
+            effects = mon.effects(signal)
+            if effects:
+                attributes["effects"] = effects
+            if signal == COMBINED_SIGNAL:  # the signals behind it: at least two standard errors off
+                attributes["moved"] = sorted(s for s, e in effects.items() if abs(e.get("t", 0.0)) >= 2.0)
+            dep = mon.describe().get("dependence")
+            if dep:
+                attributes["dependence"] = dep
+            if fleet is not None:
+                attributes["fleet"] = fleet
             if st.later:
                 attributes["later_changes"] = list(st.later)
-            alarm = Alarm(id=new_id(), agent=st.name, signal=signal, score=float(score), timestamp=time.time(),
+            alarm = Alarm(id=alarm_id or new_id(), agent=st.name, signal=signal, score=float(score),
+                          timestamp=time.time(),
                           anchor_change_id=anchor.id if anchor is not None else None,
                           calls_since_anchor=st.calls_since_anchor if anchor is not None else mon.calls,
                           attributes=attributes)

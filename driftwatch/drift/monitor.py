@@ -1,26 +1,33 @@
-"""The detector: a bank of one-sided CUSUMs over per-call signals, against a frozen reference.
+"""The detector: a bank of one-sided CUSUMs over per-call signals, against a frozen reference, plus
+two windowed χ² statistics (several signals at once; the embedding vector).
 
 :class:`DriftMonitor` keeps a bounded ring of the latest calls (the next reference), and, once a
-reference is frozen (:meth:`~DriftMonitor.fit_reference` or :meth:`~DriftMonitor.freeze`), one
-CUSUM statistic per signal direction:
+reference is frozen (:meth:`~DriftMonitor.fit_reference` or :meth:`~DriftMonitor.freeze`):
 
-* ``output_chars`` — log answer length (characters; output tokens when characters are unknown),
-  standardized on the reference, clipped at ±4 sd: an upward and a downward mean-shift CUSUM;
-* ``refusal``, ``format_failure``, ``error`` — an upward Bernoulli-rate CUSUM each;
-* ``tool_mix`` — an upward Bernoulli CUSUM per tool category (the reference's top tools, "no tool",
-  "any other tool");
-* ``score`` — a downward mean-shift CUSUM on the standardized score;
-* ``embedding`` — a 16-dimension random projection, an upward and a downward CUSUM per dimension.
+* ``output_chars`` — log answer length (characters; output tokens when characters are unknown) of the
+  calls that are not refusals, standardized on the reference, clipped at ±4 sd: upward and downward
+  mean-shift CUSUMs, each tuned to a small shift (``shift``, 0.25 sd) and to a large one (3 × ``shift``);
+* ``score`` — the same on the score (downward only; ties and discrete scales handled by the calibration);
+* ``refusal``, ``format_failure``, ``error`` — upward Bernoulli-rate CUSUMs tuned to odds × 2.4 and × 5.8 (a
+  smaller design would be swamped by the reference's own uncertainty about a 2–4% rate);
+* ``tool_mix`` — per tool category (the reference's top tools, "no tool", "any other tool"), upward
+  Bernoulli CUSUMs tuned to 10% and to 30% of all calls moving to that category (refusals excluded);
+* ``embedding`` — a windowed χ² of the whitened 16-dimension projection (:mod:`driftwatch.drift.embedding`);
+* ``combined`` — a windowed χ² that adds the evidence of all the scalar signals
+  (:mod:`driftwatch.drift.combined`): a change that moves several signals a little is caught sooner than
+  by any one of them.
 
-The false-alarm budget (per call, for the whole bank) is split equally across the active signals,
-then across each signal's statistics (Bonferroni); :mod:`driftwatch.drift.calibrate` turns each
-share into a threshold. Alarms latch until :meth:`~DriftMonitor.reset` or
-:meth:`~DriftMonitor.accept`. Work per call is constant (a handful of float operations per
-statistic); memory is the ring, bounded by ``reference_calls``.
+Calls that come in sessions are not independent: the reference's dependence is estimated
+(:mod:`driftwatch.drift.dependence`) and every threshold calibrated for it. The false-alarm budget
+(per call, for the whole bank) is split equally across the active signals and the combined statistic,
+then across each signal's statistics (Bonferroni); :mod:`driftwatch.drift.calibrate` turns each share
+into a threshold. Alarms latch until :meth:`~DriftMonitor.reset` or :meth:`~DriftMonitor.accept`. Work
+per call is constant; memory is the ring, bounded by ``reference_calls``, plus fixed-size window rings.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterable, Sequence
@@ -28,69 +35,136 @@ from typing import Any
 
 from driftwatch.drift.calibrate import (
     bernoulli_design,
-    bernoulli_thresholds,
     continuous_thresholds,
+    mass_design,
+    rate_threshold,
     smoothed_rate,
 )
-from driftwatch.drift.record import BEHAVIOUR_SIGNALS, OPERATIONAL_SIGNALS, CallRecord, DriftStatus
+from driftwatch.drift.combined import BLOCK, WINDOWS, Combined, Part
+from driftwatch.drift.dependence import Dependence, estimate, variance_time, variance_time_columns
+from driftwatch.drift.embedding import EMBEDDING_WINDOWS, EmbeddingChi2, whitening
+from driftwatch.drift.record import (
+    BEHAVIOUR_SIGNALS,
+    COMBINED_SIGNAL,
+    OPERATIONAL_SIGNALS,
+    CallRecord,
+    DriftStatus,
+)
 
-__all__ = ["DriftMonitor"]
+__all__ = ["EMBEDDING_BATCH", "DriftMonitor"]
 
 _log1p = math.log1p
 _KNOWN = set(BEHAVIOUR_SIGNALS) | set(OPERATIONAL_SIGNALS)
 _NONE = "(none)"
-#: embeddings are projected and scored this many calls at a time
-EMBEDDING_BATCH = 16
+#: embeddings are projected and scored this many calls at a time (one block of the embedding statistic)
+EMBEDDING_BATCH = BLOCK
 _OTHER = "(other)"
+#: the large design of continuous signals, in multiples of ``shift``
+_LARGE = 3.0
+#: tool-mix designs: the share of all calls that moves to one category
+TOOL_MOVES = (0.1, 0.3)
+#: rates: the large design (odds ratio ** this), its share of the CUSUMs' budget, the window test's share
+RATE_LARGE_POWER = 2.0
+RATE_LARGE_SHARE = 0.5
+RATE_WINDOW_SHARE = 0.5
+#: tools with their own statistics (the most used ones the reference saw at least twice)
+TOOL_CATEGORIES = 8
 
 
 class _Continuous:
-    """Upward and downward mean-shift CUSUMs on ``(f(x) − μ)/σ`` clipped to ±clip."""
+    """Mean-shift CUSUMs on ``(f(x) − μ)/σ`` clipped to ±clip: up and/or down, each at a small and a large
+    design shift. Adds the clipped ``z`` and a count to the combined accumulator."""
 
-    __slots__ = ("a", "c", "clip", "dn", "field", "h_dn", "h_up", "inv_h_dn", "inv_h_up", "inv_sd", "log", "mu",
-                 "n", "name", "up")
+    __slots__ = ("a1", "a2", "acc", "c1", "c2", "clip", "d1", "d2", "down", "field", "h", "ih_d1", "ih_d2", "ih_u1",
+                 "ih_u2", "inv_sd", "log", "mu", "n", "name", "phi", "skip_refused", "slot", "u1", "u2", "up")
 
-    def __init__(self, name: str, field: str, log: bool, mu: float, sd: float, shift: float, clip: float,
-                 h_up: float, h_dn: float, n: int) -> None:
+    def __init__(self, name: str, field: str, log: bool, mu: float, sd: float, designs: tuple[float, float],
+                 clip: float, h: dict[str, float], n: int, phi: float, acc: list[float], slot: int,
+                 skip_refused: bool) -> None:
         self.name, self.field, self.log = name, field, log
         self.mu, self.inv_sd = mu, 1.0 / sd
-        self.a, self.c, self.clip = shift, shift * shift / 2.0, clip
-        self.h_up, self.h_dn = h_up, h_dn
-        self.inv_h_up = 0.0 if h_up == math.inf else 1.0 / h_up
-        self.inv_h_dn = 0.0 if h_dn == math.inf else 1.0 / h_dn
-        self.up = self.dn = 0.0
-        self.n = n
+        self.a1, self.a2 = designs
+        self.c1, self.c2 = self.a1 * self.a1 / 2.0, self.a2 * self.a2 / 2.0
+        self.clip = clip
+        self.h = h  # keys up1 up2 down1 down2 (inf: statistic off)
+        inv = {k: (0.0 if v == math.inf else 1.0 / v) for k, v in h.items()}
+        self.ih_u1, self.ih_u2, self.ih_d1, self.ih_d2 = inv["up1"], inv["up2"], inv["down1"], inv["down2"]
+        self.up = h["up1"] != math.inf or h["up2"] != math.inf  # directions watched (score: down only)
+        self.down = h["down1"] != math.inf or h["down2"] != math.inf
+        self.u1 = self.u2 = self.d1 = self.d2 = 0.0
+        self.n, self.phi = n, phi
+        self.acc, self.slot = acc, slot
+        self.skip_refused = skip_refused
 
     def step(self, record: CallRecord) -> float:
         v = getattr(record, self.field)
-        if v is None:
+        if v is None or (self.skip_refused and record.refused):
             return -1.0
         return self.core(v)
 
     def core(self, v: float) -> float:
+        """Feed one value (the per-call path and scores arriving alone)."""
         z = ((_log1p(v) if self.log else v) - self.mu) * self.inv_sd
         clip = self.clip
         if z > clip:
             z = clip
         elif z < -clip:
             z = -clip
-        az, c = self.a * z, self.c
-        up = self.up + az - c
-        if up < 0.0:
-            up = 0.0
-        dn = self.dn - az - c
-        if dn < 0.0:
-            dn = 0.0
-        self.up, self.dn = up, dn
-        r1, r2 = up * self.inv_h_up, dn * self.inv_h_dn
-        return r1 if r1 > r2 else r2
+        acc, slot = self.acc, self.slot
+        acc[slot] += z
+        acc[slot + 1] += 1.0
+        x1, x2 = self.a1 * z, self.a2 * z
+        c1, c2 = self.c1, self.c2
+        r = 0.0
+        if self.up:
+            u1 = self.u1 + x1 - c1
+            if u1 < 0.0:
+                u1 = 0.0
+            u2 = self.u2 + x2 - c2
+            if u2 < 0.0:
+                u2 = 0.0
+            self.u1, self.u2 = u1, u2
+            r = u1 * self.ih_u1
+            t = u2 * self.ih_u2
+            if t > r:
+                r = t
+        if self.down:
+            d1 = self.d1 - x1 - c1
+            if d1 < 0.0:
+                d1 = 0.0
+            d2 = self.d2 - x2 - c2
+            if d2 < 0.0:
+                d2 = 0.0
+            self.d1, self.d2 = d1, d2
+            t = d1 * self.ih_d1
+            if t > r:
+                r = t
+            t = d2 * self.ih_d2
+            if t > r:
+                r = t
+        return r
 
     def reset(self) -> None:
-        self.up = self.dn = 0.0
+        self.u1 = self.u2 = self.d1 = self.d2 = 0.0
+
+    def terms(self, total: Sequence[float], h: dict[str, float]) -> list[tuple[str, float]]:
+        """Each statistic's cumulative log-likelihood ratio over ``total`` (the accumulator summed since
+        arming) divided by its threshold in ``h`` (fleet pooling)."""
+        sz, m = total[self.slot], total[self.slot + 1]
+        out = []
+        for k, a in ((1, self.a1), (2, self.a2)):
+            for d, sign in (("up", 1.0), ("down", -1.0)):
+                hk = h[f"{d}{k}"]
+                if hk != math.inf:
+                    out.append((f"{self.name}/{d}{k}", (sign * a * sz - m * a * a / 2.0) / hk))
+        return out
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "mean_shift", "reference_values": self.n, "statistic_up": self.up,
-                "statistic_down": self.dn, "threshold_up": self.h_up, "threshold_down": self.h_dn}
+        h = self.h
+        return {"kind": "mean_shift", "reference_values": self.n, "designs_sd": [self.a1, self.a2],
+                "statistic_up": max(self.u1, self.u2), "statistic_down": max(self.d1, self.d2),
+                "threshold_up": min(h["up1"], h["up2"]), "threshold_down": min(h["down1"], h["down2"]),
+                "thresholds": dict(h), "long_run_variance_ratio": self.phi}
 
 
 class _Cost(_Continuous):
@@ -110,11 +184,11 @@ class _Rate:
 
     ``invert``: the event is a false value (a failed format check)."""
 
-    __slots__ = ("field", "h", "h2", "i0", "i1", "inv_h", "inv_h2", "invert", "j0", "j1", "n", "name", "p0", "p1",
-                 "p2", "s", "s2")
+    __slots__ = ("acc", "field", "h", "h2", "i0", "i1", "inv_h", "inv_h2", "invert", "j0", "j1", "n", "name", "p0",
+                 "p1", "p2", "phi", "s", "s2", "slot", "wr")
 
     def __init__(self, name: str, field: str, invert: bool, p0: float, p1: float, h: float, p2: float, h2: float,
-                 n: int) -> None:
+                 n: int, phi: float, acc: list[float], slot: int) -> None:
         self.name, self.field, self.invert = name, field, invert
         self.p0, self.p1, self.p2 = p0, p1, p2
         self.i1 = math.log(p1 / p0)
@@ -124,124 +198,147 @@ class _Rate:
         self.h, self.inv_h = h, 1.0 / h
         self.h2, self.inv_h2 = h2, 1.0 / h2
         self.s = self.s2 = 0.0
-        self.n = n
+        self.wr = 0.0  # the latest score of the signal's window test (set by the monitor at block ends)
+        self.n, self.phi = n, phi
+        self.acc, self.slot = acc, slot
 
     def step(self, record: CallRecord) -> float:
         v = getattr(record, self.field)
         if v is None:
             return -1.0
+        acc, slot = self.acc, self.slot
+        acc[slot + 1] += 1.0
         if (not v) ^ self.invert:
-            s, s2 = self.s + self.i0, self.s2 + self.j0
+            s, s2 = self.s, self.s2
+            if s == 0.0 and s2 == 0.0:  # the usual case: no event, both statistics at rest
+                return self.wr
+            s += self.i0
+            s2 += self.j0
+            if s < 0.0:
+                s = 0.0
+            if s2 < 0.0:
+                s2 = 0.0
         else:
+            acc[slot] += 1.0
             s, s2 = self.s + self.i1, self.s2 + self.j1
-        if s < 0.0:
-            s = 0.0
-        if s2 < 0.0:
-            s2 = 0.0
         self.s, self.s2 = s, s2
         r, r2 = s * self.inv_h, s2 * self.inv_h2
-        return r if r > r2 else r2
+        if r2 > r:
+            r = r2
+        return r if r > self.wr else self.wr
 
     def reset(self) -> None:
         self.s = self.s2 = 0.0
+        self.wr = 0.0
+
+    def terms(self, total: Sequence[float], h: tuple[float, float]) -> list[tuple[str, float]]:
+        """See :meth:`_Continuous.terms`."""
+        k, m = total[self.slot], total[self.slot + 1]
+        return [(f"{self.name}/1", (k * self.i1 + (m - k) * self.i0) / h[0]),
+                (f"{self.name}/2", (k * self.j1 + (m - k) * self.j0) / h[1])]
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "rate", "reference_values": self.n, "reference_rate": self.p0,
                 "design_rates": [self.p1, self.p2], "statistics": [self.s, self.s2], "threshold": self.h,
-                "thresholds": [self.h, self.h2]}
+                "thresholds": [self.h, self.h2], "long_run_variance_ratio": self.phi}
 
 
 class _Tools:
-    """Upward Bernoulli CUSUMs, one per tool category present in the reference."""
+    """Upward Bernoulli CUSUMs per tool category present in the reference, at two designs (a share of all
+    calls moving to the category). Refusals are left out (they call no tool: the refusal signal owns them).
+    For the combined statistic each call counts once, in the category of its first tool.
 
-    __slots__ = ("cats", "field", "h", "i0", "i1", "index", "inv_h", "n", "name", "other", "p0", "s")
+    Lazy: a call only moves the statistics of the categories it used upward; every other statistic
+    falls by its fixed step ``log((1−p₁)/(1−p₀))`` and stops at 0, so it is brought up to date from the
+    number of calls since it was last touched (exact), when its category is next used or when the
+    signal's score is recomputed (every :data:`BLOCK` calls). Work per call: two statistics per tool used.
+    """
 
-    def __init__(self, cats: list[str], p0: list[float], p1: list[float], h: list[float], n: int) -> None:
+    __slots__ = ("acc", "cats", "field", "h", "i0", "i1", "index", "inv_h", "last", "n", "n_cat", "name", "none",
+                 "other", "p0", "phi", "quiet", "slot", "t", "v")
+
+    def __init__(self, cats: list[str], p0: list[float], p1: list[list[float]], h: list[list[float]], n: int,
+                 phi: list[float], acc: list[float], slot: int) -> None:
         self.name, self.field = "tool_mix", "tools"
         self.cats = cats
         self.index = {c: i for i, c in enumerate(cats)}
         self.other = self.index.get(_OTHER, -1)
+        self.none = self.index.get(_NONE, -1)
         self.p0 = p0
-        self.i1 = [math.log(b / a) for a, b in zip(p0, p1, strict=True)]
-        self.i0 = [math.log((1.0 - b) / (1.0 - a)) for a, b in zip(p0, p1, strict=True)]
+        self.n_cat = len(cats)
+        # flattened statistics: design 0 for every category, then design 1
+        self.i1 = [math.log(b / a) for d in p1 for a, b in zip(p0, d, strict=True)]
+        self.i0 = [math.log((1.0 - b) / (1.0 - a)) for d in p1 for a, b in zip(p0, d, strict=True)]
         self.h = h
-        self.inv_h = [1.0 / x for x in h]
-        self.s = [0.0] * len(cats)
-        self.n = n
+        self.inv_h = [1.0 / x for d in h for x in d]
+        self.n, self.phi = n, phi
+        self.acc, self.slot = acc, slot
+        self.reset()
+
+    def reset(self) -> None:
+        self.v = [0.0] * len(self.i1)  # statistic at the call it was last brought up to date
+        self.last = [0] * len(self.i1)  # ... that call
+        self.t = 0
+        self.quiet = 0.0
+
+    def terms(self, total: Sequence[float], h: list[list[float]]) -> list[tuple[str, float]]:
+        """See :meth:`_Continuous.terms` (each call counted in the category of its first tool)."""
+        k, m = self.n_cat, total[self.slot + self.n_cat]
+        out = []
+        for d in range(len(h)):
+            for j, cat in enumerate(self.cats):
+                c = total[self.slot + j]
+                llr = c * self.i1[d * k + j] + (m - c) * self.i0[d * k + j]
+                out.append((f"tool_mix/{cat}/{d + 1}", llr / h[d][j]))
+        return out
+
+    def current(self) -> list[float]:
+        t, i0 = self.t, self.i0
+        return [max(0.0, v + (t - at) * d) for v, at, d in zip(self.v, self.last, i0, strict=True)]
 
     def step(self, record: CallRecord) -> float:
         tools = record.tools
-        if tools is None:
+        if tools is None or record.refused:
             return -1.0
-        index, other = self.index, self.other
-        present = {index.get(t, other) for t in tools} if tools else {index.get(_NONE, -1)}
-        s, i0, i1, inv_h = self.s, self.i0, self.i1, self.inv_h
-        best = 0.0
-        for j in range(len(s)):
-            v = s[j] + (i1[j] if j in present else i0[j])
-            if v < 0.0:
-                v = 0.0
-            s[j] = v
-            r = v * inv_h[j]
-            if r > best:
-                best = r
+        t = self.t + 1
+        self.t = t
+        index, k = self.index, self.n_cat
+        if tools:
+            first = index.get(tools[0], self.other)
+            present = (first,) if len(tools) == 1 else tuple({index.get(x, self.other) for x in tools})
+        else:
+            first = self.none
+            present = (first,)
+        acc = self.acc
+        if first >= 0:
+            acc[self.slot + first] += 1.0
+        acc[self.slot + k] += 1.0
+        v, last, i0, i1, inv_h = self.v, self.last, self.i0, self.i1, self.inv_h
+        best = self.quiet
+        for c in present:
+            if c < 0:
+                continue
+            for j in (c, c + k):
+                x = v[j] + (t - 1 - last[j]) * i0[j]
+                if x < 0.0:
+                    x = 0.0
+                x += i1[j]
+                v[j] = x
+                last[j] = t
+                r = x * inv_h[j]
+                if r > best:
+                    best = r
+        if not t % BLOCK:
+            self.quiet = max(x * ih for x, ih in zip(self.current(), inv_h, strict=True))
         return best
 
-    def reset(self) -> None:
-        self.s = [0.0] * len(self.cats)
-
     def describe(self) -> dict[str, Any]:
-        return {"kind": "tool_mix", "reference_values": self.n,
-                "categories": {c: {"reference_rate": p, "statistic": s, "threshold": h}
-                               for c, p, s, h in zip(self.cats, self.p0, self.s, self.h, strict=True)}}
-
-
-class _Embedding:
-    """Mean-shift CUSUMs on each dimension of a random projection (numpy): upward and downward, each
-    tuned to a small and to a large shift.
-
-    Updated a batch of calls at a time (:data:`EMBEDDING_BATCH`): the CUSUM recursion
-    ``S_t = max(0, S_{t-1} + x_t)`` unrolls to ``S_t = C_t − min(−S_0, min_{k≤t} C_k)`` with ``C``
-    the cumulative sum of the increments, so a batch is a few array operations and every call's
-    statistic is still exact (an alarm is reported at the end of its batch).
-    """
-
-    __slots__ = ("clip", "coef", "field", "h", "inv_h", "inv_sd", "mu", "n", "name", "np", "offset", "s")
-
-    def __init__(self, np: Any, mu: Any, sd: Any, shifts: tuple[float, float], clip: float,
-                 h: tuple[float, float], n: int) -> None:
-        self.name, self.field, self.np = "embedding", "embedding", np
-        d = mu.shape[0]
-        self.mu, self.inv_sd, self.clip = mu, 1.0 / sd, clip
-        a1, a2 = shifts
-        # columns: up(a1), down(a1), up(a2), down(a2), d each
-        self.coef = np.repeat([a1, -a1, a2, -a2], d).reshape(4, d)
-        self.offset = np.repeat([a1 * a1 / 2, a1 * a1 / 2, a2 * a2 / 2, a2 * a2 / 2], d)
-        self.h = h
-        self.inv_h = np.repeat([1.0 / h[0], 1.0 / h[0], 1.0 / h[1], 1.0 / h[1]], d)
-        self.s = np.zeros(4 * d)
-        self.n = n
-
-    def step(self, record: CallRecord) -> float:  # embeddings go through batch()
-        return -1.0
-
-    def batch(self, y: Any) -> tuple[float, float]:
-        """Feed projected rows ``y`` (k × d); returns (latest score, highest score in the batch)."""
-        np = self.np
-        z = np.clip((y - self.mu) * self.inv_sd, -self.clip, self.clip)
-        inc = (z[:, None, :] * self.coef).reshape(z.shape[0], -1)
-        inc -= self.offset
-        cum = np.cumsum(inc, axis=0)
-        stats = cum - np.minimum(np.minimum.accumulate(cum, axis=0), -self.s)
-        self.s = stats[-1].copy()
-        return float((self.s * self.inv_h).max()), float((stats * self.inv_h).max())
-
-    def reset(self) -> None:
-        self.s = self.np.zeros_like(self.s)
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "embedding_projection", "reference_values": self.n, "dimensions": int(self.mu.shape[0]),
-                "statistic": float(self.s.max()), "threshold": self.h[0], "thresholds": list(self.h)}
+        k = self.n_cat
+        s = self.current()
+        return {"kind": "tool_mix", "reference_values": self.n, "design_moves": list(TOOL_MOVES),
+                "categories": {c: {"reference_rate": p, "statistic": max(s[j], s[j + k]),
+                                   "threshold": min(self.h[0][j], self.h[1][j]), "long_run_variance_ratio": f}
+                               for j, (c, p, f) in enumerate(zip(self.cats, self.p0, self.phi, strict=True))}}
 
 
 class DriftMonitor:
@@ -252,18 +349,23 @@ class DriftMonitor:
     >>> status = mon.update(record)         # each call after it: DriftStatus(alarm, score, signals)
 
     ``false_alarm_rate``: the per-call false-alarm budget of the whole bank, divided by
-    ``replicas`` when several processes watch one agent. ``reference_calls``: size of the ring of
-    recent calls that :meth:`freeze` turns into the reference. ``shift``: the mean shift (in
-    reference standard deviations) the continuous CUSUMs are tuned for (``embedding_shift`` for
-    each projected embedding dimension, where shifts are spread thin); ``odds_ratio`` and
-    ``min_step``: the rate increase the Bernoulli CUSUMs are tuned for. ``signals``: which signals
-    to watch (default: the behavioural ones; ``OPERATIONAL_SIGNALS`` for latency and cost).
+    ``replicas`` when several processes watch one agent (each alone; see :mod:`driftwatch.drift.fleet`
+    to pool them instead). ``reference_calls``: size of the ring of recent calls that :meth:`freeze`
+    turns into the reference. ``shift``: the small mean shift (in reference standard deviations) the
+    continuous CUSUMs are tuned for (a second design at 3 × ``shift`` catches large shifts fast);
+    ``odds_ratio`` and ``min_step``: the rate increase the Bernoulli CUSUMs are tuned for (a second design
+    at ``odds_ratio ** 2``). ``signals``: which signals to watch (default: the behavioural ones;
+    ``OPERATIONAL_SIGNALS`` for latency and cost). ``combined``: also run the multi-signal statistic
+    (behavioural signals only, when at least two scalar signals are in the reference). ``dependence``:
+    estimate session dependence from the reference and calibrate for it (``False``: assume independent
+    calls).
     """
 
     def __init__(self, false_alarm_rate: float = 1e-4, *, reference_calls: int = 1000, replicas: int = 1,
-                 signals: Sequence[str] = BEHAVIOUR_SIGNALS, shift: float = 0.5, odds_ratio: float = 2.0,
+                 signals: Sequence[str] = BEHAVIOUR_SIGNALS, shift: float = 0.25, odds_ratio: float = 2.4,
                  min_step: float = 0.005, clip: float = 4.0, bootstrap: int = 16, min_values: int = 30,
-                 embedding_dims: int = 16, embedding_shift: float = 0.3, seed: int = 0) -> None:
+                 embedding_dims: int = 16, combined: bool = True, dependence: bool = True,
+                 pool_rate: float | None = None, seed: int = 0) -> None:
         if not (isinstance(false_alarm_rate, float | int) and 0.0 < false_alarm_rate < 1.0):
             raise ValueError(f"false_alarm_rate={false_alarm_rate!r}: expected a rate between 0 and 1 (exclusive)")
         if not (isinstance(reference_calls, int) and reference_calls >= 10):
@@ -277,22 +379,40 @@ class DriftMonitor:
             raise ValueError(f"shift={shift!r}: expected a positive number of standard deviations")
         if not odds_ratio > 1.0:
             raise ValueError(f"odds_ratio={odds_ratio!r}: expected a number above 1")
+        if pool_rate is not None and not 0.0 < pool_rate < false_alarm_rate:
+            raise ValueError(f"pool_rate={pool_rate!r}: expected a part of false_alarm_rate (0 < pool_rate < "
+                             f"{false_alarm_rate!r})")
         self.false_alarm_rate = float(false_alarm_rate)
         self.replicas = replicas
         self.reference_calls = reference_calls
         self.signal_names = tuple(signals)
         self.shift, self.odds_ratio, self.min_step, self.clip = shift, odds_ratio, min_step, clip
         self.bootstrap, self.min_values, self.embedding_dims, self.seed = bootstrap, min_values, embedding_dims, seed
-        self.embedding_shift = embedding_shift
+        self.combined = combined and any(s in BEHAVIOUR_SIGNALS for s in self.signal_names)
+        self.dependence = dependence
+        self.pool_rate = pool_rate
+        self._pool_h: dict[str, Any] = {}  # per signal: thresholds of its statistics at the fleet's share
+        self._base: list[float] = []  # accumulator totals from before the last reset
+        self._groups = 0
+        self._dep: Dependence | None = None
         self._bank: list[Any] = []
         self._steps: list[tuple[str, Any]] = []  # (signal, bound step) of the per-call signals
         self._score_sig: _Continuous | None = None
-        self._emb_sig: _Embedding | None = None
-        self._ratios: dict[str, float] = {}
+        self._emb_sig: EmbeddingChi2 | None = None
+        self._comb: Combined | None = None
+        self._solo: list[_Rate] = []  # rates that also have a window test (in the combined statistic's windows)
+        self._acc: list[float] = [0.0] * 2
+        self._block = 0
+        self._names: tuple[str, ...] = ()  # active signals, in bank order
+        self._index: dict[str, int] = {}
+        self._vals: list[float] = []  # latest score of each active signal
+        self._comb_i = -1
         self._latched: dict[str, float] = {}
+        self._effects: dict[str, dict[str, Any]] = {}
         self._armed = False
         self._ref_size = 0
         self.calls = 0
+        self._calls_base = 0
         self._ring: list[Any] = [None] * reference_calls
         self._ring_i = 0
         self._ring_n = 0
@@ -332,16 +452,73 @@ class DriftMonitor:
 
     @property
     def bank_rate(self) -> float:
-        """The per-call false-alarm budget this process's bank is calibrated to (``rate / replicas``)."""
-        return self.false_alarm_rate / self.replicas
+        """The per-call false-alarm budget this process's bank is calibrated to: ``rate / replicas``, or with
+        fleet pooling ``(rate − pool_rate) / replicas`` (the rest goes to the fleet's pooled statistics)."""
+        return (self.false_alarm_rate - (self.pool_rate or 0.0)) / self.replicas
 
     def scores(self) -> dict[str, float]:
         """The latest score (statistic ÷ threshold) of each active signal."""
-        return dict(self._ratios)
+        return dict(zip(self._names, self._vals, strict=True))
+
+    def effects(self, signal: str | None = None) -> dict[str, Any]:
+        """How much each signal has moved: per signal, its standardized shift over the recent window with
+        the strongest evidence (``shift_sd`` and ``t`` for continuous signals, ``rate`` vs
+        ``reference_rate`` for rates, the most over-represented ``category`` of the tool mix; the
+        embedding's ``mahalanobis`` shift). Recorded at each alarm (``effects(signal)`` then returns the
+        figures at that alarm); empty while warming."""
+        if signal is not None and signal in self._effects:
+            return dict(self._effects[signal])
+        return self._current_effects()
+
+    def _current_effects(self) -> dict[str, Any]:
+        out: dict[str, Any] = self._comb.effects() if self._comb is not None else {}
+        if self._emb_sig is not None and self._emb_sig.blocks:
+            out["embedding"] = self._emb_sig.effect()
+        return out
 
     def describe(self) -> dict[str, Any]:
-        """Thresholds, statistics and reference figures of every active signal."""
-        return {s.name: s.describe() for s in self._bank}
+        """Thresholds, statistics and reference figures of every active signal (and ``dependence``)."""
+        out: dict[str, Any] = {s.name: s.describe() for s in self._bank}
+        if self._dep is not None:
+            out["dependence"] = self._dep.describe()
+        return out
+
+    # -- fleet evidence -------------------------------------------------------------------------------
+    def _totals(self) -> list[float]:
+        """The accumulator summed over every monitored call since arming (resets included)."""
+        acc, base = self._acc, self._base
+        if self._comb is not None:
+            cum = self._comb.cum[self._comb.head]
+            return [b + c + a for b, c, a in zip(base, cum, acc, strict=True)]
+        return [b + a for b, a in zip(base, acc, strict=True)]
+
+    def evidence(self) -> dict[str, Any] | None:
+        """This process's evidence since the reference was frozen, for pooling across replicas
+        (:mod:`driftwatch.drift.fleet`; needs ``pool_rate``): JSON-able, additive across replicas.
+
+        ``cusum``: per statistic its cumulative log-likelihood ratio divided by its threshold at the
+        fleet's share of the budget; ``combined``: the combined statistic's parts and their summed values
+        (with the expected event counts under the reference); ``embedding``: the whitened embedding sum.
+        ``None`` while warming or without ``pool_rate``."""
+        if not self._armed or not self.pool_rate:
+            return None
+        total = self._totals()
+        cusum: dict[str, float] = {}
+        for sig in self._bank:
+            h = self._pool_h.get(sig.name)
+            if h is not None:
+                cusum.update(sig.terms(total, h))
+        out: dict[str, Any] = {"calls": self.calls_total, "groups": self._groups, "cusum": cusum}
+        if self._comb is not None:
+            out["combined"] = self._comb.snapshot(total)
+        if self._emb_sig is not None:
+            out["embedding"] = self._emb_sig.snapshot()
+        return out
+
+    @property
+    def calls_total(self) -> int:
+        """Monitored calls since the reference was frozen (resets included)."""
+        return self._calls_base + self.calls
 
     # -- reference ----------------------------------------------------------------------------------
     def _ring_records(self) -> list[CallRecord]:
@@ -380,7 +557,8 @@ class DriftMonitor:
         return self._fit(records, scores, vecs)
 
     def fit_reference(self, records: Iterable[CallRecord], scores: Iterable[float] = ()) -> int:
-        """Freeze the given calls (and optional extra scores) as the reference; returns how many calls."""
+        """Freeze the given calls (in call order; and optional extra scores) as the reference; returns how
+        many calls."""
         recs = list(records)
         for r in recs:
             if not isinstance(r, CallRecord):
@@ -395,140 +573,253 @@ class DriftMonitor:
 
     def _fit(self, records: list[CallRecord], scores: list[float], vecs: list[Any]) -> int:
         rng = random.Random(self.seed)
-        specs: list[tuple[str, Any]] = []  # (signal, builder(alpha) -> signal object)
         names = self.signal_names
         mv = self.min_values
+        behaviour = not any(s in OPERATIONAL_SIGNALS for s in names)
+        # 1. each signal's reference values (in call order) and what its statistics need
+        plans: list[dict[str, Any]] = []
+        series: list[list[float]] = []  # for the dependence fit; plan["series"] indexes into it
+
+        def add_series(values: list[float]) -> int:
+            series.append(values)
+            return len(series) - 1
 
         if "output_chars" in names:
-            chars = [r.output_chars for r in records if r.output_chars is not None]
-            toks = [r.tokens for r in records if r.tokens is not None]
+            ok = [r for r in records if not (behaviour and r.refused)]
+            chars = [r.output_chars for r in ok if r.output_chars is not None]
+            toks = [r.tokens for r in ok if r.tokens is not None]
             field, vals = ("output_chars", chars) if len(chars) >= len(toks) else ("tokens", toks)
             if len(vals) >= mv:
-                specs.append(self._continuous_spec("output_chars", field, True, [_log1p(v) for v in vals],
-                                                   0.05, (True, True), rng))
+                logs = [_log1p(v) for v in vals]
+                plans.append({"kind": "z", "name": "output_chars", "field": field, "log": True, "vals": logs,
+                              "floor": 0.05, "dirs": (True, True), "series": add_series(logs)})
         for name, field, invert in (("refusal", "refused", False), ("format_failure", "format_ok", True),
                                     ("error", "error", False)):
             if name in names:
                 vals = [getattr(r, field) for r in records if getattr(r, field) is not None]
                 if len(vals) >= mv:
-                    k = sum(1 for v in vals if bool(v) ^ invert)
-                    specs.append(self._rate_spec(name, field, invert, k, len(vals), rng))
+                    ind = [1.0 if bool(v) ^ invert else 0.0 for v in vals]
+                    plans.append({"kind": "rate", "name": name, "field": field, "invert": invert,
+                                  "k": int(sum(ind)), "n": len(ind), "series": add_series(ind)})
         if "tool_mix" in names:
-            tool_calls = [r.tools for r in records if r.tools is not None]
+            tool_calls = [r.tools for r in records if r.tools is not None and not r.refused]
             if len(tool_calls) >= mv:
-                specs.append(self._tools_spec(tool_calls, rng))
+                plan = self._tools_plan(tool_calls, add_series)
+                if plan is not None:  # no category below 90% (every call uses the same tools): nothing to watch
+                    plans.append(plan)
         if "score" in names:
-            vals = [float(r.score) for r in records if r.score is not None] + scores
+            vals = [float(r.score) for r in records if r.score is not None and not r.refused] + scores
             if len(vals) >= mv:
-                specs.append(self._continuous_spec("score", "score", False, vals, 0.02, (False, True), rng))
+                plans.append({"kind": "z", "name": "score", "field": "score", "log": False, "vals": vals,
+                              "floor": _resolution_floor(vals, 0.02), "dirs": (False, True),
+                              "series": add_series(vals)})
+        emb_plan = None
         if "embedding" in names and len(vecs) >= mv:
-            specs.append(self._embedding_spec(vecs, rng))
+            emb_plan = self._embedding_plan(vecs)
         if "latency" in names:
-            vals = [r.latency_s for r in records if r.latency_s is not None]
+            vals = [_log1p(r.latency_s) for r in records if r.latency_s is not None]
             if len(vals) >= mv:
-                specs.append(self._continuous_spec("latency", "latency_s", True, [_log1p(v) for v in vals],
-                                                   0.01, (True, False), rng))
+                plans.append({"kind": "z", "name": "latency", "field": "latency_s", "log": True, "vals": vals,
+                              "floor": 0.01, "dirs": (True, False), "series": add_series(vals)})
         if "cost" in names:
-            vals = [(r.tokens or 0) + (r.input_tokens or 0) for r in records
+            vals = [_log1p((r.tokens or 0) + (r.input_tokens or 0)) for r in records
                     if r.tokens is not None or r.input_tokens is not None]
             if len(vals) >= mv:
-                specs.append(self._continuous_spec("cost", "cost", True, [_log1p(v) for v in vals],
-                                                   0.05, (True, False), rng, cls=_Cost))
+                plans.append({"kind": "z", "name": "cost", "field": "cost", "log": True, "vals": vals,
+                              "floor": 0.05, "dirs": (True, False), "series": add_series(vals), "cls": _Cost})
 
+        # 2. dependence between calls (one session process for every series)
+        curves = [variance_time(v) for v in series]
+        if emb_plan is not None:
+            emb_plan["series0"] = len(curves)
+            curves.extend(emb_plan["curves"])
+        dep = estimate(curves, len(records)) if self.dependence and curves else None
+        self._dep = dep if dep is not None and dep.rho > 0.0 else None
+
+        def phi(i: int) -> float:
+            return dep.phi(i) if dep is not None else 1.0
+
+        # 3. build the statistics, each with its share of the budget
         self._bank = []
         self._steps = []
         self._score_sig = self._emb_sig = None
-        self._ratios = {}
+        self._comb = None
+        self._solo = []
+        self._set_names(())
         self._latched = {}
+        self._effects = {}
         self.calls = 0
-        if not specs:
+        self._calls_base = 0
+        self._block = 0
+        groups = len(plans) + (emb_plan is not None)
+        scalar = [p for p in plans if p["name"] in BEHAVIOUR_SIGNALS]
+        use_comb = self.combined and len(scalar) >= 2
+        groups += use_comb
+        self._groups = groups
+        self._pool_h = {}
+        if not groups:
             self._armed = False
             self._ref_size = 0
             return 0
-        share = self.bank_rate / len(specs)
-        for _, build in specs:
-            sig = build(share)
+        share = self.bank_rate / groups
+        pool_share = self.pool_rate / groups if self.pool_rate else 0.0
+        # accumulator layout for the combined statistic
+        slot = 0
+        parts: list[Part] = []
+        for p in plans:
+            p["slot"] = slot
+            width = len(p["cats"]) + 1 if p["kind"] == "cats" else 2
+            slot += width
+        acc = [0.0] * max(slot, 2)
+        self._acc = acc
+        for p in plans:
+            if p["kind"] == "z":
+                sig = self._build_continuous(p, phi(p["series"]), share, acc, rng, behaviour)
+                if pool_share and p["name"] in BEHAVIOUR_SIGNALS:
+                    self._pool_h[sig.name] = self._build_continuous(p, sig.phi, pool_share, acc, rng, behaviour).h
+            elif p["kind"] == "rate":  # with the combined statistic: part of its share to a window test of its own
+                sig = self._build_rate(p, phi(p["series"]), share * (1.0 - RATE_WINDOW_SHARE) if use_comb else share,
+                                       acc)
+                if pool_share:
+                    pool = self._build_rate(p, sig.phi, pool_share, acc)
+                    self._pool_h[sig.name] = (pool.h, pool.h2)
+            else:
+                sig = self._build_tools(p, [phi(i) for i in p["series"]], share, acc)
+                if pool_share:
+                    self._pool_h[sig.name] = self._build_tools(p, sig.phi, pool_share, acc).h
             self._bank.append(sig)
-            self._ratios[sig.name] = 0.0
             if sig.name == "score":
                 self._score_sig = sig
-            elif sig.name == "embedding":
-                self._emb_sig = sig
-        self._steps = [(sig.name, sig.step) for sig in self._bank if sig.name != "embedding"]
+            if use_comb and p["name"] in BEHAVIOUR_SIGNALS:
+                parts.append(self._part(p, sig))
+        if emb_plan is not None:
+            s0 = emb_plan["series0"]
+            phis = [max(1.0, phi(s0 + j)) for j in range(emb_plan["d"])]
+            np = self._np
+            transform = emb_plan["axes"] / (emb_plan["sd"] * np.sqrt(np.asarray(phis)))
+            sig = EmbeddingChi2(np, emb_plan["mu"], transform, share, emb_plan["n"], phis,
+                                _windows(EMBEDDING_WINDOWS, self._dep))
+            self._bank.append(sig)
+            self._emb_sig = sig
+        if use_comb:
+            corr = _correlation([p for p in plans if p["kind"] == "z" and p["name"] in BEHAVIOUR_SIGNALS], records,
+                                behaviour)
+            self._comb = Combined(parts, corr, share, _windows(WINDOWS, self._dep), acc)
+            self._solo = []
+            for sig in self._bank:
+                if isinstance(sig, _Rate):
+                    self._comb.add_solo(sig.name, share * RATE_WINDOW_SHARE)
+                    self._solo.append(sig)
+            self._bank.append(self._comb)
+        self._set_names(tuple(sig.name for sig in self._bank))
+        self._steps = [(self._index[sig.name], sig.name, sig.step) for sig in self._bank
+                       if sig.name not in ("embedding", COMBINED_SIGNAL)]
+        self._base = [0.0] * len(acc)
         self._armed = True
         self._ref_size = len(records)
         return self._ref_size
 
-    def _continuous_spec(self, name: str, field: str, log: bool, vals: list[float], floor: float,
-                         directions: tuple[bool, bool], rng: random.Random,
-                         cls: type[_Continuous] = _Continuous) -> tuple[str, Any]:
+    def _part(self, plan: dict[str, Any], sig: Any) -> Part:
+        if plan["kind"] == "z":  # score: drops only (as its CUSUM); length: either way
+            return Part(plan["name"], "z", plan["slot"], sig.phi, sig.n, side=-1 if plan["name"] == "score" else 0)
+        if plan["kind"] == "rate":
+            return Part(plan["name"], "rate", plan["slot"], sig.phi, sig.n, [sig.p0], side=1)
+        return Part("tool_mix", "cats", plan["slot"], max(sig.phi), sig.n, plan["p_first"], sig.cats,
+                    groups=plan["groups"])
+
+    def _build_continuous(self, p: dict[str, Any], phi: float, alpha: float, acc: list[float],
+                          rng: random.Random, behaviour: bool) -> _Continuous:
+        vals, floor = p["vals"], p["floor"]
         n = len(vals)
         mu = sum(vals) / n
         sd = max(math.sqrt(sum((v - mu) ** 2 for v in vals) / max(n - 1, 1)), floor)
         z = [(v - mu) / sd for v in vals]
-        n_stats = sum(directions)
+        up, down = p["dirs"]
+        a = alpha / (2 * (up + down))
+        designs = (self.shift, _LARGE * self.shift)
+        h: dict[str, float] = {}
+        for k, shift in enumerate(designs, start=1):
+            h_up, h_dn = continuous_thresholds(z, (a if up else 0.0, a if down else 0.0), shift, self.clip,
+                                               floor / sd, boot=self.bootstrap, rng=rng, phi=phi)
+            h[f"up{k}"], h[f"down{k}"] = h_up, h_dn
+        cls = p.get("cls", _Continuous)
+        return cls(p["name"], p["field"], p["log"], mu, sd, designs, self.clip, h, n, phi, acc, p["slot"],
+                   behaviour and p["name"] in ("output_chars", "score"))
 
-        def build(alpha: float) -> _Continuous:
-            a = alpha / n_stats
-            h_up, h_dn = continuous_thresholds(z, (a if directions[0] else 0.0, a if directions[1] else 0.0),
-                                               self.shift, self.clip, floor / sd, boot=self.bootstrap, rng=rng)
-            return cls(name, field, log, mu, sd, self.shift, self.clip, h_up, h_dn, n)
-        return name, build
+    def _build_rate(self, p: dict[str, Any], phi: float, alpha: float, acc: list[float]) -> _Rate:
+        k, n = p["k"], p["n"]
+        p0 = smoothed_rate(k, n)
+        odds2 = self.odds_ratio ** RATE_LARGE_POWER
 
-    def _rate_spec(self, name: str, field: str, invert: bool, k: int, n: int,
-                   rng: random.Random) -> tuple[str, Any]:
-        def build(alpha: float) -> _Rate:
-            p0 = smoothed_rate(k, n)
-            odds2 = self.odds_ratio ** 2.5
-            p1 = bernoulli_design(p0, self.odds_ratio, self.min_step)
-            p2 = bernoulli_design(p0, odds2, 2.5 * self.min_step)
-            h = bernoulli_thresholds(k, n, alpha / 2, self.odds_ratio, self.min_step, boot=self.bootstrap, rng=rng)
-            h2 = bernoulli_thresholds(k, n, alpha / 2, odds2, 2.5 * self.min_step, boot=self.bootstrap, rng=rng)
-            return _Rate(name, field, invert, p0, p1, h, p2, h2, n)
-        return name, build
+        def d1(q: float) -> float:
+            return bernoulli_design(q, self.odds_ratio, self.min_step)
 
-    def _tools_spec(self, tool_calls: list[tuple[str, ...]], rng: random.Random) -> tuple[str, Any]:
+        def d2(q: float) -> float:
+            return bernoulli_design(q, odds2, 2.0 * self.min_step)
+
+        h = rate_threshold(k, n, alpha * (1.0 - RATE_LARGE_SHARE), d1, phi=phi)
+        h2 = rate_threshold(k, n, alpha * RATE_LARGE_SHARE, d2, phi=phi)
+        return _Rate(p["name"], p["field"], p["invert"], p0, d1(p0), h, d2(p0), h2, n, phi, acc, p["slot"])
+
+    def _tools_plan(self, tool_calls: list[tuple[str, ...]], add_series: Any) -> dict[str, Any] | None:
         n = len(tool_calls)
         counts: dict[str, int] = {}
         for tools in tool_calls:
             for t in set(tools):
                 counts[t] = counts.get(t, 0) + 1
-        top = [t for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3] if c >= max(5, 0.01 * n)]
-        cats, ks = [], []
-        none_k = sum(1 for tools in tool_calls if not tools)
-        for cat, k in [(t, counts[t]) for t in top] + [
-                (_NONE, none_k), (_OTHER, sum(1 for tools in tool_calls if any(t not in top for t in tools)))]:
-            if smoothed_rate(k, n) <= 0.9:
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        # every tool the reference saw at least twice has its own statistics (up to TOOL_CATEGORIES): mass
+        # moving to a rare tool is the fastest change to see, if that tool is not lumped with others
+        top = [t for t, c in ranked[:TOOL_CATEGORIES] if c >= 2]
+        top_set = set(top)
+        cats, ks, first = [], [], []
+        cols: dict[str, list[float]] = {}
+        none_ind = [0.0 if tools else 1.0 for tools in tool_calls]
+        other_ind = [1.0 if any(t not in top_set for t in tools) else 0.0 for tools in tool_calls]
+        first_cat = [("(none)" if not tools else tools[0] if tools[0] in top_set else _OTHER) for tools in tool_calls]
+        for cat in [*top, _NONE, _OTHER]:
+            if cat == _NONE:
+                ind = none_ind
+            elif cat == _OTHER:
+                ind = other_ind
+            else:
+                ind = [1.0 if cat in tools else 0.0 for tools in tool_calls]
+            k = int(sum(ind))
+            if smoothed_rate(k, n) <= 0.9:  # "(other)" even when unseen: a new tool taking calls is a change
                 cats.append(cat)
                 ks.append(k)
+                cols[cat] = ind
+                first.append(sum(1 for c in first_cat if c == cat))
+        if not cats:
+            return None
+        # the combined statistic counts each call once, in the category of its first tool, and groups the
+        # categories coarser (the 3 most used, the rest together): fewer degrees of freedom to dilute it
+        p_first = [(c + 0.5) / (n + 0.5 * len(cats)) for c in first]
+        order = sorted(range(len(cats)), key=lambda j: -first[j])
+        groups = [[j] for j in order[:3]] + ([order[3:]] if len(order) > 3 else [])
+        return {"kind": "cats", "name": "tool_mix", "cats": cats, "ks": ks, "n": n, "p_first": p_first,
+                "groups": groups, "series": [add_series(cols[c]) for c in cats]}
 
-        def build(alpha: float) -> _Tools:
-            a = alpha / len(cats)
-            p0 = [smoothed_rate(k, n) for k in ks]
-            p1 = [bernoulli_design(p, self.odds_ratio, self.min_step) for p in p0]
-            h = [bernoulli_thresholds(k, n, a, self.odds_ratio, self.min_step, boot=self.bootstrap, rng=rng)
-                 for k in ks]
-            return _Tools(cats, p0, p1, h, n)
-        return "tool_mix", build
+    def _build_tools(self, p: dict[str, Any], phis: list[float], alpha: float, acc: list[float]) -> _Tools:
+        cats, ks, n = p["cats"], p["ks"], p["n"]
+        a = alpha / (len(cats) * len(TOOL_MOVES))
+        p0 = [smoothed_rate(k, n) for k in ks]
+        p1: list[list[float]] = []
+        h: list[list[float]] = []
+        for move in TOOL_MOVES:
+            def design(q: float, move: float = move) -> float:
+                return mass_design(q, move)
+            p1.append([design(q) for q in p0])
+            h.append([rate_threshold(k, n, a, design, phi=f) for k, f in zip(ks, phis, strict=True)])
+        return _Tools(cats, p0, p1, h, n, phis, acc, p["slot"])
 
-    def _embedding_spec(self, vecs: list[Any], rng: random.Random) -> tuple[str, Any]:
+    def _embedding_plan(self, vecs: list[Any]) -> dict[str, Any]:
         np = self._np
         mat = np.vstack(vecs)
         n, d = mat.shape
-        mu = mat.mean(axis=0)
-        sd = np.maximum(mat.std(axis=0, ddof=1), 1e-9 + 1e-6 * np.abs(mu))
-        pooled = ((mat - mu) / sd).ravel()
-        if pooled.size > 4000:
-            pooled = pooled[:: pooled.size // 4000 + 1]
-        z = [float(v) for v in pooled]
-
-        def build(alpha: float) -> _Embedding:
-            a = alpha / (4 * d)
-            shifts = (self.embedding_shift, 2.5 * self.embedding_shift)
-            h = (_embedding_threshold(z, n, a, shifts[0], self.clip, self.bootstrap, rng),
-                 _embedding_threshold(z, n, a, shifts[1], self.clip, self.bootstrap, rng))
-            return _Embedding(np, mu, sd, shifts, self.clip, h, n)
-        return "embedding", build
+        mu, axes, sd = whitening(np, mat)
+        pcs = (mat - mu) @ axes / sd
+        return {"mu": mu, "axes": axes, "sd": sd, "n": n, "d": d, "curves": variance_time_columns(np, pcs)}
 
     # -- embedding projection ------------------------------------------------------------------------
     def _project(self, embeddings: list[Any]) -> Any:
@@ -576,21 +867,21 @@ class DriftMonitor:
         self._emb_i = i
         self._emb_n = min(cap, self._emb_n + k)
         sig = self._emb_sig
-        if not score or sig is None or not self._armed:
+        if not score or sig is None or not self._armed or y.shape[1] != sig.d:
             return ()
-        latest, top = sig.batch(y)
-        self._ratios["embedding"] = latest
+        latest, top, _ = sig.batch(y)
+        self._vals[self._index["embedding"]] = latest
         if top >= 1.0 and "embedding" not in self._latched:
             self._latched["embedding"] = top
+            self._effects["embedding"] = self._current_effects()
             return ("embedding",)
         return ()
 
     # -- per call -------------------------------------------------------------------------------------
     def update(self, record: CallRecord) -> DriftStatus:
         """Feed one call: remember it for the next reference and, when armed, run the bank."""
-        emb = record.embedding
-        if emb is not None and self._wants_emb:  # projected in batches; the ring keeps no raw vector
-            self._emb_pending.append(emb)
+        if record.embedding is not None and self._wants_emb:  # projected in batches; the ring keeps no vector
+            self._emb_pending.append(record.embedding)
             record = CallRecord(record.output_chars, record.tokens, record.refused, record.tools, record.format_ok,
                                 record.error, record.score, None, record.latency_s, record.input_tokens)
         i = self._ring_i
@@ -604,18 +895,49 @@ class DriftMonitor:
                 self._flush_embeddings(score=False)
             return self._warming
         self.calls += 1
-        ratios = self._ratios
+        vals = self._vals
+        latched = self._latched
         fired: tuple[str, ...] = ()
         if len(self._emb_pending) >= EMBEDDING_BATCH:
             fired = self._flush_embeddings()
-        for name, step in self._steps:
+        for j, name, step in self._steps:
             r = step(record)
             if r >= 0.0:
-                ratios[name] = r
-                if r >= 1.0 and name not in self._latched:
-                    self._latched[name] = r
+                vals[j] = r
+                if r >= 1.0 and name not in latched:
+                    latched[name] = r
                     fired += (name,)
-        return DriftStatus(bool(self._latched), max(ratios.values()), ratios.copy(), fired, False, self.calls)
+        comb = self._comb
+        if comb is not None:
+            self._block += 1
+            if self._block == BLOCK:
+                self._block = 0
+                r, at = comb.end_block()
+                vals[self._comb_i] = r
+                if self._solo:
+                    solo = comb.solo_scores()
+                    for sig in self._solo:
+                        w = sig.wr = solo[sig.name]
+                        j = self._index[sig.name]
+                        if w > vals[j]:
+                            vals[j] = w
+                        if w >= 1.0 and sig.name not in latched:
+                            latched[sig.name] = w
+                            fired += (sig.name,)
+                if at and COMBINED_SIGNAL not in latched and self._news(comb, at, fired):
+                    latched[COMBINED_SIGNAL] = r
+                    fired += (COMBINED_SIGNAL,)
+        if fired:
+            now = self._current_effects()
+            for name in fired:
+                self._effects[name] = now
+        return DriftStatus.of(bool(latched), self._names, tuple(vals), fired, self.calls)
+
+    def _news(self, comb: Combined, at: int, fired: tuple[str, ...]) -> bool:
+        """The combined statistic crossed: does it tell more than the alarms already raised? Only if the
+        signals without an alarm of their own still cross the threshold together."""
+        alarmed = set(self._latched) | set(fired)
+        return not alarmed or comb.crosses_without(at, alarmed)
 
     def update_score(self, value: float) -> DriftStatus:
         """Feed a score that arrived on its own (not with a call): it only moves the ``score`` signal."""
@@ -632,21 +954,33 @@ class DriftMonitor:
         fired: tuple[str, ...] = ()
         if sig is not None:
             r = sig.core(value)
-            self._ratios["score"] = r
+            self._vals[self._index["score"]] = r
             if r >= 1.0 and "score" not in self._latched:
                 self._latched["score"] = r
                 fired = ("score",)
-        ratios = self._ratios
-        return DriftStatus(bool(self._latched), max(ratios.values()), dict(ratios), fired, False, self.calls)
+        return DriftStatus.of(bool(self._latched), self._names, tuple(self._vals), fired, self.calls)
+
+    def _set_names(self, names: tuple[str, ...]) -> None:
+        self._names = names
+        self._index = {n: i for i, n in enumerate(names)}
+        self._vals = [0.0] * len(names)
+        self._comb_i = self._index.get(COMBINED_SIGNAL, -1)
 
     # -- operator actions -------------------------------------------------------------------------------
     def reset(self) -> None:
         """Unlatch every alarm and restart the statistics against the same reference."""
+        if self._armed:  # keep the totals since arming (fleet evidence) across the reset
+            self._base = self._totals()
+            if self._emb_sig is not None:
+                self._emb_sig.keep_total()
         for sig in self._bank:
             sig.reset()
-        for k in self._ratios:
-            self._ratios[k] = 0.0
+        self._vals[:] = [0.0] * len(self._vals)
+        self._acc[:] = [0.0] * len(self._acc)
+        self._block = 0
         self._latched = {}
+        self._effects = {}
+        self._calls_base += self.calls
         self.calls = 0
 
     def accept(self, min_calls: int | None = None) -> int:
@@ -663,33 +997,66 @@ class DriftMonitor:
         self._bank = []
         self._steps = []
         self._score_sig = self._emb_sig = None
-        self._ratios = {}
+        self._comb = None
+        self._dep = None
+        self._set_names(())
         self._latched = {}
+        self._effects = {}
         self._armed = False
         self._ref_size = 0
         self.calls = 0
 
 
-def _embedding_threshold(z: list[float], n: int, alpha: float, shift: float, clip: float, boot: int,
-                         rng: random.Random) -> float:
-    """Common threshold of the per-dimension CUSUMs: the dimensions' standardized values are pooled
-    (each dimension is estimated from ``n`` reference calls)."""
-    from driftwatch.drift.calibrate import BIN, cramer, solve_threshold
+def _windows(windows: Sequence[int], dep: Dependence | None) -> tuple[int, ...]:
+    """The windows (in blocks) a windowed statistic may use: under session traffic only those spanning
+    enough sessions (:meth:`Dependence.min_window`); the longest one always."""
+    low = dep.min_window() if dep is not None else 0.0
+    kept = tuple(w for w in windows if w * BLOCK >= low)
+    return kept or (max(windows),)
 
-    counts: dict[int, int] = {}
-    for v in z:
-        k = round(v / BIN)
-        counts[k] = counts.get(k, 0) + 1
-    atoms = sorted(counts)
-    xs0 = [k * BIN for k in atoms]
-    ws = [counts[k] / len(z) for k in atoms]
-    half = shift * shift / 2.0
-    reps = []
-    for _ in range(boot):
-        sample = rng.choices(z, k=n)
-        m = sum(sample) / n
-        s = max(math.sqrt(sum((v - m) ** 2 for v in sample) / max(n - 1, 1)), 1e-9)
-        zs = [min(clip, max(-clip, (a - m) / s)) for a in xs0]
-        reps.append(cramer([shift * v - half for v in zs], ws))
-        reps.append(cramer([-shift * v - half for v in zs], ws))
-    return solve_threshold(reps, alpha)
+
+def _resolution_floor(vals: list[float], floor: float) -> float:
+    """A spread floor for a score: at least ``floor``, and a quarter of the scale's step when the values
+    sit on a grid (a 1–10 judge: 0.25), so a reference of identical scores does not make every other
+    score an alarm."""
+    distinct = sorted(set(vals))
+    if len(distinct) > 50:  # not a grid
+        return floor
+    if all(v == int(v) for v in distinct):  # whole numbers: a scale of whole steps (1–10, 1–5, 0/1)
+        return max(floor, 0.25)
+    if len(distinct) < 2:
+        return floor
+    return max(floor, 0.25 * min(b - a for a, b in itertools.pairwise(distinct)))
+
+
+def _correlation(plans: list[dict[str, Any]], records: list[CallRecord], behaviour: bool) -> list[list[float]]:
+    """Reference correlation of the continuous signals of the combined statistic, over calls where both
+    are known (identity where there are too few)."""
+    k = len(plans)
+    corr = [[1.0 if i == j else 0.0 for j in range(k)] for i in range(k)]
+    if k < 2:
+        return corr
+    cols: list[list[float | None]] = []
+    for p in plans:
+        col: list[float | None] = []
+        for r in records:
+            v = getattr(r, p["field"]) if p["field"] != "cost" else None
+            if v is None or (behaviour and r.refused):
+                col.append(None)
+            else:
+                col.append(_log1p(v) if p["log"] else float(v))
+        cols.append(col)
+    for i in range(k):
+        for j in range(i):
+            pairs = [(a, b) for a, b in zip(cols[i], cols[j], strict=True) if a is not None and b is not None]
+            if len(pairs) < 30:
+                continue
+            ma = sum(a for a, _ in pairs) / len(pairs)
+            mb = sum(b for _, b in pairs) / len(pairs)
+            sab = sum((a - ma) * (b - mb) for a, b in pairs)
+            saa = sum((a - ma) ** 2 for a, _ in pairs)
+            sbb = sum((b - mb) ** 2 for _, b in pairs)
+            if saa > 0 and sbb > 0:
+                c = max(-0.95, min(0.95, sab / math.sqrt(saa * sbb)))
+                corr[i][j] = corr[j][i] = c
+    return corr

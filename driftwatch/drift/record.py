@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BEHAVIOUR_SIGNALS", "OPERATIONAL_SIGNALS", "CallRecord", "DriftStatus"]
+__all__ = ["BEHAVIOUR_SIGNALS", "COMBINED_SIGNAL", "OPERATIONAL_SIGNALS", "CallRecord", "DriftStatus"]
 
 #: the behavioural signals (values of the ``signal`` label), in the order they are reported
 BEHAVIOUR_SIGNALS: tuple[str, ...] = (
     "output_chars", "refusal", "tool_mix", "format_failure", "score", "error", "embedding",
 )
+#: the multi-signal statistic's label: several behavioural signals moving a little at once
+COMBINED_SIGNAL = "combined"
 #: signals of the separate operational detector (load-dependent: never mixed into the behavioural bank)
 OPERATIONAL_SIGNALS: tuple[str, ...] = ("latency", "cost")
 
@@ -47,16 +49,41 @@ class DriftStatus:
     ``fired``: signals whose alarm was raised by this very update; ``warming``: no reference yet.
     """
 
-    __slots__ = ("alarm", "calls", "fired", "score", "signals", "warming")
+    __slots__ = ("_names", "_score", "_signals", "_values", "alarm", "calls", "fired", "warming")
 
     def __init__(self, alarm: bool, score: float, signals: dict[str, float], fired: tuple[str, ...] = (),
                  warming: bool = False, calls: int = 0) -> None:
         self.alarm = alarm
-        self.score = score
-        self.signals = signals
+        self._score: float | None = score
+        self._signals: dict[str, float] | None = signals
+        self._names: tuple[str, ...] = ()
+        self._values: tuple[float, ...] = ()
         self.fired = fired
         self.warming = warming
         self.calls = calls
+
+    @classmethod
+    def of(cls, alarm: bool, names: tuple[str, ...], values: tuple[float, ...], fired: tuple[str, ...],
+           calls: int) -> DriftStatus:
+        """A status whose ``signals`` and ``score`` are built from (names, values) when first read (the
+        monitor's per-call path does not pay for a dict nobody reads)."""
+        st = cls.__new__(cls)
+        st.alarm, st.fired, st.warming, st.calls = alarm, fired, False, calls
+        st._names, st._values = names, values
+        st._score = st._signals = None
+        return st
+
+    @property
+    def score(self) -> float:
+        if self._score is None:
+            self._score = max(self._values, default=0.0)
+        return self._score
+
+    @property
+    def signals(self) -> dict[str, float]:
+        if self._signals is None:
+            self._signals = dict(zip(self._names, self._values, strict=True))
+        return self._signals
 
     def __repr__(self) -> str:
         if self.warming:

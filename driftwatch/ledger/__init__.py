@@ -137,6 +137,15 @@ class Ledger(ABC):
         """Commands with an id above ``after`` (and time at or after ``since``): (id, agent, action, time)."""
         return []
 
+    # -- fleet drift evidence (drift_pool; see driftwatch.drift.fleet) ----------------------------
+    def record_evidence(self, agent: str, anchor: str, replica: str, ts: float, payload: Mapping[str, Any]) -> None:
+        """Store (replace) one replica's latest drift evidence for an agent's anchor."""
+        raise LedgerError(f"ledger {self.location} does not support pooled drift evidence")
+
+    def evidence(self, agent: str, anchor: str) -> dict[str, dict[str, Any]]:
+        """Every replica's latest drift evidence for an agent's anchor: ``{replica: payload}``."""
+        return {}
+
     # -- call windows (for reports; optional for a backend) -------------------------------------
     def record_window(self, window: CallWindow) -> None:  # noqa: B027  # optional: a backend may keep none
         """Store one closed window of call aggregates (see :mod:`driftwatch.windows`)."""

@@ -127,6 +127,17 @@ MIGRATIONS: tuple[str, ...] = (
         note TEXT NOT NULL DEFAULT ''
     );
     """,
+    # version 4: each replica's latest drift evidence per agent and anchor, pooled by the fleet (drift_pool)
+    """
+    CREATE TABLE drift_evidence (
+        agent TEXT NOT NULL,
+        anchor TEXT NOT NULL,
+        replica TEXT NOT NULL,
+        ts REAL NOT NULL,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (agent, anchor, replica)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -223,6 +234,17 @@ class SQLLedger(Ledger):
             (alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp, alarm.anchor_change_id,
              alarm.calls_since_anchor, alarm.trace_id, alarm.span_id, _json(alarm.attributes)),
         )])
+
+    def record_evidence(self, agent: str, anchor: str, replica: str, ts: float, payload: Mapping[str, Any]) -> None:
+        self._write([(
+            "INSERT INTO drift_evidence (agent, anchor, replica, ts, payload) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (agent, anchor, replica) DO UPDATE SET ts = excluded.ts, payload = excluded.payload",
+            (agent, anchor, replica, ts, json.dumps(payload, separators=(",", ":"))),
+        )], durable=False)  # replaced at every poll: no fsync on the agent's call path
+
+    def evidence(self, agent: str, anchor: str) -> dict[str, dict[str, Any]]:
+        rows = self._read("SELECT replica, payload FROM drift_evidence WHERE agent = ? AND anchor = ?", (agent, anchor))
+        return {r[0]: json.loads(r[1]) for r in rows}
 
     _WINDOW_COLS = ("agent, start, end_ts, calls, errors, duration_s, output_chars, sized_calls, input_tokens, "
                     "output_tokens, refusals, format_failures, checked_calls, tools, scores, pid")

@@ -523,6 +523,22 @@ class BufferedLedger(Ledger):
             raise LedgerTimeoutError(f"ledger {self.location} did not answer the poll of operator commands in time")
         return rows
 
+    def record_evidence(self, agent: str, anchor: str, replica: str, ts: float, payload: Mapping[str, Any]) -> None:
+        """Hand a replica's drift evidence to the writer without waiting (one attempt, in its turn: it is replaced
+        at the next poll anyway); dropped while the ledger is behind."""
+        if self._behind:
+            return
+        snapshot = dict(payload)
+        self._submit(_Op(lambda led: led.record_evidence(agent, anchor, replica, ts, snapshot), _WINDOW))
+
+    def evidence(self, agent: str, anchor: str) -> dict[str, dict[str, Any]]:
+        """The fleet's drift evidence (the drift engine reads it from watched calls): a bounded read that raises
+        ``LedgerError`` when the ledger does not answer in time."""
+        rows = self.read_now(lambda led: led.evidence(agent, anchor), _UNSET)
+        if rows is _UNSET:
+            raise LedgerTimeoutError(f"ledger {self.location} did not answer the read of drift evidence in time")
+        return rows
+
     # -- reads (the Ledger interface): after the writes queued before them ---------------------------
     def _reader(self) -> Ledger:
         self._drain(self.drain_s)  # read after the writes queued before, unless the ledger is failing

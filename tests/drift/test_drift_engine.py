@@ -59,6 +59,26 @@ def test_doubling_answer_length_raises_the_output_chars_alarm(cap):
     assert [(e["signal"], e["anchor_change_id"]) for e in events] == [("output_chars", change.id)]
 
 
+def test_alarm_attributes_say_what_moved_and_by_how_much(cap):
+    """The stored alarm carries each signal's movement at the crossing: answers twice as long read as about
+    +1.7 sd of log length (σ = 0.4), far beyond two standard errors; the other signals did not move."""
+    state = {"prompt": "be brief"}
+    answer = make_agent("sizer", state, seed=3)
+    driftwatch.track("sizer", "system_prompt", state["prompt"], kind="system_prompt")
+    for _ in range(1200):
+        answer("q")
+    state["prompt"] = "be thorough"
+    driftwatch.track("sizer", "system_prompt", state["prompt"], kind="system_prompt")
+    for _ in range(300):
+        answer("q")
+    [alarm] = cap.ledger.alarms(agent="sizer")
+    effects = alarm.attributes["effects"]
+    assert alarm.signal == "output_chars" and effects["output_chars"]["t"] > 2
+    assert 1.2 < effects["output_chars"]["shift_sd"] <= 4.0  # clipped at ±4 sd per call
+    assert all(abs(e["t"]) < 4 for s, e in effects.items() if s != "output_chars")
+    assert drift.status("sizer")["effects"]["output_chars"]["calls"] > 0
+
+
 def test_twenty_thousand_calls_without_a_change_raise_no_alarm(cap):
     """No change, no armed detector: 20k calls raise nothing, and the reference is ready (1000 calls)."""
     answer = make_agent("steady", {"prompt": "be brief"}, seed=1)

@@ -25,7 +25,7 @@ def test_public_api_shape():
     st = mon.update(records(1, rng)[0])
     assert isinstance(st, DriftStatus)
     assert st.alarm is False
-    assert set(st.signals) == {"output_chars", "refusal", "tool_mix", "format_failure", "score", "error"}
+    assert set(st.signals) == {"output_chars", "refusal", "tool_mix", "format_failure", "score", "error", "combined"}
     assert st.score == max(st.signals.values())
     assert [f.name for f in dataclasses.fields(CallRecord)][:9] == [
         "output_chars", "tokens", "refused", "tools", "format_ok", "error", "score", "embedding", "latency_s"]

@@ -1,5 +1,5 @@
 """Replicas: with drift_replicas=N each process spends 1/N of the budget, so N processes together
-raise no more false alarms per call of each replica than the budget (docs/drift.md, "Replicas")."""
+raise no more false alarms per call of each replica than the budget (docs/drift.md, "Replicas and fleets")."""
 
 from __future__ import annotations
 

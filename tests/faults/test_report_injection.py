@@ -65,8 +65,9 @@ def _hostile_ledger(path: Path) -> None:
             for _ in range(3):
                 call()
                 driftwatch.record_score(agent, 0.7, metric=f"metric {payload}")
-            run = cap.runtime.start_run(agent, f"Optimizer{i}")
-            cap.runtime.end_run(run)
+            run = cap.runtime.begin_run(agent, f"Optimizer{i}")
+            assert run is not None
+            run.finish()
         tool_calls = [{"name": f"tool {p}", "args": {}, "id": f"c{i}"} for i, p in enumerate(PAYLOADS)]
         graph = driftwatch.watch(tools_graph(ToolModel(messages=replies(AIMessage(content="ok",
                                                                                   tool_calls=tool_calls)))),

@@ -37,3 +37,19 @@ def first_alarm(mon, recs: list[CallRecord]) -> tuple[int | None, tuple[str, ...
         if st.fired:
             return i + 1, st.fired
     return None, ()
+
+
+def session_records(n: int, rng: random.Random, *, run_mean: float, length: float = 1.0,
+                    score: float = 0.7) -> list[CallRecord]:
+    """``n`` calls in sessions of geometric length (mean ``run_mean``): a session shares a topic that sets
+    its answer length (×0.5 … ×2), its judged score (±0.1) and its tool — dependent calls."""
+    out: list[CallRecord] = []
+    topic = (0.0, 0.0, ())
+    for i in range(n):
+        if i == 0 or rng.random() < 1.0 / run_mean:
+            topic = (rng.gauss(0.0, 0.45), rng.gauss(0.0, 0.1), rng.choice(((), ("search",), ("calc",))))
+        out.append(CallRecord(
+            output_chars=max(1, int(math.exp(5.5 + topic[0] + rng.gauss(0.0, 0.35)) * length)), tokens=None,
+            refused=False, tools=topic[2], format_ok=True, error=False,
+            score=min(1.0, max(0.0, rng.gauss(score + topic[1], 0.1))), embedding=None, latency_s=1.0))
+    return out

@@ -241,6 +241,19 @@ def test_runs_candidates_alarms_windows_and_commands(ledger_url) -> None:
     assert ledger.commands(since=time.time() + 60) == []
 
 
+def test_drift_evidence_is_replaced_per_replica(ledger_url) -> None:
+    """Fleet pooling: each replica's evidence for an agent's anchor is one row, replaced at every poll."""
+    ledger = open_ledger(ledger_url)
+    ledger.record_evidence("bot", "prompt@abc#0", "r1", 1.0, {"calls": 10, "cusum": {"refusal/1": -0.5}})
+    ledger.record_evidence("bot", "prompt@abc#0", "r2", 1.5, {"calls": 7})
+    ledger.record_evidence("bot", "prompt@abc#0", "r1", 2.0, {"calls": 25, "cusum": {"refusal/1": 0.25}})
+    ledger.record_evidence("bot", "prompt@def#0", "r1", 2.0, {"calls": 1})
+    ledger.record_evidence("other", "prompt@abc#0", "r1", 2.0, {"calls": 2})
+    assert ledger.evidence("bot", "prompt@abc#0") == {"r1": {"calls": 25, "cusum": {"refusal/1": 0.25}},
+                                                     "r2": {"calls": 7}}
+    assert ledger.evidence("bot", "none") == {}
+
+
 def test_read_only_ledger_refuses_writes(ledger_url) -> None:
     """readonly=True: the API refuses writes with a one-line error, and so does the session itself."""
     ledger = open_ledger(ledger_url)

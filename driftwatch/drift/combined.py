@@ -1,0 +1,348 @@
+"""The combined statistic: several signals moving a little at once.
+
+A change that moves four signals by half a step each is, for every one of them alone, a small change:
+each per-signal CUSUM needs about four times as many calls as for the full step. Their evidence adds
+up, though, and this statistic adds it: over the last ``m`` calls it sums, per signal, the evidence that
+the signal moved in either direction, and compares the total with its χ² tail.
+
+For a window of ``m`` monitored calls (the last 4, 8, …, 128 blocks of :data:`BLOCK` calls, tested at
+every block end):
+
+* **continuous signals** (log answer length, score): the window's sum of standardized values, ``t =
+  Σz / √(m φ (1 + m/n))``, whitened together by their reference correlation (length first): ``t²`` for
+  length (either direction), ``min(0, t)²`` for the score (drops only);
+* **rates** (refusal, format failure, error): the binomial deviance of the window's count against the
+  reference rate, ``G = 2[k log(k/mp) + (m−k) log((m−k)/(m(1−p)))]``, divided by ``φ (1 + m/n)``, when the
+  count is above what the reference expects (increases only; the deviance, unlike a standardized count,
+  keeps a χ² tail for rare events);
+* **tool mix**: the multinomial deviance of the window's category counts, ÷ ``φ (1 + m/n)`` — χ² with
+  (categories − 1) degrees of freedom (mass moving anywhere).
+
+``φ`` is each signal's long-run variance ratio (:mod:`driftwatch.drift.dependence`) and ``(1 + m/n)``
+accounts for the reference itself being ``n`` calls (its error is as large as the window's when
+``m = n``). The statistic is ``Q = Σ`` of the parts; its null distribution is a chi-bar-square (a χ² for
+the two-sided parts plus one half-χ²₁ per one-sided part, :func:`~driftwatch.drift.calibrate.chibar_sf`);
+the window alarms when ``Q > q_m``, that distribution's quantile at ``α · BLOCK · stride / windows``,
+where a window of ``w`` blocks is tested every ``stride = max(1, w/8)`` blocks (a long window barely
+moves in one block) — so by the union bound over windows and tests its per-call false-alarm rate is at
+most its budget ``α``. Work: a few additions per
+call (each signal adds its value and a presence count to an accumulator) and, every ``BLOCK`` calls,
+about three window tests. Memory: a ring of 129 cumulative sums.
+
+Attribution: :meth:`Combined.effects` gives, for a window, each signal's standardized shift (mean ``z``
+for continuous signals, observed vs reference rate for rates, the most over-represented tool).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from driftwatch.drift.calibrate import chibar_isf
+
+__all__ = ["BLOCK", "WINDOWS", "Combined", "Part", "cholesky", "degrees", "evaluate", "forward", "stride",
+           "window_thresholds"]
+
+#: calls per block: the combined and embedding statistics are tested at block ends
+BLOCK = 16
+#: window lengths, in blocks (64 … 2048 calls)
+WINDOWS: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
+
+
+def stride(w: int) -> int:
+    """A window of ``w`` blocks is tested every ``stride(w)`` blocks."""
+    return max(1, w // 8)
+
+
+def window_thresholds(alpha: float, windows: Sequence[int], two: int, one: int = 0) -> list[float]:
+    """Thresholds per window (chi-bar-square with ``two`` two-sided degrees of freedom and ``one`` one-sided
+    components) such that all tests together raise at most ``alpha`` false alarms per call (union bound: a
+    window is tested every ``stride`` blocks of ``BLOCK`` calls)."""
+    return [chibar_isf(min(0.5, alpha * BLOCK * stride(w) / len(windows)), two, one) for w in windows]
+
+
+def cholesky(a: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Lower Cholesky factor of a small symmetric positive-definite matrix (pure Python); a pivot that is
+    not positive (a degenerate matrix) is replaced by a tiny one."""
+    k = len(a)
+    low = [[0.0] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1):
+            s = a[i][j] - sum(low[i][t] * low[j][t] for t in range(j))
+            if i == j:
+                low[i][i] = math.sqrt(s) if s > 1e-12 else 1e-6
+            else:
+                low[i][j] = s / low[j][j]
+    return low
+
+
+def forward(low: Sequence[Sequence[float]], b: Sequence[float]) -> list[float]:
+    """Solve ``L x = b`` for lower-triangular ``L``."""
+    x: list[float] = []
+    for i, row in enumerate(low):
+        x.append((b[i] - sum(row[t] * x[t] for t in range(i))) / row[i])
+    return x
+
+
+def _unfactor(low: Sequence[Sequence[float]]) -> list[list[float]]:
+    """``L Lᵀ``: the correlation matrix back from its Cholesky factor."""
+    k = len(low)
+    return [[sum(low[i][t] * low[j][t] for t in range(k)) for j in range(k)] for i in range(k)]
+
+
+def _xlogx(k: float, e: float) -> float:
+    return k * math.log(k / e) if k > 0.0 else 0.0
+
+
+class Part:
+    """One signal's place in the accumulator and what the reference says about it.
+
+    ``kind``: ``"z"`` (continuous: slots value-sum, count), ``"rate"`` (slots events, count) or
+    ``"cats"`` (slots: one count per category, then the call count). ``p``: reference rate(s);
+    ``phi``: long-run variance ratio; ``names``: category names (``"cats"``); ``side``: +1 only increases
+    count, −1 only decreases, 0 both (tool mix: always 0); ``groups``: categories counted together in the
+    statistic (lists of category indices; default each alone).
+    """
+
+    __slots__ = ("groups", "kind", "n_ref", "names", "p", "phi", "side", "signal", "slot", "width")
+
+    def __init__(self, signal: str, kind: str, slot: int, phi: float, n_ref: int, p: Sequence[float] = (),
+                 names: Sequence[str] = (), side: int = 0, groups: Sequence[Sequence[int]] | None = None) -> None:
+        self.signal, self.kind, self.slot, self.phi, self.n_ref = signal, kind, slot, max(1.0, phi), n_ref
+        self.p = list(p)
+        self.names = list(names)
+        self.side = 0 if kind == "cats" else side
+        self.width = len(self.p) + 1 if kind == "cats" else 2
+        self.groups = [list(g) for g in groups] if groups else [[j] for j in range(len(self.p))]
+
+    @property
+    def df(self) -> int:
+        return len(self.groups) - 1 if self.kind == "cats" else 1
+
+
+def degrees(parts: Sequence[Part]) -> tuple[int, int]:
+    """(two-sided degrees of freedom, one-sided components) of the parts' statistic."""
+    return sum(p.df for p in parts if not p.side), sum(1 for p in parts if p.side)
+
+
+def evaluate(parts: Sequence[Part], low: Sequence[Sequence[float]], s: Sequence[float],
+             expected: Sequence[float] | None = None) -> float:
+    """The combined statistic for window sums ``s`` (laid out as the parts' slots). ``expected``: the event
+    counts the reference expects, one per rate and per category in part order (default: ``m × p``; a
+    fleet passes the sum over its replicas' references)."""
+    total = 0.0
+    ts: list[float] = []
+    sides: list[int] = []
+    at = 0
+    for part in parts:
+        i = part.slot
+        if part.kind == "z":
+            m = s[i + 1]
+            ts.append(s[i] / math.sqrt(m * part.phi * (1.0 + m / part.n_ref)) if m > 0 else 0.0)
+            sides.append(part.side)
+        elif part.kind == "rate":
+            k, m = s[i], s[i + 1]
+            e = m * part.p[0] if expected is None else expected[at]
+            at += 1
+            if m > 0 and 0.0 < e < m and (part.side <= 0 or k > e):
+                total += 2.0 * (_xlogx(k, e) + _xlogx(m - k, m - e)) / (part.phi * (1.0 + m / part.n_ref))
+        else:
+            c = len(part.p)
+            m = s[i + c]
+            es = [m * p for p in part.p] if expected is None else expected[at:at + c]
+            at += c
+            if m > 0:
+                g = 2.0 * sum(_xlogx(sum(s[i + j] for j in grp), sum(es[j] for j in grp)) for grp in part.groups)
+                total += g / (part.phi * (1.0 + m / part.n_ref))
+    if ts:
+        for u, side in zip(forward(low, ts) if low else ts, sides, strict=True):
+            if side == 0 or u * side > 0.0:
+                total += u * u
+    return total
+
+
+class Combined:
+    """The windowed multi-signal statistic (see the module docstring).
+
+    ``parts``: the signals, each with its slots in :attr:`acc`; ``corr``: the reference correlation of
+    the continuous parts (in the order they appear); ``alpha``: this statistic's per-call budget;
+    ``acc``: the accumulator list the signals add into (shared; emptied in place at each block end).
+    """
+
+    __slots__ = ("acc", "blocks", "cont", "cum", "df", "h", "head", "inv_h", "last", "low", "name", "one", "parts",
+                 "size", "solo", "strides", "two", "windows")
+
+    def __init__(self, parts: list[Part], corr: Sequence[Sequence[float]], alpha: float,
+                 windows: Sequence[int] = WINDOWS, acc: list[float] | None = None) -> None:
+        self.name = "combined"
+        self.parts = parts
+        self.cont = [p for p in parts if p.kind == "z"]
+        self.low = cholesky(corr) if self.cont else []
+        self.two, self.one = degrees(parts)
+        self.size = max((p.slot + p.width for p in parts), default=0) if acc is None else len(acc)
+        self.acc = [0.0] * self.size if acc is None else acc  # the signals add into it (shared list)
+        self.df = sum(p.df for p in parts)
+        self.windows = tuple(windows)
+        self.strides = [stride(w) for w in self.windows]
+        self.h = window_thresholds(alpha, self.windows, self.two, self.one)
+        self.inv_h = [1.0 / h for h in self.h]
+        ring = max(self.windows) + 1
+        self.cum = [[0.0] * self.size for _ in range(ring)]
+        self.head = 0  # index of the latest cumulative sum
+        self.blocks = 0
+        self.last = [0.0] * len(self.windows)  # each window's latest score
+        #: single-signal window tests: part → (inverse thresholds per window, latest ratio per window)
+        self.solo: dict[int, tuple[list[float], list[float]]] = {}
+
+    def add_solo(self, signal: str, alpha: float) -> None:
+        """Also test ``signal``'s part alone on every window (a two-sample test of its own, at ``alpha``): a
+        rare-event rate is told apart from the reference's own uncertainty over a window more efficiently
+        than by a CUSUM, which must allow for that uncertainty for ever."""
+        j = next(j for j, p in enumerate(self.parts) if p.signal == signal)
+        h = window_thresholds(alpha, self.windows, *degrees([self.parts[j]]))
+        self.solo[j] = ([1.0 / x for x in h], [0.0] * len(self.windows))
+    def reset(self) -> None:
+        self.acc[:] = [0.0] * self.size
+        self.cum = [[0.0] * self.size for _ in range(len(self.cum))]
+        self.head = 0
+        self.blocks = 0
+        self.last = [0.0] * len(self.windows)
+        for _, latest in self.solo.values():
+            latest[:] = [0.0] * len(latest)
+
+    def end_block(self) -> tuple[float, int]:
+        """Close the block (the accumulator is emptied in place): returns (score = the highest latest Q/q over
+        the windows, the window in calls that alarmed or 0). Single-signal tests: :meth:`solo_scores`."""
+        acc = self.acc
+        ring = len(self.cum)
+        prev = self.cum[self.head]
+        head = (self.head + 1) % ring
+        self.cum[head] = [a + b for a, b in zip(prev, acc, strict=True)]
+        self.head = head
+        acc[:] = [0.0] * self.size
+        blocks = self.blocks = self.blocks + 1
+        last = self.last
+        fired = 0
+        for k, w in enumerate(self.windows):
+            if w > blocks:
+                break
+            if blocks % self.strides[k]:
+                continue
+            s = self.window(w)
+            r = self.q(s) * self.inv_h[k]
+            last[k] = r
+            if r >= 1.0 and not fired:
+                fired = w * BLOCK
+            for j, (inv, latest) in self.solo.items():
+                latest[k] = evaluate((self.parts[j],), (), s) * inv[k]
+        return max(last), fired
+
+    def solo_scores(self) -> dict[str, float]:
+        """Each single-signal test's highest latest score over the windows."""
+        return {self.parts[j].signal: max(latest) for j, (_, latest) in self.solo.items()}
+
+    def window(self, w: int) -> list[float]:
+        """The accumulator's sums over the last ``w`` blocks."""
+        ring = len(self.cum)
+        now, then = self.cum[self.head], self.cum[(self.head - w) % ring]
+        return [a - b for a, b in zip(now, then, strict=True)]
+
+    def q(self, s: Sequence[float]) -> float:
+        """The statistic for window sums ``s``."""
+        return evaluate(self.parts, self.low, s)
+
+    def crosses_without(self, calls: int, signals: set[str]) -> bool:
+        """Over the window of ``calls``, does the evidence of the *other* signals alone still cross that
+        window's threshold? (A crossing that only repeats alarms already raised is not news.)"""
+        k = next((j for j, w in enumerate(self.windows) if w * BLOCK == calls), None)
+        if k is None:
+            return False
+        rest = [p for p in self.parts if p.signal not in signals]
+        if not rest:
+            return False
+        keep = [j for j, p in enumerate(self.cont) if p.signal not in signals]
+        full = _unfactor(self.low)
+        low = cholesky([[full[a][b] for b in keep] for a in keep]) if keep else []
+        return evaluate(rest, low, self.window(self.windows[k])) >= self.h[k]
+
+    def score_window(self) -> tuple[float, int]:
+        """(max Q/q over the available windows, the window of that maximum in calls)."""
+        best, at = 0.0, 0
+        for k, w in enumerate(self.windows):
+            if w > self.blocks:
+                break
+            r = self.q(self.window(w)) * self.inv_h[k]
+            if r > best:
+                best, at = r, w * BLOCK
+        return best, at
+
+    def effects(self, calls: int | None = None) -> dict[str, dict[str, Any]]:
+        """Each signal's movement over the last ``calls`` calls (default: the window with the highest score,
+        or every call since the statistics started when no window is complete yet), the current partial
+        block included: ``shift_sd`` (continuous), ``rate``/``reference_rate`` (rates), the most
+        over-represented tool (tool mix), and ``t`` — the signed evidence in standard errors."""
+        if calls is None:
+            calls = self.score_window()[1] or self.blocks * BLOCK
+        w = min(calls // BLOCK, self.blocks)
+        s = [a + b for a, b in zip(self.window(w), self.acc, strict=True)] if w else list(self.acc)
+        out: dict[str, dict[str, Any]] = {}
+        for part in self.parts:
+            i = part.slot
+            if part.kind == "z":
+                m = s[i + 1]
+                if m > 0:
+                    out[part.signal] = {"shift_sd": s[i] / m, "calls": int(m),
+                                        "t": s[i] / math.sqrt(m * part.phi * (1.0 + m / part.n_ref))}
+            elif part.kind == "rate":
+                k, m = s[i], s[i + 1]
+                if m > 0:
+                    p = part.p[0]
+                    sd = math.sqrt(m * p * (1.0 - p) * part.phi * (1.0 + m / part.n_ref))
+                    out[part.signal] = {"rate": k / m, "reference_rate": p, "calls": int(m), "t": (k - m * p) / sd}
+            else:
+                m = s[i + len(part.p)]
+                if m > 0:
+                    best = None
+                    for j, p in enumerate(part.p):
+                        sd = math.sqrt(m * p * (1.0 - p) * part.phi * (1.0 + m / part.n_ref))
+                        t = (s[i + j] - m * p) / sd
+                        if best is None or t > best[0]:
+                            best = (t, part.names[j], s[i + j] / m, p)
+                    if best is not None:
+                        out[part.signal] = {"category": best[1], "rate": best[2], "reference_rate": best[3],
+                                            "calls": int(m), "t": best[0]}
+        return out
+
+    def snapshot(self, total: Sequence[float]) -> dict[str, Any]:
+        """The parts and their sums over ``total`` (accumulator totals since arming), with the event counts
+        the reference expects — what another process needs to pool this one's calls with its own."""
+        parts = []
+        for part in self.parts:
+            i = part.slot
+            entry: dict[str, Any] = {"signal": part.signal, "kind": part.kind, "phi": part.phi, "n_ref": part.n_ref,
+                                     "side": part.side}
+            if part.kind == "z":
+                entry["sum"] = [total[i], total[i + 1]]
+            elif part.kind == "rate":
+                m = total[i + 1]
+                entry["sum"] = [total[i], m]
+                entry["expected"] = [m * part.p[0]]
+            else:
+                c = len(part.p)
+                m = total[i + c]
+                entry["names"] = list(part.names)
+                entry["groups"] = part.groups
+                entry["sum"] = [total[i + j] for j in range(c)] + [m]
+                entry["expected"] = [m * p for p in part.p]
+            parts.append(entry)
+        return {"parts": parts, "corr": [[row[j] for j in range(len(row))] for row in _unfactor(self.low)]}
+
+    def describe(self) -> dict[str, Any]:
+        score, at = self.score_window()
+        return {"kind": "combined_window_chi2", "signals": [p.signal for p in self.parts],
+                "degrees_of_freedom": self.df, "one_sided": self.one, "threshold": min(self.h),
+                "thresholds": list(self.h),
+                "windows_calls": [w * BLOCK for w in self.windows],
+                "score": score, "window_calls": at,
+                "long_run_variance_ratio": {p.signal: p.phi for p in self.parts}}
