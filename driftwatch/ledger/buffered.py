@@ -36,7 +36,6 @@ writer writes in order, the ledger then holds a prefix of the process's writes.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import importlib
 import os
 import threading
@@ -102,35 +101,34 @@ class LedgerTimeoutError(LedgerError):
     """The ledger did not answer within a call's wait budget: the write is kept, or the read is unknown."""
 
 
-class _Budget:
-    """What is left of one call's wait for the ledger (shared by the ledger work nested in the call)."""
+class _Budgets(threading.local):
+    """Per thread: how deep in host calls it is, and what is left of the outermost one's wait for the ledger
+    (``None``: nothing spent yet). A host call's blocks are synchronous, so per thread is per call."""
 
-    __slots__ = ("left",)
-
-    def __init__(self, left: float) -> None:
-        self.left = left
+    depth = 0
+    left: float | None = None
 
 
-_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("driftwatch_ledger_budget", default=None)
+_LOCAL = _Budgets()
 
 
 class _HostCall:
-    """``with ledger.host_call():`` — the ledger work inside shares one wait budget (the outermost one wins)."""
+    """``with ledger.host_call():`` — the ledger work inside shares one wait budget (the outermost one wins).
+    Stateless (the state is per thread): one shared instance, a few hundred nanoseconds a call."""
 
-    __slots__ = ("seconds", "token")
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.token: Any = None
+    __slots__ = ()
 
     def __enter__(self) -> None:
-        if _BUDGET.get() is None:
-            self.token = _BUDGET.set(_Budget(self.seconds))
+        local = _LOCAL
+        if not local.depth:
+            local.left = None
+        local.depth += 1
 
     def __exit__(self, *exc: object) -> None:
-        if self.token is not None:
-            _BUDGET.reset(self.token)
-            self.token = None
+        _LOCAL.depth -= 1
+
+
+_HOST_CALL = _HostCall()
 
 
 class _Op:
@@ -235,18 +233,21 @@ class BufferedLedger(Ledger):
     def host_call(self) -> _HostCall:
         """A context manager around one call into driftwatch from the host: the ledger work inside it waits at
         most ``wait_s`` in total (nested ones share the outermost budget)."""
-        return _HostCall(self.wait_s)
+        return _HOST_CALL
 
     def _wait(self, op: _Op, what: str) -> bool:
         """Wait for ``op`` within the current budget; ``True`` when it is done. On a timeout the ledger is
         behind (later calls do not wait) and the wait is counted."""
-        budget = _BUDGET.get()
-        left = self.wait_s if budget is None else min(budget.left, self.wait_s)
+        local = _LOCAL
+        shared = local.depth > 0
+        if shared and local.left is None:
+            local.left = self.wait_s
+        left = min(local.left, self.wait_s) if shared else self.wait_s  # type: ignore[type-var]  # set above
         if left > 0:
             t0 = time.monotonic()
             done = op.done.wait(left)
-            if budget is not None:
-                budget.left -= time.monotonic() - t0
+            if shared:
+                local.left -= time.monotonic() - t0  # type: ignore[operator]  # set above
             if done:
                 return True
         with self._cond:

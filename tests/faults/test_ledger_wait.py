@@ -233,7 +233,8 @@ def test_what_sigkill_loses_while_the_ledger_is_locked(tmp_path) -> None:
         sys.stdout.write(f"{{rt.pending_writes}}\\n"); sys.stdout.flush()
         os.kill(os.getpid(), 9)
     """)
-    proc = subprocess.Popen([PY, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "DRIFTWATCH_LEDGER_WAIT_S": str(WAIT_S)}  # a real process's wait
+    proc = subprocess.Popen([PY, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout.readline().strip() == "ready"
     with hold_exclusive_lock(path, seconds=30):
         proc.stdin.write("go\n")
