@@ -731,14 +731,16 @@ class Runtime:
             self._safe("audit", self.audit.on_alarm, alarm)
         return alarm
 
-    def close(self, timeout: float | None = None, *, keep_http_servers: bool = False) -> int:
+    def close(self, timeout: float | None = None, *, keep_http_servers: bool = False,
+              keep_trying: bool = False) -> int:
         """Close: open call windows are handed to the ledger, kept writes get one more try and up to ``timeout``
         seconds (default ``ledger_drain_s``), then the ledger is closed; the ``/metrics`` servers are shut down
-        (``keep_http_servers``: leave them to whoever adopted them). Returns how many kept writes are still not
-        written: the writer keeps trying while the process lives (:func:`configure` closes the previous runtime
-        with ``timeout=0``; at exit, those left are lost and logged)."""
+        (``keep_http_servers``: leave them to whoever adopted them). Returns how many kept writes were not
+        written: dropped, unless ``keep_trying`` (the writer goes on while the process lives: :func:`configure`
+        closes the previous runtime with ``timeout=0, keep_trying=True``; at exit, those left are lost and
+        logged)."""
         self._safe("windows", self.windows.flush)
-        left = self._safe("ledger", self.ledger.close, timeout) or 0
+        left = self._safe("ledger", lambda: self.ledger.close(timeout, keep_trying=keep_trying)) or 0
         if self.audit is not None:
             self._safe("audit", self.audit.close)
         servers, self.http_servers = self.http_servers, []
@@ -843,7 +845,7 @@ def configure(**settings: Any) -> Runtime:
     old = set_runtime(new)
     if old is not None:
         new.adopt_http_servers(old.http_servers)  # /metrics keeps serving, now the new runtime's registry
-        if old.close(timeout=0, keep_http_servers=True):  # its kept writes go on in the background: never wait
+        if old.close(timeout=0, keep_http_servers=True, keep_trying=True):  # kept writes go on in the background
             _draining.append(old)
     return new
 

@@ -194,6 +194,7 @@ class BufferedLedger(Ledger):
         self._failed_at = float("-inf")  # monotonic time of the writer's last failed attempt
         self._open_failed_at = float("-inf")
         self._closing = False
+        self._abandoned = False  # closed without keep_trying: what fails now is dropped, not kept
 
     # -- the backend ------------------------------------------------------------------------------
     @property
@@ -269,6 +270,7 @@ class BufferedLedger(Ledger):
             if not self._writer_alive():
                 return False
             if op.kind == _WRITE:
+                self._abandoned = False  # written after close(): kept and retried like any write
                 if self._writes >= self.max_pending:
                     dropped = self._drop_oldest()
                 self._writes += 1
@@ -391,7 +393,7 @@ class BufferedLedger(Ledger):
         ok = self._attempt(op)
         with self._cond:
             self._inflight = None
-            if ok or op.kind != _WRITE:
+            if ok or op.kind != _WRITE or self._abandoned:
                 if self._queue and self._queue[0] is op:
                     self._queue.popleft()
                     if op.kind == _WRITE:
@@ -579,10 +581,11 @@ class BufferedLedger(Ledger):
                 until: float | None = None) -> list[CallWindow]:
         return self._reader().windows(agent=agent, since=since, until=until)
 
-    def close(self, timeout: float | None = None) -> int:
+    def close(self, timeout: float | None = None, *, keep_trying: bool = False) -> int:
         """Wake the writer for one more try, wait up to ``timeout`` seconds (default ``drain_s``) for the kept
-        writes, then close the backend; returns how many writes were not written. Those stay queued: the writer
-        keeps trying while the process lives, and closes the backend once the queue is empty."""
+        writes, then close the backend; returns how many writes were not written. Those are dropped (the writer
+        stops), unless ``keep_trying``: then they stay queued, the writer keeps trying while the process lives and
+        closes the backend once the queue is empty (:func:`driftwatch.configure` closes a replaced runtime so)."""
         timeout = self.drain_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -600,8 +603,18 @@ class BufferedLedger(Ledger):
         self._drain(timeout, retry_now=True)
         with self._cond:
             left, thread = self._writes, self._thread or thread  # the writer clears _thread as it stops
-        if not left and thread is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()))  # the writer closes the backend and stops
+            if left and not keep_trying:  # give up: the op in flight is the writer's last
+                self._abandoned = True
+                for op in self._queue:
+                    if op is not self._inflight:
+                        op.done.set()
+                self._queue = deque(op for op in self._queue if op is self._inflight)
+                self._writes = sum(op.kind == _WRITE for op in self._queue)
+                self._not_before = 0.0
+                self._cond.notify_all()
+        if (keep_trying and left) or thread is None or thread is threading.current_thread():
+            return left
+        thread.join(max(0.0, deadline - time.monotonic()))  # the writer closes the backend and stops
         return left
 
 
