@@ -11,9 +11,9 @@ output fields and their types, the few-shot demos, the inputs, a ReAct agent's t
 hands it to :class:`driftwatch.demo.scripted.ScriptedModel`, and renders the reply back in the adapter's
 format, so any program runs on it: ``Predict``, ``ChainOfThought``, ``ReAct``, and the optimizers
 (MIPROv2 and COPRO get their instruction proposals from it). Token usage is reported on every
-response. It is a canonical DSPy 3.4 custom engine (``complete(Request) -> Response``), so no
-deprecated interface is touched, and its responses are never cached (repeated calls form a
-distribution).
+response. On DSPy 3.4 it is a canonical custom engine (``complete(Request) -> Response``), so no
+deprecated interface is touched; on DSPy 3.3 (no engines) its ``forward()`` returns the OpenAI-shaped
+response. Its responses are never cached (repeated calls form a distribution).
 """
 
 from __future__ import annotations
@@ -26,7 +26,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import dspy
-from dspy.lm15 import Message, Response, TextPart, Usage
+from dspy.dsp.utils.utils import dotdict
+
+try:  # DSPy 3.4: a canonical custom engine answers
+    from dspy.lm15 import Message, Response, TextPart, Usage
+except ImportError:  # DSPy 3.3: ScriptedLM.forward answers (the legacy OpenAI-shaped contract)
+    Message = Response = TextPart = Usage = None  # type: ignore[assignment,misc]  # checked in _attach
 
 from driftwatch.demo.scripted import Prompt, ScriptedModel, Tool, count_tokens
 
@@ -60,9 +65,33 @@ class ScriptedLM(dspy.BaseLM):
         return {**super().dump_state(), "seed": self.behaviour.seed, "knowledge": dict(self.behaviour.knowledge)}
 
     def _attach(self) -> None:
+        if Response is None:  # DSPy 3.3: forward() answers
+            return
         self._engine_spec = _Engine(self)
         self._async_engine_spec = _AsyncEngine(self._engine_spec)
         self._cache_responses = False
+
+    def forward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+        """DSPy 3.3's LM contract (3.4 calls the engine instead): an OpenAI-shaped response, ``n`` choices."""
+        messages = messages or [{"role": "user", "content": prompt}]
+        system = "".join(_content(m) for m in messages if m.get("role") == "system")
+        turns = [(str(m.get("role")), _content(m)) for m in messages if m.get("role") != "system"]
+        choices, n_in, n_out = [], 0, 0
+        for _ in range(int(kwargs.get("n") or self.kwargs.get("n") or 1)):
+            text, tokens_in, tokens_out = self.reply(system, turns)
+            choices.append(dotdict(message=dotdict(content=text, tool_calls=None), finish_reason="stop"))
+            n_in, n_out = n_in + tokens_in, n_out + tokens_out
+        return dotdict(choices=choices, model=self.model,
+                       usage=dotdict(prompt_tokens=n_in, completion_tokens=n_out, total_tokens=n_in + n_out))
+
+    async def aforward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+        return self.forward(prompt, messages, **kwargs)
+
+    def reply(self, system: str, turns: list[tuple[str, str]]) -> tuple[str, int, int]:
+        """The assistant text for a conversation, with its input and output token counts."""
+        text = self.render(system, turns)
+        n_in = count_tokens(system) + sum(count_tokens(t) for _, t in turns)
+        return text, n_in, count_tokens(text)
 
     def copy(self, **kwargs: Any) -> ScriptedLM:
         copied = super().copy(**kwargs)
@@ -211,6 +240,14 @@ def _text_of(message: Message) -> str:
     return "".join(getattr(p, "text", "") or "" for p in message.parts)
 
 
+def _content(message: dict[str, Any]) -> str:
+    """A DSPy 3.3 chat message's text (its content is a string, or a list of parts for media)."""
+    content = message.get("content") or ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+
+
 class _Engine:
     """DSPy 3.4's canonical custom-engine contract: ``complete(Request) -> Response``."""
 
@@ -222,9 +259,7 @@ class _Engine:
             "".join(getattr(p, "text", "") for p in (request.system or ()))
         turns = [(str(m.role), _text_of(m)) for m in request.messages]
         turns = [(r.rsplit(".", 1)[-1].lower(), t) for r, t in turns]
-        text = self.owner.render(system, turns)
-        n_in = count_tokens(system) + sum(count_tokens(t) for _, t in turns)
-        n_out = count_tokens(text)
+        text, n_in, n_out = self.owner.reply(system, turns)
         return Response(id=None, model=self.owner.model, message=Message.assistant([TextPart(text)]),
                         finish_reason="stop", usage=Usage(input_tokens=n_in, output_tokens=n_out,
                                                           total_tokens=n_in + n_out))

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import configparser
 import re
+from importlib.metadata import version
 from pathlib import Path
+
+import pytest
+from packaging.version import Version
 
 import driftwatch
 from driftwatch.integrations import MINIMUM_VERSIONS
+from tests.helpers.minimums import lowest_run, minimums, normalize
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +39,34 @@ def test_extras_declare_the_integrations_minimum_versions() -> None:
     for package, minimum in MINIMUM_VERSIONS.items():
         assert _minimum(extras[owner[package]], package) == minimum, package
         assert _minimum(extras["all"], package) == minimum, package
+
+
+def _lowest_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints-lowest.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, pinned = line.strip().partition("==")
+            pins[normalize(name)] = pinned
+    return pins
+
+
+def test_constraints_lowest_pins_every_minimum() -> None:
+    """constraints-lowest.txt (what .venv-lowest installs) pins each `>=` minimum of setup.cfg exactly."""
+    declared = minimums()
+    assert {"dspy", "langgraph", "langchain-core", "langchain", "opentelemetry-sdk", "psycopg"} <= set(declared)
+    pins = _lowest_pins()
+    for package, minimum in declared.items():
+        assert package in pins, f"constraints-lowest.txt does not pin {package}: run make constraints-lowest"
+        assert Version(pins[package]) == Version(minimum), \
+            f"constraints-lowest.txt pins {package}=={pins[package]}, setup.cfg's minimum is {minimum}: " \
+            "run make constraints-lowest"
+
+
+@pytest.mark.skipif(not lowest_run(), reason="checks the lowest-versions run (make test-lowest)")
+def test_the_lowest_run_runs_on_the_minimums() -> None:
+    """In .venv-lowest every package with a minimum is installed at exactly that minimum."""
+    for package, minimum in minimums().items():
+        assert Version(version(package)) == Version(minimum), package
 
 
 def test_public_surface_is_declared_and_typed() -> None:

@@ -31,7 +31,11 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests.helpers.minimums import lowest_run
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(lowest_run(), reason="its venvs install constraints.txt, the newest versions, "
+                                                      "whatever runs it: the main run covers it")]
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

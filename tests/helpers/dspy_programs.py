@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dspy
+from dspy.dsp.utils.utils import dotdict
 from dspy.utils import DummyLM
 
 
@@ -74,17 +75,22 @@ def respond(messages: list[dict[str, Any]], lucky: bool = False) -> dict[str, An
 
 try:  # DSPy 3.4: DummyLM runs on an engine, which reports zero usage; this one reports some
     from dspy.clients.engines.dummy_engine import AsyncDummyEngine, DummyEngine
-except ImportError:  # older DSPy: no usage reported (the token tests then fail, nothing else)
+except ImportError:  # DSPy 3.3: DummyLM.forward returns the response, with zero usage (PromptLM.forward)
     AsyncDummyEngine = DummyEngine = None
+
+
+def _usage(messages: list[dict[str, Any]]) -> tuple[int, int]:
+    """(input, output) tokens the test LM reports for one completion: a quarter of the prompt's characters, 5."""
+    return sum(len(m.get("content") or "") for m in messages) // 4, 5
 
 
 if DummyEngine is not None:
     class _UsageEngine(DummyEngine):
         def _complete_messages(self, messages: list[dict[str, Any]]) -> Any:
             response = super()._complete_messages(messages)
-            text = sum(len(m.get("content") or "") for m in messages)
-            usage = dataclasses.replace(response.usage, input_tokens=text // 4, output_tokens=5,
-                                        total_tokens=text // 4 + 5)
+            given, out = _usage(messages)
+            usage = dataclasses.replace(response.usage, input_tokens=given, output_tokens=out,
+                                        total_tokens=given + out)
             return dataclasses.replace(response, usage=usage)
 
 
@@ -104,6 +110,14 @@ class PromptLM(DummyLM):
         rollout = self.kwargs.get("rollout_id")
         lucky = isinstance(rollout, int) and rollout % 2 == 1
         return self._format_answer_fields(self.answer_fn(messages, lucky=lucky))
+
+    if DummyEngine is None:  # DSPy 3.3: the LM's forward() returns the provider-shaped response itself
+        def forward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+            response = super().forward(prompt=prompt, messages=messages, **kwargs)
+            given, out = _usage(messages or [{"role": "user", "content": prompt}])
+            n = len(response.choices)
+            response.usage = dotdict(prompt_tokens=given * n, completion_tokens=out * n, total_tokens=(given + out) * n)
+            return response
 
 
 def trainset(n: int = 4) -> list[dspy.Example]:

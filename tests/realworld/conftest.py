@@ -13,8 +13,10 @@ fails the suite, and the mark must come off.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
 
 import pytest
+from packaging.version import Version
 
 from tests.realworld.harness import Outcome, run_both, unpatch
 from tests.realworld.programs import PROGRAMS
@@ -22,7 +24,18 @@ from tests.realworld.programs import PROGRAMS
 _OUTCOMES: dict[str, Outcome] = {}
 
 
+def _skip_unless_installed(name: str) -> None:
+    for distribution, minimum in PROGRAMS[name].needs:
+        try:
+            found = version(distribution)
+        except PackageNotFoundError:
+            pytest.skip(f"the {name} program needs {distribution}>={minimum}, which is not installed")
+        if Version(found) < Version(minimum):
+            pytest.skip(f"the {name} program needs {distribution}>={minimum} (found {found})")
+
+
 def outcome_of(name: str) -> Outcome:
+    _skip_unless_installed(name)
     if name not in _OUTCOMES:
         _OUTCOMES[name] = run_both(PROGRAMS[name].scenario)
     return _OUTCOMES[name]

@@ -173,6 +173,9 @@ def build(models: dict[str, Any], extra_middleware: list[Any], state: dict[str, 
 
 
 AGENT = "acme-support"
+#: what the program's own code needs: SummarizationMiddleware(trigger=, keep=) and
+#: JsonPlusSerializer(allowed_msgpack_modules=) (older releases take other arguments)
+NEEDS = (("langchain", "1.1"), ("langgraph-checkpoint", "4.0.1"))
 
 
 def scenario_for(mode: str) -> Any:

@@ -57,8 +57,11 @@ def _observe_model_request(agent: str, request: Any, normalize: Callable[[str], 
     except Exception:  # noqa: BLE001  # outside a graph run: the create_agent model node's name
         node = "model"
     system = []
-    if request.system_message is not None:
-        system.append(content_text(request.system_message.content))
+    message = getattr(request, "system_message", None)  # langchain >= 1.1: a SystemMessage
+    if message is not None:
+        system.append(content_text(message.content))
+    elif isinstance(getattr(request, "system_prompt", None), str):  # langchain 1.0: the prompt as a string
+        system.append(request.system_prompt)
     system.extend(content_text(m.content) for m in request.messages if getattr(m, "type", None) == "system")
     key, state = _request_params(request)
     observe_request(rt, agent, node, system, list(request.tools or ()), key, state, normalize)

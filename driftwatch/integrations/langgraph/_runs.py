@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackManager
 
+from driftwatch.integrations._common import parse_version
 from driftwatch.integrations.langgraph._attribution import spied_nodes
 from driftwatch.integrations.langgraph._handler import ACTIVE, DriftwatchCallbackHandler, Invocation
 from driftwatch.observation import output_text
@@ -205,6 +207,46 @@ def _watched_start(graph: Any) -> Started:
     return start_recording(graph, handler, handler.agent if handler is not None else None)
 
 
+def _replaces_bound_callbacks() -> bool:
+    """Whether callbacks passed to a call replace those bound to the graph (LangGraph < 1.2.4; later ones merge)."""
+    try:
+        return parse_version(version("langgraph")) < (1, 2, 4)
+    except PackageNotFoundError:  # pragma: no cover - imported by the package, so installed
+        return False
+
+
+_CALL_CALLBACKS_REPLACE = _replaces_bound_callbacks()
+
+
+def _keep_handler(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's arguments with the watched graph's handler added to callbacks the caller passed.
+
+    Before LangGraph 1.2.4 a call's ``config={"callbacks": ...}`` (and ``astream_events``, which passes
+    its own) replaces the callbacks bound with ``with_config``, driftwatch's handler among them, so the
+    run would go unseen; from 1.2.4 LangGraph merges the two itself and this changes nothing.
+    """
+    if not _CALL_CALLBACKS_REPLACE:
+        return args, kwargs
+    try:
+        config = args[1] if len(args) > 1 else kwargs.get("config")
+        callbacks = config.get("callbacks") if isinstance(config, dict) else None
+        handler = handler_of(graph)
+        if callbacks is None or handler is None:
+            return args, kwargs
+        present = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
+        if handler in present:
+            return args, kwargs
+        from langchain_core.runnables.config import merge_configs
+
+        config = merge_configs(config, {"callbacks": [handler]})
+        if len(args) > 1:
+            return (args[0], config, *args[2:]), kwargs
+        return args, {**kwargs, "config": config}
+    except Exception as exc:  # noqa: BLE001  # never break the host: run with the caller's arguments
+        get_runtime().error("langgraph", exc)
+        return args, kwargs
+
+
 _SUBCLASSES: dict[type, type] = {}
 _SUBCLASS_LOCK = threading.Lock()
 
@@ -226,16 +268,20 @@ def _watched_class(cls: type) -> type:
             return sub
 
         def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+            args, kwargs = _keep_handler(self, args, kwargs)
             return run_invoke(_watched_start(self), super(sub, self).invoke, args, kwargs)  # type: ignore[arg-type]
 
         async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+            args, kwargs = _keep_handler(self, args, kwargs)
             return await run_ainvoke(_watched_start(self), super(sub, self).ainvoke,  # type: ignore[arg-type]
                                      args, kwargs)
 
         def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            args, kwargs = _keep_handler(self, args, kwargs)
             return run_stream(_watched_start(self), super(sub, self).stream, args, kwargs)  # type: ignore[arg-type]
 
         def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            args, kwargs = _keep_handler(self, args, kwargs)
             return run_astream(_watched_start(self), super(sub, self).astream, args, kwargs)  # type: ignore[arg-type]
 
         methods: dict[str, Any] = {"invoke": invoke, "ainvoke": ainvoke, "stream": stream, "astream": astream}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pytest
@@ -26,6 +26,13 @@ class Tier:
     model: str = "small"
 
 
+def with_prompt(request: ModelRequest, text: str) -> ModelRequest:
+    """``request`` with another system prompt: a SystemMessage since langchain 1.1, a string in 1.0."""
+    if "system_message" in {f.name for f in fields(ModelRequest)}:
+        return request.override(system_message=SystemMessage(text))
+    return request.override(system_prompt=text)
+
+
 class Swapper(AgentMiddleware):
     """Middleware that picks prompt, tools (and optionally the model) from the run's context."""
 
@@ -36,8 +43,8 @@ class Swapper(AgentMiddleware):
     def _pick(self, request: ModelRequest) -> ModelRequest:
         ctx = request.runtime.context
         if ctx.tier == "pro":
-            request = request.override(system_message=SystemMessage(P0 + " The user is a pro: be thorough."),
-                                       tools=[t for t in request.tools if t.name == "calc"])
+            request = with_prompt(request, P0 + " The user is a pro: be thorough.")
+            request = request.override(tools=[t for t in request.tools if t.name == "calc"])
         if self.models is not None:
             request = request.override(model=self.models[ctx.model])
         return request

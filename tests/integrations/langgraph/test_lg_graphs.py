@@ -162,21 +162,34 @@ def test_checkpointer_threads_keep_the_rewritten_prompt(cap: Captured) -> None:
 
 
 def test_user_callbacks_keep_firing(cap: Captured) -> None:
-    """Callbacks the user set with with_config and at invoke time both still see every model call."""
-    seen: list[str] = []
+    """Callbacks the user set with with_config and at invoke time see the model calls they see unwatched,
+    and driftwatch still sees the run (the rewrite is recorded).
 
-    class Spy(BaseCallbackHandler):
-        def __init__(self, tag: str) -> None:
-            self.tag = tag
+    Both user callbacks fire since LangGraph 1.2.4; before it the invoke-time ones replace the bound ones
+    (LangGraph's own behaviour, watched or not), and driftwatch keeps its own handler either way.
+    """
+    def fired(watched: bool) -> list[str]:
+        seen: list[str] = []
 
-        def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
-            seen.append(self.tag)
+        class Spy(BaseCallbackHandler):
+            def __init__(self, tag: str) -> None:
+                self.tag = tag
 
-    graph = reflect_graph().with_config(callbacks=[Spy("config")])
-    watched = driftwatch.watch(graph, agent="cb")
-    watched.invoke({"system_prompt": P0, "question": "hi"}, config={"callbacks": [Spy("invoke")]})
-    assert sorted(seen) == ["config", "invoke"]
-    assert cap.value("driftwatch_calls_total", agent="cb", status="ok") == 1.0
+            def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+                seen.append(self.tag)
+
+        graph = reflect_graph().with_config(callbacks=[Spy("config")])
+        if watched:
+            graph = driftwatch.watch(graph, agent="cb")
+        for question in ["hi", "rewrite"]:
+            graph.invoke({"system_prompt": P0, "question": question}, config={"callbacks": [Spy(question)]})
+        return sorted(seen)
+
+    unwatched = fired(False)
+    assert {"hi", "rewrite"} <= set(unwatched)
+    assert fired(True) == unwatched
+    assert [(c.source, c.node) for c in prompt_changes(cap)] == [("agent", "reflect")]
+    assert cap.value("driftwatch_calls_total", agent="cb", status="ok") == 2.0
 
 
 def test_invoke_records_tools_tokens_output_and_span(cap: Captured) -> None:
