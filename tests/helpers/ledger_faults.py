@@ -143,7 +143,9 @@ class TCPProxy:
                     continue
                 if not self.forwarding.is_set():
                     continue
-                pair = next(p for p in self._pairs if s in p)
+                pair = next((p for p in self._pairs if s in p), None)
+                if pair is None:  # its pair closed earlier in this round
+                    continue
                 other = pair[1] if s is pair[0] else pair[0]
                 try:
                     data = s.recv(65536)
@@ -154,7 +156,12 @@ class TCPProxy:
                         c.close()
                     self._pairs.remove(pair)
                     continue
-                other.sendall(data)
+                try:
+                    other.sendall(data)
+                except OSError:  # the other side is gone: close the pair
+                    for c in pair:
+                        c.close()
+                    self._pairs.remove(pair)
 
     def close(self) -> None:
         self._stop = True
