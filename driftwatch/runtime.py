@@ -282,6 +282,7 @@ class Runtime:
         self.ledger = BufferedLedger(ledger if ledger is not None else settings.ledger, on_error=self.error,
                                      wait_s=settings.ledger_wait_s, max_pending=settings.ledger_queue,
                                      drain_s=settings.ledger_drain_s, file_mode=settings.file_mode)
+        self._host_call = self.ledger.host_call()  # the ledger work of one call into driftwatch shares one wait
         #: the drift engine (``driftwatch.drift``); fed every call, score and change
         self.drift: Any = None
         #: per-agent call aggregates written to the ledger for reports (``driftwatch.windows``)
@@ -456,7 +457,7 @@ class Runtime:
     # -- ledger -------------------------------------------------------------------------------------
     def write(self, op: Callable[[Ledger], None]) -> bool:
         """Write to the ledger within the call's wait, or keep it for the writer (see :meth:`BufferedLedger.write`)."""
-        with self.ledger.host_call():
+        with self._host_call:
             return self.ledger.write(op)
 
     @property
@@ -466,11 +467,11 @@ class Runtime:
 
     # the TrackerHost reads: None when unknown or the ledger is unavailable
     def ledger_head(self, agent: str, component: str) -> str | None:
-        with self.ledger.host_call():
+        with self._host_call:
             return self.ledger.head_or_none(agent, component)
 
     def ledger_state(self, revision_id: str) -> Any:
-        with self.ledger.host_call():
+        with self._host_call:
             return self.ledger.state_or_none(revision_id)
 
     # -- /metrics -----------------------------------------------------------------------------------
@@ -524,7 +525,7 @@ class Runtime:
             node = kw.get("node")
             if node is not None:
                 kw["node"] = clean_name(node) if isinstance(node, str) else clean_name(str(node))
-            with self.ledger.host_call():  # the head read and the change's write share one wait
+            with self._host_call:  # the head read and the change's write share one wait
                 return self.tracker(agent, component).observe(state, **kw)
         except Exception as exc:  # noqa: BLE001  # never break the host
             self.error("track", exc)
@@ -555,7 +556,7 @@ class Runtime:
 
     def emit_change(self, change: Change) -> Change:
         """Fan a detected change (or baseline) out: span, ledger, metrics, audit, drift engine."""
-        with self.ledger.host_call():
+        with self._host_call:
             return self._emit_change(change)
 
     def _emit_change(self, change: Change) -> Change:
@@ -628,10 +629,6 @@ class Runtime:
     def record_call(self, call: Call) -> None:
         """Derive the call's signals, then fan it out: metrics, call windows, drift engine (an agent past the
         agent limit is counted as ``other``, without drift detection; tools past the tool limit as ``other``)."""
-        with self.ledger.host_call():  # a window written, commands polled, an alarm stored: one wait in all
-            self._record_call(call)
-
-    def _record_call(self, call: Call) -> None:
         entry = self.names.get(call.agent)
         if entry is None and call.agent != OTHER:  # OTHER: a CallScope already counted the fold
             entry = self._safe("limits", self.agent_names, call.agent)
@@ -661,7 +658,8 @@ class Runtime:
             self.error("windows", exc)
         if self.drift is not None and entry is not None:
             try:
-                self.drift.on_call(call)
+                with self._host_call:  # its poll of commands and evidence, an alarm it stores: one wait in all
+                    self.drift.on_call(call)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 self.error("drift", exc)
 
@@ -683,7 +681,7 @@ class Runtime:
             self._safe("metrics", self.metrics.on_score, label, metric_label, value)
         self._safe("windows", self.windows.on_score, label, metric_label, value)
         if self.drift is not None and entry is not None and metric == self.agent_options(agent).score_metric:
-            with self.ledger.host_call():  # an alarm it raises is stored
+            with self._host_call:  # an alarm it raises is stored
                 self._safe("drift", self.drift.on_score, entry.name, value)
 
     def record_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
@@ -725,7 +723,7 @@ class Runtime:
             if ids and ids[0]:
                 alarm = Alarm(alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp,
                               alarm.anchor_change_id, alarm.calls_since_anchor, ids[0], ids[1], alarm.attributes)
-        with self.ledger.host_call():
+        with self._host_call:
             self.ledger.record_alarm(alarm)
         if self.audit is not None:
             self._safe("audit", self.audit.on_alarm, alarm)
