@@ -21,6 +21,7 @@ sys.path.insert(0, str(DOCS.parent))
 
 from driftwatch import config  # noqa: E402  # after the path set-up above
 from driftwatch.change import KINDS  # noqa: E402  # same
+from driftwatch.guardrails.records import ACTIONS  # noqa: E402  # same
 from driftwatch.metrics import CATALOGUE  # noqa: E402  # same
 
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
@@ -94,6 +95,8 @@ def metrics_page() -> str:
               "own node), `store`, `manual`.",
               "- `status`: `ok`, `error`. `type` (tokens): `input`, `output`. `outcome` (optimizer runs): `ok`, "
               "`failed`.",
+              "- `action` (guard actions, see [guardrails](guardrails.md)): "
+              + ", ".join(f"`{a}`" for a in ACTIONS) + ".",
               "- `signal` (drift gauges):", ""]
     lines += [f"  - `{name}` — {what}" for name, what in SIGNALS]
     lines += ["", "Latency and cost are operational signals with their own detector, kept out of the behavioural "

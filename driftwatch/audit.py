@@ -26,6 +26,7 @@ from driftwatch.files import DEFAULT_MODE, open_private
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
     from driftwatch.change import Change
+    from driftwatch.guardrails.records import GuardAction
     from driftwatch.observation import OptimizerRun
     from driftwatch.revision import Diff
 
@@ -99,6 +100,8 @@ class AuditLog:
             value = getattr(change, key)
             if value:
                 event[key] = value
+        if change.status != "applied":
+            event["status"] = change.status
         if diff is not None and self.capture_content:
             event["diff"] = diff.text
             if diff.truncated:
@@ -110,6 +113,14 @@ class AuditLog:
         self.log.info("driftwatch.optimizer_run", run_id=run.id, agent=run.agent, optimizer=run.optimizer,
                       outcome=run.outcome, candidates=run.candidates, best_score=run.best_score,
                       started_at=run.started_at, ended_at=run.ended_at, error_type=run.error_type)
+
+    def on_guard(self, action: GuardAction) -> None:
+        event = {"agent": action.agent, "action": action.action, "reason": action.reason, "origin": action.origin}
+        for key in ("component", "change_id", "revision_id"):
+            value = getattr(action, key)
+            if value:
+                event[key] = value
+        self.log.info("driftwatch.guard", **event)
 
     def on_alarm(self, alarm: Alarm) -> None:
         self.log.warning("driftwatch.drift_alarm", alarm_id=alarm.id, agent=alarm.agent, signal=alarm.signal,

@@ -2,7 +2,8 @@
 
 A change names the agent and component, what kind of thing changed, who changed it (source), the
 before and after revisions, how much changed (magnitude, 0-1), which paths changed, when, and the
-trace it happened in. The first sighting of a component is a *baseline* (``before_id is None``),
+trace it happened in, and what became of it (:data:`STATUSES`: a guard may block it or hold it for
+approval). The first sighting of a component is a *baseline* (``before_id is None``),
 stored beside the changes but never counted as one.
 """
 
@@ -12,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KINDS", "SOURCES", "Change", "infer_kind", "new_id"]
+__all__ = ["IN_EFFECT", "KINDS", "SOURCES", "STATUSES", "Change", "infer_kind", "new_id"]
 
 #: the bounded set of values of the ``kind`` label
 KINDS: tuple[str, ...] = (
@@ -20,7 +21,13 @@ KINDS: tuple[str, ...] = (
     "model_params", "topology", "store", "code", "custom",
 )
 #: well-known sources; an optimizer's class name (``MIPROv2``, ``GEPA`` ...) is a source too
-SOURCES: tuple[str, ...] = ("runtime", "agent", "store", "manual")
+SOURCES: tuple[str, ...] = ("runtime", "agent", "store", "manual", "guard")
+#: what became of a change (see ``docs/guardrails.md``): ``applied`` (the default), ``blocked`` (refused by a
+#: guard: the component keeps serving its previous revision), ``held`` (waits for ``driftwatch approve``),
+#: ``approved`` (was held, now in effect), ``rejected`` (was held, refused)
+STATUSES: tuple[str, ...] = ("applied", "blocked", "held", "approved", "rejected")
+#: the statuses of a change that is (or was) in effect
+IN_EFFECT: frozenset[str] = frozenset({"applied", "approved"})
 
 
 def new_id() -> str:
@@ -70,7 +77,14 @@ class Change:
     run_id: str | None = None
     node: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: one of :data:`STATUSES`
+    status: str = "applied"
 
     @property
     def is_baseline(self) -> bool:
         return self.before_id is None
+
+    @property
+    def in_effect(self) -> bool:
+        """Whether the component serves this change's revision (not blocked, not held, not rejected)."""
+        return self.status in IN_EFFECT

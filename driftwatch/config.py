@@ -13,8 +13,10 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from driftwatch.guardrails.policy import GuardPolicy, parse_policies
 
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings"]
 
@@ -66,7 +68,8 @@ class Settings:
     #: replicas pool their drift evidence through the shared ledger (one fleet-wide statistic, half the
     #: budget; each replica's own bank keeps the other half, split between the ``drift_replicas``)
     drift_pool: bool = False
-    #: seconds between polls of the ledger for ``driftwatch accept``/``reset`` commands (0: never poll)
+    #: seconds between polls of the ledger for operator commands (``driftwatch accept``/``reset``, and the guard's
+    #: ``freeze``/``unfreeze``/``rollback``/``approve``/``reject``; 0: never poll)
     drift_poll_s: float = 2.0
     #: agents with their own series and state per process; past it, a new agent takes the place of an idle one
     #: or is counted as ``other``
@@ -92,6 +95,9 @@ class Settings:
     ledger_drain_s: float = 5.0
     #: mode of the files driftwatch creates (ledger and its -wal/-shm, report, audit log), octal; they hold prompts
     file_mode: int = 0o600
+    #: guard policies by agent, in ``DRIFTWATCH_GUARD`` form (``"bot: on_alarm=rollback approve=tools
+    #: max_rate=3/hour; *: on_alarm=freeze"``; see ``docs/guardrails.md``); ``configure_agent`` wins over it
+    guard: Mapping[str, GuardPolicy] = field(default_factory=dict, hash=False)
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -172,6 +178,13 @@ def _file_mode(var: str, raw: str) -> int:
     return value
 
 
+def _guard(var: str, raw: str) -> dict[str, GuardPolicy]:
+    try:
+        return parse_policies(raw, var)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 _ENV: dict[str, Callable[[str, str], Any]] = {
     "enabled": _bool,
     "ledger": _str,
@@ -198,6 +211,7 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "ledger_queue": _int(1, 10_000_000),
     "ledger_drain_s": _seconds,
     "file_mode": _file_mode,
+    "guard": _guard,
 }
 _PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact"}
 
@@ -212,6 +226,14 @@ def _check_arg(name: str, value: Any) -> Any:
         raise ConfigError(f"configure({name}={value!r}): expected True or False")
     if parse is _str and not isinstance(value, str):
         raise ConfigError(f"configure({name}={value!r}): expected a string")
+    if parse is _guard:
+        if isinstance(value, str):
+            return _guard(f"configure({name})", value)
+        if isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, GuardPolicy)
+                                              for k, v in value.items()):
+            return dict(value)
+        raise ConfigError(f"configure(guard={value!r}): expected a DRIFTWATCH_GUARD string such as "
+                          "'bot: on_alarm=rollback'")
     if parse is not None and parse not in (_bool, _str, _file_mode):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"configure({name}={value!r}): expected a number")

@@ -36,10 +36,21 @@ def _open_fd(path: str, flags: int, mode: int) -> int:
 
 
 def create_private(path: str, mode: int = DEFAULT_MODE) -> bool:
-    """Create ``path`` empty with ``mode`` unless it exists; ``True`` when this call created it."""
-    existed = os.path.lexists(path)
-    os.close(_open_fd(path, os.O_WRONLY, mode))
-    return not existed
+    """Create ``path`` empty with ``mode`` unless it exists; ``True`` when this call created it.
+
+    An existing file is never opened: closing any descriptor of a file releases every POSIX lock this process
+    holds on it, the SQLite connections' included (another connection would then take itself for the last one
+    and delete the ``-wal`` and ``-shm`` under them)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, mode)
+    except FileExistsError:
+        return False
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    return True
 
 
 def open_private(path: str, how: str = "w", mode: int = DEFAULT_MODE, **kwargs: Any) -> IO[Any]:

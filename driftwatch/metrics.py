@@ -87,6 +87,13 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "1 while a drift alarm is latched (until the reference is reset), else 0."),
     MetricSpec("driftwatch_reference_calls", "gauge", ("agent",),
                "Calls in the current drift reference (below the target size: warming up)."),
+    MetricSpec("driftwatch_guard_actions_total", "counter", ("agent", "action"),
+               "Guard actions applied in this process: changes blocked or held, approvals, rejections, rollbacks, "
+               "freezes, rolled-back behaviour confirmed."),
+    MetricSpec("driftwatch_held_changes", "gauge", ("agent",),
+               "Changes held for approval (driftwatch approve / reject), as this process knows them."),
+    MetricSpec("driftwatch_guard_frozen", "gauge", ("agent",),
+               "1 while the agent's self-tuning is frozen (driftwatch freeze), else 0."),
     MetricSpec("driftwatch_internal_errors_total", "counter", ("stage",),
                "Errors inside driftwatch, caught and counted instead of reaching the host."),
     MetricSpec("driftwatch_dropped_total", "counter", ("what",),
@@ -170,6 +177,9 @@ class Metrics:
         self.drift_alarm = m["driftwatch_drift_alarm"]
         self.reference_calls = m["driftwatch_reference_calls"]
         self.internal_errors = m["driftwatch_internal_errors_total"]
+        self.guard_actions = m["driftwatch_guard_actions_total"]
+        self.held_changes = m["driftwatch_held_changes"]
+        self.guard_frozen = m["driftwatch_guard_frozen"]
         self.dropped_names = m["driftwatch_dropped_total"]
         self.substitutions = m["driftwatch_state_substitutions_total"]
         #: the catalogue metrics with an ``agent`` label (an evicted agent's series are removed from them)
@@ -290,6 +300,15 @@ class Metrics:
             self.drift_alarm.labels(agent, signal).set(1.0)
         self._drift_signals[agent] = frozenset(scores.keys()) | alarmed
         self.reference_calls.labels(agent).set(reference_calls)
+
+    def on_guard(self, agent: str, action: str) -> None:
+        """Count one guard action (:data:`driftwatch.guardrails.records.ACTIONS`)."""
+        self.guard_actions.labels(agent, action).inc()
+
+    def set_guard(self, agent: str, frozen: bool, held: int) -> None:
+        """Set an agent's guard gauges: frozen (0/1) and the number of changes held for approval."""
+        self.guard_frozen.labels(agent).set(1.0 if frozen else 0.0)
+        self.held_changes.labels(agent).set(held)
 
     def internal_error(self, stage: str) -> None:
         self.internal_errors.labels(stage).inc()

@@ -1,9 +1,10 @@
 """Per-agent options: what :func:`driftwatch.configure_agent` registers for one agent.
 
 One frozen record per agent, kept by the runtime (:meth:`~driftwatch.runtime.Runtime.configure_agent`) and
-read on the call path. Today it holds how the agent's answers are checked (the per-call signals of
-:mod:`driftwatch.signals`) and which score feeds drift; later groups of options (guard policies) are more
-fields here, each with a default, validated in :func:`agent_options`.
+read on the call path. It holds how the agent's answers are checked (the per-call signals of
+:mod:`driftwatch.signals`), which score feeds drift, and the agent's guard policy
+(:class:`~driftwatch.guardrails.policy.GuardPolicy`: ``on_alarm``, ``approve``, ``max_rate``). A new group of
+options is more fields here, each with a default, validated in :func:`agent_options`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from driftwatch.guardrails.policy import GuardPolicy, policy_from_options
 from driftwatch.signals import make_format_check
 
 __all__ = ["DEFAULT_OPTIONS", "OPTION_NAMES", "AgentOptions", "agent_options"]
@@ -35,11 +37,15 @@ class AgentOptions:
     # -- drift --
     #: which ``record_score`` metric feeds the ``score`` signal
     score_metric: str = "score"
+    # -- guardrails (driftwatch.guardrails) --
+    #: the agent's guard policy (``None``: none set in code; ``DRIFTWATCH_GUARD`` may give one)
+    guard: GuardPolicy | None = None
 
 
 DEFAULT_OPTIONS = AgentOptions()
 #: the keyword arguments :func:`agent_options` (and so ``configure_agent``) takes
-OPTION_NAMES: tuple[str, ...] = ("format", "refusal", "refusal_phrases", "evaluator", "embed", "score_metric")
+OPTION_NAMES: tuple[str, ...] = ("format", "refusal", "refusal_phrases", "evaluator", "embed", "score_metric",
+                                 "on_alarm", "approve", "max_rate")
 
 
 def agent_options(agent: str, **options: Any) -> AgentOptions:
@@ -50,7 +56,9 @@ def agent_options(agent: str, **options: Any) -> AgentOptions:
     addition to the built-in phrase set (``refusal_phrases=False`` turns the phrases off).
     ``evaluator``: text -> score, per call (feeds ``score``, like ``record_score``).
     ``embed``: text -> vector (feeds ``embedding``; needs numpy). ``score_metric``: which
-    ``record_score`` metric feeds the ``score`` signal.
+    ``record_score`` metric feeds the ``score`` signal. ``on_alarm`` (``"page"``, ``"freeze"``, ``"rollback"``),
+    ``approve`` (change kinds held for approval) and ``max_rate`` (``"3/hour"``): the guard policy (see
+    ``docs/guardrails.md``).
     """
     if not isinstance(agent, str) or not agent:
         raise ValueError(f"configure_agent(agent={agent!r}): expected a non-empty agent name")
@@ -67,6 +75,7 @@ def agent_options(agent: str, **options: Any) -> AgentOptions:
             raise ValueError(f"configure_agent({name}={value!r}): expected a callable taking the answer text")
     if not isinstance(score_metric, str) or not score_metric:
         raise ValueError(f"configure_agent(score_metric={score_metric!r}): expected a metric name")
+    guard = policy_from_options(options, lambda key, value: f"configure_agent({key}={value!r})")
     return AgentOptions(format_check=None if fmt is None else make_format_check(fmt), refusal=refusal,
                         phrases=bool(options.get("refusal_phrases", True)), evaluator=evaluator, embed=embed,
-                        score_metric=score_metric)
+                        score_metric=score_metric, guard=guard)

@@ -167,11 +167,15 @@ CHANGE_MAGNITUDE_QUANTILE = Signal("change_magnitude_quantile", "change magnitud
 DRIFT_SCORE = Signal("drift_score", "drift score ÷ threshold", "ratio", _max("driftwatch_drift_score"),
                      ("agent", "signal"))
 DRIFT_ALARM = Signal("drift_alarm", "drift alarm", "0/1", _max("driftwatch_drift_alarm"), ("agent", "signal"))
+GUARD_ACTIONS = Signal("guard_actions", "guard actions", "actions/s", _rate("driftwatch_guard_actions_total"),
+                       ("agent", "action"))
+HELD_CHANGES = Signal("held_changes", "changes held for approval", "changes", _max("driftwatch_held_changes"))
+GUARD_FROZEN = Signal("guard_frozen", "self-tuning frozen", "0/1", _max("driftwatch_guard_frozen"))
 
 #: every signal
 SIGNALS: tuple[Signal, ...] = (CALLS, ERROR, REFUSAL, FORMAT_FAILURE, OUTPUT_CHARS, OUTPUT_CHARS_QUANTILE, TOKENS,
                                TOKENS_PER_CALL, TOOL_CALLS, SCORE, LATENCY, LATENCY_QUANTILE, CHANGE_MAGNITUDE_QUANTILE,
-                               DRIFT_SCORE, DRIFT_ALARM)
+                               DRIFT_SCORE, DRIFT_ALARM, GUARD_ACTIONS, HELD_CHANGES, GUARD_FROZEN)
 _BY_NAME = {s.name: s for s in SIGNALS}
 
 

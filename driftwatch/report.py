@@ -397,6 +397,10 @@ def _change_section(change: Change, diff: str | None, windows: Sequence[CallWind
             ("paths", _e(", ".join(change.paths[:8]) + (" …" if len(change.paths) > 8 else "")))]
     if change.run_id:
         rows.append(("optimizer run", f"<code>{_short(change.run_id)}</code>"))
+    if change.status != "applied":  # a guard acted on it (docs/guardrails.md)
+        reason = change.attributes.get("guard_reason")
+        rows.append(("status", f"<strong>{html.escape(change.status)}</strong>"
+                               + (f" ({html.escape(str(reason))})" if reason else "")))
     if change.trace_id:
         rows.append(("trace", f"<code>{_e(change.trace_id)}</code>"))
     anchored = [a for a in alarms if a.anchor_change_id == change.id]

@@ -10,9 +10,12 @@ inside driftwatch is counted in ``driftwatch_internal_errors_total{stage}``, log
 
 The runtime holds the collaborators and passes them in: the ledger (a
 :class:`~driftwatch.ledger.buffered.BufferedLedger`), the metrics sink, tracing, the audit log, the drift
-engine (given the ledger, the metrics sink, :meth:`Runtime.record_alarm` and :meth:`Runtime.error`), the
-trackers (given the runtime as their :class:`~driftwatch.tracker.TrackerHost`) and the per-agent options
-(:meth:`Runtime.configure_agent`). Nothing in the core or the sinks imports this module.
+engine (given the metrics sink, :meth:`Runtime.record_alarm` and :meth:`Runtime.error`), the guard (a
+:class:`~driftwatch.guardrails.engine.Guard`, given the runtime as its
+:class:`~driftwatch.guardrails.engine.GuardHost`: it decides on every change before it is recorded, and polls
+the ledger's command queue for itself and the drift engine), the trackers (given the runtime as their
+:class:`~driftwatch.tracker.TrackerHost`) and the per-agent options (:meth:`Runtime.configure_agent`).
+Nothing in the core or the sinks imports this module.
 
 Names a model or a caller controls are bounded (:class:`~driftwatch.limits.NameTable`): past
 ``max_agents`` agents (and ``max_components`` / ``max_tools`` / ``max_score_metrics`` per agent) a name is
@@ -32,6 +35,8 @@ import atexit
 import contextvars
 import logging
 import math
+import os
+import socket
 import threading
 import time
 import weakref
@@ -46,6 +51,9 @@ from driftwatch.change import Change, new_id
 from driftwatch.config import ConfigError, Settings
 from driftwatch.exposition import follow
 from driftwatch.exposition import start_http_server as _serve
+from driftwatch.guardrails.engine import ALLOW, Decision, Guard
+from driftwatch.guardrails.policy import GuardPolicy
+from driftwatch.guardrails.records import GuardAction, StateRow
 from driftwatch.ledger import Ledger, LedgerError, scrub
 from driftwatch.ledger.buffered import BufferedLedger
 from driftwatch.limits import OTHER, AgentNames, NameTable, clean_name
@@ -300,15 +308,20 @@ class Runtime:
         self._revisions: dict[str, CombinedRevision] = {}  # admitted agent -> its components' revisions
         #: the ``/metrics`` servers serving this runtime's registry (handed on by :func:`configure`)
         self.http_servers: list[Any] = []
+        #: the guard: decides on every change, holds the guard state this process read, polls the command queue
+        #: (its own commands, the drift engine's accept/reset and fleet evidence) every ``drift_poll_s`` on the call
+        #: path
+        self.guard = Guard(self, poll_s=settings.drift_poll_s)
+        self._origin = f"{socket.gethostname()}:{os.getpid()}"
         if settings.drift:
             try:
                 from driftwatch.drift.engine import DriftEngine
 
                 self.drift = DriftEngine(
                     reference_calls=settings.drift_reference_calls, false_alarm_rate=settings.drift_false_alarm_rate,
-                    replicas=settings.drift_replicas, poll_s=settings.drift_poll_s, sink=self.metrics,
+                    replicas=settings.drift_replicas, poll_s=0.0, sink=self.metrics,  # the guard polls for it
                     on_alarm=self.record_alarm, on_error=self.error, ledger=self.ledger.available,
-                    pool=settings.drift_pool)
+                    pool=settings.drift_pool, on_confirm=self._confirmed)
             except Exception as exc:  # noqa: BLE001  # the agent runs on without drift detection
                 self.error("drift", exc)
         if settings.metrics_port is not None and settings.metrics:
@@ -443,6 +456,8 @@ class Runtime:
         opts = agent_options(agent, **options)
         with self._lock:
             self._options[agent] = opts
+        if self.guard.loaded:  # published at the first poll otherwise
+            self._safe("guard", self._publish_policy, agent)
         return opts
 
     def agent_options(self, agent: str) -> AgentOptions:
@@ -525,7 +540,10 @@ class Runtime:
             node = kw.get("node")
             if node is not None:
                 kw["node"] = clean_name(node) if isinstance(node, str) else clean_name(str(node))
-            with self._host_call:  # the head read and the change's write share one wait
+            with self._host_call:  # the guard's poll, the head read and the change's write share one wait
+                guard = self.guard
+                if time.monotonic() >= guard.next_poll:
+                    self._safe("guard", guard.poll)
                 return self.tracker(agent, component).observe(state, **kw)
         except Exception as exc:  # noqa: BLE001  # never break the host
             self.error("track", exc)
@@ -555,11 +573,26 @@ class Runtime:
         return revs.id if revs is not None else None
 
     def emit_change(self, change: Change) -> Change:
-        """Fan a detected change (or baseline) out: span, ledger, metrics, audit, drift engine."""
+        """Ask the guard about a change, then fan it out: span, ledger, metrics, audit, drift engine.
+
+        A change the guard blocks or holds is recorded with that status (a ledger row, a guard action, a span
+        event, an audit event, ``driftwatch_guard_actions_total``) and leaves the component's head, its
+        ``driftwatch_changes_total`` and the drift reference where they were; the returned change carries the
+        status, and the hook enforces it.
+        """
         with self._host_call:
             return self._emit_change(change)
 
     def _emit_change(self, change: Change) -> Change:
+        decision: Decision = ALLOW
+        if not change.is_baseline:
+            try:
+                decision = self.guard.decide(change)
+            except Exception as exc:  # noqa: BLE001  # never break the host: the change is recorded as applied
+                self.error("guard", exc)
+            if not decision.allowed:
+                change = replace(change, status=decision.status,
+                                 attributes={**change.attributes, "guard_reason": decision.reason})
         span = None
         if self.tracing is not None and not change.is_baseline:
             try:
@@ -571,27 +604,152 @@ class Runtime:
         elif change.trace_id is None:
             change = _with_ids(change, *current_ids())
         entry = self._safe("limits", lambda: self.agent_names(change.agent, count=False))  # counted by tracker()
-        if not change.is_baseline and entry is not None:  # a call window never spans a change
+        in_effect = change.in_effect
+        if not change.is_baseline and entry is not None and in_effect:  # a call window never spans a change
             self._safe("windows", self.windows.flush, change.agent)
         self.ledger.record_change(change)
-        self.note_revision(change.agent, change.component, change.after_id)
+        if in_effect:
+            self.note_revision(change.agent, change.component, change.after_id)
         diff = self._diff(change) if self.settings.capture_content else None
         substitutions = change.attributes.get("substitutions")
         if substitutions and self.metrics is not None:
             self._safe("metrics", self.metrics.substituted, substitutions)
-        if not change.is_baseline and self.metrics is not None:
+        if not change.is_baseline and in_effect and self.metrics is not None:
             counted = change
             if entry is None or change.component not in entry.components:  # past a limit: counted as "other"
                 counted = replace(change, agent=change.agent if entry is not None else OTHER, component=OTHER)
             self._safe("metrics", self.metrics.on_change, counted)
         if self.audit is not None:
             self._safe("audit", self.audit.on_change, change, diff)
-        if self.drift is not None and not change.is_baseline and entry is not None:
+        if self.drift is not None and not change.is_baseline and entry is not None and in_effect:
             self._safe("drift", self.drift.on_change, change)
+        if not change.is_baseline:
+            self._safe("guard", self._noted, change, decision, span)
         if span is not None:
             self._safe("tracing", self.tracing.end_change, span, diff)  # type: ignore[union-attr]  # set with span
         return change
 
+    def _noted(self, change: Change, decision: Decision, span: Any) -> None:
+        """The guard's side of a recorded change: its state, and for a refused change the action's records."""
+        released = self.guard.note(change, decision)
+        agent, component = change.agent, change.component
+        if released:  # a pinned component moved on, allowed: the pin goes for every process
+            self.ledger.record_guard_state(delete=[(agent, "pin", component, None)])
+        if decision.allowed:
+            return
+        action = "blocked" if decision.action == "block" else "held"
+        record = GuardAction(new_id(), agent, action, change.timestamp or time.time(), component, change.id,
+                             decision.serve or change.before_id, decision.reason, self._origin)
+        if action == "held":
+            self.ledger.record_guard_state(put=[StateRow(agent, "held", component, change.after_id, change.id,
+                                                         record.timestamp)])
+        self._guard_action(record, span)
+
+    def _guard_metrics(self, agent: str, action: str) -> None:
+        """Count a guard action and set the agent's guard gauges (an agent past the limit: ``other``)."""
+        if self.metrics is None:
+            return
+        entry = self.names.get(agent)
+        label = entry.name if entry is not None else OTHER
+        self._safe("metrics", self.metrics.on_guard, label, action)
+        if entry is not None:
+            self._safe("metrics", self.metrics.set_guard, label, self.guard.frozen(agent), len(self.guard.held(agent)))
+
+    def _guard_action(self, record: GuardAction, span: Any = None) -> None:
+        """One guard action: ledger row, ``driftwatch_guard_actions_total``, span event, audit event, gauges."""
+        self.ledger.record_guard_action(record)
+        self._guard_metrics(record.agent, record.action)
+        if self.tracing is not None:
+            self._safe("tracing", self.tracing.on_guard, record, span)
+        if self.audit is not None:
+            self._safe("audit", self.audit.on_guard, record)
+
+    # -- the guard's host (driftwatch.guardrails.engine.GuardHost) ---------------------------------------
+    def policy_of(self, agent: str) -> GuardPolicy | None:
+        """The agent's guard policy: ``configure_agent``'s, else ``DRIFTWATCH_GUARD``'s (the agent's, then ``*``)."""
+        opts = self._options.get(agent)
+        if opts is not None and opts.guard is not None:
+            return opts.guard
+        policies = self.settings.guard
+        if not policies:
+            return None
+        return policies.get(agent) or policies.get("*")
+
+    def guard_ledger(self) -> Ledger | None:
+        return self.ledger.available()
+
+    def revision_state(self, revision_id: str) -> Any:
+        return self.ledger.state_or_none(revision_id)
+
+    def adopt(self, agent: str, component: str, revision_id: str, state: Any) -> None:
+        """A component serves ``revision_id`` by the guard's doing (a rollback, an approval): no change."""
+        self.tracker(agent, component).serve(revision_id, state)
+        self.note_revision(agent, component, revision_id)
+
+    def forget_keys(self, agent: str) -> None:
+        for tracker in list(self._trackers.get(agent, {}).values()):
+            tracker.reset()
+        self.guard.touch(agent)
+
+    def _serves(self, agent: str) -> bool:
+        return agent in self._revisions or (self.drift is not None and agent in self.drift.agents())
+
+    def guard_command(self, agent: str, action: str, payload: Mapping[str, Any]) -> None:
+        """A guard command applied here: counted (once per process that serves the agent); a rollback restarts
+        the drift reference, to be confirmed by the calls that follow."""
+        if not self._serves(agent):
+            return
+        done = {"freeze": "frozen", "unfreeze": "unfrozen", "rollback": "rolled_back", "approve": "approved",
+                "reject": "rejected"}[action]
+        self._guard_metrics(agent, done)
+        if action == "rollback" and self.drift is not None:
+            self._safe("drift", self.drift.rollback, agent)
+        if self.audit is not None:
+            self._safe("audit", self.audit.on_guard, GuardAction(
+                "", agent, done, time.time(), reason=_applied(action, payload), origin=self._origin))
+
+    def operator_command(self, agent: str, action: str) -> None:
+        """The drift engine's ``accept`` / ``reset`` (``driftwatch accept``), for the agents it watches."""
+        drift = self.drift
+        if drift is None or action not in ("accept", "reset"):
+            return
+        if agent != "*" and agent not in drift.agents():
+            return
+        (drift.accept if action == "accept" else drift.reset)(agent)
+
+    def polled(self, ledger: Ledger) -> None:
+        """After each poll of the command queue: the drift engine's fleet evidence (``drift_pool``)."""
+        if self.drift is not None and self.drift.pool:
+            self.drift.pool_evidence(ledger)
+
+    def publish_policies(self) -> None:
+        """Write every known agent's policy to the ledger (what ``driftwatch guard --listen`` applies), queued like
+        every other write."""
+        names = set(self._options) | set(self.settings.guard)
+        rows, gone = self._policy_rows(names)
+        if rows or gone:
+            self.ledger.record_guard_state(put=rows, delete=gone)
+
+    def _publish_policy(self, agent: str) -> None:
+        rows, gone = self._policy_rows({agent})
+        self.ledger.record_guard_state(put=rows, delete=gone)
+
+    def _policy_rows(self, agents: set[str]) -> tuple[list[StateRow], list[tuple[str, str, str | None, str | None]]]:
+        rows, gone = [], []
+        now = time.time()
+        for agent in sorted(agents):
+            policy = self.policy_of(agent) if agent != "*" else self.settings.guard.get("*")
+            if policy is None:
+                gone.append((agent, "policy", None, None))
+                continue
+            rows.append(StateRow(agent, "policy", "", "", policy.to_json(), now))
+        return rows, gone
+
+    def _confirmed(self, agent: str, calls: int) -> None:
+        """The drift engine confirmed an agent's rolled-back behaviour: a guard action ``confirmed``."""
+        self._guard_action(GuardAction(new_id(), agent, "confirmed", time.time(),
+                                       reason=f"rolled-back behaviour matches the reference over {calls} calls: "
+                                              "alarm cleared, new reference", origin=self._origin))
     def _diff(self, change: Change) -> Diff | None:
         """The change's unified diff as it may leave the process: redacted, cut at ``max_diff_chars``."""
         try:
@@ -629,6 +787,10 @@ class Runtime:
     def record_call(self, call: Call) -> None:
         """Derive the call's signals, then fan it out: metrics, call windows, drift engine (an agent past the
         agent limit is counted as ``other``, without drift detection; tools past the tool limit as ``other``)."""
+        guard = self.guard
+        if time.monotonic() >= guard.next_poll:  # operator commands (guard, accept/reset), every drift_poll_s
+            with self._host_call:  # the poll's reads and writes share one wait
+                self._safe("guard", guard.poll)
         entry = self.names.get(call.agent)
         if entry is None and call.agent != OTHER:  # OTHER: a CallScope already counted the fold
             entry = self._safe("limits", self.agent_names, call.agent)
@@ -658,8 +820,7 @@ class Runtime:
             self.error("windows", exc)
         if self.drift is not None and entry is not None:
             try:
-                with self._host_call:  # its poll of commands and evidence, an alarm it stores: one wait in all
-                    self.drift.on_call(call)
+                self.drift.on_call(call)  # an alarm it raises is stored within a wait of its own (record_alarm)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 self.error("drift", exc)
 
@@ -747,6 +908,18 @@ class Runtime:
                 self._safe("http_server", server.shutdown)
                 self._safe("http_server", server.server_close)
         return int(left)
+
+
+def _applied(action: str, payload: Mapping[str, Any]) -> str:
+    """What a guard command did in this process, for its audit event."""
+    if action == "rollback":
+        targets = payload.get("targets") or {}
+        what = ", ".join(f"{c} -> {str(r)[:8]}" for c, r in sorted(targets.items())) or "its components"
+        why = f" (drift alarm {str(payload['alarm'])[:12]} on {payload.get('signal')})" if payload.get("alarm") else ""
+        return f"serving the revisions of before: {what}{why}"
+    if action in ("approve", "reject") and payload.get("change"):
+        return f"change {str(payload['change'])[:12]} {'approved' if action == 'approve' else 'rejected'}"
+    return f"{action} applied"
 
 
 def _with_ids(change: Change, trace_id: str | None, span_id: str | None) -> Change:

@@ -25,6 +25,7 @@ from driftwatch._version import __version__
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
     from driftwatch.change import Change
+    from driftwatch.guardrails.records import GuardAction
     from driftwatch.observation import OptimizerRun
     from driftwatch.revision import Diff
 
@@ -77,6 +78,10 @@ class ATTR:
     OUTCOME = "driftwatch.optimizer.outcome"
     CANDIDATES = "driftwatch.optimizer.candidates"
     BEST_SCORE = "driftwatch.optimizer.best_score"
+    STATUS = "driftwatch.change.status"
+    GUARD_ACTION = "driftwatch.guard.action"
+    GUARD_REASON = "driftwatch.guard.reason"
+    SERVING = "driftwatch.revision.serving"
 
 
 def record_exception(span: Any, error: BaseException, *, capture_content: bool = False,
@@ -218,6 +223,8 @@ class Tracing:
             attributes[ATTR.NODE] = change.node
         if change.run_id:
             attributes[ATTR.RUN_ID] = change.run_id
+        if change.status != "applied":
+            attributes[ATTR.STATUS] = change.status
         return self.tracer.start_span("driftwatch.change", kind=SpanKind.INTERNAL, attributes=attributes,
                                       start_time=int(change.timestamp * 1e9) or None)
 
@@ -250,6 +257,25 @@ class Tracing:
         with self.tracer.start_as_current_span("driftwatch.drift", links=links, attributes=attributes) as span:
             span.add_event("driftwatch.drift", attributes)
             return self.span_ids(span)
+
+    # -- guardrails ---------------------------------------------------------------------------------
+    def on_guard(self, action: GuardAction, span: Any = None) -> None:
+        """A ``driftwatch.guard`` span event: on ``span`` (a refused change's ``driftwatch.change`` span), or on
+        a short ``driftwatch.guard`` span of its own (a child of the active span, if any)."""
+        attributes: dict[str, Any] = {ATTR.AGENT: action.agent, ATTR.GUARD_ACTION: action.action,
+                                      ATTR.GUARD_REASON: action.reason}
+        if action.component:
+            attributes[ATTR.COMPONENT] = action.component
+        if action.change_id:
+            attributes[ATTR.CHANGE_ID] = action.change_id
+        if action.revision_id:
+            attributes[ATTR.SERVING] = action.revision_id
+        if span is not None:
+            if span.is_recording():
+                span.add_event("driftwatch.guard", attributes)
+            return
+        with self.tracer.start_as_current_span("driftwatch.guard", attributes=attributes) as own:
+            own.add_event("driftwatch.guard", attributes)
 
 
 class SpanExportError(RuntimeError):

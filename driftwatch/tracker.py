@@ -9,6 +9,10 @@ The first sighting in a process is checked against the ledger's head for the com
 means a *baseline* (stored, not counted as a change); a head with other content means the component
 changed while no process watched it (a redeploy, a loaded program), which is a change.
 
+A change a guard blocks or holds (:attr:`~driftwatch.change.Change.status`) leaves the tracker at its
+*before* revision, with the observed key remembered, so that the same attempt is recorded once; the hook
+enforces the before revision (see ``docs/guardrails.md``).
+
 A tracker knows nothing of the runtime: it is given a :class:`TrackerHost` (the ledger reads it needs and
 where to send what it finds); the runtime is the host in a watched process.
 
@@ -171,12 +175,19 @@ class Tracker:
             )
             if found:  # what JSON could not hold, by reason (the runtime counts it)
                 change.attributes["substitutions"] = found
+            recorded = self.host.emit_change(change)
+            if not recorded.in_effect:  # blocked or held by a guard: the component keeps serving ``before``
+                self._hold(lineage, key, before_id, before_state)  # the same attempt is not decided twice
+                if self.revision_id is None and before_id is not None:  # a first sighting, refused: the head serves
+                    self.revision_id, self.state = before_id, before_state
+                    self.host.note_revision(self.agent, self.component, before_id)
+                return recorded
             if lineage is not None:
                 self._key = _UNSET  # observers without a lineage compare with the new current revision
             self._hold(lineage, key, rid, after_state)
             self.revision_id = rid
             self.state = after_state
-            return self.host.emit_change(change)
+            return recorded
 
     def _live(self, rid: str) -> Lineage | None:
         for other in list(self._lineages):
@@ -203,3 +214,11 @@ class Tracker:
     def reset(self) -> None:
         """Forget the cheap key, so the next observation is fingerprinted in full."""
         self._key = _UNSET
+
+    def serve(self, revision_id: str, state: Any) -> None:
+        """The component serves ``revision_id`` now by a guard's doing (a rollback, an approval): no change is
+        recorded; the next observation is fingerprinted in full and compared with it."""
+        with self._lock:
+            self.revision_id = revision_id
+            self.state = state
+            self._key = _UNSET

@@ -24,7 +24,7 @@ ROOMS: dict[str, tuple[str, ...]] = {
     "hooks": ("__init__.py", "drift/__init__.py", "decorator.py", "integrations/"),
     "runtime": ("runtime.py",),
     "core": ("observation.py", "change.py", "revision.py", "alarm.py", "tracker.py", "signals.py", "options.py",
-             "windows.py", "config.py", "redaction.py", "limits.py", "files.py", "ledger/", "drift/"),
+             "windows.py", "config.py", "redaction.py", "limits.py", "files.py", "ledger/", "drift/", "guardrails/"),
     "sinks": ("metrics.py", "promql.py", "tracing.py", "audit.py", "exposition.py"),
     "support": ("_version.py", "prometheus_api.py"),
     "testing": ("testing.py",),

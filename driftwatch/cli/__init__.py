@@ -1,5 +1,6 @@
-"""The ``driftwatch`` command: read the ledger (history, show, report), act on drift alarms (accept, reset),
-and run the demo and a local Prometheus + Alertmanager stack.
+"""The ``driftwatch`` command: read the ledger (history, show, report), act on drift alarms (accept, reset), guard
+self-tuning (freeze, unfreeze, rollback, approve, reject, and the alert receiver ``guard``), and run the demo and a
+local Prometheus + Alertmanager stack.
 
 Every failure a user can cause — a missing or corrupt ledger, an unknown change id, a bad option or
 ``DRIFTWATCH_*`` value — ends in one line on stderr and a non-zero exit, never a traceback.
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from driftwatch._version import __version__
-from driftwatch.cli import alarms, demo, history, report, stack
+from driftwatch.cli import alarms, demo, guard, history, report, stack, webhook
 from driftwatch.cli._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CLIError
 from driftwatch.config import ConfigError, Settings
 from driftwatch.ledger import LedgerError, scrub
@@ -25,7 +26,7 @@ from driftwatch.ledger import LedgerError, scrub
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: the command groups, in the order ``driftwatch --help`` lists them
-COMMAND_MODULES = (history, report, alarms, demo, stack)
+COMMAND_MODULES = (history, report, alarms, guard, webhook, demo, stack)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,4 +1,5 @@
-"""``driftwatch history`` and ``driftwatch show``: read the ledger (changes, optimizer runs, drift alarms)."""
+"""``driftwatch history`` and ``driftwatch show``: read the ledger (changes, optimizer runs, drift alarms, guard
+actions)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,23 @@ __all__ = ["cmd_history", "cmd_show", "register"]
 def _entries(ledger: Ledger, args: argparse.Namespace) -> list[dict[str, Any]]:
     since = parse_time(args.since) if args.since else None
     rows: list[dict[str, Any]] = []
-    for c in ledger.changes(agent=args.agent, component=args.component, since=since, baselines=args.baselines):
+    held = getattr(args, "held", False)
+    for c in ledger.changes(agent=args.agent, component=args.component, since=since, baselines=args.baselines,
+                            status="held" if held else None):
         rows.append({
             "type": "baseline" if c.is_baseline else "change", "id": c.id, "time": c.timestamp, "agent": c.agent,
             "component": c.component, "kind": c.kind, "source": c.source, "magnitude": c.magnitude,
             "paths": list(c.paths), "revision_before": c.before_id, "revision_after": c.after_id,
-            "trace_id": c.trace_id, "run_id": c.run_id, "node": c.node,
+            "trace_id": c.trace_id, "run_id": c.run_id, "node": c.node, "status": c.status,
+            "reason": c.attributes.get("guard_reason"),
         })
-    if args.component is None:
+    if args.component is None and not held:
+        for g in ledger.guard_actions(agent=args.agent, since=since):
+            rows.append({
+                "type": "guard", "id": g.id, "time": g.timestamp, "agent": g.agent, "action": g.action,
+                "component": g.component or "-", "change_id": g.change_id, "revision": g.revision_id,
+                "reason": g.reason, "origin": g.origin,
+            })
         for a in ledger.alarms(agent=args.agent, since=since):
             rows.append({
                 "type": "alarm", "id": a.id, "time": a.timestamp, "agent": a.agent, "signal": a.signal,
@@ -59,7 +69,19 @@ def _describe(e: dict[str, Any]) -> tuple[str, str, str]:
             if len(e["paths"]) > 3:
                 detail += f" (+{len(e['paths']) - 3})"
         by = e["source"] + (f"/{e['node']}" if e.get("node") else "")
+        status = e.get("status", "applied")
+        if status != "applied":
+            detail = f"[{status.upper()}] {detail}"
+            if status == "held":
+                detail += f"  (driftwatch approve {e['id'][:12]})"
         return f"{e['type']} {e['kind']}", by, detail
+    if e["type"] == "guard":
+        detail = e["reason"] or ""
+        if e.get("change_id"):
+            detail = f"change {e['change_id'][:12]}  {detail}"
+        if e.get("revision"):
+            detail += f"  serving {e['revision'][:8]}"
+        return f"GUARD {e['action']}", (e.get("origin") or "-").split("@", 1)[0], detail
     if e["type"] == "alarm":
         anchor = (e["anchor_change_id"] or "-")[:12]
         detail = f"score {e['score']:.2f}  anchor {anchor}  after {e['calls_since_anchor']} calls"
@@ -120,6 +142,9 @@ def _print_change(ledger: Ledger, change: Change) -> None:
     print(f"source     {change.source}" + (f" (node {change.node})" if change.node else ""))
     print(f"time       {fmt_time(change.timestamp)}")
     print(f"revisions  {change.before_id or '(baseline)'} -> {change.after_id}")
+    if change.status != "applied":
+        reason = change.attributes.get("guard_reason")
+        print(f"status     {change.status}" + (f" ({reason})" if reason else ""))
     if not change.is_baseline:
         print(f"magnitude  {change.magnitude:.3f}")
         print(f"paths      {', '.join(change.paths)}")
@@ -129,6 +154,10 @@ def _print_change(ledger: Ledger, change: Change) -> None:
         print(f"trace      {change.trace_id}")
     print()
     sys.stdout.write(diff)
+    if change.status == "held":
+        print()
+        print(f"driftwatch approve {change.id[:12]}   # let it take effect in every process of {change.agent}")
+        print(f"driftwatch reject {change.id[:12]}    # keep serving {(change.before_id or '-')[:12]}")
 
 
 def _print_run(ledger: Ledger, run: OptimizerRun) -> None:
@@ -194,6 +223,7 @@ def _print_alarm(ledger: Ledger, alarm: Alarm) -> None:
     if hint:
         print(hint)
     print(f"driftwatch accept {alarm.agent}   # accept the new behaviour as the reference (clears the alarm)")
+    print(f"driftwatch rollback {alarm.agent} --alarm {alarm.id[:12]}   # back to the revisions before its anchor")
 
 
 def _entry_id(text: str) -> str:
@@ -206,13 +236,14 @@ def _entry_id(text: str) -> str:
 
 def register(sub: Any) -> None:
     """Add ``driftwatch history`` and ``driftwatch show`` to the CLI's subcommands."""
-    h = sub.add_parser("history", help="list changes, alarms and optimizer runs")
+    h = sub.add_parser("history", help="list changes, alarms, optimizer runs and guard actions")
     h.add_argument("--ledger", help=LEDGER_HELP)
     h.add_argument("--agent", help="only this agent")
     h.add_argument("--component", help="only this component (changes only)")
     h.add_argument("--since", help="only entries since a duration ago (30m, 2h, 7d) or a date")
     h.add_argument("--limit", type=int, help="only the last N entries")
     h.add_argument("--baselines", action="store_true", help="include each component's first sighting")
+    h.add_argument("--held", action="store_true", help="only changes held for approval (driftwatch approve)")
     h.add_argument("--json", action="store_true", help="print JSON instead of a table")
     h.set_defaults(func=cmd_history)
 

@@ -13,6 +13,11 @@ for ``--duration`` seconds (0: until Ctrl-C). Every alert's state as Prometheus 
 firing, resolved) and every alert Alertmanager receives is printed as it happens, then a list of the
 alerts that fired.
 
+With the demo, its ``qa-program`` (the DSPy program COPRO tunes) has the guard policy ``on_alarm="rollback"`` and
+Alertmanager routes ``DriftwatchBehaviorDrift`` to an in-process guard receiver (``driftwatch guard``, on a loopback
+port with a random token): when the tuned program drifts, the alert rolls it back and the alarm clears once the
+rolled-back behaviour is confirmed (``--no-guard``: page only).
+
 Timing: the shipped rules are evaluated every minute and most alerts wait ``for:`` 1–15 minutes, so
 by default the rules run every second with ``for: 0s`` (nothing else is changed) so that a half-minute
 demo pages; ``--shipped-timing`` keeps them as shipped (expect nothing to fire for minutes). Alertmanager
@@ -25,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import secrets
 import tempfile
 import threading
 import time
@@ -33,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from driftwatch.cli._common import EXIT_INTERRUPTED, CLIError, check_port
+from driftwatch.cli.webhook import GuardReceiver, serve
 from driftwatch.demo import Demo, DemoError, Display, print_summary
+from driftwatch.ledger import open_ledger
 from driftwatch.stack import (
     ALERTMANAGER_BINARIES,
     PROMETHEUS_BINARIES,
@@ -47,6 +56,7 @@ from driftwatch.stack import (
     find_binary,
     poll,
     rule_files,
+    with_guard,
 )
 
 __all__ = ["cmd_stack", "register"]
@@ -90,12 +100,13 @@ def cmd_stack(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     demo = None
+    guard = None
     if not targets:
         check_port(args.port)
 
         try:
             demo = Demo(duration=args.duration or DEFAULT_STACK_DURATION, ledger=args.ledger,
-                        report=args.report or None)
+                        report=args.report or None, guard=not args.no_guard)
             for line in demo.prepare():
                 write(line)
             moved = demo.serve_metrics(args.port)
@@ -110,16 +121,21 @@ def cmd_stack(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         try:
+            routing = alertmanager_config(args.webhook)
+            if demo is not None and demo.guard:
+                guard = _Guard(demo.ledger, write)
+                routing = with_guard(routing, guard.url, guard.token_file)
             with tempfile.TemporaryDirectory(prefix="driftwatch-rules-") as tmp:  # the Stack keeps its own copies
                 rules = rule_files(rules_dir, Path(tmp), shipped_timing=args.shipped_timing)
-                stack = Stack(targets=targets, rule_files=rules,
-                              alertmanager_config=alertmanager_config(args.webhook), job=JOB)
+                stack = Stack(targets=targets, rule_files=rules, alertmanager_config=routing, job=JOB)
             stack.start()
             write(f"prometheus    {stack.prometheus.url}   (alerts: {stack.prometheus.url}/alerts)")
             assert stack.alertmanager is not None
             write(f"alertmanager  {stack.alertmanager.url}")
             if demo is not None:
                 write(f"demo          {demo.metrics_url}, ledger {demo.ledger}")
+            if guard is not None:
+                write(f"guard         {guard.url} (qa-program: on_alarm=rollback)")
             write(f"scraping      {', '.join(targets)} as job {JOB}; rules from {rules_dir}"
                   + (" as shipped" if args.shipped_timing else ", evaluated every 1 s with for: 0s"))
             stack.wait_until_scraping(timeout=30)
@@ -155,9 +171,32 @@ def cmd_stack(args: argparse.Namespace) -> int:
             watcher.stop()
         if stack is not None:
             stack.stop()
+        if guard is not None:
+            guard.close()
         if demo is not None:
             demo.close()
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+class _Guard:
+    """The demo's guard receiver (``driftwatch guard``) on a loopback port, with a random token in a private file."""
+
+    def __init__(self, ledger: str, write: Callable[[str], None]) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="driftwatch-guard-")
+        token = secrets.token_urlsafe(32)
+        self.token_file = str(Path(self._dir.name) / "token")
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        self.ledger = open_ledger(ledger)
+        self.server = serve(GuardReceiver(self.ledger, token, log=write))
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.ledger.close()
+        self._dir.cleanup()
 
 
 class _Started:
@@ -197,8 +236,9 @@ def _settle(demo: Demo, watcher: AlertWatcher, shipped_timing: bool) -> None:
     if not alarms:
         return
 
-    def paged() -> bool:
-        return alarms <= watcher.firing() and alarms <= {key for _, key in watcher.received.values()}
+    def paged() -> bool:  # fired at some point (a rolled-back agent's alert resolves again), and received
+        fired = {(d.get("alertname", ""), d.get("agent", ""), d.get("signal", "")) for d in map(dict, watcher.fired)}
+        return alarms <= fired and alarms <= {key for _, key in watcher.received.values()}
 
     _wait(paged, 20.0)
 
@@ -230,6 +270,8 @@ def register(sub: Any) -> None:
     s.add_argument("--rules", metavar="DIR", help="directory with driftwatch_rules.yaml and driftwatch_alerts.yaml "
                                                   "(default: grafana/alerts of this source tree)")
     s.add_argument("--webhook", metavar="URL", help="Alertmanager sends each alert to this webhook")
+    s.add_argument("--no-guard", action="store_true",
+                   help="the demo's alerts only page (default: qa-program's drift alert rolls it back)")
     s.add_argument("--shipped-timing", action="store_true",
                    help="keep the rules' 1m evaluation and for: windows (nothing fires for minutes)")
     s.set_defaults(func=cmd_stack)

@@ -91,7 +91,7 @@ class LiveDisplay(Display):
             style = "bold red" if v.drift.startswith("ALARM") else ""
             table.add_row(v.name, v.what, f"{v.calls:,}", f"{v.rate:.0f}", v.revision, str(v.changes),
                           Text(v.drift, style=style))
-        styles = {"change": "yellow", "alarm": "bold red", "run": "cyan", "note": "dim"}
+        styles = {"change": "yellow", "alarm": "bold red", "run": "cyan", "guard": "bold green", "note": "dim"}
         log = Text()
         for e in self.log:
             log.append(f"{e.t:5.1f}s {e.agent:<11} ", style="dim")

@@ -95,7 +95,7 @@ class Event:
 
     t: float
     agent: str
-    kind: str  # "baseline" | "change" | "run" | "alarm" | "note"
+    kind: str  # "baseline" | "change" | "run" | "alarm" | "guard" | "note"
     text: str
 
 
@@ -154,7 +154,7 @@ class Demo:
 
     def __init__(self, *, duration: float = DEFAULT_DURATION, ledger: str = DEFAULT_LEDGER,
                  report: str | None = DEFAULT_REPORT, reference_calls: int = REFERENCE_CALLS,
-                 rate: float = RATE, seed: int = 0) -> None:
+                 rate: float = RATE, seed: int = 0, guard: bool = False) -> None:
         if isinstance(duration, bool) or not isinstance(duration, int | float) or not duration >= MIN_DURATION:
             shown = f"{duration:g}" if isinstance(duration, int | float) and not isinstance(duration, bool) \
                 else repr(duration)
@@ -167,6 +167,8 @@ class Demo:
         self.reference_calls = reference_calls
         self.rate = rate
         self.seed = seed
+        #: give qa-program the guard policy on_alarm=rollback (``driftwatch stack`` routes its alert to the guard)
+        self.guard = guard
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.stop = threading.Event()
         self.views = {DSPY_AGENT: AgentView(DSPY_AGENT, "DSPy Predict · COPRO while serving"),
@@ -190,8 +192,9 @@ class Demo:
         import driftwatch
 
         driftwatch.configure(ledger=self.ledger, drift_reference_calls=self.reference_calls,
-                             audit_logger=_AuditTap(self._on_audit))
-        driftwatch.configure_agent(DSPY_AGENT, score_metric="correct")
+                             audit_logger=_AuditTap(self._on_audit), **({"drift_poll_s": 0.5} if self.guard else {}))
+        driftwatch.configure_agent(DSPY_AGENT, score_metric="correct",
+                                   **({"on_alarm": "rollback"} if self.guard else {}))
         _quiet_libraries()
         return notes
 
@@ -248,6 +251,10 @@ class Demo:
             text = (f"DRIFT ALARM {kw['signal']} (score {kw['score']:.2f}), "
                     f"{kw['calls_since_anchor']} calls after change {anchor}")
             self.events.put(Event(t, agent, "alarm", text))
+        elif event == "driftwatch.guard":
+            what = str(kw.get("action", "")).replace("_", " ").upper()
+            where = f" {kw['component']}" if kw.get("component") else ""
+            self.events.put(Event(t, agent, "guard", f"GUARD {what}{where}: {kw.get('reason', '')}"))
 
     @staticmethod
     def _prompt_of(revision_id: str) -> str | None:

@@ -19,7 +19,12 @@ Reference policy, per agent:
 * :meth:`accept` unlatches and freezes the calls since the last freeze as the new reference;
   :meth:`reset` unlatches and restarts the statistics against the same reference. Both also
   arrive from other processes (``driftwatch accept``) through the ledger's ``drift_commands``,
-  polled every ``drift_poll_s`` seconds on the call path.
+  polled every ``drift_poll_s`` seconds on the call path (in a watched process, the runtime's guard polls
+  and hands them over; a standalone engine given ``ledger=`` polls itself);
+* :meth:`rollback` (a guard rolled the agent back to the revisions before the change that anchored the
+  alarm): the statistics restart against the same reference while the alarms stay latched; when
+  ``reference_calls`` calls pass without a new alarm, the rolled-back behaviour is confirmed: the alarms
+  unlatch and those calls become the new reference (``on_confirm(agent, calls)``).
 
 Exports, through the collaborators it is given (it knows nothing of the runtime):
 ``driftwatch_drift_score`` and ``driftwatch_drift_alarm`` per signal and ``driftwatch_reference_calls``
@@ -76,8 +81,8 @@ def _fleet_alarm_id(agent: str, key: str, signal: str, resets: int) -> str:
 
 
 class _Agent:
-    __slots__ = ("accepts", "alarmed", "anchor", "calls_since_anchor", "later", "lock", "mon", "name",
-                 "next_export", "ops", "ops_alarmed", "pool", "pool_key", "reference_kind", "settle")
+    __slots__ = ("accepts", "alarmed", "anchor", "calls_since_anchor", "confirming", "later", "lock", "mon",
+                 "name", "next_export", "ops", "ops_alarmed", "pool", "pool_key", "reference_kind", "settle")
 
     def __init__(self, name: str, mon: DriftMonitor, ops: DriftMonitor) -> None:
         self.name = name
@@ -88,6 +93,7 @@ class _Agent:
         self.later: list[str] = []
         self.calls_since_anchor = 0
         self.settle = False
+        self.confirming = False  # after a rollback: the calls since are checked against the reference
         self.reference_kind = "none"
         self.alarmed: dict[str, str] = {}  # signal -> alarm id (latched until accept/reset)
         self.ops_alarmed: set[str] = set()
@@ -114,7 +120,8 @@ class DriftEngine:
                  min_reference: int | None = None, poll_s: float = 2.0, sink: DriftSink | None = None,
                  on_alarm: Callable[[Alarm, Change | None], object] | None = None,
                  on_error: Callable[[str, BaseException], None] = _ignore,
-                 ledger: Callable[[], Ledger | None] | None = None, pool: bool = False) -> None:
+                 ledger: Callable[[], Ledger | None] | None = None, pool: bool = False,
+                 on_confirm: Callable[[str, int], object] | None = None) -> None:
         self.reference_calls = reference_calls
         self.false_alarm_rate = false_alarm_rate
         self.replicas = replicas
@@ -123,6 +130,7 @@ class DriftEngine:
         self.sink = sink
         self.on_alarm = on_alarm
         self.on_error = on_error
+        self.on_confirm = on_confirm
         self.ledger = ledger
         #: pool evidence with the other replicas through the ledger (half the budget fleet-wide)
         self.pool = pool
@@ -207,6 +215,15 @@ class DriftEngine:
                 st.calls_since_anchor += 1
             if st.settle and st.mon.ring_size >= self.reference_calls:
                 self._freeze(st, "after_change")
+            confirmed = 0
+            if st.confirming:
+                if status.fired:  # the rolled-back behaviour still drifts: the new alarm stands
+                    st.confirming = False
+                elif st.mon.ring_size >= self.reference_calls:
+                    confirmed = st.mon.ring_size
+                    st.alarmed.clear()
+                    self._freeze(st, "rolled_back")
+                    st.confirming = False
             if status.fired:
                 latched = st.mon.latched  # the score at the crossing (an embedding batch may end lower)
                 fired = [(s, latched.get(s, status.signals[s])) for s in status.fired]
@@ -216,7 +233,9 @@ class DriftEngine:
                 st.ops_alarmed.update(ops.fired)
         for signal, score in fired:
             self._raise(st, signal, score)
-        if fired or ops.fired or now >= st.next_export:
+        if confirmed and self.on_confirm is not None:
+            self.on_confirm(st.name, confirmed)
+        if confirmed or fired or ops.fired or now >= st.next_export:
             st.next_export = now + _EXPORT_S
             self.export(st)
 
@@ -301,6 +320,30 @@ class DriftEngine:
                     st.pool.reset()
             self.export(st)
         return names  # type: ignore[return-value]  # all str
+
+    def rollback(self, agent: str) -> None:
+        """The agent was rolled back: restart its statistics against the same reference (the behaviour before the
+        change that anchored its alarm), keep its alarms latched until ``reference_calls`` calls confirm the
+        rolled-back behaviour (see the module's docstring)."""
+        st = self._agent(agent)
+        with st.lock:
+            st.mon.reset()
+            st.ops.reset()
+            if st.pool is not None:
+                st.pool.reset()
+            st.mon.clear_ring()
+            st.ops.clear_ring()
+            st.ops_alarmed.clear()
+            st.later = []
+            st.calls_since_anchor = 0
+            if st.mon.armed:
+                st.confirming = True
+                st.reference_kind = "confirming"
+            else:
+                st.alarmed.clear()
+                st.settle = True
+                st.reference_kind = "settling"
+        self.export(st)
 
     def poll_commands(self, now: float | None = None) -> int:
         """Apply accept/reset commands queued in the ledger by other processes; returns how many."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -29,6 +29,7 @@ from urllib.parse import unquote
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
     from driftwatch.change import Change
+    from driftwatch.guardrails.records import GuardAction, GuardUpdate, StateRow
     from driftwatch.observation import OptimizerRun
     from driftwatch.revision import Revision
     from driftwatch.windows import CallWindow
@@ -99,8 +100,10 @@ class Ledger(ABC):
 
     @abstractmethod
     def changes(self, *, agent: str | None = None, component: str | None = None, since: float | None = None,
-                until: float | None = None, limit: int | None = None, baselines: bool = False) -> list[Change]:
-        """Changes in time order, filtered; baselines only when asked for."""
+                until: float | None = None, limit: int | None = None, baselines: bool = False,
+                status: str | None = None) -> list[Change]:
+        """Changes in time order, filtered (``status``: only changes with that status, e.g. ``held``);
+        baselines only when asked for."""
 
     @abstractmethod
     def runs(self, *, agent: str | None = None, since: float | None = None,
@@ -137,6 +140,34 @@ class Ledger(ABC):
         """Commands with an id above ``after`` (and time at or after ``since``): (id, agent, action, time)."""
         return []
 
+    def command_note(self, command_id: int) -> str:
+        """The note (a guard command's JSON payload) of a queued command; ``""`` when there is none."""
+        return ""
+
+    # -- guardrails (driftwatch.guardrails; see docs/guardrails.md) ------------------------------
+    def record_guard_action(self, action: GuardAction) -> None:
+        """Store one guard action (idempotent by its id)."""
+        raise LedgerError(f"ledger {self.location} does not support guardrails")
+
+    def guard_actions(self, *, agent: str | None = None, since: float | None = None,
+                      limit: int | None = None) -> list[GuardAction]:
+        """Guard actions in time order."""
+        return []
+
+    def guard_state(self, agent: str | None = None) -> list[StateRow]:
+        """The guard state rows of one agent (all agents when ``None``)."""
+        return []
+
+    def record_guard_state(self, put: Iterable[StateRow] = (),
+                           delete: Iterable[tuple[str, str, str | None, str | None]] = ()) -> None:
+        """Delete ``(agent, what, component or None, revision or None)`` state rows, then upsert ``put``, in
+        one transaction."""
+        raise LedgerError(f"ledger {self.location} does not support guardrails")
+
+    def record_guard_update(self, update: GuardUpdate) -> int:
+        """Write one operator command's facts and queue the command, in one transaction; returns the
+        command's id."""
+        raise LedgerError(f"ledger {self.location} does not support guardrails")
     # -- fleet drift evidence (drift_pool; see driftwatch.drift.fleet) ----------------------------
     def record_evidence(self, agent: str, anchor: str, replica: str, ts: float, payload: Mapping[str, Any]) -> None:
         """Store (replace) one replica's latest drift evidence for an agent's anchor."""

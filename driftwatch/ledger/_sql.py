@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from driftwatch.alarm import Alarm
-from driftwatch.change import Change
+from driftwatch.change import IN_EFFECT, Change
+from driftwatch.guardrails.records import GuardAction, GuardUpdate, StateRow
 from driftwatch.ledger import Ledger, is_id
 from driftwatch.observation import OptimizerRun
 from driftwatch.revision import Revision, canonical_json
@@ -138,11 +139,40 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (agent, anchor, replica)
     );
     """,
+    # version 5: guardrails (driftwatch.guardrails): what became of each change, the guard's actions, and the
+    # guard state every watched process reads (frozen agents, pinned, approved, rejected and held revisions)
+    """
+    ALTER TABLE changes ADD COLUMN status TEXT NOT NULL DEFAULT 'applied';
+    CREATE INDEX changes_agent_status ON changes(agent, status);
+    CREATE TABLE guard_actions (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        action TEXT NOT NULL,
+        ts REAL NOT NULL,
+        component TEXT NOT NULL DEFAULT '',
+        change_id TEXT,
+        revision_id TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        origin TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX guard_actions_agent_ts ON guard_actions(agent, ts);
+    CREATE TABLE guard_state (
+        agent TEXT NOT NULL,
+        what TEXT NOT NULL,
+        component TEXT NOT NULL DEFAULT '',
+        revision_id TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT '',
+        ts REAL NOT NULL,
+        PRIMARY KEY (agent, what, component, revision_id)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _CHANGE_COLS = ("id, agent, component, kind, source, before_id, after_id, magnitude, paths, ts, "
-                "trace_id, span_id, run_id, node, attributes")
+                "trace_id, span_id, run_id, node, attributes, status")
+_GUARD_ACTION_COLS = "id, agent, action, ts, component, change_id, revision_id, reason, origin"
+_STATE_COLS = "agent, what, component, revision_id, note, ts"
 
 
 def _json(value: Any) -> str:
@@ -152,7 +182,7 @@ def _json(value: Any) -> str:
 class SQLLedger(Ledger):
     """The SQL both backends run (``?`` placeholders; the PostgreSQL backend rewrites them) and the
     row → object conversions. A backend supplies the connection: :meth:`_read`, :meth:`_write`,
-    :meth:`_schema_version`, :meth:`record_command` and :meth:`close`.
+    :meth:`_write_then_insert`, :meth:`_schema_version` and :meth:`close`.
 
     Every insert of an entry with an id is idempotent (``ON CONFLICT … DO NOTHING``): the runtime retries
     a write whose outcome it did not learn (a connection lost during ``COMMIT``) without duplicating it.
@@ -171,8 +201,19 @@ class SQLLedger(Ledger):
         """Run statements in one transaction, committed (``durable``: synchronously) before returning."""
 
     @abstractmethod
+    def _write_then_insert(self, statements: Iterable[tuple[str, tuple[Any, ...]]], sql: str,
+                           args: tuple[Any, ...]) -> int:
+        """Run ``statements``, then the insert ``sql`` (into a table with an integer id), in one durable
+        transaction; returns the new row's id."""
+
+    @abstractmethod
     def _schema_version(self) -> int:
         """The schema version the ledger is at."""
+
+    _COMMAND_INSERT = "INSERT INTO drift_commands (agent, action, ts, note) VALUES (?, ?, ?, ?)"
+
+    def record_command(self, agent: str, action: str, note: str = "") -> int:
+        return self._write_then_insert([], self._COMMAND_INSERT, (agent, action, time.time(), note))
 
     def commands(self, *, after: int = 0, since: float | None = None) -> list[tuple[int, str, str, float]]:
         sql, args = "SELECT id, agent, action, ts FROM drift_commands WHERE id > ?", [after]
@@ -181,23 +222,13 @@ class SQLLedger(Ledger):
             args.append(since)
         return [(r[0], r[1], r[2], r[3]) for r in self._read(sql + " ORDER BY id", tuple(args))]
 
+    def command_note(self, command_id: int) -> str:
+        rows = self._read("SELECT note FROM drift_commands WHERE id = ?", (command_id,))
+        return rows[0][0] if rows else ""
+
     # -- writes ---------------------------------------------------------------------------------
     def record_change(self, change: Change) -> None:
-        now = change.timestamp or time.time()
-        self._write([
-            ("INSERT INTO revisions (id, parent, state, created_at) VALUES (?, ?, ?, ?) "
-             "ON CONFLICT (id) DO NOTHING",
-             (change.after_id, change.before_id, canonical_json(change.after_state), now)),
-            (f"INSERT INTO changes ({_CHANGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-             "ON CONFLICT (id) DO NOTHING",
-             (change.id, change.agent, change.component, change.kind, change.source, change.before_id,
-              change.after_id, change.magnitude, json.dumps(list(change.paths)), now, change.trace_id,
-              change.span_id, change.run_id, change.node, _json(change.attributes))),
-            ("INSERT INTO heads (agent, component, revision_id, updated_at) VALUES (?, ?, ?, ?) "
-             "ON CONFLICT (agent, component) DO UPDATE SET revision_id = excluded.revision_id, "
-             "updated_at = excluded.updated_at",
-             (change.agent, change.component, change.after_id, now)),
-        ])
+        self._write(_change_statements(change))
 
     def record_revisions(self, revisions: Mapping[str, Any]) -> None:
         if not revisions:
@@ -317,15 +348,19 @@ class SQLLedger(Ledger):
         return _alarm(self._one("alarm", "alarms", _ALARM_COLS, alarm_id))
 
     def changes(self, *, agent: str | None = None, component: str | None = None, since: float | None = None,
-                until: float | None = None, limit: int | None = None, baselines: bool = False) -> list[Change]:
+                until: float | None = None, limit: int | None = None, baselines: bool = False,
+                status: str | None = None) -> list[Change]:
         where, args = _filters(agent=agent, component=component, since=since, until=until)
         if not baselines:
             where.append("before_id IS NOT NULL")
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
         return [self._change(r) for r in self._select(_CHANGE_COLS, "changes", (where, args), "ts, id", limit)]
 
     def _change(self, row: tuple[Any, ...], with_states: bool = False) -> Change:
         (cid, agent, component, kind, source, before_id, after_id, magnitude, paths, ts, trace_id, span_id,
-         run_id, node, attributes) = row
+         run_id, node, attributes, status) = row
         before_state = after_state = None
         if with_states:
             after = self.revision(after_id)
@@ -335,7 +370,7 @@ class SQLLedger(Ledger):
                 before_state = before.state if before else None
         return Change(cid, agent, component, kind, source, before_id, after_id, magnitude,
                       tuple(json.loads(paths)), ts, before_state, after_state, trace_id, span_id, run_id, node,
-                      json.loads(attributes))
+                      json.loads(attributes), status)
 
     def runs(self, *, agent: str | None = None, since: float | None = None,
              limit: int | None = None) -> list[OptimizerRun]:
@@ -351,10 +386,93 @@ class SQLLedger(Ledger):
         filters = _filters(agent=agent, since=since)
         return [_alarm(r) for r in self._select(_ALARM_COLS, "alarms", filters, "ts, id", limit)]
 
+    # -- guardrails ---------------------------------------------------------------------------------
+    def record_guard_action(self, action: GuardAction) -> None:
+        self._write([_action_statement(action)])
+
+    def guard_actions(self, *, agent: str | None = None, since: float | None = None,
+                      limit: int | None = None) -> list[GuardAction]:
+        rows = self._select(_GUARD_ACTION_COLS, "guard_actions", _filters(agent=agent, since=since), "ts, id", limit)
+        return [GuardAction(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows]
+
+    def guard_state(self, agent: str | None = None) -> list[StateRow]:
+        where = _filters(agent=agent)
+        rows = self._select(_STATE_COLS, "guard_state", where, "agent, what, component, revision_id")
+        return [StateRow(*r) for r in rows]
+
+    def record_guard_state(self, put: Iterable[StateRow] = (),
+                           delete: Iterable[tuple[str, str, str | None, str | None]] = ()) -> None:
+        statements = [_delete_statement(agent, what, component, revision)
+                      for agent, what, component, revision in delete]
+        statements += [_put_statement(row) for row in put]
+        if statements:
+            self._write(statements)
+
+    def record_guard_update(self, update: GuardUpdate) -> int:
+        u = update
+        now = time.time()
+        statements = [_delete_statement(u.agent, what, component, revision) for what, component, revision in u.delete]
+        statements += [_put_statement(row) for row in u.put]
+        for change in u.changes:
+            statements += _change_statements(change)
+        for component, after_id, old, new in u.statuses:
+            statements.append(("UPDATE changes SET status = ? WHERE agent = ? AND component = ? AND after_id = ? "
+                               "AND status = ?", (new, u.agent, component, after_id, old)))
+        for component, revision in u.heads:
+            statements.append((_HEAD_UPSERT, (u.agent, component, revision, now)))
+        statements += [_action_statement(a) for a in u.actions]
+        return self._write_then_insert(statements, self._COMMAND_INSERT, (u.agent, u.command, now, u.note))
+
 
 _RUN_COLS = ("id, agent, optimizer, outcome, started_at, ended_at, candidates, best_score, trace_id, error_type, "
              "attributes")
 _ALARM_COLS = "id, agent, signal, score, ts, anchor_change_id, calls_since_anchor, trace_id, span_id, attributes"
+
+
+_HEAD_UPSERT = ("INSERT INTO heads (agent, component, revision_id, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (agent, component) DO UPDATE SET revision_id = excluded.revision_id, "
+                "updated_at = excluded.updated_at")
+
+
+def _change_statements(change: Change) -> list[tuple[str, tuple[Any, ...]]]:
+    """A change (or baseline): its after revision, its row, and (when it is in effect) the component's head."""
+    now = change.timestamp or time.time()
+    statements: list[tuple[str, tuple[Any, ...]]] = [
+        ("INSERT INTO revisions (id, parent, state, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+         (change.after_id, change.before_id, canonical_json(change.after_state), now)),
+        (f"INSERT INTO changes ({_CHANGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+         "ON CONFLICT (id) DO NOTHING",
+         (change.id, change.agent, change.component, change.kind, change.source, change.before_id,
+          change.after_id, change.magnitude, json.dumps(list(change.paths)), now, change.trace_id,
+          change.span_id, change.run_id, change.node, _json(change.attributes), change.status)),
+    ]
+    if change.status in IN_EFFECT:  # a blocked or held change leaves the component at its revision
+        statements.append((_HEAD_UPSERT, (change.agent, change.component, change.after_id, now)))
+    return statements
+
+
+def _action_statement(a: GuardAction) -> tuple[str, tuple[Any, ...]]:
+    return (f"INSERT INTO guard_actions ({_GUARD_ACTION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            (a.id, a.agent, a.action, a.timestamp, a.component, a.change_id, a.revision_id, a.reason, a.origin))
+
+
+def _put_statement(row: StateRow) -> tuple[str, tuple[Any, ...]]:
+    return (f"INSERT INTO guard_state ({_STATE_COLS}) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (agent, what, component, revision_id) DO UPDATE SET note = excluded.note, ts = excluded.ts",
+            (row.agent, row.what, row.component, row.revision_id, row.note, row.timestamp or time.time()))
+
+
+def _delete_statement(agent: str, what: str, component: str | None,
+                      revision: str | None) -> tuple[str, tuple[Any, ...]]:
+    sql, args = "DELETE FROM guard_state WHERE agent = ? AND what = ?", [agent, what]
+    if component is not None:
+        sql += " AND component = ?"
+        args.append(component)
+    if revision is not None:
+        sql += " AND revision_id = ?"
+        args.append(revision)
+    return sql, tuple(args)
 
 
 def _run(r: tuple[Any, ...]) -> OptimizerRun:

@@ -42,15 +42,16 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from driftwatch.ledger import Ledger, LedgerError, open_ledger, parse_location
 
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
     from driftwatch.change import Change
+    from driftwatch.guardrails.records import GuardAction, GuardUpdate, StateRow
     from driftwatch.observation import OptimizerRun
     from driftwatch.revision import Revision
     from driftwatch.windows import CallWindow
@@ -64,6 +65,7 @@ __all__ = [
     "WAIT_S",
     "BufferedLedger",
     "ErrorCallback",
+    "HotPathReads",
     "LedgerOp",
     "LedgerTimeoutError",
 ]
@@ -175,6 +177,7 @@ class BufferedLedger(Ledger):
         self.retry_s = RETRY_S if retry_s is None else retry_s
         self.drain_s = DRAIN_S if drain_s is None else drain_s
         self.file_mode = file_mode
+        self._hot = HotPathReads(self)
         self._open_lock = threading.Lock()
         self._inherited: list[Ledger] = []  # a forked child's copies of the parent's backends: never touched
         self._reset()
@@ -227,8 +230,10 @@ class BufferedLedger(Ledger):
         self._submit(_Op(_nothing, _WINDOW))
 
     def available(self) -> Ledger | None:
-        """This ledger while it keeps up (its :meth:`commands` is a bounded read), ``None`` while it is behind."""
-        return None if self._behind else self
+        """What watched calls read the ledger through (the drift engine's and the guard's pollers): a
+        :class:`HotPathReads` view whose every read is bounded by the call's wait; ``None`` while the ledger is
+        behind (a poll then waits for the next one)."""
+        return None if self._behind else cast(Ledger, self._hot)
 
     # -- the budget -------------------------------------------------------------------------------
     def host_call(self) -> _HostCall:
@@ -508,6 +513,17 @@ class BufferedLedger(Ledger):
     def record_command(self, agent: str, action: str, note: str = "") -> int:
         return self.open().record_command(agent, action, note)
 
+    def record_guard_action(self, action: GuardAction) -> None:
+        self.write(lambda led: led.record_guard_action(action))
+
+    def record_guard_state(self, put: Iterable[StateRow] = (),
+                           delete: Iterable[tuple[str, str, str | None, str | None]] = ()) -> None:
+        rows, gone = list(put), list(delete)
+        self.write(lambda led: led.record_guard_state(rows, gone))
+
+    def record_guard_update(self, update: GuardUpdate) -> int:
+        return self.open().record_guard_update(update)
+
     # -- the hot path's reads: None when unavailable ------------------------------------------------
     def head_or_none(self, agent: str, component: str) -> str | None:
         """The component's head, or ``None`` when unknown or the ledger does not answer in time (counted)."""
@@ -518,14 +534,6 @@ class BufferedLedger(Ledger):
         rev = self.read_now(lambda led: led.revision(revision_id))
         return None if rev is None else rev.state
 
-    def commands(self, *, after: int = 0, since: float | None = None) -> list[tuple[int, str, str, float]]:
-        """Operator commands (the drift engine polls them from watched calls): a bounded read that raises
-        ``LedgerError`` when the ledger does not answer in time."""
-        rows = self.read_now(lambda led: led.commands(after=after, since=since), _UNSET)
-        if rows is _UNSET:
-            raise LedgerTimeoutError(f"ledger {self.location} did not answer the poll of operator commands in time")
-        return rows
-
     def record_evidence(self, agent: str, anchor: str, replica: str, ts: float, payload: Mapping[str, Any]) -> None:
         """Hand a replica's drift evidence to the writer without waiting (one attempt, in its turn: it is replaced
         at the next poll anyway); dropped while the ledger is behind."""
@@ -534,13 +542,12 @@ class BufferedLedger(Ledger):
         snapshot = dict(payload)
         self._submit(_Op(lambda led: led.record_evidence(agent, anchor, replica, ts, snapshot), _WINDOW))
 
-    def evidence(self, agent: str, anchor: str) -> dict[str, dict[str, Any]]:
-        """The fleet's drift evidence (the drift engine reads it from watched calls): a bounded read that raises
-        ``LedgerError`` when the ledger does not answer in time."""
-        rows = self.read_now(lambda led: led.evidence(agent, anchor), _UNSET)
-        if rows is _UNSET:
-            raise LedgerTimeoutError(f"ledger {self.location} did not answer the read of drift evidence in time")
-        return rows
+    def read_bounded(self, fn: Callable[[Ledger], Any], what: str = "read") -> Any:
+        """:meth:`read_now` that raises :class:`LedgerTimeoutError` instead of answering a default."""
+        result = self.read_now(fn, _UNSET)
+        if result is _UNSET:
+            raise LedgerTimeoutError(f"ledger {self.location} did not answer {what} within the call's wait")
+        return result
 
     # -- reads (the Ledger interface): after the writes queued before them ---------------------------
     def _reader(self) -> Ledger:
@@ -557,9 +564,10 @@ class BufferedLedger(Ledger):
         return self._reader().change(change_id)
 
     def changes(self, *, agent: str | None = None, component: str | None = None, since: float | None = None,
-                until: float | None = None, limit: int | None = None, baselines: bool = False) -> list[Change]:
+                until: float | None = None, limit: int | None = None, baselines: bool = False,
+                status: str | None = None) -> list[Change]:
         return self._reader().changes(agent=agent, component=component, since=since, until=until, limit=limit,
-                                      baselines=baselines)
+                                      baselines=baselines, status=status)
 
     def runs(self, *, agent: str | None = None, since: float | None = None,
              limit: int | None = None) -> list[OptimizerRun]:
@@ -576,6 +584,22 @@ class BufferedLedger(Ledger):
 
     def alarms(self, *, agent: str | None = None, since: float | None = None, limit: int | None = None) -> list[Alarm]:
         return self._reader().alarms(agent=agent, since=since, limit=limit)
+
+    def commands(self, *, after: int = 0, since: float | None = None) -> list[tuple[int, str, str, float]]:
+        return self._reader().commands(after=after, since=since)
+
+    def evidence(self, agent: str, anchor: str) -> dict[str, dict[str, Any]]:
+        return self._reader().evidence(agent, anchor)
+
+    def command_note(self, command_id: int) -> str:
+        return self._reader().command_note(command_id)
+
+    def guard_actions(self, *, agent: str | None = None, since: float | None = None,
+                      limit: int | None = None) -> list[GuardAction]:
+        return self._reader().guard_actions(agent=agent, since=since, limit=limit)
+
+    def guard_state(self, agent: str | None = None) -> list[StateRow]:
+        return self._reader().guard_state(agent)
 
     def windows(self, *, agent: str | None = None, since: float | None = None,
                 until: float | None = None) -> list[CallWindow]:
@@ -616,6 +640,34 @@ class BufferedLedger(Ledger):
             return left
         thread.join(max(0.0, deadline - time.monotonic()))  # the writer closes the backend and stops
         return left
+
+
+class HotPathReads:
+    """The ledger as watched calls read it (:meth:`BufferedLedger.available`: the drift engine's and the guard's
+    pollers). Every read method of the :class:`~driftwatch.ledger.Ledger` interface (``commands``,
+    ``guard_state``, ``command_note``, ``evidence``, ``head`` …, and any a later feature adds) runs on the writer,
+    after the writes queued before it, within the call's wait budget, and raises :class:`LedgerTimeoutError`
+    when the ledger is behind or does not answer in time (a poller counts it and tries again at its next poll).
+    ``record_*`` are the :class:`BufferedLedger`'s own (queued) writes."""
+
+    __slots__ = ("_buffered",)
+
+    def __init__(self, buffered: BufferedLedger) -> None:
+        self._buffered = buffered
+
+    @property
+    def location(self) -> str:
+        return self._buffered.location
+
+    def __getattr__(self, name: str) -> Any:
+        getattr(Ledger, name)  # AttributeError for a name the interface does not have
+        if name.startswith("record_"):
+            return getattr(self._buffered, name)
+
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            return self._buffered.read_bounded(lambda led: getattr(led, name)(*args, **kwargs), f"{name}()")
+
+        return bounded
 
 
 #: every BufferedLedger alive, for the fork handler

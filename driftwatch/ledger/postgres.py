@@ -283,14 +283,17 @@ class PostgresLedger(SQLLedger):
 
         self._run("write", run)
 
-    def record_command(self, agent: str, action: str, note: str = "") -> int:
+    def _write_then_insert(self, statements: Iterable[tuple[str, tuple[Any, ...]]], sql: str,
+                           args: tuple[Any, ...]) -> int:
         if self.readonly:
             raise LedgerError(f"ledger {self.location} was opened read-only")
+        batch = list(statements)
 
         def run(conn: Any) -> int:
             with conn.transaction():
-                row = conn.execute("INSERT INTO drift_commands (agent, action, ts, note) VALUES (%s, %s, %s, %s) "
-                                   "RETURNING id", (agent, action, time.time(), note)).fetchone()
+                for stmt, stmt_args in batch:
+                    conn.execute(_pg(stmt), stmt_args)
+                row = conn.execute(_pg(sql) + " RETURNING id", args).fetchone()
             return int(row[0])
 
         return self._run("write", run)

@@ -7,7 +7,6 @@ import os
 import sqlite3
 import stat
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
@@ -178,18 +177,28 @@ class SQLiteLedger(SQLLedger):
 
     def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]], *, durable: bool = True) -> None:
         """Run statements in one transaction; ``durable=False`` skips the fsync (aggregates only)."""
+        self._transaction(statements, durable=durable)
+
+    def _write_then_insert(self, statements: Iterable[tuple[str, tuple[Any, ...]]], sql: str,
+                           args: tuple[Any, ...]) -> int:
+        return self._transaction([*statements, (sql, args)])
+
+    def _transaction(self, statements: Iterable[tuple[str, tuple[Any, ...]]], *, durable: bool = True) -> int:
+        """Run statements in one transaction; returns the row id the last one inserted (0: none)."""
         if self.readonly:
             raise LedgerError(f"ledger {self.path} was opened read-only")
         with self._lock:
             self._check_file()
             conn = self._db()
+            last = 0
             try:
                 if not durable:
                     conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("BEGIN IMMEDIATE")
                 for sql, args in statements:
-                    conn.execute(sql, args)
+                    last = conn.execute(sql, args).lastrowid or 0
                 conn.execute("COMMIT")
+                return int(last)
             except sqlite3.DatabaseError as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -212,19 +221,6 @@ class SQLiteLedger(SQLLedger):
         with self._lock:
             if self._conn is not None and os.getpid() == self._pid:
                 self._conn.close()
-
-    def record_command(self, agent: str, action: str, note: str = "") -> int:
-        if self.readonly:
-            raise LedgerError(f"ledger {self.path} was opened read-only")
-        with self._lock:
-            self._check_file()
-            conn = self._db()
-            try:
-                cur = conn.execute("INSERT INTO drift_commands (agent, action, ts, note) VALUES (?, ?, ?, ?)",
-                                   (agent, action, time.time(), note))
-            except sqlite3.DatabaseError as exc:
-                raise LedgerError(f"cannot write ledger {self.path}: {exc}") from None
-            return int(cur.lastrowid or 0)
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -19,7 +19,13 @@ Modules: ``servers`` (the processes, each a client of its own API), ``config`` (
 configs), ``rules`` (the shipped rule files, at test speed), ``watcher`` (alert transitions as lines).
 """
 
-from driftwatch.stack.config import alertmanager_config, prometheus_config, webhook_config, webhook_receivers
+from driftwatch.stack.config import (
+    alertmanager_config,
+    prometheus_config,
+    webhook_config,
+    webhook_receivers,
+    with_guard,
+)
 from driftwatch.stack.rules import RULE_NAMES, check_rules, default_rules_dir, fast_rules, rule_files
 from driftwatch.stack.servers import (
     ALERTMANAGER_BINARIES,
@@ -55,4 +61,5 @@ __all__ = [
     "rule_files",
     "webhook_config",
     "webhook_receivers",
+    "with_guard",
 ]

@@ -10,7 +10,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["alertmanager_config", "prometheus_config", "webhook_config", "webhook_receivers"]
+__all__ = ["alertmanager_config", "prometheus_config", "webhook_config", "webhook_receivers", "with_guard"]
 
 
 def prometheus_config(*, targets: Sequence[str], job: str = "driftwatch", alertmanagers: Sequence[str] = (),
@@ -62,3 +62,19 @@ def alertmanager_config(webhook: str | None) -> dict[str, Any]:
     return {"route": {"receiver": "none", "group_by": ["alertname", "agent"], "group_wait": "0s",
                       "group_interval": "1s", "repeat_interval": "1h"},
             "receivers": [{"name": "none"}]}
+
+
+def with_guard(config: Mapping[str, Any], url: str, token_file: str) -> dict[str, Any]:
+    """``config`` with ``DriftwatchBehaviorDrift`` also sent, at once, to a guard receiver (``driftwatch guard``) at
+    ``url`` with the bearer token in ``token_file`` (the shipped ``driftwatch-guard`` route, at test speed)."""
+    cfg = copy.deepcopy(dict(config))
+    route = cfg["route"]
+    # a matching child route takes an alert from its parent's receiver, even with `continue`: the last child
+    # (matching everything) keeps the parent's receiver for what no other child takes
+    route["routes"] = [{"receiver": "driftwatch-guard", "matchers": ['alertname="DriftwatchBehaviorDrift"'],
+                        "group_by": ["alertname", "agent", "signal"], "group_wait": "0s", "group_interval": "1s",
+                        "continue": True}, *route.get("routes", []), {"receiver": route["receiver"]}]
+    cfg["receivers"] = [*cfg.get("receivers", []), {"name": "driftwatch-guard", "webhook_configs": [{
+        "url": url, "send_resolved": False,
+        "http_config": {"authorization": {"type": "Bearer", "credentials_file": token_file}}}]}]
+    return cfg

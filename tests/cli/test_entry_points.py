@@ -12,7 +12,8 @@ import pytest
 
 from driftwatch.cli import build_parser
 
-COMMANDS = {"history", "show", "report", "accept", "reset", "demo", "stack"}
+COMMANDS = {"history", "show", "report", "accept", "reset", "freeze", "unfreeze", "rollback", "approve", "reject",
+            "guard", "demo", "stack"}
 CLI_DIR = Path(__file__).resolve().parents[2] / "driftwatch" / "cli"
 _SCRIPT = Path(sys.executable).with_name("driftwatch")  # the console script setup.cfg installs
 
@@ -23,7 +24,7 @@ def _commands(parser: object) -> set[str]:
 
 
 def test_the_parser_has_every_command() -> None:
-    """build_parser() registers each command group: history, show, report, accept, reset, demo, stack."""
+    """build_parser() registers each command group: history, show, report, accept, reset, the guard's, demo, stack."""
     assert _commands(build_parser()) == COMMANDS
 
 

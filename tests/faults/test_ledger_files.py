@@ -331,3 +331,25 @@ def test_a_private_ledger_stays_private_and_an_unreadable_log_is_one_clear_line(
         assert f"{path}-shm" in out.stderr and "read access" in out.stderr
     finally:
         conn.close()
+
+
+def test_a_second_ledger_object_in_a_process_keeps_the_first_ones_locks(tmp_path) -> None:
+    """Opening the ledger again in the same process (a CLI helper, a test) must not open the file outside SQLite:
+    closing any descriptor of a file drops every POSIX lock the process holds on it, and another process then
+    takes itself for the last connection and deletes the -wal and -shm under the open ones (their reads go
+    stale). The files stay, and the first connection sees the other process's write."""
+    path = str(tmp_path / "dw.db")
+    with capture(ledger=path):
+        driftwatch.track("bot", "prompt", "one")
+    first = open_ledger(path)
+    second = open_ledger(path)
+    try:
+        assert len(first.changes(baselines=True)) == len(second.changes(baselines=True)) == 1
+        script = (f"import driftwatch\ndriftwatch.configure(ledger={path!r}, tracing=False)\n"
+                  "driftwatch.track('bot', 'prompt', 'two')\n")
+        subprocess.run([PY, "-c", script], check=True, timeout=60)
+        assert os.path.exists(path + "-wal") and os.path.exists(path + "-shm")
+        assert len(first.changes(baselines=True)) == 2
+    finally:
+        first.close()
+        second.close()

@@ -43,17 +43,20 @@ def _routes(*labels: str, config: Path = AM_CONFIG) -> str:
 
 @pytest.mark.servers
 def test_alertmanager_config_passes_amtool() -> None:
-    """`amtool check-config` accepts integrations/alertmanager.yml with its three receivers and inhibition."""
+    """`amtool check-config` accepts integrations/alertmanager.yml with its four receivers and inhibition."""
     out = subprocess.run([_tool("amtool", "prometheus-alertmanager"), "check-config", str(AM_CONFIG)],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS" in out.stdout and "1 inhibit rules" in out.stdout and "3 receivers" in out.stdout
+    assert "SUCCESS" in out.stdout and "1 inhibit rules" in out.stdout and "4 receivers" in out.stdout
 
 
 @pytest.mark.servers
 def test_alerts_route_by_severity() -> None:
-    """critical pages (PagerDuty) and goes to Slack; warning goes to Slack; anything else to the webhook."""
-    assert _routes("alertname=DriftwatchBehaviorDrift", "severity=critical", "agent=bot") == "pagerduty,slack"
+    """critical pages (PagerDuty) and goes to Slack; warning goes to Slack; anything else to the webhook.
+    Behavioural drift also reaches the guard receiver (driftwatch guard --listen), which applies the agent's policy."""
+    assert _routes("alertname=DriftwatchBehaviorDrift", "severity=critical", "agent=bot") == \
+        "driftwatch-guard,pagerduty,slack"
+    assert _routes("alertname=DriftwatchOperationalDrift", "severity=critical", "agent=bot") == "pagerduty,slack"
     assert _routes("alertname=DriftwatchRefusalSpike", "severity=warning", "agent=bot") == "slack"
     assert _routes("alertname=DriftwatchSomethingNew", "severity=info") == "webhook"
     assert _routes("alertname=OtherTeamAlert", "severity=critical") == "webhook"
@@ -66,7 +69,8 @@ def test_every_shipped_alert_has_a_route_for_its_severity() -> None:
     rules = [r for g in load_yaml(ALERTS / "driftwatch_alerts.yaml")["groups"] for r in g["rules"]]
     for r in rules:
         sev = r["labels"]["severity"]
-        assert _routes(f"alertname={r['alert']}", f"severity={sev}", "agent=a") == want[sev], r["alert"]
+        guard = "driftwatch-guard," if r["alert"] == "DriftwatchBehaviorDrift" else ""
+        assert _routes(f"alertname={r['alert']}", f"severity={sev}", "agent=a") == guard + want[sev], r["alert"]
 
 
 def test_warnings_are_inhibited_by_criticals_of_the_same_agent() -> None:

@@ -2,6 +2,9 @@
 
     python tests/helpers/agent_process.py --ledger /tmp/x.db [--reference-calls 60]
 
+At start the agent tries to add a ``refund_order`` tool; its guard policy holds tool-set changes for approval, so it
+keeps its two tools (``TOOLS held`` on stdout): the held change feeds the guard panels.
+
 Protocol on stdout, one line each: ``PORT <n>`` once /metrics is served (on 127.0.0.1), ``CHANGE <id> <source>``
 per self-modification, ``ALARM <signal> <unix time>`` when a behavioural drift alarm of driftwatch's drift engine
 latches (read from the exported ``driftwatch_drift_alarm`` gauge).
@@ -31,6 +34,7 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 
 import driftwatch
+from driftwatch import ChangeBlocked
 from driftwatch.change import Change
 from driftwatch.demo.scripted import Prompt, ScriptedModel, Tool
 from driftwatch.drift import OPERATIONAL_SIGNALS
@@ -46,6 +50,8 @@ TOOLS = (
     Tool("search_docs", "Search the product documentation and manuals", {"query": "string"}),
     Tool("calculator", "Evaluate an arithmetic sum or product of numbers", {"expression": "string"}),
 )
+#: a tool the agent tries to add at start; its policy holds tools changes for approval, so it keeps TOOLS
+REFUND = Tool("refund_order", "Refund a customer's order", {"order": "string"})
 QUESTIONS = (
     "What is {a} + {b}?",
     "What is {a} * {b}?",
@@ -62,6 +68,7 @@ class Agent:
     def __init__(self) -> None:
         self.model = ScriptedModel(seed=7)
         self.system_prompt = PROMPTS[0]
+        self.tools = TOOLS
         self.lock = threading.Lock()
         self.n = 0
 
@@ -77,7 +84,7 @@ class Agent:
             q = self.question()
         driftwatch.track(AGENT, "system_prompt", prompt_text, kind="system_prompt", source="agent")
         scope = rt.begin_call(AGENT)
-        reply = self.model.respond(Prompt(instructions=prompt_text, text=q, tools=TOOLS))
+        reply = self.model.respond(Prompt(instructions=prompt_text, text=q, tools=self.tools))
         tools: tuple[str, ...] = ()
         tokens_in, tokens_out = reply.input_tokens, reply.output_tokens
         error: Exception | None = None
@@ -94,6 +101,17 @@ class Agent:
                          output_tokens=tokens_out, tools=tools)
         if reply.correct is not None:
             driftwatch.record_score(AGENT, 1.0 if reply.correct else 0.0, metric="exact_match")
+
+    def add_refund_tool(self) -> str:
+        """The agent tries to add a tool; held for approval, it keeps serving its tool set. Returns the outcome."""
+        driftwatch.track(AGENT, "tools", [t.name for t in self.tools], kind="tools", source="agent")
+        try:
+            driftwatch.track(AGENT, "tools", [t.name for t in (*TOOLS, REFUND)], kind="tools", source="agent",
+                             enforce=True)
+        except ChangeBlocked as exc:
+            return "held" if exc.change is not None and exc.change.status == "held" else "blocked"
+        self.tools = (*TOOLS, REFUND)
+        return "applied"
 
     def optimize(self, candidates: tuple[str, ...]) -> Change | None:
         """The agent's prompt optimizer: score each candidate instruction on a dev set, deploy the best."""
@@ -113,13 +131,36 @@ class Agent:
         return driftwatch.track(AGENT, "system_prompt", self.system_prompt, kind="system_prompt", source=OPTIMIZER)
 
 
-def latched(rt: Any) -> set[str]:
-    """Behavioural signals of AGENT whose ``driftwatch_drift_alarm`` gauge reads 1."""
+def stdin_lines() -> queue.Queue[str | None]:
+    """Lines of stdin, read on a thread, stripped; ``None`` once stdin closes."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            lines.put(line.strip())
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def pace(next_t: float, period: float) -> float:
+    """Sleep until the next call is due (``period`` after ``next_t``); never burst to catch up. Returns it."""
+    next_t += period
+    delay = next_t - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+        return next_t
+    return time.monotonic()
+
+
+def latched(rt: Any, agent: str = AGENT) -> set[str]:
+    """Behavioural signals of ``agent`` whose ``driftwatch_drift_alarm`` gauge reads 1."""
     out = set()
     for metric in rt.metrics.drift_alarm.collect():
         for sample in metric.samples:
             signal = sample.labels["signal"]
-            if sample.labels["agent"] == AGENT and sample.value >= 1 and signal not in OPERATIONAL_SIGNALS:
+            if sample.labels["agent"] == agent and sample.value >= 1 and signal not in OPERATIONAL_SIGNALS:
                 out.add(signal)
     return out
 
@@ -137,24 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     if rt.drift is None or rt.metrics is None:
         print("ERROR driftwatch's drift engine or metrics are off in this build", flush=True)
         return 2
-    # the agent's contract: answers are JSON (feeds format_failure); the score signal reads exact_match
-    driftwatch.configure_agent(AGENT, format="json", score_metric="exact_match")
+    # the agent's contract: answers are JSON (feeds format_failure); the score signal reads exact_match; its guard
+    # policy holds tool-set changes for approval (the alert only pages: on_alarm defaults to page)
+    driftwatch.configure_agent(AGENT, format="json", score_metric="exact_match", approve=["tools"])
     server = driftwatch.start_http_server(0, runtime=rt)
     agent = Agent()
+    say_tools = agent.add_refund_tool()
     out_lock = threading.Lock()
 
     def say(line: str) -> None:
         with out_lock:
             print(line, flush=True)
 
-    commands: queue.Queue[str | None] = queue.Queue()
-
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            commands.put(line.strip())
-        commands.put(None)
-
-    threading.Thread(target=read_stdin, daemon=True).start()
+    commands = stdin_lines()
+    say(f"TOOLS {say_tools}")
     say(f"PORT {server.server_port}")
 
     period = 1.0 / args.rate
@@ -182,12 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         for signal in latched(rt) - alarmed:
             alarmed.add(signal)
             say(f"ALARM {signal} {time.time():.3f}")
-        next_t += period
-        delay = next_t - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            next_t = time.monotonic()
+        next_t = pace(next_t, period)
     rt.close()
     return 0
 

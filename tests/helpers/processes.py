@@ -16,15 +16,19 @@ AGENT_SCRIPT = HERE / "agent_process.py"
 FLEET_AGENT = HERE / "fleet_agent.py"
 #: one replica of the drift replica test
 REPLICA_WORKER = HERE / "drift_replica_worker.py"
+#: the self-tuning DSPy program the end-to-end guard test rolls back through the alert path
+GUARD_AGENT_SCRIPT = HERE / "guard_agent_process.py"
+#: one agent process of the approval fleet test
+GUARD_FLEET_AGENT = HERE / "guard_fleet_agent.py"
 
 
 class AgentProcess:
-    """``tests/helpers/agent_process.py`` as a subprocess; its stdout lines are read on a thread."""
+    """``tests/helpers/agent_process.py`` (or ``script``) as a subprocess; its stdout lines are read on a thread."""
 
-    def __init__(self, ledger: Path, *args: str) -> None:
+    def __init__(self, ledger: Path, *args: str, script: Path = AGENT_SCRIPT) -> None:
         self.stderr_path = ledger.parent / "agent.stderr"
         with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, str(AGENT_SCRIPT), "--ledger", str(ledger), *args],
+            self.proc = subprocess.Popen([sys.executable, str(script), "--ledger", str(ledger), *args],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                          text=True, cwd=ledger.parent)
         self.lines: queue.Queue[str] = queue.Queue()

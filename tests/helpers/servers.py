@@ -11,7 +11,20 @@ from typing import Any
 
 from driftwatch.stack import free_port
 
-__all__ = ["WebhookReceiver", "free_port"]
+__all__ = ["WebhookReceiver", "free_port", "require_servers"]
+
+
+def require_servers() -> None:
+    """Fail (not skip) when Prometheus or Alertmanager is missing: `make test` installs them."""
+    import pytest
+
+    from driftwatch.stack import find_binary
+
+    for names in (("prometheus",), ("prometheus-alertmanager", "alertmanager")):
+        try:
+            find_binary(names)
+        except Exception as exc:  # a clear failure naming the package
+            pytest.fail(f"{exc}")
 
 
 class WebhookReceiver:

@@ -276,3 +276,85 @@ def test_a_retried_change_is_stored_once(ledger_url) -> None:
     ledger.record_change(change)
     ledger.record_change(change)
     assert [c.id for c in ledger.changes()] == [change.id]
+
+
+def test_refused_changes_keep_the_head_and_carry_their_status(ledger_url) -> None:
+    """A blocked or held change is stored with its status and revision but leaves the component's head."""
+    from dataclasses import replace
+
+    ledger = open_ledger(ledger_url)
+    ledger.record_change(_change("a", "p", None, "v1"))
+    blocked = replace(_change("a", "p", "v1", "v2"), status="blocked", attributes={"guard_reason": "frozen"})
+    held = replace(_change("a", "p", "v1", "v3"), status="held")
+    applied = _change("a", "q", None, "w1")
+    for change in (blocked, held, applied):
+        ledger.record_change(change)
+    assert ledger.head("a", "p") == fingerprint("v1")  # positive control below: an applied change moves its head
+    assert ledger.head("a", "q") == fingerprint("w1")
+    assert ledger.change(blocked.id).status == "blocked"
+    assert ledger.change(blocked.id).attributes == {"guard_reason": "frozen"}
+    assert ledger.revision(fingerprint("v2")).state == "v2"  # the refused revision is kept, for show and approve
+    assert [c.id for c in ledger.changes(status="held")] == [held.id]
+    assert [c.status for c in ledger.changes(agent="a", component="p")] == ["blocked", "held"]
+
+
+def test_guard_actions_state_and_updates(ledger_url) -> None:
+    """Guard actions (idempotent), guard state rows (upsert, delete), and one command's update in one transaction."""
+    from dataclasses import replace
+
+    from driftwatch.guardrails.records import GuardAction, GuardUpdate, StateRow
+
+    ledger = open_ledger(ledger_url)
+    t0 = 1_700_000_000.5
+    action = GuardAction("g1", "bot", "blocked", t0, "p", "c1", "r" * 32, "the agent is frozen", "vm:1")
+    ledger.record_guard_action(action)
+    ledger.record_guard_action(action)  # a retried write stores it once
+    ledger.record_guard_action(GuardAction("g2", "other", "frozen", t0 + 5))
+    assert ledger.guard_actions(agent="bot") == [action]
+    assert [a.id for a in ledger.guard_actions(since=t0 + 1)] == ["g2"]
+    assert [a.id for a in ledger.guard_actions(limit=1)] == ["g2"]
+
+    ledger.record_guard_state(put=[StateRow("bot", "frozen", note="by cli", timestamp=t0),
+                                   StateRow("bot", "rejected", "p", "x" * 32, "", t0),
+                                   StateRow("other", "policy", note='{"on_alarm": "freeze"}', timestamp=t0)])
+    ledger.record_guard_state(put=[StateRow("bot", "frozen", note="again", timestamp=t0 + 1)])  # an upsert
+    assert [(r.what, r.note) for r in ledger.guard_state("bot")] == [("frozen", "again"), ("rejected", "")]
+    assert {r.agent for r in ledger.guard_state()} == {"bot", "other"}
+    ledger.record_guard_state(delete=[("bot", "frozen", None, None)])
+    assert [r.what for r in ledger.guard_state("bot")] == ["rejected"]
+
+    ledger.record_change(_change("bot", "p", None, "v1"))
+    held = replace(_change("bot", "p", "v1", "v2"), status="held")
+    ledger.record_change(held)
+    rollback = replace(_change("bot", "q", None, "w1"), source="guard")
+    update = GuardUpdate("bot", "approve", note='{"change": "x"}',
+                         put=[StateRow("bot", "pin", "p", fingerprint("v2"), "approved", t0)],
+                         delete=[("rejected", "p", None)], changes=[rollback],
+                         statuses=[("p", fingerprint("v2"), "held", "approved")], heads=[("p", fingerprint("v2"))],
+                         actions=[GuardAction("g3", "bot", "approved", t0 + 9, "p", held.id)])
+    before = ledger.commands()
+    cid = ledger.record_guard_update(update)
+    assert [(c[0], c[1], c[2]) for c in ledger.commands()] == [*[(c[0], c[1], c[2]) for c in before],
+                                                               (cid, "bot", "approve")]
+    assert ledger.command_note(cid) == '{"change": "x"}'
+    assert ledger.change(held.id).status == "approved"
+    assert ledger.head("bot", "p") == fingerprint("v2") and ledger.head("bot", "q") == fingerprint("w1")
+    assert [(r.what, r.component) for r in ledger.guard_state("bot")] == [("pin", "p")]
+    assert [a.id for a in ledger.guard_actions(agent="bot")] == ["g1", "g3"]
+
+
+def test_a_failed_guard_update_writes_nothing(ledger_url) -> None:
+    """A command whose transaction fails half-way leaves no trace: no state, no action, no command queued."""
+    from driftwatch.guardrails.records import GuardAction, GuardUpdate, StateRow
+
+    ledger = open_ledger(ledger_url)
+    good = StateRow("bot", "pin", "p", "r" * 32, "", 1.0)
+    broken = StateRow(None, "pin", "q", "s" * 32, "", 1.0)  # type: ignore[arg-type]  # agent NOT NULL: fails mid-way
+    update = GuardUpdate("bot", "rollback", put=[good, broken], actions=[GuardAction("g9", "bot", "rolled_back", 1.0)])
+    with pytest.raises(LedgerError):
+        ledger.record_guard_update(update)
+    assert ledger.guard_state() == [] and ledger.guard_actions() == [] and ledger.commands() == []
+    update.put = [good]  # positive control: the same update without the broken row is written whole
+    cid = ledger.record_guard_update(update)
+    assert ledger.guard_state() == [good] and [a.id for a in ledger.guard_actions()] == ["g9"]
+    assert [c[0] for c in ledger.commands()] == [cid]

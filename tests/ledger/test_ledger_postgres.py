@@ -76,17 +76,24 @@ def test_version_one_database_is_migrated_forward(pg_url, monkeypatch) -> None:
     assert new._schema_version() == SCHEMA_VERSION
     assert {"call_windows", "drift_commands"} <= _tables(pg_url)
     assert new.change(driftwatch_change).after_state == "v1"
+    assert new.change(driftwatch_change).status == "applied"  # schema 4: rows written before it are in effect
     assert new.record_command("bot", "accept") == 1
 
 
 def _track_one(led: PostgresLedger) -> str:
-    from driftwatch.change import Change, new_id
-    from driftwatch.revision import fingerprint
+    """A baseline written the way a schema-1 driftwatch wrote it (the columns of schema 1)."""
+    from driftwatch.change import new_id
+    from driftwatch.revision import canonical_json, fingerprint
 
-    change = Change(new_id(), "bot", "p", "system_prompt", "agent", None, fingerprint("v1"), 1.0, ("$",),
-                    time.time(), None, "v1")
-    led.record_change(change)
-    return change.id
+    cid, rid, now = new_id(), fingerprint("v1"), time.time()
+    led._write([
+        ("INSERT INTO revisions (id, parent, state, created_at) VALUES (?, ?, ?, ?)",
+         (rid, None, canonical_json("v1"), now)),
+        ("INSERT INTO changes (id, agent, component, kind, source, before_id, after_id, magnitude, paths, ts) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (cid, "bot", "p", "system_prompt", "agent", None, rid, 1.0, '["$"]',
+                                                  now)),
+    ])
+    return cid
 
 
 def test_types_are_64_bit() -> None:

@@ -66,7 +66,8 @@ def test_bad_arguments_are_one_line(args: list[str], message: str, tmp_path: Pat
 @pytest.mark.slow
 @pytest.mark.servers
 def test_stack_runs_the_demo_and_prints_the_alerts_that_fire(tmp_path: Path, webhook: WebhookReceiver) -> None:
-    """Each drift alarm of the demo becomes a firing DriftwatchBehaviorDrift alert, printed and sent to the webhook."""
+    """Each drift alarm of the demo becomes a firing DriftwatchBehaviorDrift alert, printed and sent to the webhook;
+    qa-program's (guard policy on_alarm=rollback) also reaches the guard receiver, which rolls it back."""
     proc = _run(["--duration", "12", "--ledger", "s.db", "--report", "s.html", "--webhook", f"{webhook.url}/hook"],
                 tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -85,6 +86,15 @@ def test_stack_runs_the_demo_and_prints_the_alerts_that_fire(tmp_path: Path, web
                    and a["labels"].get("signal") == signal and a["status"] == "firing"
                    for _, a, _ in webhook.alerts("/hook"))
     assert "driftwatch demo finished after" in out and (tmp_path / "s.html").exists()
+    # the guard: qa-program's drift alert rolled it back through the in-process receiver, then was confirmed
+    assert re.search(r"^guard         http://127\.0\.0\.1:\d+/alerts \(qa-program: on_alarm=rollback\)$", out, re.M)
+    led = open_ledger(str(tmp_path / "s.db"), readonly=True)
+    if ("qa-program", "output_chars") in alarms:
+        assert re.search(r"^driftwatch guard: agent qa-program rolled back \(drift alarm \w+ \(output_chars\)", out,
+                         re.M)
+        assert "qa-program   GUARD ROLLED BACK: serving the revisions of before" in out
+        assert [a.action for a in led.guard_actions(agent="qa-program")][:1] == ["rolled_back"]
+    assert [a.agent for a in led.guard_actions() if a.action == "rolled_back"] in ([], ["qa-program"])
     for url in (prom.group(1), am.group(1)):  # both servers were stopped
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/-/ready", timeout=2)

@@ -25,10 +25,10 @@ import pytest
 import yaml
 
 from driftwatch import promql
-from driftwatch.stack import Stack, fast_rules, find_binary, poll, webhook_receivers
+from driftwatch.stack import Stack, fast_rules, poll, webhook_receivers
 from tests.helpers.processes import AgentProcess
 from tests.helpers.promql import INTEGRATIONS, RULE_FILES, all_dashboard_queries, substitute
-from tests.helpers.servers import WebhookReceiver
+from tests.helpers.servers import WebhookReceiver, require_servers
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -51,11 +51,7 @@ class OnCall:
 @pytest.fixture(scope="module")
 def oncall(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -> Iterator[OnCall]:
     """The whole scenario, once: start everything, let the agent tune itself, wait for the page."""
-    for names in (("prometheus",), ("prometheus-alertmanager", "alertmanager")):
-        try:
-            find_binary(names)
-        except Exception as exc:  # a clear failure, not a skip: `make test` installs them
-            pytest.fail(f"{exc}")
+    require_servers()
     tmp = tmp_path_factory.mktemp("oncall")
     ledger = tmp / "ledger.db"
     agent = AgentProcess(ledger)
@@ -94,16 +90,17 @@ def oncall(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -
 
 
 def test_drift_pages_the_oncall_with_the_agents_label(oncall: OnCall) -> None:
-    """DriftwatchBehaviorDrift reaches PagerDuty and Slack (by the shipped routing) with agent and signal."""
+    """DriftwatchBehaviorDrift reaches PagerDuty and Slack (by the shipped routing) with agent and signal, and the
+    guard receiver (here the test's webhook too)."""
     _, alert, _ = oncall.page
     assert alert["labels"] == {"alertname": "DriftwatchBehaviorDrift", "agent": AGENT, "signal": "output_chars",
                                "severity": "critical"}
     assert alert["annotations"]["runbook_url"].endswith("/grafana/runbooks.md#driftwatchbehaviordrift")
     assert f"driftwatch history --agent {AGENT}" in alert["annotations"]["description"]
-    for receiver in ("/pagerduty", "/slack"):  # each receiver notifies on its own: wait for both
+    for receiver in ("/driftwatch-guard", "/pagerduty", "/slack"):  # each receiver notifies on its own: wait for each
         oncall.webhook.wait_for(lambda p, a, r=receiver: p == r and a["labels"] == alert["labels"], timeout=10)
     receivers = {p for p, a, _ in oncall.webhook.alerts() if a["labels"].get("alertname") == "DriftwatchBehaviorDrift"}
-    assert receivers == {"/pagerduty", "/slack"}
+    assert receivers == {"/driftwatch-guard", "/pagerduty", "/slack"}  # the guard receiver: an agent without policy
     assert alert["startsAt"] and alert["generatorURL"].startswith(oncall.stack.prometheus.url)
 
 
@@ -115,8 +112,10 @@ def test_the_page_leads_to_the_change_behind_it(oncall: OnCall) -> None:
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     alarms = [r for r in rows if r["type"] == "alarm"]
-    changes = [r for r in rows if r["type"] == "change"]
+    changes = [r for r in rows if r["type"] == "change" and r["status"] == "applied"]
     assert [c["id"] for c in changes] == oncall.changes
+    (held,) = [r for r in rows if r["type"] == "change" and r["status"] == "held"]  # the refund tool, at start
+    assert held["component"] == "tools" and held["source"] == "agent"
     assert all(c["source"] == OPTIMIZER for c in changes)
     output = [a for a in alarms if a["signal"] == "output_chars"]
     assert output and output[0]["anchor_change_id"] == oncall.changes[-1]

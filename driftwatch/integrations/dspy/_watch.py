@@ -11,6 +11,7 @@ from typing import Any
 
 from driftwatch.change import Change
 from driftwatch.integrations._common import PerRuntime
+from driftwatch.integrations.dspy import _guard as guard
 from driftwatch.integrations.dspy._program import MARK, PROGRAM_COMPONENT, same_shape, scan, shape_state
 from driftwatch.integrations.dspy._state import (
     flex_key,
@@ -59,7 +60,8 @@ class ProgramWatch:
     other instances of the same agent (an optimized copy, the other half of an A/B) did meanwhile.
     """
 
-    __slots__ = ("agent", "components", "inherited", "lock", "probe", "ref", "runtime", "shape", "shape_tracker")
+    __slots__ = ("agent", "components", "guard_serial", "inherited", "lock", "probe", "ref", "runtime", "shape",
+                 "shape_tracker")
 
     def __init__(self, program: Any, agent: str, runtime: Runtime) -> None:
         key = id(program)
@@ -74,6 +76,8 @@ class ProgramWatch:
         #: the lineage a copy starts from (an optimizer's result: the student's), by component
         self.inherited: dict[str, Lineage] = {}
         self.lock = threading.Lock()
+        #: the guard state of the agent this instance was last synced with (``_guard.sync``)
+        self.guard_serial = 0
 
     def inherit(self, parent: Mapping[str, Lineage]) -> None:
         """Start from ``parent``'s lineage (``{component: lineage}``, ``<program>`` included): this
@@ -151,6 +155,8 @@ class ProgramWatch:
                 changes.append(ch)
         if in_order and new_shape is not None:
             self._check_shape(new_shape, changes, source, run_id)
+        if changes and not all(c.in_effect for c in changes):
+            guard.enforce(self, changes)  # a guard refused some: this instance keeps its revisions
         return changes
 
     def _check_shape(self, shape: dict[str, Any], changes: list[Change], source: str,
@@ -201,7 +207,12 @@ def derived_agent(program: Any) -> str:
 
 def observe(program: Any, agent: str, rt: Runtime, **kw: Any) -> list[Change]:
     try:
-        return watch_for(program, agent, rt).check(program, **kw)
+        pw = watch_for(program, agent, rt)
+        changes = pw.check(program, **kw)
+        serial = rt.guard.tick(agent)  # polls operator commands when due
+        if serial != pw.guard_serial:  # the agent's guard state moved: put pinned revisions on this instance
+            guard.sync(pw, serial)
+        return changes
     except Exception as exc:  # noqa: BLE001  # never break the host: counted
         rt.error("dspy", exc)
         return []

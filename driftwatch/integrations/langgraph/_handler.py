@@ -11,6 +11,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 
 from driftwatch.integrations._common import jsonable
+from driftwatch.integrations.langgraph import _guard as guard
 from driftwatch.integrations.langgraph._attribution import writes_of
 from driftwatch.integrations.langgraph._requests import content_text, items_key, node_of, observe_request
 from driftwatch.runtime import get_runtime, is_suppressed
@@ -149,8 +150,11 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
             params = kwargs.get("invocation_params") or {}
             tools = params.get("tools")
             rest = {k: v for k, v in params.items() if k != "tools"} if "tools" in params else params
-            observe_request(rt, agent, node_of(metadata, "model"), system, tools, items_key(rest.items()),
-                             lambda: jsonable(rest), self.normalize_prompt)
+            node = node_of(metadata, "model")
+            guard.refresh(rt, agent, node)
+            observe_request(rt, agent, node, system, tools, items_key(rest.items()), lambda: jsonable(rest),
+                            self.normalize_prompt)
+            guard.enforce_messages(rt, agent, node, messages)  # a pinned prompt is what the model receives
         except Exception as exc:  # noqa: BLE001  # never break the host
             get_runtime().error("langgraph", exc)
 

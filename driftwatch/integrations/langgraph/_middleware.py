@@ -7,6 +7,7 @@ from typing import Any
 
 from driftwatch.integrations import DidNotEnable
 from driftwatch.integrations._common import jsonable
+from driftwatch.integrations.langgraph import _guard as guard
 from driftwatch.integrations.langgraph._handler import MIDDLEWARE, check_normalizer
 from driftwatch.integrations.langgraph._requests import content_text, hashable_key, items_key, node_of, observe_request
 from driftwatch.runtime import get_runtime, is_suppressed
@@ -46,16 +47,24 @@ def _request_params(request: Any) -> tuple[Any, Callable[[], Any]]:
     return key, state
 
 
+def _node() -> str:
+    try:
+        from langgraph.config import get_config
+
+        return node_of((get_config() or {}).get("metadata"), "model")
+    except Exception:  # noqa: BLE001  # outside a graph run: the create_agent model node's name
+        return "model"
+
+
+def _request_state(request: Any) -> Callable[[], Any]:
+    return _request_params(request)[1]
+
+
 def _observe_model_request(agent: str, request: Any, normalize: Callable[[str], str] | None = None) -> None:
     rt = get_runtime()
     if not rt.enabled or is_suppressed():
         return
-    try:
-        from langgraph.config import get_config
-
-        node = node_of((get_config() or {}).get("metadata"), "model")
-    except Exception:  # noqa: BLE001  # outside a graph run: the create_agent model node's name
-        node = "model"
+    node = _node()
     system = []
     message = getattr(request, "system_message", None)  # langchain >= 1.1: a SystemMessage
     if message is not None:
@@ -95,8 +104,12 @@ if _AgentMiddleware is not None:
             except Exception as exc:  # noqa: BLE001  # never break the host
                 get_runtime().error("langgraph", exc)
 
+        def _guarded(self, request: Any) -> Any:
+            """Observe the request, then the one to send (a guard's pinned revisions served)."""
+            return guard.around_request(self.agent, request, self._see, _node, _request_state, _model_name)
+
         def wrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
-            self._see(request)
+            request = self._guarded(request)
             token = MIDDLEWARE.set(self.agent)
             try:
                 return handler(request)
@@ -104,7 +117,7 @@ if _AgentMiddleware is not None:
                 MIDDLEWARE.reset(token)
 
         async def awrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
-            self._see(request)
+            request = self._guarded(request)
             token = MIDDLEWARE.set(self.agent)
             try:
                 return await handler(request)

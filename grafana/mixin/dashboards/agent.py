@@ -51,6 +51,16 @@ def agent_drilldown(cfg: dict[str, Any] = CONFIG) -> dict[str, Any]:
     lay.row("Signals around the last change")
     behaviour_panels(lay, AGENT)
 
+    lay.row("Guardrails")
+    lay.panel(stat().thresholds(panels.thresholds((None, "green"), (1, "orange"))), "Changes held for approval",
+              "Self-modifications waiting for driftwatch approve / reject.",
+              [(f"max({promql.HELD_CHANGES.render(m)}) or vector(0)", "")], width=6, height=5)
+    lay.panel(stat().thresholds(panels.thresholds((None, "green"), (1, "orange"))), "Frozen",
+              "1 while the agent's self-tuning is frozen.",
+              [(f"max({promql.GUARD_FROZEN.render(m)}) or vector(0)", "")], width=6, height=5)
+    lay.panel(panels.bars(), "Guard actions", "What the agent's guard did, by action.",
+              [target(promql.GUARD_ACTIONS, m, by=("action",))], width=12, unit="short")
+
     lay.row("Optimizer runs and revisions")
     lay.panel(panels.bars(), "Optimizer runs", "Optimizer (compile) runs by outcome.",
               [(f"sum by (optimizer, outcome) (increase(driftwatch_optimizer_runs_total{s}[$__rate_interval]))",

@@ -49,6 +49,22 @@ def overview(cfg: dict[str, Any] = CONFIG) -> dict[str, Any]:
               "Calls in each agent's drift reference (below target: warming up).",
               [(f"max by (agent) (driftwatch_reference_calls{s})", "{{agent}}")], width=12, unit="short")
 
+    lay.row("Guardrails")
+    lay.panel(stat().thresholds(panels.thresholds((None, "green"), (1, "orange"))), "Changes held for approval",
+              "Self-modifications waiting for driftwatch approve / reject (the previous revision serves meanwhile).",
+              [(f"sum({promql.HELD_CHANGES.render(m)}) or vector(0)", "")], width=6, height=5)
+    lay.panel(stat().thresholds(panels.thresholds((None, "green"), (1, "orange"))), "Frozen agents",
+              "Agents whose self-tuning is frozen (driftwatch freeze, or on_alarm=freeze).",
+              [(f"count({promql.GUARD_FROZEN.render(m)} == 1) or vector(0)", "")], width=6, height=5)
+    lay.panel(panels.bars(), "Guard actions by agent and action",
+              "Changes blocked or held, approvals and rejections, rollbacks, freezes, confirmed rollbacks.",
+              [(f"sum by (agent, action) (increase(driftwatch_guard_actions_total{s}[$__rate_interval]))",
+                "{{agent}} {{action}}")], width=12, unit="short")
+    lay.panel(panels.table(), "Held changes by agent",
+              "Changes held for approval per agent: driftwatch history --held lists them, driftwatch approve "
+              "CHANGE_ID lets one take effect.",
+              [(promql.HELD_CHANGES.render(m), "")], width=24, height=6, instant=True)
+
     lay.row("Behaviour")
     behaviour_panels(lay, AGENT)
 
