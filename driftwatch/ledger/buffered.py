@@ -355,6 +355,11 @@ class BufferedLedger(Ledger):
         ``drain_s``) passed; ``True`` when none of them is left (tests, and code that must know)."""
         return self._drain(self.drain_s if timeout is None else timeout, patient=True)
 
+    def flush_pending(self, *, retry_now: bool = False) -> bool:
+        """:meth:`flush` (up to ``drain_s``); ``retry_now``: wake the writer from its pause between attempts
+        first. ``True`` when no write queued before the call is left."""
+        return self._drain(self.drain_s, patient=True, retry_now=retry_now)
+
     def _drain(self, timeout: float, *, patient: bool = False, retry_now: bool = False) -> bool:
         """Wait for the writes queued so far; unless ``patient``, stop as soon as an attempt of the writer fails
         (the ledger is unavailable: an explicit read or an exit should not wait on). ``retry_now``: wake the
