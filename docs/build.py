@@ -61,7 +61,7 @@ def settings_table() -> str:
     for f in dataclasses.fields(config.Settings):
         env = f"`{config.ENV_PREFIX}{f.name.upper()}`" if f.name in config._ENV else "— (`configure()` only)"
         if f.default is not dataclasses.MISSING:
-            default = f"`{f.default!r}`"
+            default = f"`{oct(f.default)}`" if f.name == "file_mode" else f"`{f.default!r}`"
         else:
             default = "`{}`" if f.default_factory is dict else "—"  # type: ignore[comparison-overlap]  # factory check
         rows.append(f"| `{f.name}` | {env} | `{_md(str(f.type))}` | {default} | "

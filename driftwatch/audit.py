@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from driftwatch.files import DEFAULT_MODE, open_private
+
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
     from driftwatch.change import Change
@@ -36,17 +38,19 @@ logging.getLogger(STDLIB_LOGGER).addHandler(logging.NullHandler())
 
 
 class _AppendFile:
-    """A minimal structlog "logger" that appends one line per event, opened on first use."""
+    """A minimal structlog "logger" that appends one line per event, opened on first use (a new file is
+    private: :func:`driftwatch.files.open_private`)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, file_mode: int = DEFAULT_MODE) -> None:
         self.path = path
+        self.file_mode = file_mode
         self._lock = threading.Lock()
         self._fh: Any = None
 
     def msg(self, message: str) -> None:
         with self._lock:
             if self._fh is None:
-                self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  # held open for the process
+                self._fh = open_private(self.path, "a", self.file_mode, encoding="utf-8")
             self._fh.write(message + "\n")
             self._fh.flush()
 
@@ -70,8 +74,8 @@ class AuditLog:
     stage = "audit"
 
     def __init__(self, *, logger: Any = None, path: str | None = None, capture_content: bool = False,
-                 redact: Callable[[str], str] | None = None) -> None:
-        self._file = _AppendFile(path) if logger is None and path else None
+                 redact: Callable[[str], str] | None = None, file_mode: int = DEFAULT_MODE) -> None:
+        self._file = _AppendFile(path, file_mode) if logger is None and path else None
         if logger is None:
             target: Any = self._file or logging.getLogger(STDLIB_LOGGER)
             logger = structlog.wrap_logger(target, processors=_processors(), wrapper_class=structlog.BoundLogger,

@@ -86,6 +86,15 @@ class Settings:
     #: characters of a change's diff sent to spans and the audit log (content capture on); a longer diff is cut
     #: and says so
     max_diff_chars: int = 65_536
+    #: seconds one call into driftwatch may wait in total for the ledger; a write not done by then is kept and
+    #: written by a background thread (0: never wait; see docs/reliability.md)
+    ledger_wait_s: float = 0.05
+    #: ledger writes kept in memory while the ledger is slow or unavailable; past it the oldest is dropped
+    ledger_queue: int = 10_000
+    #: seconds the process waits at exit (and ``close()``) for kept ledger writes; those left are lost, and logged
+    ledger_drain_s: float = 5.0
+    #: mode of the files driftwatch creates (ledger and its -wal/-shm, report, audit log), octal; they hold prompts
+    file_mode: int = 0o600
     #: guard policies by agent, in ``DRIFTWATCH_GUARD`` form (``"bot: on_alarm=rollback approve=tools
     #: max_rate=3/hour; *: on_alarm=freeze"``; see ``docs/guardrails.md``); ``configure_agent`` wins over it
     guard: Mapping[str, GuardPolicy] = field(default_factory=dict, hash=False)
@@ -156,6 +165,19 @@ def _str(var: str, raw: str) -> str:
     return raw
 
 
+def _file_mode(var: str, raw: str) -> int:
+    """An octal mode such as ``0600`` or ``0640``: owner read and write, nothing executable."""
+    text = raw.strip().lower().removeprefix("0o")
+    try:
+        value = int(text, 8)
+    except ValueError:
+        value = -1
+    if not (0 <= value <= 0o666 and value & 0o600 == 0o600 and value & 0o111 == 0):
+        raise ConfigError(f"{var}={raw!r}: expected an octal file mode with owner read and write and no execute "
+                          "bits, such as 0600 or 0640")
+    return value
+
+
 def _guard(var: str, raw: str) -> dict[str, GuardPolicy]:
     try:
         return parse_policies(raw, var)
@@ -185,6 +207,10 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "max_score_metrics": _int(1, 100_000),
     "agent_idle_s": _seconds,
     "max_diff_chars": _int(1_000, 100_000_000),
+    "ledger_wait_s": _seconds,
+    "ledger_queue": _int(1, 10_000_000),
+    "ledger_drain_s": _seconds,
+    "file_mode": _file_mode,
     "guard": _guard,
 }
 _PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact"}
@@ -208,10 +234,14 @@ def _check_arg(name: str, value: Any) -> Any:
             return dict(value)
         raise ConfigError(f"configure(guard={value!r}): expected a DRIFTWATCH_GUARD string such as "
                           "'bot: on_alarm=rollback'")
-    if parse is not None and parse not in (_bool, _str):
+    if parse is not None and parse not in (_bool, _str, _file_mode):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"configure({name}={value!r}): expected a number")
         return parse(f"configure({name})", str(value))
+    if parse is _file_mode:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(f"configure(file_mode={value!r}): expected an octal mode such as 0o600 or '0640'")
+        return parse("configure(file_mode)", value if isinstance(value, str) else oct(value))
     if name == "redact" and not callable(value):
         raise ConfigError(f"configure(redact={value!r}): expected a function from str to str")
     return value

@@ -37,6 +37,7 @@ from driftwatch import promql
 from driftwatch._version import __version__
 from driftwatch.alarm import Alarm
 from driftwatch.change import KINDS, Change
+from driftwatch.files import DEFAULT_MODE, open_private
 from driftwatch.ledger import Ledger
 from driftwatch.observation import OptimizerRun
 from driftwatch.prometheus_api import PrometheusAPI, PrometheusAPIError
@@ -590,9 +591,10 @@ def build_report(ledger: Ledger, *, agent: str | None = None, since: float | Non
     return "\n".join(p)
 
 
-def write_report(out: str, ledger: Ledger, **kwargs: Any) -> int:
-    """Build the report and write it to ``out``; returns the number of bytes written."""
+def write_report(out: str, ledger: Ledger, *, file_mode: int = DEFAULT_MODE, **kwargs: Any) -> int:
+    """Build the report and write it to ``out`` (a new file gets ``file_mode``: it holds prompts); returns the
+    number of bytes written."""
     page = build_report(ledger, **kwargs).encode("utf-8")
-    with open(out, "wb") as fh:
+    with open_private(out, "wb", file_mode) as fh:
         fh.write(page)
     return len(page)

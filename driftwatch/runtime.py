@@ -54,7 +54,7 @@ from driftwatch.exposition import start_http_server as _serve
 from driftwatch.guardrails.engine import ALLOW, Decision, Guard
 from driftwatch.guardrails.policy import GuardPolicy
 from driftwatch.guardrails.records import GuardAction, StateRow
-from driftwatch.ledger import Ledger
+from driftwatch.ledger import Ledger, LedgerError, scrub
 from driftwatch.ledger.buffered import BufferedLedger
 from driftwatch.limits import OTHER, AgentNames, NameTable, clean_name
 from driftwatch.metrics import Metrics
@@ -68,6 +68,7 @@ from driftwatch.tracker import Tracker
 from driftwatch.windows import WindowAggregator
 
 __all__ = [
+    "COUNT_ONLY_STAGES",
     "CallScope",
     "RunScope",
     "Runtime",
@@ -82,6 +83,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("driftwatch")
+
+#: stages counted in ``driftwatch_internal_errors_total`` but not logged: ``ledger_wait`` (a host call went on
+#: without waiting longer for the ledger; the write is kept, nothing failed)
+COUNT_ONLY_STAGES = frozenset({"ledger_wait"})
 
 #: set while driftwatch itself acts on a watched object (restore, replay): hooks stand aside
 _SUPPRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("driftwatch_suppress", default=False)
@@ -219,7 +224,8 @@ class RunScope:
                 runtime.error("tracing", exc)
         run.trace_id = current_ids()[0]  # the compile span's trace (the caller's when it does not record)
         snapshot = replace(run, attributes=dict(run.attributes))
-        runtime.ledger.record_run(snapshot)
+        with runtime.ledger.host_call():
+            runtime.ledger.record_run(snapshot)
 
     # a run's span is re-activated (a worker, a resumed coroutine) the way a call's is
     enter = CallScope.enter
@@ -239,6 +245,7 @@ class RunScope:
                 run.candidates += 1
                 if value is not None and (run.best_score is None or value > run.best_score):
                     run.best_score = value
+            with self.runtime.ledger.host_call():  # not under the lock: other workers never wait for this write
                 self.runtime.ledger.record_candidate(run.id, index, value, revision_id, attributes)
         except Exception as exc:  # noqa: BLE001  # never break the optimizer: counted
             self.runtime.error("run", exc)
@@ -254,7 +261,8 @@ class RunScope:
             run.outcome = "failed" if error is not None else "ok"
             run.error_type = type(error).__qualname__ if error is not None else None
             snapshot = replace(run, attributes=dict(run.attributes))
-        rt.ledger.record_run(snapshot)
+        with rt.ledger.host_call():
+            rt.ledger.record_run(snapshot)
         if rt.metrics is not None:
             counted = snapshot if run.agent in rt.names else replace(snapshot, agent=OTHER)
             rt._safe("metrics", rt.metrics.on_run, counted)
@@ -292,10 +300,14 @@ class Runtime:
             if settings.tracing else None)
         self.audit: AuditLog | None = (
             AuditLog(logger=settings.audit_logger, path=settings.audit_log,
-                     capture_content=settings.capture_content, redact=redact)
+                     capture_content=settings.capture_content, redact=redact, file_mode=settings.file_mode)
             if settings.audit else None)
-        #: the ledger: opened on first use; writes are kept (bounded) while it is unavailable
-        self.ledger = BufferedLedger(ledger if ledger is not None else settings.ledger, on_error=self.error)
+        #: the ledger: opened on first use by its writer thread; a host call waits at most ``ledger_wait_s`` for
+        #: it, and writes are kept (bounded, in order) while it is slow or unavailable
+        self.ledger = BufferedLedger(ledger if ledger is not None else settings.ledger, on_error=self.error,
+                                     wait_s=settings.ledger_wait_s, max_pending=settings.ledger_queue,
+                                     drain_s=settings.ledger_drain_s, file_mode=settings.file_mode)
+        self._host_call = self.ledger.host_call()  # the ledger work of one call into driftwatch shares one wait
         #: the drift engine (``driftwatch.drift``); fed every call, score and change
         self.drift: Any = None
         #: per-agent call aggregates written to the ledger for reports (``driftwatch.windows``)
@@ -340,18 +352,19 @@ class Runtime:
                 self.error("http_server", exc)
 
     # -- errors -----------------------------------------------------------------------------------
-    def error(self, stage: str, exc: BaseException) -> None:
-        """Count and log (at most once a minute per stage) an error inside driftwatch."""
+    def error(self, stage: str, exc: BaseException, *, log_it: bool = True) -> None:
+        """Count and log (at most once a minute per stage; never with ``log_it=False``) an error inside driftwatch."""
         try:
             self.error_counts[stage] = self.error_counts.get(stage, 0) + 1
             if self.metrics is not None:
                 self.metrics.internal_error(stage)
             now = time.monotonic()
-            if now - self._errors_logged.get(stage, float("-inf")) >= 60.0:
+            if log_it and stage not in COUNT_ONLY_STAGES \
+                    and now - self._errors_logged.get(stage, float("-inf")) >= 60.0:
                 self._errors_logged[stage] = now
                 log.warning("driftwatch %s error (caught: the agent's call returns its own result; counted in "
                             "driftwatch_internal_errors_total, logged at most once a minute): %s: %s",
-                            stage, type(exc).__name__, exc)
+                            stage, type(exc).__name__, scrub(str(exc), self.settings.ledger))
         except Exception:  # noqa: BLE001, S110  # the error path itself must never raise into the host
             pass
 
@@ -481,8 +494,9 @@ class Runtime:
 
     # -- ledger -------------------------------------------------------------------------------------
     def write(self, op: Callable[[Ledger], None]) -> bool:
-        """Run a ledger write now, or keep it for later (see :meth:`BufferedLedger.write`)."""
-        return self.ledger.write(op)
+        """Write to the ledger within the call's wait, or keep it for the writer (see :meth:`BufferedLedger.write`)."""
+        with self._host_call:
+            return self.ledger.write(op)
 
     @property
     def pending_writes(self) -> int:
@@ -491,10 +505,12 @@ class Runtime:
 
     # the TrackerHost reads: None when unknown or the ledger is unavailable
     def ledger_head(self, agent: str, component: str) -> str | None:
-        return self.ledger.head_or_none(agent, component)
+        with self._host_call:
+            return self.ledger.head_or_none(agent, component)
 
     def ledger_state(self, revision_id: str) -> Any:
-        return self.ledger.state_or_none(revision_id)
+        with self._host_call:
+            return self.ledger.state_or_none(revision_id)
 
     # -- /metrics -----------------------------------------------------------------------------------
     def start_http_server(self, port: int = 9464, addr: str = "127.0.0.1") -> Any:
@@ -547,10 +563,11 @@ class Runtime:
             node = kw.get("node")
             if node is not None:
                 kw["node"] = clean_name(node) if isinstance(node, str) else clean_name(str(node))
-            guard = self.guard
-            if time.monotonic() >= guard.next_poll:
-                self._safe("guard", guard.poll)
-            return self.tracker(agent, component).observe(state, **kw)
+            with self._host_call:  # the guard's poll, the head read and the change's write share one wait
+                guard = self.guard
+                if time.monotonic() >= guard.next_poll:
+                    self._safe("guard", guard.poll)
+                return self.tracker(agent, component).observe(state, **kw)
         except Exception as exc:  # noqa: BLE001  # never break the host
             self.error("track", exc)
             return None
@@ -593,6 +610,10 @@ class Runtime:
         ``driftwatch_changes_total`` and the drift reference where they were; the returned change carries the
         status, and the hook enforces it.
         """
+        with self._host_call:
+            return self._emit_change(change)
+
+    def _emit_change(self, change: Change) -> Change:
         decision: Decision = ALLOW
         if not change.is_baseline:
             try:
@@ -797,10 +818,10 @@ class Runtime:
     def record_call(self, call: Call) -> None:
         """Derive the call's signals, then fan it out: metrics, call windows, drift engine (an agent past the
         agent limit is counted as ``other``, without drift detection; tools past the tool limit as ``other``)."""
-        self.ledger.flush_if_due()  # an idle agent's kept writes go out too
         guard = self.guard
         if time.monotonic() >= guard.next_poll:  # operator commands (guard, accept/reset), every drift_poll_s
-            self._safe("guard", guard.poll)
+            with self._host_call:  # the poll's reads and writes share one wait
+                self._safe("guard", guard.poll)
         entry = self.names.get(call.agent)
         if entry is None and call.agent != OTHER:  # OTHER: a CallScope already counted the fold
             entry = self._safe("limits", self.agent_names, call.agent)
@@ -832,7 +853,7 @@ class Runtime:
             self.error("windows", exc)
         if self.drift is not None and entry is not None:
             try:
-                self.drift.on_call(call)
+                self.drift.on_call(call)  # an alarm it raises is stored within a wait of its own (record_alarm)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 self.error("drift", exc)
 
@@ -854,7 +875,8 @@ class Runtime:
             self._safe("metrics", self.metrics.on_score, label, metric_label, value)
         self._safe("windows", self.windows.on_score, label, metric_label, value)
         if self.drift is not None and entry is not None and metric == self.agent_options(agent).score_metric:
-            self._safe("drift", self.drift.on_score, entry.name, value)
+            with self._host_call:  # an alarm it raises is stored
+                self._safe("drift", self.drift.on_score, entry.name, value)
 
     def record_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
         """Count signals a hook derived on its own for the agent's latest call: metrics and call windows (the
@@ -895,16 +917,22 @@ class Runtime:
             if ids and ids[0]:
                 alarm = Alarm(alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp,
                               alarm.anchor_change_id, alarm.calls_since_anchor, ids[0], ids[1], alarm.attributes)
-        self.ledger.record_alarm(alarm)
+        with self._host_call:
+            self.ledger.record_alarm(alarm)
         if self.audit is not None:
             self._safe("audit", self.audit.on_alarm, alarm)
         return alarm
 
-    def close(self, *, keep_http_servers: bool = False) -> None:
-        """Close the ledger (open call windows are written and kept writes tried once more first) and shut the
-        ``/metrics`` servers down (``keep_http_servers``: leave them to whoever adopted them)."""
+    def close(self, timeout: float | None = None, *, keep_http_servers: bool = False,
+              keep_trying: bool = False) -> int:
+        """Close: open call windows are handed to the ledger, kept writes get one more try and up to ``timeout``
+        seconds (default ``ledger_drain_s``), then the ledger is closed; the ``/metrics`` servers are shut down
+        (``keep_http_servers``: leave them to whoever adopted them). Returns how many kept writes were not
+        written: dropped, unless ``keep_trying`` (the writer goes on while the process lives: :func:`configure`
+        closes the previous runtime with ``timeout=0, keep_trying=True``; at exit, those left are lost and
+        logged)."""
         self._safe("windows", self.windows.flush)
-        self._safe("ledger", self.ledger.close)
+        left = self._safe("ledger", lambda: self.ledger.close(timeout, keep_trying=keep_trying)) or 0
         if self.audit is not None:
             self._safe("audit", self.audit.close)
         servers, self.http_servers = self.http_servers, []
@@ -912,6 +940,7 @@ class Runtime:
             for server in servers:
                 self._safe("http_server", server.shutdown)
                 self._safe("http_server", server.server_close)
+        return int(left)
 
 
 def _applied(action: str, payload: Mapping[str, Any]) -> str:
@@ -936,16 +965,29 @@ _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
 
 
-def _flush_windows_at_exit() -> None:
-    """At interpreter exit, write the process runtime's open call windows (the last calls of each agent)
-    and any writes it kept while the ledger was unavailable."""
-    rt = _runtime
-    if rt is not None:
-        rt._safe("windows", rt.windows.flush)
-        rt.ledger.flush_pending(retry_now=True)  # changes kept while the ledger was down: one last try
+#: runtimes replaced by configure() whose ledgers still had kept writes: drained (or reported) at exit
+_draining: list[Runtime] = []
 
 
-atexit.register(_flush_windows_at_exit)
+def _drain_at_exit() -> None:
+    """At interpreter exit: the process runtime's open call windows (the last calls of each agent) go to the
+    ledger, and every runtime's kept writes get up to ``ledger_drain_s``; how many are lost is logged."""
+    for rt in {id(r): r for r in (_runtime, *_draining) if r is not None}.values():
+        try:
+            lost = rt.close()
+        except Exception as exc:  # noqa: BLE001  # exit must go on
+            lost = -1
+            log.warning("driftwatch: closing the ledger at exit failed: %s: %s", type(exc).__name__,
+                        scrub(str(exc), rt.settings.ledger))
+        if lost > 0:
+            message = (f"{lost} ledger writes kept while the ledger {rt.ledger.location} was slow or unavailable were "
+                       f"not written within {rt.settings.ledger_drain_s:g} s of exit and are lost "
+                       "(DRIFTWATCH_LEDGER_DRAIN_S sets the wait)")
+            rt.error("ledger", LedgerError(message), log_it=False)
+            log.warning("driftwatch: %s", message)  # always, whatever was logged in the last minute
+
+
+atexit.register(_drain_at_exit)
 
 
 def get_runtime() -> Runtime:
@@ -1002,10 +1044,13 @@ def configure(**settings: Any) -> Runtime:
     if resolved.metrics_port is not None and any(s.server_port == resolved.metrics_port for s in servers):
         resolved = replace(resolved, metrics_port=None)  # already served: the server follows the new runtime
     new = Runtime(resolved, agent_options=previous.all_agent_options() if previous is not None else None)
+    if new.enabled:
+        new.ledger.start()  # opened in the background now, not on the first call
     old = set_runtime(new)
     if old is not None:
         new.adopt_http_servers(old.http_servers)  # /metrics keeps serving, now the new runtime's registry
-        old.close(keep_http_servers=True)
+        if old.close(timeout=0, keep_http_servers=True, keep_trying=True):  # kept writes go on in the background
+            _draining.append(old)
     return new
 
 

@@ -12,13 +12,15 @@ Inside the block a fresh runtime is installed: a fresh Prometheus registry, an O
 tracer provider with an in-memory exporter (its span ids come from :func:`driftwatch.tracing.id_generator`, so a
 program under test that seeds :mod:`random` draws the same numbers as without driftwatch), an in-memory ledger
 (or the one you name), and audit
-events collected in a list. Agent options set before (``driftwatch.configure_agent``) apply inside the
+events collected in a list. Ledger writes are waited for (up to :data:`CAPTURE_WAIT_S`), and a read sees
+every write made before it. Agent options set before (``driftwatch.configure_agent``) apply inside the
 block too; options set inside it stay there. The previous runtime is put back on exit.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +34,12 @@ from driftwatch.ledger import Ledger
 from driftwatch.runtime import Runtime, current_runtime, set_runtime
 from driftwatch.tracing import id_generator
 
-__all__ = ["Captured", "ListLogger", "capture"]
+__all__ = ["CAPTURE_WAIT_S", "Captured", "ListLogger", "capture"]
+
+#: how long a write inside :func:`capture` may wait for the ledger (unless ``ledger_wait_s=`` or
+#: ``DRIFTWATCH_LEDGER_WAIT_S`` says otherwise): a test's ledger is fast, and a busy test machine must not turn
+#: its writes asynchronous. Pass ``ledger_wait_s=0.05`` (the default of a real process) to test the bound.
+CAPTURE_WAIT_S = 5.0
 
 
 class ListLogger:
@@ -106,9 +113,12 @@ def capture(**settings: Any) -> Iterator[Captured]:
     logger = ListLogger()
     settings.setdefault("audit_logger", logger)
     settings.setdefault("ledger", ":memory:")
+    if not os.environ.get("DRIFTWATCH_LEDGER_WAIT_S", "").strip():
+        settings.setdefault("ledger_wait_s", CAPTURE_WAIT_S)
     previous = current_runtime()
     runtime = Runtime(Settings.from_env(registry=registry, tracer_provider=provider, **settings),
                       agent_options=previous.all_agent_options() if previous is not None else None)
+    runtime.ledger.start()  # opened in the background, as configure() does
     old = set_runtime(runtime)
     try:
         yield Captured(runtime, registry, exporter, logger, provider)

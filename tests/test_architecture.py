@@ -24,7 +24,7 @@ ROOMS: dict[str, tuple[str, ...]] = {
     "hooks": ("__init__.py", "drift/__init__.py", "decorator.py", "integrations/"),
     "runtime": ("runtime.py",),
     "core": ("observation.py", "change.py", "revision.py", "alarm.py", "tracker.py", "signals.py", "options.py",
-             "windows.py", "config.py", "redaction.py", "limits.py", "ledger/", "drift/", "guardrails/"),
+             "windows.py", "config.py", "redaction.py", "limits.py", "files.py", "ledger/", "drift/", "guardrails/"),
     "sinks": ("metrics.py", "promql.py", "tracing.py", "audit.py", "exposition.py"),
     "support": ("_version.py", "prometheus_api.py"),
     "testing": ("testing.py",),
@@ -242,7 +242,7 @@ def test_the_checks_catch_what_they_claim():
     """Positive control: each check reports a planted violation (so an empty result above means something)."""
     planted = {
         "signals.py": "from driftwatch.runtime import get_runtime\n",
-        "tracing.py": "def f(rt):\n    from driftwatch.drift.engine import _EXPORT_S\n    return rt._keep\n",
+        "tracing.py": "def f(rt):\n    from driftwatch.drift.engine import _EXPORT_S\n    return rt._submit\n",
         "metrics.py": "import dspy\nimport sqlite3\n",
         "tracker.py": "from driftwatch.integrations import adapter_for\nfrom driftwatch.ledger import _sql\n",
     }
@@ -250,7 +250,7 @@ def test_the_checks_catch_what_they_claim():
     assert found == {
         "signals.py imports driftwatch.runtime (core may not import runtime)",
         "tracing.py imports private name driftwatch.drift.engine._EXPORT_S",
-        "tracing.py uses private attribute rt._keep",
+        "tracing.py uses private attribute rt._submit",
         "metrics.py imports dspy (frameworks only in integrations/ and demo/)",
         "metrics.py imports sqlite3 (only ledger/ may)",
         "tracker.py imports driftwatch.integrations (core may not import hooks)",

@@ -13,6 +13,7 @@ Each command group is a module here with a ``register(subparsers)`` function (li
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,7 +21,7 @@ from driftwatch._version import __version__
 from driftwatch.cli import alarms, demo, guard, history, report, stack, webhook
 from driftwatch.cli._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CLIError
 from driftwatch.config import ConfigError, Settings
-from driftwatch.ledger import LedgerError
+from driftwatch.ledger import LedgerError, scrub
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
@@ -54,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `driftwatch history | head`
         return 0
     except (CLIError, LedgerError, ConfigError, OSError) as exc:
-        print(f"driftwatch: error: {exc}", file=sys.stderr)
+        # any URL in the message masked, and the ledger's password wherever a driver quoted it
+        text = scrub(str(exc), getattr(args, "ledger", None), os.environ.get("DRIFTWATCH_LEDGER"))
+        print(f"driftwatch: error: {text}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("driftwatch: interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from driftwatch.cli._common import LEDGER_HELP, CLIError, fmt_time, open_for_reading, parse_time
-from driftwatch.ledger import Ledger
+from driftwatch.ledger import Ledger, is_id
 
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
@@ -226,6 +226,14 @@ def _print_alarm(ledger: Ledger, alarm: Alarm) -> None:
     print(f"driftwatch rollback {alarm.agent} --alarm {alarm.id[:12]}   # back to the revisions before its anchor")
 
 
+def _entry_id(text: str) -> str:
+    """``show``'s ID: letters and digits only (ids are hex), so that ``%`` or ``_`` never act as wildcards."""
+    if not text or not is_id(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id: give an id or its first characters (letters and "
+                                         "digits, such as 3f2a9c01)")
+    return text
+
+
 def register(sub: Any) -> None:
     """Add ``driftwatch history`` and ``driftwatch show`` to the CLI's subcommands."""
     h = sub.add_parser("history", help="list changes, alarms, optimizer runs and guard actions")
@@ -240,7 +248,7 @@ def register(sub: Any) -> None:
     h.set_defaults(func=cmd_history)
 
     s = sub.add_parser("show", help="show a change and its diff, an optimizer run and its candidates, or an alarm")
-    s.add_argument("change_id", metavar="ID",
+    s.add_argument("change_id", metavar="ID", type=_entry_id,
                    help="a change, optimizer run or alarm id, or a unique prefix (4+ characters)")
     s.add_argument("--ledger", help=LEDGER_HELP)
     s.set_defaults(func=cmd_show)

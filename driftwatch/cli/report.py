@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from driftwatch.cli._common import LEDGER_HELP, CLIError, open_for_reading, parse_time
+from driftwatch.config import Settings
 from driftwatch.report import DEFAULT_LIMIT, PrometheusSource, ReportError, write_report
 
 __all__ = ["cmd_report", "register"]
@@ -29,7 +30,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     ledger = open_for_reading(args)
     try:
         size = write_report(args.out, ledger, agent=args.agent, since=since, prometheus=prometheus,
-                            diffs=not args.no_diffs, limit=args.limit)
+                            diffs=not args.no_diffs, limit=args.limit, file_mode=Settings.from_env().file_mode)
     except ReportError as exc:
         raise CLIError(str(exc)) from None
     finally:

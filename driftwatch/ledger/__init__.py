@@ -8,11 +8,13 @@
 - :class:`~driftwatch.ledger.postgres.PostgresLedger`, a fleet's shared PostgreSQL database;
 
 both run the SQL of :class:`~driftwatch.ledger._sql.SQLLedger` on the same versioned schema. In a watched
-process the runtime writes through a :class:`~driftwatch.ledger.buffered.BufferedLedger`, which opens the
-backend lazily and keeps writes (bounded, in order) while it is unavailable.
+process the runtime writes through a :class:`~driftwatch.ledger.buffered.BufferedLedger`, whose background
+writer thread does all of the backend's work, so that a host call waits at most a small bound for it, and
+keeps writes (bounded, in order) while the backend is slow or unavailable.
 
 :func:`parse_location` is the one parser of ledger paths and URLs (the CLI uses it too); :func:`open_ledger`
-picks the backend from it.
+picks the backend from it. :func:`mask_password` and :func:`scrub` keep passwords out of every printed URL
+and message.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
@@ -38,9 +40,12 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerLocation",
+    "is_id",
     "mask_password",
     "open_ledger",
     "parse_location",
+    "scrub",
+    "secrets_of",
 ]
 
 DEFAULT_PATH = "driftwatch.db"
@@ -195,6 +200,12 @@ class Ledger(ABC):
                             f"revision {before_id[:12]}" if before_id else "(none)", f"revision {after_id[:12]}")
 
 
+def is_id(text: str) -> bool:
+    """``text`` can be an id or the prefix of one (ASCII letters, digits, ``-``): never a ``%`` or ``_``, which
+    an SQL ``LIKE`` would take for wildcards."""
+    return all(c.isascii() and (c.isalnum() or c == "-") for c in text)
+
+
 # -- locations ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -231,31 +242,75 @@ def parse_location(location: str | None) -> LedgerLocation:
     return LedgerLocation("sqlite", location)
 
 
+#: ``password=VALUE`` in a URL's query or a keyword conninfo string (quoted values too)
+_PASSWORD_PARAM = re.compile(r"""(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s'"]*)""", re.IGNORECASE)
+#: a URL inside a longer text (a driver's message repeats the URI it could not parse)
+_URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"]*""")
+#: the shortest part of a password that :func:`scrub` looks for on its own (shorter ones: only the whole)
+_MIN_PART = 3
+
+
 def mask_password(url: str) -> str:
-    """The URL with its password (in the user info or a ``password=`` parameter) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = userinfo.split(":", 1)[0] + ":***@" + host
-    query = parts.query
-    if "password=" in query:
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(query, keep_blank_values=True)],
-                          safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The URL with the password of its user info and of any ``password=`` parameter replaced by ``***``.
+
+    Works on the raw text, not with a URL parser, so that a password holding ``#``, ``?``, ``/``, ``@`` or
+    ``:`` (which a parser takes for the fragment, query, path or host), a malformed host or an unknown
+    scheme never shows: the user info is everything between ``://`` and the *last* ``@`` (a host has none).
+    """
+    masked = url
+    head, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        userinfo, host = rest.rsplit("@", 1)
+        user, colon, _secret = userinfo.partition(":")
+        if colon:
+            masked = f"{head}://{user}:***@{host}"
+    return _PASSWORD_PARAM.sub(r"\1***", masked)
 
 
-def open_ledger(location: str | None = None, *, readonly: bool = False) -> Ledger:
-    """Open the ledger named by a path, ``sqlite:///path``, ``:memory:`` or ``postgresql://…`` URL."""
+def secrets_of(url: str) -> list[str]:
+    """What could be the password of ``url`` however a parser splits it (for :func:`scrub`), longest first:
+    the user info's password (up to the last ``@``), percent-decoded too, the pieces before and after each
+    ``@``, ``/``, ``?``, ``#`` or ``:`` in it (what a parser that stops there sees), and ``password=`` values."""
+    whole: set[str] = set()
+    parts: set[str] = set()
+    _head, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        _user, colon, secret = rest.rsplit("@", 1)[0].partition(":")
+        if colon:
+            whole |= {secret, unquote(secret)}
+            for i, char in enumerate(secret):
+                if char in "@/?#:":
+                    parts |= {secret[:i], secret[i + 1:]}
+    for m in _PASSWORD_PARAM.finditer(url):
+        value = m.group(2).strip("'")
+        whole |= {value, unquote(value)}
+    found = {s for s in whole if s} | {p for p in parts if len(p) >= _MIN_PART}
+    return sorted(found, key=len, reverse=True)  # longest first: a secret may hold a shorter one
+
+
+def scrub(text: str, *urls: str | None) -> str:
+    """``text`` (an exception message, a log line) with every URL in it masked (:func:`mask_password`) and
+    every password of ``urls`` replaced by ``***`` wherever it appears (a driver quotes it in its own words)."""
+    for url in urls:
+        if url:
+            for secret in secrets_of(url):
+                text = text.replace(secret, "***")
+    return _URL_IN_TEXT.sub(lambda m: mask_password(m.group(0)), _PASSWORD_PARAM.sub(r"\1***", text))
+
+
+def open_ledger(location: str | None = None, *, readonly: bool = False, file_mode: int | None = None,
+                lock_wait_s: float | None = None) -> Ledger:
+    """Open the ledger named by a path, ``sqlite:///path``, ``:memory:`` or ``postgresql://…`` URL.
+
+    ``file_mode``: the mode of a new SQLite file and its ``-wal``/``-shm`` (default ``0o600``, see
+    :mod:`driftwatch.files`). ``lock_wait_s``: how long one statement may wait for a lock someone else holds
+    before it fails (SQLite's busy timeout, PostgreSQL's ``lock_timeout``; default 30 s).
+    """
     where = parse_location(location)
     if where.backend == "postgresql":
         from driftwatch.ledger.postgres import PostgresLedger
 
-        return PostgresLedger(where.target, readonly=readonly)
+        return PostgresLedger(where.target, readonly=readonly, lock_wait_s=lock_wait_s)
     from driftwatch.ledger.sqlite import SQLiteLedger
 
-    return SQLiteLedger(where.target, readonly=readonly)
+    return SQLiteLedger(where.target, readonly=readonly, file_mode=file_mode, lock_wait_s=lock_wait_s)

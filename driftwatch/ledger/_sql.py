@@ -16,7 +16,7 @@ from typing import Any
 from driftwatch.alarm import Alarm
 from driftwatch.change import IN_EFFECT, Change
 from driftwatch.guardrails.records import GuardAction, GuardUpdate, StateRow
-from driftwatch.ledger import Ledger
+from driftwatch.ledger import Ledger, is_id
 from driftwatch.observation import OptimizerRun
 from driftwatch.revision import Revision, canonical_json
 from driftwatch.windows import CallWindow
@@ -314,7 +314,7 @@ class SQLLedger(Ledger):
         return rows[0][0] if rows else None
 
     def revision(self, revision_id: str) -> Revision | None:
-        if len(revision_id) < 6:
+        if len(revision_id) < 6 or not is_id(revision_id):
             return None
         rows = self._read("SELECT id, parent, state, created_at FROM revisions WHERE id = ?", (revision_id,))
         if not rows:
@@ -327,6 +327,8 @@ class SQLLedger(Ledger):
 
     def _one(self, noun: str, table: str, cols: str, entry_id: str) -> tuple[Any, ...]:
         """The row of ``table`` whose id is ``entry_id`` or starts with it (4+ characters, unique)."""
+        if not is_id(entry_id):
+            raise KeyError(f"{noun} id {entry_id!r} is not an id: ids have letters and digits only")
         if len(entry_id) < 4:
             raise KeyError(f"{noun} id {entry_id!r} is too short: give at least 4 characters")
         rows = self._read(f"SELECT {cols} FROM {table} WHERE id LIKE ? LIMIT 2", (_prefix(entry_id),))
@@ -482,8 +484,9 @@ def _alarm(r: tuple[Any, ...]) -> Alarm:
 
 
 def _prefix(text: str) -> str:
-    """A ``LIKE`` pattern for an id prefix (ids are lower-case hex; PostgreSQL's ``LIKE`` is case-sensitive)."""
-    return text.lower().replace("\\", "").replace("%", "").replace("_", "") + "%"
+    """A ``LIKE`` pattern for an id prefix that passed :func:`~driftwatch.ledger.is_id` (ids are lower-case hex;
+    PostgreSQL's ``LIKE`` is case-sensitive)."""
+    return text.lower() + "%"
 
 
 def _filters(*, agent: str | None = None, component: str | None = None, since: float | None = None,

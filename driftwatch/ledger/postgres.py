@@ -13,13 +13,15 @@ that URL) returns a :class:`PostgresLedger`. It runs the same SQL as the SQLite 
 - threads borrow connections from a small lock-protected pool (a connection is never shared by two
   threads at once); a forked child opens its own;
 - a connection the server dropped (restart, failover, idle timeout) is replaced and the write retried
-  once; after a failed connect the ledger fails fast for :data:`RETRY_AFTER_S` seconds, so an agent whose
-  database is down is not slowed down on every call (the runtime counts the errors under
-  ``driftwatch_internal_errors_total{stage="ledger"}`` and its :class:`~driftwatch.ledger.buffered.BufferedLedger`
-  keeps the writes until the database is back);
+  once; after a failed connect the ledger fails fast for :data:`RETRY_AFTER_S` seconds; connections have a
+  ``connect_timeout``, TCP keepalives and ``tcp_user_timeout`` (:data:`TCP_SETTINGS`) so a vanished host breaks
+  them instead of hanging them. In a watched process all of this runs on the
+  :class:`~driftwatch.ledger.buffered.BufferedLedger`'s writer thread, never on the agent's (which waits at most
+  ``ledger_wait_s``), and the writes are kept until the database is back;
 - ``readonly=True`` opens read-only sessions (``default_transaction_read_only``).
 
-Errors are one line, naming the URL with its password masked. The driver is psycopg 3, imported here
+Errors are one line, naming the URL with its password masked, and the password scrubbed from the driver's own
+message (:func:`~driftwatch.ledger.scrub`). The driver is psycopg 3, imported here
 only: ``pip install 'driftwatch-agents[postgres]'``.
 """
 
@@ -32,9 +34,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
 
-from driftwatch.ledger import LedgerError, _sql, mask_password
+from driftwatch.ledger import LedgerError, _sql, mask_password, scrub
 from driftwatch.ledger._sql import SQLLedger
 
 __all__ = ["PostgresLedger", "postgres_ddl"]
@@ -49,8 +50,14 @@ MAX_IDLE = 8
 RETRY_AFTER_S = 2.0
 #: ``connect_timeout`` when the URL sets none (libpq waits forever by default)
 CONNECT_TIMEOUT_S = 5
-#: ``statement_timeout`` when the URL's ``options`` set none: a hook never waits forever on a lock
+#: ``statement_timeout`` when the URL's ``options`` set none: a statement never waits forever on a lock
 STATEMENT_TIMEOUT_S = 30
+#: TCP settings when the URL sets none, so that a server that vanished (a black-holed host: nothing answers,
+#: not even a reset) breaks the connection instead of leaving a statement waiting for the kernel's retries
+#: (15 minutes or more): keepalives on an idle connection, and ``tcp_user_timeout`` (ms) for data sent but not
+#: acknowledged
+TCP_SETTINGS = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+                "tcp_user_timeout": 20_000}
 
 T = TypeVar("T")
 
@@ -61,14 +68,6 @@ def _psycopg() -> Any:
     except ImportError:
         raise LedgerError(f"a PostgreSQL ledger needs the psycopg driver: {EXTRA}") from None
     return psycopg
-
-
-def _password(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        return parts.password or dict(parse_qsl(parts.query)).get("password")
-    except ValueError:
-        return None
 
 
 def postgres_ddl(sqlite_ddl: str) -> str:
@@ -90,11 +89,12 @@ class PostgresLedger(SQLLedger):
 
     _WINDOW_ORDER = "start, end_ts, pid"
 
-    def __init__(self, url: str, *, readonly: bool = False) -> None:
+    def __init__(self, url: str, *, readonly: bool = False, lock_wait_s: float | None = None) -> None:
         self.url = url
         self.location = mask_password(url)
         self.readonly = readonly
-        self._secret = _password(url)
+        #: ``lock_timeout`` of each session (``None``: the server's; statements still end at ``statement_timeout``)
+        self.lock_wait_s = lock_wait_s
         self._psycopg = _psycopg()
         self._lock = threading.Lock()
         self._idle: list[Any] = []
@@ -115,9 +115,7 @@ class PostgresLedger(SQLLedger):
     def _error(self, what: str, exc: BaseException) -> LedgerError:
         diag = getattr(exc, "diag", None)  # a server error: its primary message, without the LINE/caret context
         text = " ".join(str(getattr(diag, "message_primary", None) or exc).split()) or type(exc).__name__
-        text = text.removeprefix("connection failed: ")
-        if self._secret:
-            text = text.replace(self._secret, "***")
+        text = scrub(text.removeprefix("connection failed: "), self.url)  # a driver message may quote the URL
         return LedgerError(f"{what} ledger {self.location}: {text}")
 
     # -- connections -------------------------------------------------------------------------------
@@ -135,6 +133,7 @@ class PostgresLedger(SQLLedger):
             extra["connect_timeout"] = CONNECT_TIMEOUT_S
         if "application_name" not in params:
             extra["application_name"] = "driftwatch"
+        extra.update({k: v for k, v in TCP_SETTINGS.items() if k not in params})
         try:
             conn = psycopg.connect(self.url, autocommit=True, **extra)
         except psycopg.Error as exc:
@@ -145,6 +144,8 @@ class PostgresLedger(SQLLedger):
             conn.execute("SET synchronous_commit = on")  # whatever the server or role default is
             if "statement_timeout" not in (params.get("options") or ""):
                 conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_S}s'")
+            if self.lock_wait_s is not None and "lock_timeout" not in (params.get("options") or ""):
+                conn.execute(f"SET lock_timeout = '{max(1, int(self.lock_wait_s * 1000))}ms'")
             if self.readonly:
                 conn.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:

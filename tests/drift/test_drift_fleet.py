@@ -12,7 +12,7 @@ from driftwatch.drift import DriftMonitor
 from driftwatch.drift.fleet import FleetPool, replay
 from driftwatch.ledger import open_ledger
 from driftwatch.observation import Call
-from driftwatch.runtime import Runtime
+from driftwatch.runtime import COUNT_ONLY_STAGES, Runtime
 from tests.helpers.drift_streams import records
 
 
@@ -105,7 +105,7 @@ def test_two_replicas_pool_through_the_shared_ledger(tmp_path):
         assert all(a.attributes["fleet"]["replicas"] == 2 for a in rows)
         assert all(set(rt.drift.status("bot")["alarms"].values()) & {a.id for a in rows} for rt in rts)
         led.close()
-        assert all(rt.error_counts == {} for rt in rts)
+        assert all(set(rt.error_counts) <= COUNT_ONLY_STAGES for rt in rts)  # a wait past the budget is no failure
     finally:
         for rt in rts:
             rt.close()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from driftwatch.ledger import open_ledger
+from driftwatch.runtime import COUNT_ONLY_STAGES
 from tests.helpers.processes import REPLICA_WORKER
 
 RATE = 0.01  # test-scale budget, so that 20k calls per replica give counts worth comparing
@@ -40,7 +41,8 @@ def run_fleet(tmp_path: Path, replicas: int) -> tuple[list[dict], int]:
 def test_three_replicas_keep_the_fleet_within_the_budget(tmp_path):
     """3 processes with drift_replicas=3: together ≤ the budget per replica call; without the split, ~3x more."""
     split, stored = run_fleet(tmp_path, 3)
-    assert all(r["bank_rate"] == RATE / 3 and r["errors"] == {} for r in split)
+    # nothing failed (three processes writing one file may make a write wait past the budget: counted, not failed)
+    assert all(r["bank_rate"] == RATE / 3 and set(r["errors"]) <= COUNT_ONLY_STAGES for r in split)
     fleet = sum(r["alarms"] for r in split)
     assert stored == fleet  # every false alarm reached the shared ledger
     assert 0 < fleet <= RATE * CALLS  # the fleet behaves like one process at the full budget

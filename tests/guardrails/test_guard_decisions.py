@@ -197,22 +197,28 @@ def test_commands_apply_at_the_first_poll_after_they_are_queued(tmp_path: Path) 
         assert driftwatch.track(AGENT, "p", "v3").status == "blocked"
 
 
-def test_an_unreachable_ledger_keeps_the_last_guard_state(guarded: Captured, monkeypatch) -> None:
-    """With the ledger gone, a frozen agent stays frozen; the refused change and its action are kept and written
-    once the ledger is back."""
-    cap = guarded
-    driftwatch.track(AGENT, "p", "v1")
-    _cli(cap, "freeze", AGENT)
-    cap.runtime.guard.poll()
-    led = cap.runtime.ledger
-    monkeypatch.setattr(led, "available", lambda: None)
-    assert cap.runtime.guard.poll() == 0  # nothing read: the state stays
-    blocked = driftwatch.track(AGENT, "p", "v2")
-    assert blocked.status == "blocked" and led.pending == 2  # the change and its action, kept in order
-    monkeypatch.undo()
-    assert led.flush_pending(retry_now=True)
-    assert cap.ledger.change(blocked.id).status == "blocked"
-    assert [a.action for a in cap.ledger.guard_actions()][-1] == "blocked"
+def test_an_unreachable_ledger_keeps_the_last_guard_state(postgres, pg_url: str) -> None:
+    """With the ledger gone (a PostgreSQL database refusing connections), a frozen agent stays frozen; the refused
+    change and its action are kept and written once the ledger is back."""
+    database = pg_url.rsplit("/", 1)[1]
+    with capture(ledger=pg_url, drift=False, drift_poll_s=3600) as cap:
+        driftwatch.track(AGENT, "p", "v1")
+        assert cli(["freeze", AGENT, "--ledger", pg_url]) == 0
+        cap.runtime.guard.poll()
+        assert cap.runtime.guard.frozen(AGENT)
+        led = cap.runtime.ledger
+        assert led.flush(timeout=30)
+        postgres.admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        postgres.admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+        try:
+            assert cap.runtime.guard.poll() == 0  # nothing read: the state stays
+            blocked = driftwatch.track(AGENT, "p", "v2")
+            assert blocked.status == "blocked" and led.pending == 2  # the change and its action, kept in order
+        finally:
+            postgres.admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        assert led.flush(timeout=60)
+        assert cap.ledger.change(blocked.id).status == "blocked"
+        assert [a.action for a in cap.ledger.guard_actions()][-1] == "blocked"
 
 
 def test_processes_publish_their_policies(guarded: Captured) -> None:

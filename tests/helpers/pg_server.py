@@ -88,19 +88,32 @@ class PostgresServer:
             raise RuntimeError(f"initdb failed: {init.stderr.strip().splitlines()[-1:]}")
         for attempt in range(5):  # the port was free a moment ago; another process may take it first
             self.port = _free_port()
-            log = open(os.path.join(self.dir, "postgres.log"), "wb")  # noqa: SIM115  # closed by stop()
-            self.proc = subprocess.Popen(
-                self._cmd(f"{self.bin}/postgres", "-D", data, "-h", "127.0.0.1", "-p", str(self.port),
-                          "-k", self.dir, "-c", f"fsync={'on' if self.fsync else 'off'}",
-                          "-c", "max_connections=200", "-c", "shared_buffers=32MB"),
-                stdout=log, stderr=subprocess.STDOUT)
-            self._log = log
-            if self._wait_ready():
+            if self._launch():
                 return self
             self._kill()
             if attempt == 4:
                 raise RuntimeError(f"postgres did not start: {self.log_tail()}")
         return self
+
+    def _launch(self) -> bool:
+        """Start the postgres process on ``self.port``; ``True`` once it accepts connections."""
+        log = open(os.path.join(self.dir, "postgres.log"), "ab")  # noqa: SIM115  # closed by stop()
+        self.proc = subprocess.Popen(
+            self._cmd(f"{self.bin}/postgres", "-D", os.path.join(self.dir, "data"), "-h", "127.0.0.1", "-p",
+                      str(self.port), "-k", self.dir, "-c", f"fsync={'on' if self.fsync else 'off'}",
+                      "-c", "max_connections=200", "-c", "shared_buffers=32MB"),
+            stdout=log, stderr=subprocess.STDOUT)
+        self._log = log
+        return self._wait_ready()
+
+    def stop_process(self) -> None:
+        """Shut the server down (fast shutdown: clients disconnected), keeping its data: a restart's first half."""
+        self._kill()
+
+    def start_process(self) -> None:
+        """Start the server again on the same port and data (after :meth:`stop_process`)."""
+        if not self._launch():
+            raise RuntimeError(f"postgres did not restart: {self.log_tail()}")
 
     def _wait_ready(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -155,6 +168,7 @@ class PostgresServer:
                 self.proc.wait(timeout=10)
         if getattr(self, "_log", None) is not None:
             self._log.close()
+            self._log = None
 
     def stop(self) -> None:
         self._kill()

@@ -43,13 +43,17 @@ def test_file_is_in_wal_mode_with_full_sync(tmp_path) -> None:
 
 
 def test_change_survives_sigkill_right_after_track(ledger_url) -> None:
-    """A process killed with SIGKILL right after track() returned has that change in the ledger."""
+    """A process killed with SIGKILL right after track() returned has that change in the ledger (the ledger
+    answers in time: configure() opens it in the background, and the script waits for that before its first
+    change; what a slow ledger can lose is in tests/faults/test_ledger_wait.py)."""
     path = ledger_url
     script = textwrap.dedent(f"""
         import os, sys, driftwatch
-        driftwatch.configure(ledger={path!r}, tracing=False)
+        rt = driftwatch.configure(ledger={path!r}, tracing=False)
+        assert rt.ledger.flush(timeout=30)  # opened (and migrated) by the background writer
         driftwatch.track("bot", "prompt", "first")
         change = driftwatch.track("bot", "prompt", "second")
+        assert rt.pending_writes == 0, "written before track() returned"
         sys.stdout.write(change.id + "\\n"); sys.stdout.flush()
         os.kill(os.getpid(), 9)
     """)

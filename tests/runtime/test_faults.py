@@ -97,14 +97,15 @@ def test_pending_writes_are_flushed_when_the_ledger_comes_back(tmp_path, monkeyp
         assert cap.runtime.pending_writes == 2
         missing_dir.mkdir()
         driftwatch.track("bot", "p", "three")
+        assert cap.runtime.ledger.flush(timeout=30)  # the background writer's next attempt
         assert cap.runtime.pending_writes == 0
         entries = cap.ledger.changes(baselines=True)
         assert [cap.ledger.change(c.id).after_state for c in entries] == ["one", "two", "three"]
 
 
-def test_an_idle_agents_kept_writes_go_out_on_its_next_calls(tmp_path, monkeypatch) -> None:
-    """No new change after the outage: the kept writes are retried from watched calls (at most every retry
-    interval), not only at the next write."""
+def test_an_idle_agents_kept_writes_go_out_without_new_calls(tmp_path, monkeypatch) -> None:
+    """No new change, no new call after the outage: the background writer retries the kept writes on its own
+    (every retry interval), not only at the next write."""
     monkeypatch.setattr(buffered_mod, "RETRY_S", 0.0)
     missing_dir = tmp_path / "later"
     with capture(ledger=str(missing_dir / "dw.db")) as cap:
@@ -113,7 +114,9 @@ def test_an_idle_agents_kept_writes_go_out_on_its_next_calls(tmp_path, monkeypat
         run()
         assert cap.runtime.pending_writes == 2  # baseline + change
         missing_dir.mkdir()
-        run()  # same prompt: no new write, only the call
+        deadline = time.monotonic() + 30
+        while cap.runtime.pending_writes and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert cap.runtime.pending_writes == 0
         assert [cap.ledger.change(c.id).after_state for c in cap.ledger.changes(baselines=True)] == ["one", "two"]
 
@@ -140,10 +143,9 @@ def test_kept_writes_are_tried_once_more_at_exit(tmp_path) -> None:
     assert [led.change(c.id).after_state for c in led.changes(baselines=True)] == ["one", "two"]
 
 
-def test_a_full_queue_of_kept_writes_drops_the_oldest_and_says_so(tmp_path, monkeypatch) -> None:
+def test_a_full_queue_of_kept_writes_drops_the_oldest_and_says_so(tmp_path) -> None:
     """Kept writes are bounded; when the bound is hit the drop is counted and logged, never silent."""
-    monkeypatch.setattr(buffered_mod, "MAX_PENDING", 3)
-    with capture(ledger=str(tmp_path / "missing" / "dw.db")) as cap:
+    with capture(ledger=str(tmp_path / "missing" / "dw.db"), ledger_queue=3) as cap:
         errors = []
         for i in range(5):
             driftwatch.track("bot", "p", f"v{i}")
