@@ -158,7 +158,8 @@ def _function(value: Any) -> dict[str, str]:
             "signature": _text(signature, None), "doc": _text(doc, None)}
 
 
-def jsonable(value: Any, found: dict[str, int] | None = None, *, max_depth: int = MAX_STATE_DEPTH) -> Any:
+def jsonable(value: Any, found: dict[str, int] | None = None, *, max_depth: int = MAX_STATE_DEPTH,
+             opaque: bool = False) -> Any:
     """``value`` as a JSON value (``None``, ``bool``, ``int``, finite ``float``, ``str``, lists, string-keyed
     dicts): a private copy that is the same in every process, and that never raises.
 
@@ -176,20 +177,22 @@ def jsonable(value: Any, found: dict[str, int] | None = None, *, max_depth: int 
       "doc": "…"}`` — never called (``function``); a class: ``"<class module.Qualname>"`` (``function``);
     - any other object: ``"<module.Type repr>"``, its ``repr`` with memory addresses removed (and cut at
       :data:`MAX_REPR_CHARS`); an object whose ``repr`` raises: ``"<module.Type>"`` (``object``). A generator
-      or iterator is never iterated.
+      or iterator is never iterated. With ``opaque=True`` (what the framework integrations use: framework
+      objects' reprs may carry secrets or per-process counters) always ``"<module.Type>"``.
 
     Faithful conversions are not counted: tuples (lists), sets (lists sorted by their JSON), enum members
     (``"Type.NAME"``), dataclass instances (their fields), objects with ``model_dump()`` (pydantic) or
     ``toDict()`` (``dspy.Example``).
     """
     try:
-        return _render(value, 0, set(), found, max_depth)
+        return _render(value, 0, set(), found, max_depth, opaque)
     except RecursionError:  # the host's own stack was already deep: the whole state as one stand-in
         _note(found, "unreadable")
         return f"<{_type_name(value)}: too deep to read here>"
 
 
-def _render(value: Any, depth: int, path: set[int], found: dict[str, int] | None, max_depth: int) -> Any:
+def _render(value: Any, depth: int, path: set[int], found: dict[str, int] | None, max_depth: int,
+            opaque: bool) -> Any:
     cls = type(value)
     if cls is str:
         return _text(value, found)
@@ -230,7 +233,7 @@ def _render(value: Any, depth: int, path: set[int], found: dict[str, int] | None
             return f"<cycle {_type_name(value)}>"
         path.add(key)
         try:
-            return _container(value, depth + 1, path, found, max_depth)
+            return _container(value, depth + 1, path, found, max_depth, opaque)
         except RecursionError:
             raise
         except Exception:  # noqa: BLE001  # a container that cannot be read (a raising __iter__ …): its type
@@ -240,7 +243,7 @@ def _render(value: Any, depth: int, path: set[int], found: dict[str, int] | None
             path.discard(key)
     if dataclasses.is_dataclass(value):
         return _render({f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)},
-                       depth, path, found, max_depth)
+                       depth, path, found, max_depth, opaque)
     for method, kwargs in (("model_dump", {"mode": "json"}), ("toDict", {})):  # pydantic, dspy.Example
         dump = getattr(value, method, None)
         if callable(dump):
@@ -248,9 +251,9 @@ def _render(value: Any, depth: int, path: set[int], found: dict[str, int] | None
                 dumped = dump(**kwargs)
             except Exception:  # noqa: BLE001  # an object that cannot dump itself: by its repr below
                 continue
-            return _render(dumped, depth, path, found, max_depth)
+            return _render(dumped, depth, path, found, max_depth, opaque)
     _note(found, "object")
-    text = _safe_repr(value)
+    text = None if opaque else _safe_repr(value)
     return f"<{_type_name(value)}>" if text is None else _text(f"<{_type_name(value)} {text}>", None)
 
 
@@ -274,13 +277,14 @@ def _non_finite(value: float, found: dict[str, int] | None) -> str:
 _KEY_WORDS = {None: "null", True: "true", False: "false"}
 
 
-def _container(value: Any, depth: int, path: set[int], found: dict[str, int] | None, max_depth: int) -> Any:
+def _container(value: Any, depth: int, path: set[int], found: dict[str, int] | None, max_depth: int,
+               opaque: bool) -> Any:
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         clashes: dict[str, list[Any]] = {}
         for k, v in value.items():
-            key = _text(k, found) if type(k) is str else _key(k, found)
-            rendered = _render(v, depth, path, found, max_depth)
+            key = _text(k, found) if type(k) is str else _key(k, found, opaque)
+            rendered = _render(v, depth, path, found, max_depth, opaque)
             if key in out:
                 clashes.setdefault(key, [out[key]]).append(rendered)
             else:
@@ -296,12 +300,12 @@ def _container(value: Any, depth: int, path: set[int], found: dict[str, int] | N
                 out[f"{key} ({n})"] = rendered
         return out
     if isinstance(value, list | tuple):
-        return [_render(v, depth, path, found, max_depth) for v in value]
-    items = [_render(v, depth, path, found, max_depth) for v in value]  # a set: sorted by its JSON
+        return [_render(v, depth, path, found, max_depth, opaque) for v in value]
+    items = [_render(v, depth, path, found, max_depth, opaque) for v in value]  # a set: sorted by its JSON
     return sorted(items, key=_dumps)
 
 
-def _key(k: Any, found: dict[str, int] | None) -> str:
+def _key(k: Any, found: dict[str, int] | None, opaque: bool) -> str:
     if k is None or isinstance(k, bool):
         return _KEY_WORDS[k]
     if isinstance(k, int) and not isinstance(k, enum.Enum):
@@ -312,7 +316,7 @@ def _key(k: Any, found: dict[str, int] | None) -> str:
     if isinstance(k, str):
         return _text(str.__str__(k), found)
     _note(found, "key")
-    rendered = _render(k, 0, set(), found, 1)
+    rendered = _render(k, 0, set(), found, 1, opaque)
     return rendered if isinstance(rendered, str) else _dumps(rendered)
 
 

@@ -12,9 +12,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import math
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -23,6 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Generic, TypeVar
 
 from driftwatch.integrations import MINIMUM_VERSIONS, DidNotEnable
+from driftwatch.revision import jsonable as _jsonable
 
 __all__ = ["MAX_DEPTH", "Patches", "PerRuntime", "check_installed", "check_versions", "jsonable",
            "parse_version"]
@@ -37,67 +35,11 @@ MAX_DEPTH = 8
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as JSON (``None``, ``bool``, ``int``, ``float``, ``str``, lists and string-keyed dicts).
-
-    The same input always gives the same output, in any process: nothing depends on memory addresses,
-    ``str()`` of arbitrary objects, or set iteration order, and it never raises.
-
-    - ``None``, ``bool``, ``int``, ``str``: as they are; a finite ``float`` as a ``float``; NaN and
-      infinities as the strings ``"nan"``, ``"inf"``, ``"-inf"`` (canonical JSON has no NaN);
-    - mappings: ``{str(key): value}``; lists and tuples: lists; sets: lists sorted by their rendering;
-    - classes and other callables: ``"module.QualifiedName"``; enum members: ``"Enum.NAME"``;
-    - dataclass instances: their fields; objects with ``toDict()`` (``dspy.Example``) or
-      ``model_dump()`` (pydantic): what those return (``model_dump(mode="json")``);
-    - anything else, a container deeper than :data:`MAX_DEPTH` or one that cannot be read:
-      ``"<TypeName>"``; a container inside itself: ``"<cycle TypeName>"``.
-    """
-    return _render(value, 0, set())
-
-
-def _render(value: Any, depth: int, path: set[int]) -> Any:
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else str(float(value))
-    if depth > MAX_DEPTH:
-        return f"<{type(value).__qualname__}>"
-    if isinstance(value, type):
-        return _name_of(value)
-    if isinstance(value, enum.Enum):
-        return f"{type(value).__qualname__}.{value.name}"
-    key = id(value)
-    if key in path:
-        return f"<cycle {type(value).__qualname__}>"
-    path.add(key)
-    try:
-        return _render_container(value, depth + 1, path)
-    except Exception:  # noqa: BLE001  # a container that cannot be read (a raising __iter__, __str__ …): its type
-        return f"<{type(value).__qualname__}>"
-    finally:
-        path.discard(key)
-
-
-def _render_container(value: Any, depth: int, path: set[int]) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _render(v, depth, path) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_render(v, depth, path) for v in value]
-    if isinstance(value, set | frozenset):
-        return sorted((_render(v, depth, path) for v in value), key=repr)
-    if callable(value):
-        return _name_of(value)
-    if dataclasses.is_dataclass(value):
-        return {f.name: _render(getattr(value, f.name, None), depth, path) for f in dataclasses.fields(value)}
-    for method, kwargs in (("toDict", {}), ("model_dump", {"mode": "json"})):  # dspy.Example, pydantic
-        dump = getattr(value, method, None)
-        if callable(dump):
-            with suppress(Exception):  # an object that cannot dump itself is named by its type below
-                return _render(dump(**kwargs), depth, path)
-    return f"<{type(value).__qualname__}>"
-
-
-def _name_of(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+    """``value`` as JSON for a fingerprint: :func:`driftwatch.revision.jsonable` (the one set of rules — NaN as
+    ``"nan"``, sets sorted, functions by name, signature and docstring, cycles and bytes as stand-ins …) with
+    containers below :data:`MAX_DEPTH` levels cut and every other object named by its type alone
+    (``"<module.Type>"``: a framework object's ``repr`` may carry a secret or a per-process counter)."""
+    return _jsonable(value, max_depth=MAX_DEPTH, opaque=True)
 
 
 # -- versions -------------------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ def test_non_finite_floats_become_strings_and_finite_ones_stay() -> None:
 
 
 def test_nesting_deeper_than_the_limit_is_named_by_its_type() -> None:
-    """Containers below MAX_DEPTH levels are rendered as <type>; everything above is rendered in full."""
+    """Containers below MAX_DEPTH levels are rendered as a <type nested deeper than …> stand-in; everything above is
+    rendered in full."""
     value: Any = "leaf"
     for _ in range(MAX_DEPTH + 3):
         value = [value]
@@ -57,9 +58,9 @@ def test_nesting_deeper_than_the_limit_is_named_by_its_type() -> None:
     while isinstance(out, list):
         (out,) = out
         depth += 1
-    assert (depth, out) == (MAX_DEPTH + 1, "<list>")
+    assert (depth, out) == (MAX_DEPTH, f"<list nested deeper than {MAX_DEPTH}>")
     shallow: Any = "leaf"
-    for _ in range(MAX_DEPTH):
+    for _ in range(MAX_DEPTH - 1):
         shallow = {"k": shallow}
     assert jsonable(shallow) == shallow
 
@@ -77,18 +78,33 @@ def test_a_container_inside_itself_is_a_cycle_marker_and_shared_ones_are_rendere
 
 
 def test_arbitrary_objects_are_named_without_addresses() -> None:
-    """Objects without a JSON form are their type's name (never str(), which may carry addresses or secrets)."""
-    assert jsonable([Thing(), Thing()]) == ["<Thing>", "<Thing>"]
-    assert jsonable({"cls": Thing, "fn": jsonable, "color": Color.RED}) == {
-        "cls": f"{__name__}.Thing", "fn": "driftwatch.integrations._common.jsonable", "color": "Color.RED"}
-    assert jsonable(Point(1.0, [math.nan, Thing()])) == {"x": 1.0, "y": ["nan", "<Thing>"]}
-    assert jsonable({1: b"raw", (1, 2): None}) == {"1": "<bytes>", "(1, 2)": None}
+    """Objects without a JSON form are their type's name (never repr() or str(), which may carry addresses or
+    secrets), unlike driftwatch.revision.jsonable for track() states (same rules otherwise)."""
+    from driftwatch.revision import jsonable as state_jsonable
+
+    class Secretive:
+        def __repr__(self) -> str:
+            return "Secretive(api_key='sk-123')"
+
+    thing = f"<{__name__}.Thing>"
+    assert jsonable([Thing(), Thing()]) == [thing, thing]
+    assert jsonable(Secretive()) == f"<{__name__}.{Secretive.__qualname__}>"
+    assert "sk-123" in state_jsonable(Secretive())  # positive control: the state rendering keeps the repr
+    fn = jsonable({"cls": Thing, "fn": jsonable, "color": Color.RED})
+    assert fn["cls"] == f"<class {__name__}.Thing>" and fn["color"] == "Color.RED"
+    assert fn["fn"]["function"] == "driftwatch.integrations._common.jsonable"
+    assert fn["fn"]["signature"] == "(value: Any) -> Any"
+    assert jsonable(Point(1.0, [math.nan, Thing()])) == {"x": 1.0, "y": ["nan", thing]}
+    out = jsonable({1: b"raw", (1, 2): None})
+    assert out["1"].startswith("<bytes 3 blake2b ") and out["[1,2]"] is None
+    assert jsonable(b"raw") == out["1"] != jsonable(b"raw!")  # bytes by length and hash: a change shows
 
     class Unreadable(dict):  # type: ignore[type-arg]  # a mapping whose items() raises
         def items(self) -> Any:
             raise RuntimeError("locked")
 
-    assert jsonable({"ok": [1], "bad": Unreadable(a=1)}) == {"ok": [1], "bad": f"<{Unreadable.__qualname__}>"}
+    unreadable = f"<{__name__}.{Unreadable.__qualname__}>"
+    assert jsonable({"ok": [1], "bad": Unreadable(a=1)}) == {"ok": [1], "bad": unreadable}
 
 
 def test_objects_that_dump_themselves_are_rendered_by_what_they_dump() -> None:
@@ -111,7 +127,7 @@ def test_objects_that_dump_themselves_are_rendered_by_what_they_dump() -> None:
 
     out = jsonable([Settings(when=datetime.date(2024, 5, 1), tags={"b", "a"}), Example(), Broken()])
     assert out[0]["when"] == "2024-05-01" and sorted(out[0]["tags"]) == ["a", "b"]
-    assert out[1:] == [{"question": "q", "answer": "inf"}, f"<{Broken.__qualname__}>"]
+    assert out[1:] == [{"question": "q", "answer": "inf"}, f"<{__name__}.{Broken.__qualname__}>"]
 
 
 def test_the_rendering_is_the_same_in_every_process() -> None:
@@ -126,7 +142,7 @@ def test_the_rendering_is_the_same_in_every_process() -> None:
         outs.add(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                                 timeout=120, check=True).stdout)
     (out,) = outs
-    assert json.loads(out) == {"f": [1, 2, 3], "n": "nan", "o": "<Thing>",
+    assert json.loads(out) == {"f": [1, 2, 3], "n": "nan", "o": "<__main__.Thing>",
                                "s": ["apple", "fig", "kiwi", "pear", "plum"]}
     assert fingerprint(json.loads(out)) == fingerprint(jsonable(json.loads(out)))
 
