@@ -12,6 +12,8 @@ Every distinct name costs memory (drift monitors, trackers, call windows, caches
   the newcomer folds into ``other``.
 - **components** (``max_components`` per agent), **tools** (``max_tools`` per agent), **score metrics**
   (``max_metrics`` per agent): the first ones seen are kept for as long as the agent is; later ones fold.
+- a change's **source** (``track(source=…)`` takes any text): the first :data:`MAX_LABEL_VALUES` per process
+  label ``driftwatch_changes_total``; later ones fold (the ledger, spans and audit log keep them as given).
 
 Names are also made safe to store and export (:func:`clean_name`): lone surrogates become ``\\udcff``
 escapes, and a name longer than :data:`MAX_NAME_CHARS` is cut and suffixed with a hash of the whole.
@@ -28,12 +30,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["MAX_NAME_CHARS", "OTHER", "AgentNames", "NameTable", "clean_name"]
+__all__ = ["MAX_LABEL_VALUES", "MAX_NAME_CHARS", "OTHER", "AgentNames", "NameTable", "clean_name"]
 
 #: the label value every name past a limit folds into
 OTHER = "other"
 #: names (agents, components, tools, metrics) longer than this are cut and suffixed with a hash
 MAX_NAME_CHARS = 200
+#: distinct change sources per process with series of their own (optimizers, ``runtime``, ``manual``, ``guard`` …)
+MAX_LABEL_VALUES = 50
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -107,6 +111,7 @@ class NameTable:
         self._agents: dict[str, AgentNames] = {}
         self._other = AgentNames(OTHER, 0.0)  # the tools and metrics of the folded agents
         self._no_idle_before = float("-inf")  # no agent can be idle enough before this time
+        self._labels: dict[str, dict[str, str]] = {"source": {}}  # per process, never evicted
 
     def __len__(self) -> int:
         return len(self._agents)
@@ -198,6 +203,13 @@ class NameTable:
         known = (entry or self._other).metrics
         label = known.get(metric)
         return self._admit_name(known, metric, self.max_metrics, "metric") if label is None else label
+
+    def label(self, what: str, value: str) -> str:
+        """The label of a change's ``source`` (``what``): folded past :data:`MAX_LABEL_VALUES` distinct values
+        per process."""
+        known = self._labels[what]
+        label = known.get(value)
+        return self._admit_name(known, value, MAX_LABEL_VALUES, what) if label is None else label
 
     def _admit_name(self, known: dict[str, str], name: Any, limit: int, what: str) -> str:
         if not isinstance(name, str):

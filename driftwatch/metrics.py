@@ -97,8 +97,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec("driftwatch_internal_errors_total", "counter", ("stage",),
                "Errors inside driftwatch, caught and counted instead of reaching the host."),
     MetricSpec("driftwatch_dropped_total", "counter", ("what",),
-               "Names past a limit counted as 'other' (what: agent, component, tool, metric), or made safe to "
-               "store and export (what: name)."),
+               "Names past a limit counted as 'other' (what: agent, component, tool, metric, source), or made "
+               "safe to store and export (what: name)."),
     MetricSpec("driftwatch_state_substitutions_total", "counter", ("reason",),
                "Values of a recorded state that JSON cannot hold, recorded as a stand-in (reason: non_finite, "
                "big_int, bytes, surrogate, key, cycle, depth, function, object, unreadable)."),

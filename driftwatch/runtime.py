@@ -56,7 +56,7 @@ from driftwatch.guardrails.policy import GuardPolicy
 from driftwatch.guardrails.records import GuardAction, StateRow
 from driftwatch.ledger import Ledger, LedgerError, scrub
 from driftwatch.ledger.buffered import BufferedLedger
-from driftwatch.limits import OTHER, AgentNames, NameTable, clean_name
+from driftwatch.limits import MAX_LABEL_VALUES, OTHER, AgentNames, NameTable, clean_name
 from driftwatch.metrics import Metrics
 from driftwatch.observation import Call, OptimizerRun
 from driftwatch.options import DEFAULT_OPTIONS, AgentOptions, agent_options
@@ -408,7 +408,8 @@ class Runtime:
                           "(DRIFTWATCH_AGENT_IDLE_S)",
                  "component": f"{s.max_components} components of one agent (DRIFTWATCH_MAX_COMPONENTS)",
                  "tool": f"{s.max_tools} tool names of one agent (DRIFTWATCH_MAX_TOOLS)",
-                 "metric": f"{s.max_score_metrics} score metrics of one agent (DRIFTWATCH_MAX_SCORE_METRICS)"}.get(what)
+                 "metric": f"{s.max_score_metrics} score metrics of one agent (DRIFTWATCH_MAX_SCORE_METRICS)",
+                 "source": f"{MAX_LABEL_VALUES} change sources in one process"}.get(what)
         if limit is None:
             log.warning("driftwatch: the name %r was made safe to store and export (lone surrogates escaped, or cut "
                         "to %d characters with a hash); later ones are counted in driftwatch_dropped_total"
@@ -648,6 +649,9 @@ class Runtime:
             counted = change
             if entry is None or change.component not in entry.components:  # past a limit: counted as "other"
                 counted = replace(change, agent=change.agent if entry is not None else OTHER, component=OTHER)
+            source = self.names.label("source", change.source)
+            if source != change.source:
+                counted = replace(counted, source=source)
             self._safe("metrics", self.metrics.on_change, counted)
         if self.audit is not None:
             self._safe("audit", self.audit.on_change, change, diff)

@@ -130,6 +130,23 @@ def test_components_past_the_component_limit_fold(cap: Captured) -> None:
     assert cap.value("driftwatch_dropped_total", what="component") >= 100.0
 
 
+def test_change_sources_past_the_label_limit_fold(cap: Captured) -> None:
+    """track() with a new source on every change: 50 label driftwatch_changes_total, the rest count as "other";
+    the ledger keeps every change with the source it was given."""
+    from driftwatch.limits import MAX_LABEL_VALUES
+
+    for i in range(120):
+        driftwatch.track("bot", "prompt", f"v{i}", source=f"source-{i}")
+    series = _series(cap, "driftwatch_changes_total", agent="bot")
+    assert {labels["source"] for labels in series} == {f"source-{i}" for i in range(1, MAX_LABEL_VALUES + 1)} | {
+        "other"}  # change 0 is the baseline (not counted)
+    assert cap.value("driftwatch_changes_total", agent="bot", component="prompt", kind="custom",
+                     source="other") == 119 - MAX_LABEL_VALUES
+    recorded = cap.changes(agent="bot")
+    assert {c.source for c in recorded} >= {f"source-{i}" for i in range(1, 120)}
+    assert cap.value("driftwatch_dropped_total", what="source") == 119 - MAX_LABEL_VALUES
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
