@@ -319,6 +319,7 @@ class Runtime:
                                idle_s=settings.agent_idle_s, on_fold=self._folded, evictable=self._evictable,
                                on_evict=self._evict)
         self._folds_logged: set[str] = set()
+        self._evict_listeners: list[Callable[[str], None]] = []  # integrations' per-agent state (PerRuntime)
         self._trackers: dict[str, dict[str, Tracker]] = {}  # admitted agent -> component -> tracker
         # evicted agents' trackers that a live hook still holds (a watched program): back on the agent's return
         self._dormant: dict[str, weakref.WeakValueDictionary[str, Tracker]] = {}
@@ -444,7 +445,14 @@ class Runtime:
             del self._dormant[name]
         if self.metrics is not None:
             self._safe("metrics", self.metrics.forget_agent, agent)
+        for listener in self._evict_listeners:
+            self._safe("limits", listener, agent)
         self._safe("limits", self._reconcile)
+
+    def on_evict(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(agent)`` (under the runtime's lock: it must not take a lock a call path holds while
+        it takes the runtime's) when an idle agent is evicted, so state kept elsewhere for it goes too."""
+        self._evict_listeners.append(listener)
 
     def _reconcile(self) -> None:
         """Drop what a call racing with an eviction re-created for an agent that is no longer admitted (the call

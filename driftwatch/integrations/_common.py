@@ -158,14 +158,18 @@ class PerRuntime(Generic[K, V]):
 
     :meth:`values` hands out the dict of the runtime given, a new empty one when another runtime was
     in use before (``configure()`` or ``driftwatch.testing.capture()`` replaced it).
+
+    ``agent_of(key)``: the agent a key belongs to; when given, the runtime's eviction of an idle agent (past
+    ``max_agents``) drops that agent's values too, so per-agent state stays bounded like the runtime's own.
     """
 
-    __slots__ = ("_lock", "_runtime", "_values")
+    __slots__ = ("_agent_of", "_lock", "_runtime", "_values")
 
-    def __init__(self) -> None:
+    def __init__(self, agent_of: Callable[[K], str] | None = None) -> None:
         self._runtime: Any = None
         self._values: dict[K, V] = {}
         self._lock = threading.Lock()
+        self._agent_of = agent_of
 
     def values(self, runtime: Any) -> dict[K, V]:
         if self._runtime is not runtime:
@@ -173,7 +177,18 @@ class PerRuntime(Generic[K, V]):
                 if self._runtime is not runtime:
                     self._values = {}
                     self._runtime = runtime
+                    if self._agent_of is not None:
+                        runtime.on_evict(self._forget_agent)
         return self._values
+
+    def _forget_agent(self, agent: str) -> None:
+        """Drop the values of an evicted agent. Called under the runtime's lock, so it takes no lock of its own
+        (:meth:`get` makes values under this one's lock and may take the runtime's): ``list()`` of a dict and
+        ``pop`` are atomic."""
+        values, agent_of = self._values, self._agent_of
+        for key in list(values):
+            if agent_of(key) == agent:  # type: ignore[misc]  # set when registered
+                values.pop(key, None)
 
     def get(self, runtime: Any, key: K, make: Callable[[], V]) -> V:
         """The value under ``key`` for ``runtime``, made (once, under a lock) when missing."""

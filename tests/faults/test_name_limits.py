@@ -184,6 +184,30 @@ def test_an_idle_agent_gives_its_place_and_its_state_and_series_go() -> None:
         assert [c.agent for c in cap.changes()] == ["old"]
 
 
+def test_an_evicted_agents_langgraph_state_goes_with_it() -> None:
+    """A LangGraph graph watched under a new agent name per request (max_agents=2): the integration's per-agent
+    state (model call sites, guard views, last model) is dropped with each evicted agent; the admitted agents
+    keep theirs (positive control: the state is made on every request)."""
+    from driftwatch.integrations.langgraph._requests import _SLOTS
+    from driftwatch.integrations.langgraph._runs import _LAST_MODEL
+    from tests.helpers.lg_graphs import reflect_graph
+
+    with capture(max_agents=2, agent_idle_s=60) as cap:
+        rt = cap.runtime
+        clock = rt.names.clock = Clock()
+        graph = reflect_graph()
+        for i in range(12):
+            watched = driftwatch.watch(graph, agent=f"user-{i}")
+            out = watched.invoke({"system_prompt": "You are helpful.", "question": "hi"})
+            assert out["answer"] == "Hello there, happy to help."
+            assert (f"user-{i}", "agent") in _SLOTS.values(rt)  # made for this request's agent
+            clock.now += 100  # idle: the next agent takes its place
+        assert set(rt.names.names()) == {"user-10", "user-11"}
+        assert {agent for agent, _site in _SLOTS.values(rt)} == {"user-10", "user-11"}
+        assert set(_LAST_MODEL.values(rt)) <= {"user-10", "user-11"}
+        assert cap.value("driftwatch_calls_total", agent="user-11", status="ok") == 1.0
+
+
 def test_an_agent_with_a_latched_alarm_is_not_evicted() -> None:
     """A latched drift alarm keeps its agent (the alarm gauge must stay up until accepted): the newcomer folds."""
     with capture(max_agents=1, agent_idle_s=60, drift_reference_calls=300) as cap:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from driftwatch.integrations._common import PerRuntime
@@ -46,7 +47,7 @@ class _Seen:
         self.lock = threading.Lock()
 
 
-_SEEN: PerRuntime[tuple[str, str], _Seen] = PerRuntime()
+_SEEN: PerRuntime[tuple[str, str], _Seen] = PerRuntime(itemgetter(0))
 
 
 def refresh(rt: Runtime, agent: str, node: str, serial: int | None = None) -> None:

@@ -6,6 +6,7 @@ fingerprinted only when they moved."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from driftwatch.integrations._common import PerRuntime, jsonable
@@ -104,7 +105,7 @@ class _Slot:
 
 
 #: per (agent, call site), for the runtime in use (its trackers)
-_SLOTS: PerRuntime[tuple[str, str], _Slot] = PerRuntime()
+_SLOTS: PerRuntime[tuple[str, str], _Slot] = PerRuntime(itemgetter(0))
 
 
 def observe_request(rt: Runtime, agent: str, site: str, system: Sequence[str], tools: Sequence[Any] | None,

@@ -29,7 +29,7 @@ Started = tuple[CallScope, Invocation] | None
 
 #: the last model each agent's own model calls used, (provider, model), for the runtime in use: put on the next
 #: call's span at its start (samplers see it); a call that finds another sets its own at the end
-_LAST_MODEL: PerRuntime[str, tuple[str | None, str | None]] = PerRuntime()
+_LAST_MODEL: PerRuntime[str, tuple[str | None, str | None]] = PerRuntime(str)
 
 
 def conversation_of(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
