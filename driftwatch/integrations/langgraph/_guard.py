@@ -99,14 +99,20 @@ def enforce_request(rt: Runtime, agent: str, node: str, request: Any, params_sta
     prompt = pins.get(f"{node}.system_prompt")
     if prompt is not None and isinstance(prompt.state, str):
         system = []
-        if request.system_message is not None:
-            system.append(content_text(request.system_message.content))
+        message = getattr(request, "system_message", None)  # langchain >= 1.1: a SystemMessage
+        if message is not None:
+            system.append(content_text(message.content))
+        elif isinstance(getattr(request, "system_prompt", None), str):  # langchain 1.0: the prompt as a string
+            system.append(request.system_prompt)
         in_messages = [m for m in request.messages if getattr(m, "type", None) == "system"]
         system.extend(content_text(m.content) for m in in_messages)
         if "\n".join(system) != prompt.state:
-            from langchain_core.messages import SystemMessage
+            if hasattr(request, "system_message"):
+                from langchain_core.messages import SystemMessage
 
-            overrides["system_message"] = SystemMessage(content=prompt.state)
+                overrides["system_message"] = SystemMessage(content=prompt.state)
+            else:  # langchain 1.0
+                overrides["system_prompt"] = prompt.state
             if in_messages:
                 overrides["messages"] = [m for m in request.messages if getattr(m, "type", None) != "system"]
     seen = _SEEN.get(rt, (agent, ""), _Seen)
