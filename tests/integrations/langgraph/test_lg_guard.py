@@ -106,7 +106,10 @@ class SelfEditor(AgentMiddleware):
     def _edit(self, request: ModelRequest) -> ModelRequest:
         self.calls += 1
         tools = request.tools if self.calls > 2 else [t for t in request.tools if t.name == "search"]
-        return request.override(system_message=SystemMessage(f"{P0} Lesson {self.calls}."), tools=tools)
+        prompt = f"{P0} Lesson {self.calls}."
+        if hasattr(request, "system_message"):  # langchain >= 1.1
+            return request.override(system_message=SystemMessage(prompt), tools=tools)
+        return request.override(system_prompt=prompt, tools=tools)  # langchain 1.0
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], Any]) -> Any:
         return handler(self._edit(request))
