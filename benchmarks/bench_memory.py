@@ -9,8 +9,8 @@ directory, a fresh Prometheus registry, no tracer provider):
 - one-agent   every call under the same agent name
 - changes     one agent that ``driftwatch.track()``s its ~4 KB prompt on every call; the prompt changes every
               10,000 calls (a change event: fingerprint, diff, ledger row, span-less sinks, a new drift reference);
-              also reported: ledger bytes per change (the SQLite file's growth after the warm-up, divided by the
-              changes since; call windows written meanwhile are in it too)
+              also reported: ledger bytes per change (the pages of the ``revisions`` and ``changes`` tables and
+              their indexes in the SQLite file at the end, from SQLite's ``dbstat``, divided by the changes)
 - 200-agents  calls spread round-robin over 200 agents, each its own ``driftwatch.watch`` wrapper
 - new-agent   every call under a new agent name (``user-0``, ``user-1`` …), each through its own
               ``driftwatch.watch(fn, agent=name)`` wrapper, as a server that names agents per tenant would
@@ -41,8 +41,17 @@ MODES = ("one-agent", "changes", "200-agents", "new-agent")
 PROMPT = "You are a careful support assistant. Answer briefly and cite the knowledge base. " * 50  # ~4 KB
 
 
-def ledger_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+def change_bytes(path: Path) -> int:
+    """Bytes of the pages that hold revisions and changes (tables and indexes) in a closed SQLite ledger."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT SUM(s.pgsize) FROM dbstat s JOIN sqlite_master m ON m.name = s.name "
+                          "WHERE m.tbl_name IN ('revisions', 'changes')").fetchone()
+    finally:
+        con.close()
+    return int(row[0] or 0)
 
 
 def rss_mb() -> float:
@@ -50,6 +59,14 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def warmup_of(mode: str, calls: int, reference_calls: int) -> int:
+    """Calls before RSS is expected flat: 20,000; with 200 agents, until each agent's drift reference is full
+    (200 × ``drift_reference_calls``: its bounded per-agent state), at most half the run."""
+    if mode != "200-agents":
+        return WARMUP
+    return max(WARMUP, min(AGENTS * reference_calls, calls // 2))
 
 
 def child(mode: str, calls: int, track: bool) -> dict:
@@ -67,9 +84,9 @@ def child(mode: str, calls: int, track: bool) -> dict:
         one = driftwatch.watch(answer, agent="bot")
         many = [driftwatch.watch(answer, agent=f"agent-{n}") for n in range(AGENTS)]
         db = Path(tmp) / "dw.db"
-        bytes_at_warmup = changes_at_warmup = 0
         samples: list[tuple[int, float]] = []
-        checkpoints = {WARMUP, *(WARMUP + (calls - WARMUP) * q // 4 for q in (1, 2, 3, 4))}
+        warmup = warmup_of(mode, calls, rt.settings.drift_reference_calls)
+        checkpoints = {WARMUP, warmup, *(warmup + (calls - warmup) * q // 4 for q in (1, 2, 3, 4))}
         started = time.perf_counter()
         for i in range(calls):
             if mode == "one-agent":
@@ -91,22 +108,21 @@ def child(mode: str, calls: int, track: bool) -> dict:
             if i + 1 in checkpoints:
                 gc.collect()
                 samples.append((i + 1, rss_mb()))
-                if i + 1 == WARMUP and mode == "changes":
-                    rt.ledger.flush(10)
-                    bytes_at_warmup, changes_at_warmup = ledger_bytes(db), len(rt.ledger.changes(agent="bot"))
+
         elapsed = time.perf_counter() - started
         series = sum(len(family.samples) for family in registry.collect())
         with_state = len(rt.drift.agents()) if rt.drift is not None else len(getattr(rt, "names", ()))
-        out = {"mode": mode, "calls": calls, "samples": samples, "growth_mb": samples[-1][1] - samples[0][1],
+        at_warmup = next(mb for n, mb in samples if n == warmup)
+        out = {"mode": mode, "calls": calls, "samples": samples, "growth_mb": samples[-1][1] - at_warmup,
+               "warmup": warmup, "growth_from_first_mb": samples[-1][1] - samples[0][1],
                "series": series, "agents_with_state": with_state, "us_per_call": elapsed / calls * 1e6,
                "dropped_agents": registry.get_sample_value("driftwatch_dropped_total", {"what": "agent"}) or 0.0}
         if mode == "changes":
             rt.ledger.flush(30)
-            changes = len(rt.ledger.changes(agent="bot"))
-            out["changes"] = changes
-            grown = ledger_bytes(db) - bytes_at_warmup
-            out["bytes_per_change"] = grown / max(1, changes - changes_at_warmup)
+            out["changes"] = len(rt.ledger.changes(agent="bot"))
         rt.close()
+        if mode == "changes":
+            out["bytes_per_change"] = change_bytes(db) / max(1, out["changes"])
         return out
 
 
@@ -133,12 +149,14 @@ def main() -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"{args.calls:,} watched calls{' + track()' if args.track else ''} per mode "
-          f"(RSS after {WARMUP:,} warm-up calls, then each quarter)")
+          f"(RSS after {WARMUP:,} calls, after the warm-up, then each quarter; growth: from the warm-up)")
     for mode, r in results.items():
         trail = "  ".join(f"{n // 1000:,}k:{mb:.0f}" for n, mb in r["samples"])
         extra = (f"  changes {r['changes']}  ledger {r['bytes_per_change'] / 1024:.1f} KiB/change"
                  if "changes" in r else "")
-        print(f"  {mode:10s} RSS MB {trail}  growth {r['growth_mb']:+.1f} MB  series {r['series']:,}  "
+        since = f" (from 20k: {r['growth_from_first_mb']:+.1f} MB)" if r["warmup"] != WARMUP else ""
+        print(f"  {mode:10s} RSS MB {trail}  warm-up {r['warmup'] // 1000:,}k  growth {r['growth_mb']:+.1f} MB{since}  "
+              f"series {r['series']:,}  "
               f"agents with state {r['agents_with_state']}  folded {r['dropped_agents']:,.0f}  "
               f"{r['us_per_call']:.1f} µs/call{extra}")
     one = results.get("one-agent")
