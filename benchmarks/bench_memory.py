@@ -164,7 +164,8 @@ def main() -> None:
         if one is not None and mode in results:
             r = results[mode]
             print(f"  {mode} / one-agent: growth {r['growth_mb'] - one['growth_mb']:+.1f} MB more, "
-                  f"series x{r['series'] / one['series']:.1f}, time per call x{r['us_per_call'] / one['us_per_call']:.2f}")
+                  f"series x{r['series'] / one['series']:.1f}, "
+                  f"time per call x{r['us_per_call'] / one['us_per_call']:.2f}")
     for mode, limit in (("one-agent", 5), ("changes", 5), ("200-agents", 5), ("new-agent", 20)):
         if mode in results:
             ok = results[mode]["growth_mb"] < limit
