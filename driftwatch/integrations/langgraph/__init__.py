@@ -10,8 +10,10 @@ Four ways in, from the narrowest to the widest:
 
 What is observed:
 
-- **each chat-model call** (a ``run_inline`` callback handler, added to the graph's config next to the
-  user's own callbacks): the system prompt, the bound tools and the model settings, one set of components per
+- **each chat-model call** (a ``run_inline`` callback handler; a watched graph's ``invoke``/``ainvoke`` run
+  without it in their callbacks and hand it the model calls through class-level hooks on LangChain's callback
+  managers, see ``_hooks``; streamed runs and graphs whose attribution needs chain events carry it in the run's
+  callbacks, next to the user's own): the system prompt, the bound tools and the model settings, one set of components per
   call site: a node's own call (``agent.system_prompt``, ``agent.tools``, ``agent.model_params``; subgraph
   nodes read ``outer/inner.system_prompt``) and each helper call inside a node apart (``model[tool_selection]``,
   a call named with ``run_name=``, a structured-output call by its schema; see ``_sites``). A change is
@@ -48,7 +50,8 @@ The package, one module per concern: ``_handler`` (the callback handler), ``_req
 request's prompt, tools and settings per call site), ``_sites`` (which call site a model call is, which tool
 calls are the agent's), ``_attribution`` (which node wrote a prompt: state-writer spies), ``_runs`` (recording
 each run of a watched graph), ``_topology``, ``_stores``, ``_middleware`` (:class:`DriftwatchMiddleware`),
-``_marker`` (how a graph says a middleware watches it), ``_instrument`` (:func:`instrument`, the run patches).
+``_marker`` (how a graph says a middleware watches it), ``_instrument`` (:func:`instrument`, the run patches),
+``_hooks`` (the chat-model hooks of watched runs that carry no handler).
 """
 
 from __future__ import annotations
