@@ -23,7 +23,8 @@ time.
 - openinference   OpenInference ``LangChainInstrumentor`` (same provider setup), instrumented per round
 - openllmetry     OpenLLMetry ``LangchainInstrumentor`` (same provider setup). Its ``uninstrument()`` leaves
                   wrappers behind (bare stays ~2.3x slower after it), so it cannot be interleaved: it runs
-                  last, in its own rounds, and its ratio is to the median bare of the interleaved rounds
+                  last, in its own rounds, and its ratio is to the median of as many bare rounds measured just
+                  before it is installed (the machine's load then, not the interleaved rounds' earlier load)
 
 Goal (issue 4): watched ≤ 1.10x bare.
 """
@@ -173,6 +174,9 @@ def main() -> None:
                     instrumentor.uninstrument()
             exporter.clear()
 
+    bare_before: list[float] = []
+    if last:  # the baseline of the peer that cannot be taken out again: bare, measured right before it
+        bare_before = [per_invoke_us(bare, args.invokes) for _ in range(args.rounds)]
     for name, (graph, _, instrumentor) in last.items():  # instrumented for good: after everything else
         instrumentor.instrument(tracer_provider=provider)
         per_invoke_us(graph, 20)
@@ -182,16 +186,19 @@ def main() -> None:
             exporter.clear()
 
     base = statistics.median(results["bare"])
+    base_last = statistics.median(bare_before) if bare_before else base
     print(f"3-node LangGraph graph, FakeListChatModel; {args.rounds} rounds x {args.invokes} invokes per mode, "
           f"{args.clock} clock, {args.processor} span processor, trace sampling {args.sample_ratio:g}")
     print(f"{'mode':<16} {'µs/invoke':>10} {'added µs':>9} {'ratio':>7}   (quartiles of the paired ratio)")
     for name, values in results.items():
         med = statistics.median(values)
         paired = name not in last
-        ratios = sorted(v / b for v, b in zip(values, results["bare"] if paired else [base] * len(values),
+        ratios = sorted(v / b for v, b in zip(values, results["bare"] if paired else [base_last] * len(values),
                                               strict=True))
         q1, q2, q3 = statistics.quantiles(ratios, n=4)
-        print(f"{name:<16} {med:10.1f} {med - base:9.1f} {q2:6.2f}x   ({q1:.2f}..{q3:.2f})")
+        print(f"{name:<16} {med:10.1f} {med - (base if paired else base_last):9.1f} {q2:6.2f}x   ({q1:.2f}..{q3:.2f})")
+    if bare_before:
+        print(f"(openllmetry against bare measured just before it: {base_last:.1f} µs/invoke)")
     errors = rt_trace.error_counts or rt_plain.error_counts or rt_bare.error_counts
     if errors:
         print(f"driftwatch internal errors: {errors}")

@@ -70,7 +70,7 @@ BENCHES = [
           "the call windows (ledger aggregates for reports) per call, and a report"),
     Bench("throughput", "benchmarks/bench_throughput.py", [], ["--seconds", "1", "--changes", "5"],
           "one process with every sink on, 1 and 8 threads; one change event of a 4 KB and a 1 MB prompt"),
-    Bench("memory", "benchmarks/bench_memory.py", [], ["--calls", "120000"],
+    Bench("memory", "benchmarks/bench_memory.py", [], ["--calls", "400000"],
           "RSS over 1M watched calls: one agent, one agent changing every 10k calls, 200 agents, a new agent "
           "per call; ledger bytes per change"),
     Bench("ledger", "benchmarks/bench_ledger.py", [], ["--changes", "60", "--rounds", "2"],
