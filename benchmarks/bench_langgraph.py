@@ -14,6 +14,8 @@ time.
 
 - bare            the compiled graph
 - noop-callback   the graph with a do-nothing ``BaseCallbackHandler`` (the floor of any callback approach)
+- sdk-span        the graph inside one bare SDK span (start, made current, end; same provider): the floor of
+                  any tool that makes one span per invoke
 - watched         ``driftwatch.watch(graph)``: metrics, drift engine, in-memory ledger, spans through an
                   SDK TracerProvider with an in-memory exporter behind a SimpleSpanProcessor (default) or a
                   BatchSpanProcessor (``--processor batch``, what production uses); ``--sample-ratio 0.1``
@@ -41,6 +43,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -82,6 +86,23 @@ def build() -> Any:
     builder.add_edge("reflect", "agent")
     builder.add_edge("agent", END)
     return builder.compile()
+
+
+class Spanned:
+    """The bare graph inside one plain SDK span per invoke (no attributes, no driftwatch)."""
+
+    def __init__(self, graph: Any, provider: TracerProvider) -> None:
+        self.graph = graph
+        self.tracer = provider.get_tracer("bench")
+
+    def invoke(self, state: Any) -> Any:
+        span = self.tracer.start_span("invoke_agent bench")
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            return self.graph.invoke(state)
+        finally:
+            otel_context.detach(token)
+            span.end()
 
 
 class Noop(BaseCallbackHandler):
@@ -147,6 +168,7 @@ def main() -> None:
     graphs: dict[str, tuple[Any, Runtime | None, Any]] = {
         "bare": (bare, None, None),
         "noop-callback": (bare.with_config(callbacks=[Noop()]), None, None),
+        "sdk-span": (Spanned(bare, provider), None, None),
         "watched": (driftwatch.watch(bare, agent="bench"), rt_trace, None),
         "watched-notrace": (driftwatch.watch(bare, agent="bench-plain"), rt_plain, None),
         "watched-nodrift": (driftwatch.watch(bare, agent="bench-nodrift"), rt_bare, None),

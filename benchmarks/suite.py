@@ -192,16 +192,72 @@ def summary(benches: dict[str, Bench]) -> list[str]:
             "n/a" if w is None else f"{w['added']:.1f} µs", None if w is None else w["added"] <= 5.0, dec)
     mem = benches.get("memory")
     if mem is not None:
+        warmups = {m[1]: (m[2], m[3]) for m in re.finditer(
+            r"^\s+(\S+)\s+RSS MB .*?warm-up (\S+)\s+growth [+-][\d.]+ MB(?: \(from 20k: ([+-][\d.]+) MB\))?",
+            mem.output, re.M)}
         for m in re.finditer(r"goal: (\S+) growth < (\d+) MB after warm-up: (met|NOT met) \(([+-][\d.]+) MB\)",
                              mem.output):
-            if m[1] == "one-agent":
-                continue
-            add(f"RSS flat, {m[1]}: < {m[2]} MB growth after warm-up", f"{m[4]} MB", m[3] == "met", mem)
+            warm, since = warmups.get(m[1], ("?", None))
+            note = f" after {warm} calls" + (f" (from 20k: {since} MB: each agent's drift reference filling)"
+                                              if since else "")
+            add(f"RSS flat, {m[1]}: < {m[2]} MB growth after warm-up", f"{m[4]} MB{note}", m[3] == "met", mem)
+        per_change = re.search(r"ledger ([\d.]+) KiB/change", mem.output)
+        if per_change:
+            add("(ledger bytes per change, ~4 KB prompt: no goal)", f"{per_change[1]} KiB", None, mem)
     return lines
 
 
-#: the doc's section on what each feature costs and how to switch it off (static text; the figures are the run's)
-COSTS = (Path(__file__).with_name("performance_costs.md")).read_text()
+#: the doc's notes under the table of what each feature costs (static text; the figures are the run's)
+COSTS_NOTES = (Path(__file__).with_name("performance_costs.md")).read_text()
+
+
+def _added(benches: dict[str, Bench], bench: str, mode: str, base: str | None = None) -> float | None:
+    b = benches.get(bench)
+    r = rows(b.output) if b is not None else {}
+    if mode not in r or (base is not None and base not in r):
+        return None
+    return r[mode]["added"] - (r[base]["added"] if base is not None else 0.0)
+
+
+def _us(*figures: tuple[str, float | None]) -> str:
+    shown = [f"{label} {value:+.1f} µs" for label, value in figures if value is not None]
+    return "; ".join(shown) or "n/a"
+
+
+def costs(benches: dict[str, Bench]) -> list[str]:
+    """What each feature cost per call in this run, and how to switch it off."""
+    lg, dec = "langgraph-batch", "decorator"
+    change = re.search(r"^\s+4,\d{3}\s+([\d.]+)\s+([\d.]+)", benches["throughput"].output, re.M) \
+        if "throughput" in benches else None
+    table = [
+        ("the hook (call recorded: metrics, call windows, per-call signals)",
+         _us(("LangGraph", _added(benches, lg, "watched-nodrift")),
+             ("decorator", _added(benches, dec, "watched-nodrift"))),
+         "`DRIFTWATCH_ENABLED=0` / `configure(enabled=False)` (everything off), or do not watch the object"),
+        ("drift engine (per-call CUSUM update)",
+         _us(("LangGraph", _added(benches, lg, "watched-notrace", "watched-nodrift")),
+             ("decorator", _added(benches, dec, "watched", "watched-nodrift"))),
+         "`DRIFTWATCH_DRIFT=0` / `configure(drift=False)`"),
+        ("an `invoke_agent` span per call (SDK, BatchSpanProcessor)",
+         _us(("LangGraph", _added(benches, lg, "watched", "watched-notrace")),
+             ("of which a plain SDK span", _added(benches, lg, "sdk-span")),
+             ("decorator", _added(benches, dec, "watched+batch", "watched"))),
+         "`DRIFTWATCH_TRACING=0` / `configure(tracing=False)`, or head sampling in the SDK "
+         "(`ParentBased(TraceIdRatioBased(0.1))`: an unsampled span does not record; `bench_langgraph.py "
+         "--sample-ratio 0.1`)"),
+        ("`track()` of an unchanged 4 KB prompt", _us(("decorator", _added(benches, dec, "watched+track",
+                                                                          "watched+otel"))),
+         "call it where the prompt can change, not on every call (the integrations compare cached hashes)"),
+        ("a change event (4 KB prompt: fingerprint, diff, guard, sinks, ledger commit)",
+         f"{change[1]} ms the host waits" if change else "n/a",
+         "none: once per change; the host waits at most `ledger_wait_s` (50 ms) for the ledger"),
+        ("audit log", "a line per change, not per call", "`DRIFTWATCH_AUDIT=0` / `configure(audit=False)`"),
+        ("metrics", "in the hook's row", "`DRIFTWATCH_METRICS=0` / `configure(metrics=False)`"),
+    ]
+    lines = ["## What each feature costs, and how to switch it off", "",
+             "| feature | cost per call in this run | switch it off |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in table]
+    return [*lines, "", COSTS_NOTES]
 
 
 def write_doc(path: Path, benches: list[Bench], quick: bool, before: dict[str, str], after: str,
@@ -227,7 +283,7 @@ def write_doc(path: Path, benches: list[Bench], quick: bool, before: dict[str, s
               "## Versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in vers.items()]
     lines += ["", "## Goals", "", *summary(by_name), ""]
-    lines += [COSTS]
+    lines += costs(by_name)
     lines += ["## The benchmarks", ""]
     for b in benches:
         status = " — **failed**" if b.failed else ""

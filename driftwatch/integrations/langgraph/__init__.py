@@ -13,16 +13,17 @@ What is observed:
 - **each chat-model call** (a ``run_inline`` callback handler; a watched graph's ``invoke``/``ainvoke`` run
   without it in their callbacks and hand it the model calls through class-level hooks on LangChain's callback
   managers, see ``_hooks``; streamed runs and graphs whose attribution needs chain events carry it in the run's
-  callbacks, next to the user's own): the system prompt, the bound tools and the model settings, one set of components per
-  call site: a node's own call (``agent.system_prompt``, ``agent.tools``, ``agent.model_params``; subgraph
-  nodes read ``outer/inner.system_prompt``) and each helper call inside a node apart (``model[tool_selection]``,
-  a call named with ``run_name=``, a structured-output call by its schema; see ``_sites``). A change is
-  attributed to source ``agent`` and names the node when a node of the graph wrote the new prompt into a
-  state key listed in ``prompt_keys`` or into the graph's store; otherwise its source is ``runtime``. Only a
-  hash comparison runs per call; fingerprints and diffs only on change. The writer is known without chain
-  callbacks: the watched copy's nodes note prompt writes in their state writers, and the handler ignores
-  chain events except in streamed runs (for the output); a graph with subgraph nodes, and :func:`instrument`,
-  attribute through chain events instead. A per-request tool selection is not compared as a ``tools`` change.
+  callbacks, next to the user's own): the system prompt, the bound tools and the model settings, one set of
+  components per call site: a node's own call (``agent.system_prompt``, ``agent.tools``, ``agent.model_params``;
+  subgraph nodes read ``outer/inner.system_prompt``) and each helper call inside a node apart
+  (``model[tool_selection]``, a call named with ``run_name=``, a structured-output call by its schema; see
+  ``_sites``). A change is attributed to source ``agent`` and names the node when a node of the graph wrote the
+  new prompt into a state key listed in ``prompt_keys`` or into the graph's store; otherwise its source is
+  ``runtime``. Only a hash comparison runs per call; fingerprints and diffs only on change. The writer is known
+  without chain callbacks: the watched copy's nodes note prompt writes in their state writers, and the handler
+  ignores chain events except in streamed runs (for the output); a graph with subgraph nodes, and
+  :func:`instrument`, attribute through chain events instead. A per-request tool selection is not compared as a
+  ``tools`` change.
 - **each run** (``invoke``/``ainvoke``/``stream``/``astream``, and ``astream_events``/``batch``, which run
   through them): status, duration, output size, the tools the agent's own model calls called (structured-
   output schemas and helper calls left out), token usage, and an ``invoke_agent {agent}`` span around the run
