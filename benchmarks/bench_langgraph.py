@@ -223,7 +223,7 @@ def main() -> None:
         print(f"(openllmetry against bare measured just before it: {base_last:.1f} µs/invoke)")
     errors = rt_trace.error_counts or rt_plain.error_counts or rt_bare.error_counts
     if errors:
-        print(f"driftwatch internal errors: {errors}")
+        print(f"internal errors counted (driftwatch_internal_errors_total, by stage): {errors}")
 
 
 if __name__ == "__main__":

@@ -146,7 +146,7 @@ def main() -> None:
               "a longer commit goes on in the background)")
         errors = {k: v for k, v in rt.error_counts.items() if v} or errors
         if errors:
-            print(f"driftwatch internal errors: {errors}")
+            print(f"internal errors counted (driftwatch_internal_errors_total, by stage): {errors}")
         rt.close()
         provider.shutdown()
 
