@@ -36,7 +36,7 @@ help:
 	@echo "make constraints-lowest  re-pin constraints-lowest.txt after a minimum in setup.cfg moved"
 	@echo "make lint        ruff"
 	@echo "make dashboards  regenerate grafana/ from code"
-	@echo "make bench       run the benchmarks in benchmarks/"
+	@echo "make bench       run every benchmark and write docs/performance.md (QUICK=1: a few minutes)"
 
 # setuptools' editable install ends with an "Editable installation ... folders in your working directory with the
 # same name as your package" warning block; driftwatch/ is that folder on purpose (a flat layout), so quiet it
@@ -103,8 +103,11 @@ constraints-lowest:
 dashboards: $(STAMP)
 	$(BIN)/python grafana/build.py
 
+# every benchmark, one after the other, then docs/performance.md written from the run (~30-40 min on 2 cores);
+# QUICK=1: fewer rounds and calls, a few minutes (benchmarks/suite.py --quick)
+QUICK ?=
 bench: $(STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/suite.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) $(LOWEST) $(LATEST) build *.egg-info .pytest_cache .ruff_cache

@@ -1,23 +1,30 @@
-"""Added cost of @driftwatch.watch per call on a trivial function.
+"""Added cost of @driftwatch.watch per call on a trivial function, sync and async.
 
 Run:  .venv/bin/python benchmarks/bench_decorator.py [--calls 20000] [--rounds 7]
 
-Modes, interleaved in rounds within one process (medians reported, ratio to bare):
+Modes, interleaved in rounds within one process (medians reported; added µs and ratio against the bare
+function of the same kind measured in the same run):
 - bare            the undecorated function
 - watched         @watch with tracing off (metrics, per-call signals, drift engine, no spans)
 - watched-nodrift the same with the drift engine off (metrics and per-call signals only)
 - watched+otel    @watch with an SDK TracerProvider, SimpleSpanProcessor, in-memory exporter
+- watched+batch   the same with a BatchSpanProcessor (what production uses)
 - watched+track   watched+otel, plus a driftwatch.track() of an unchanged 4 KB prompt in the body
+- bare-async      an ``async def`` awaited in a loop on one event loop
+- watched-async   the same under @watch, tracing off (against bare-async)
+
+Goal (issue 15): the decorator adds ≤ 5 µs per call without tracing (``watched``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import time
 
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
@@ -32,11 +39,25 @@ def trivial(x: int) -> str:
     return "ok"
 
 
+async def atrivial(x: int) -> str:
+    return "ok"
+
+
 def per_call_us(fn, calls: int) -> float:
     start = time.perf_counter()
     for i in range(calls):
         fn(i)
     return (time.perf_counter() - start) / calls * 1e6
+
+
+def per_acall_us(fn, calls: int) -> float:
+    async def loop() -> float:
+        start = time.perf_counter()
+        for i in range(calls):
+            await fn(i)
+        return (time.perf_counter() - start) / calls * 1e6
+
+    return asyncio.run(loop())
 
 
 def main() -> None:
@@ -53,8 +74,13 @@ def main() -> None:
                                            audit=False, drift=False))
     rt_otel = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracer_provider=provider,
                                         audit=False))
+    batch_provider = TracerProvider()
+    batch_provider.add_span_processor(BatchSpanProcessor(exporter))
+    rt_batch = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(),
+                                         tracer_provider=batch_provider, audit=False))
 
     watched = driftwatch.watch(trivial, agent="bench")
+    awatched = driftwatch.watch(atrivial, agent="bench-async")
 
     @driftwatch.watch(agent="bench-track")
     def tracked(x: int) -> str:
@@ -62,22 +88,30 @@ def main() -> None:
         return "ok"
 
     modes = {
-        "bare": (None, trivial),
-        "watched": (rt_plain, watched),
-        "watched-nodrift": (rt_nodrift, watched),
-        "watched+otel": (rt_otel, watched),
-        "watched+track": (rt_otel, tracked),
+        "bare": (None, trivial, per_call_us),
+        "watched": (rt_plain, watched, per_call_us),
+        "watched-nodrift": (rt_nodrift, watched, per_call_us),
+        "watched+otel": (rt_otel, watched, per_call_us),
+        "watched+batch": (rt_batch, watched, per_call_us),
+        "watched+track": (rt_otel, tracked, per_call_us),
+        "bare-async": (None, atrivial, per_acall_us),
+        "watched-async": (rt_plain, awatched, per_acall_us),
     }
     results: dict[str, list[float]] = {m: [] for m in modes}
-    for _ in range(args.rounds):
-        for name, (rt, fn) in modes.items():
+    names = list(modes)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            rt, fn, timer = modes[name]
             set_runtime(rt or rt_plain)
-            results[name].append(per_call_us(fn, args.calls))
+            results[name].append(timer(fn, args.calls))
             exporter.clear()
-    bare = statistics.median(results["bare"])
+    batch_provider.force_flush()
+    exporter.clear()
+    print(f"trivial function, {args.rounds} rounds x {args.calls} calls per mode, interleaved, wall clock")
     print(f"{'mode':<16} {'µs/call':>9} {'added µs':>9} {'ratio':>8}")
     for name in modes:
         med = statistics.median(results[name])
+        bare = statistics.median(results["bare-async" if name.endswith("-async") else "bare"])
         print(f"{name:<16} {med:9.2f} {med - bare:9.2f} {med / bare:7.1f}x")
 
 

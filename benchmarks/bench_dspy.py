@@ -1,12 +1,14 @@
 """Added cost per call of watching a DSPy program: driftwatch vs OpenInference's DSPy instrumentor.
 
-Run:  .venv/bin/python benchmarks/bench_dspy.py [--calls 100] [--rounds 25]
+Run:  .venv/bin/python benchmarks/bench_dspy.py [--calls 100] [--rounds 25] [--clock cpu|wall]
 
 The same 3-predictor program (Predict → ChainOfThought → Predict) on the same ``DummyLM``, in one
 process. Modes run interleaved, round after round (each round runs every mode once, in a rotated
 order; short turns, so that load from other processes hits every mode alike), and the table shows
-the median over rounds and the ratio of medians to bare, plus the best round of each mode (the
-least disturbed by other processes) and its ratio:
+the median over rounds, the median of each round's ratio to bare *in the same round* (paired, with its
+quartiles: this cancels most of a shared machine's noise), plus the best round of each mode (the least
+disturbed by other processes) and its ratio. ``--clock cpu`` (default) times the process's CPU time (all its
+threads), which other processes do not inflate; ``--clock wall`` times wall time:
 
 - bare                the program with nothing installed
 - watched             ``driftwatch.watch(program)``: metrics on, spans through the global (no-op) provider
@@ -103,18 +105,24 @@ def _changed(snapshot: dict[type, dict[str, object]]) -> list[str]:
             if callable(value) and attrs.get(name) is not value]
 
 
+CLOCK = time.process_time
+
+
 def per_call_us(program: dspy.Module, calls: int) -> float:
-    start = time.perf_counter()
+    start = CLOCK()
     for i in range(calls):
         program(question=f"What is the capital of France? ({i % 7})")
-    return (time.perf_counter() - start) / calls * 1e6
+    return (CLOCK() - start) / calls * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100, help="calls per mode per round")
     parser.add_argument("--rounds", type=int, default=25)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
 
     dspy.configure(lm=DummyLM(itertools.repeat(ANSWER)))
     programs = {mode: Pipeline() for mode in ("bare", "watched", "watched+otel", "openinference")}
@@ -163,8 +171,10 @@ def main() -> None:
                "watched+otel": lambda: run_watched("watched+otel", rt_otel)}]
     if oi is not None:
         phases.append({"bare": run_bare, "openinference": run_oi})
-    print(f"3-predictor DSPy program on DummyLM: {args.rounds} rounds x {args.calls} calls per mode, interleaved")
-    print(f"{'mode':<15} {'median µs':>10} {'added µs':>9} {'ratio':>7} {'best µs':>9} {'ratio':>7}")
+    print(f"3-predictor DSPy program on DummyLM: {args.rounds} rounds x {args.calls} calls per mode, interleaved, "
+          f"{args.clock} clock")
+    print(f"{'mode':<15} {'median µs':>10} {'added µs':>9} {'ratio':>7} {'(paired quartiles)':>18} {'best µs':>9} "
+          f"{'ratio':>7}")
     for number, modes in enumerate(phases, 1):
         results = run_phase(modes, args.rounds, exporter, pristine)
         bare = statistics.median(results["bare"])
@@ -172,7 +182,9 @@ def main() -> None:
         for name in modes:
             med, best = statistics.median(results[name]), min(results[name])
             label = f"{name} ({number})" if name == "bare" else name
-            print(f"{label:<15} {med:10.1f} {med - bare:9.1f} {med / bare:6.2f}x {best:9.1f} "
+            ratios = sorted(v / b for v, b in zip(results[name], results["bare"], strict=True))
+            q1, q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+            print(f"{label:<15} {med:10.1f} {med - bare:9.1f} {q2:6.2f}x {f'({q1:.2f}..{q3:.2f})':>18} {best:9.1f} "
                   f"{best / bare_best:6.2f}x")
     set_runtime(None)
     changes = len(rt_plain.ledger.changes()) + len(rt_otel.ledger.changes())

@@ -14,6 +14,8 @@ time.
 
 - bare            the compiled graph
 - noop-callback   the graph with a do-nothing ``BaseCallbackHandler`` (the floor of any callback approach)
+- sdk-span        the graph inside one bare SDK span (start, made current, end; same provider): the floor of
+                  any tool that makes one span per invoke
 - watched         ``driftwatch.watch(graph)``: metrics, drift engine, in-memory ledger, spans through an
                   SDK TracerProvider with an in-memory exporter behind a SimpleSpanProcessor (default) or a
                   BatchSpanProcessor (``--processor batch``, what production uses); ``--sample-ratio 0.1``
@@ -23,7 +25,8 @@ time.
 - openinference   OpenInference ``LangChainInstrumentor`` (same provider setup), instrumented per round
 - openllmetry     OpenLLMetry ``LangchainInstrumentor`` (same provider setup). Its ``uninstrument()`` leaves
                   wrappers behind (bare stays ~2.3x slower after it), so it cannot be interleaved: it runs
-                  last, in its own rounds, and its ratio is to the median bare of the interleaved rounds
+                  last, in its own rounds, and its ratio is to the median of as many bare rounds measured just
+                  before it is installed (the machine's load then, not the interleaved rounds' earlier load)
 
 Goal (issue 4): watched ≤ 1.10x bare.
 """
@@ -40,6 +43,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -81,6 +86,23 @@ def build() -> Any:
     builder.add_edge("reflect", "agent")
     builder.add_edge("agent", END)
     return builder.compile()
+
+
+class Spanned:
+    """The bare graph inside one plain SDK span per invoke (no attributes, no driftwatch)."""
+
+    def __init__(self, graph: Any, provider: TracerProvider) -> None:
+        self.graph = graph
+        self.tracer = provider.get_tracer("bench")
+
+    def invoke(self, state: Any) -> Any:
+        span = self.tracer.start_span("invoke_agent bench")
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            return self.graph.invoke(state)
+        finally:
+            otel_context.detach(token)
+            span.end()
 
 
 class Noop(BaseCallbackHandler):
@@ -146,6 +168,7 @@ def main() -> None:
     graphs: dict[str, tuple[Any, Runtime | None, Any]] = {
         "bare": (bare, None, None),
         "noop-callback": (bare.with_config(callbacks=[Noop()]), None, None),
+        "sdk-span": (Spanned(bare, provider), None, None),
         "watched": (driftwatch.watch(bare, agent="bench"), rt_trace, None),
         "watched-notrace": (driftwatch.watch(bare, agent="bench-plain"), rt_plain, None),
         "watched-nodrift": (driftwatch.watch(bare, agent="bench-nodrift"), rt_bare, None),
@@ -173,6 +196,9 @@ def main() -> None:
                     instrumentor.uninstrument()
             exporter.clear()
 
+    bare_before: list[float] = []
+    if last:  # the baseline of the peer that cannot be taken out again: bare, measured right before it
+        bare_before = [per_invoke_us(bare, args.invokes) for _ in range(args.rounds)]
     for name, (graph, _, instrumentor) in last.items():  # instrumented for good: after everything else
         instrumentor.instrument(tracer_provider=provider)
         per_invoke_us(graph, 20)
@@ -182,19 +208,22 @@ def main() -> None:
             exporter.clear()
 
     base = statistics.median(results["bare"])
+    base_last = statistics.median(bare_before) if bare_before else base
     print(f"3-node LangGraph graph, FakeListChatModel; {args.rounds} rounds x {args.invokes} invokes per mode, "
           f"{args.clock} clock, {args.processor} span processor, trace sampling {args.sample_ratio:g}")
     print(f"{'mode':<16} {'µs/invoke':>10} {'added µs':>9} {'ratio':>7}   (quartiles of the paired ratio)")
     for name, values in results.items():
         med = statistics.median(values)
         paired = name not in last
-        ratios = sorted(v / b for v, b in zip(values, results["bare"] if paired else [base] * len(values),
+        ratios = sorted(v / b for v, b in zip(values, results["bare"] if paired else [base_last] * len(values),
                                               strict=True))
         q1, q2, q3 = statistics.quantiles(ratios, n=4)
-        print(f"{name:<16} {med:10.1f} {med - base:9.1f} {q2:6.2f}x   ({q1:.2f}..{q3:.2f})")
+        print(f"{name:<16} {med:10.1f} {med - (base if paired else base_last):9.1f} {q2:6.2f}x   ({q1:.2f}..{q3:.2f})")
+    if bare_before:
+        print(f"(openllmetry against bare measured just before it: {base_last:.1f} µs/invoke)")
     errors = rt_trace.error_counts or rt_plain.error_counts or rt_bare.error_counts
     if errors:
-        print(f"driftwatch internal errors: {errors}")
+        print(f"internal errors counted (driftwatch_internal_errors_total, by stage): {errors}")
 
 
 if __name__ == "__main__":

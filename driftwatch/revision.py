@@ -509,20 +509,43 @@ def render(state: Any) -> str:
 def magnitude(before: Any, after: Any) -> float:
     """Normalized edit distance between two states, in [0, 1] (0 = equal, 1 = nothing in common).
 
-    Character-level on the readable text, line-level when either side is longer than 20,000
-    characters (so a change on a huge state stays cheap). Computed only when a change is recorded.
+    Character-level on the readable text, line-level when the part that differs is longer than 20,000
+    characters (so a change on a huge state stays cheap). The common head and tail are matched first and only the
+    part between them is compared (``difflib`` on a whole long prompt that repeats itself is quadratic: ~0.3 s for
+    4 KB). Computed only when a change is recorded.
     """
     a, b = render(before), render(after)
     if a == b:
         return 0.0
     if not a or not b:
         return 1.0
-    if max(len(a), len(b)) > _CHAR_DIFF_LIMIT:
-        sa, sb = a.splitlines(), b.splitlines()
-    else:
-        sa, sb = a, b  # type: ignore[assignment]  # str and list[str] are both sequences here
-    ratio = difflib.SequenceMatcher(None, sa, sb, autojunk=False).ratio()
+    total = len(a) + len(b)
+    lead = _common_prefix(a, b)
+    tail = _common_prefix(a[lead:][::-1], b[lead:][::-1])
+    ma, mb = a[lead:len(a) - tail], b[lead:len(b) - tail]
+    matched = lead + tail
+    if ma and mb:
+        if max(len(ma), len(mb)) > _CHAR_DIFF_LIMIT:
+            la, lb = ma.splitlines(keepends=True), mb.splitlines(keepends=True)
+            blocks = difflib.SequenceMatcher(None, la, lb, autojunk=False).get_matching_blocks()
+            matched += sum(len("".join(la[m.a:m.a + m.size])) for m in blocks)
+        else:
+            blocks = difflib.SequenceMatcher(None, ma, mb, autojunk=False).get_matching_blocks()
+            matched += sum(m.size for m in blocks)
+    ratio = 2.0 * matched / total
     return round(max(0.0, min(1.0, 1.0 - ratio)), 6)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """The length of the longest common prefix of ``a`` and ``b`` (binary search on slices compared in C)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 @dataclass(frozen=True, slots=True)

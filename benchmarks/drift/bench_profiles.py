@@ -257,7 +257,7 @@ def main() -> None:
         for m, v in sp.items():
             print(f"{m}: min {min(v):.2f} µs/call, median {statistics.median(v):.2f} (of {len(v)})")
         mem = memory()
-        print(f"driftwatch memory: {mem[0] / 1024:.0f} KiB after 10k calls, {mem[1] / 1024:.0f} KiB after 100k")
+        print(f"bank memory: {mem[0] / 1024:.0f} KiB after 10k calls, {mem[1] / 1024:.0f} KiB after 100k")
         if args.json:
             Path(args.json).write_text(json.dumps({"speed": sp, "memory": mem}, indent=1))
         return

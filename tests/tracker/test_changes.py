@@ -201,3 +201,15 @@ def test_record_score_feeds_the_histogram(cap: Captured) -> None:
     driftwatch.record_score("bot", 0.25, metric="judge")
     assert cap.value("driftwatch_score_count", agent="bot", metric="judge") == 2.0
     assert cap.value("driftwatch_score_sum", agent="bot", metric="judge") == 1.0
+
+
+def test_magnitude_counts_the_common_head_and_tail_of_a_long_repetitive_prompt() -> None:
+    """An edit of a long prompt that repeats itself: the shared head and tail count as matched, the edit alone
+    moves the magnitude (exactly 1 - 2·matched/total), and an unrelated text is far away."""
+    prompt = "You are a careful support assistant. Answer briefly. " * 80
+    appended = magnitude(prompt, prompt + " Be brief.")
+    assert appended == round(1 - 2 * len(prompt) / (2 * len(prompt) + len(" Be brief.")), 6)
+    middle = prompt[:2000] + "Never guess. " + prompt[2000:]
+    assert magnitude(prompt, middle) == round(1 - 2 * len(prompt) / (2 * len(prompt) + len("Never guess. ")), 6)
+    assert magnitude("hello world", "hello there world") == round(1 - 2 * 11 / 28, 6)
+    assert magnitude(prompt, "Réponds en français.") > 0.9

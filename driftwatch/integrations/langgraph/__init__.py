@@ -10,17 +10,20 @@ Four ways in, from the narrowest to the widest:
 
 What is observed:
 
-- **each chat-model call** (a ``run_inline`` callback handler, added to the graph's config next to the
-  user's own callbacks): the system prompt, the bound tools and the model settings, one set of components per
-  call site: a node's own call (``agent.system_prompt``, ``agent.tools``, ``agent.model_params``; subgraph
-  nodes read ``outer/inner.system_prompt``) and each helper call inside a node apart (``model[tool_selection]``,
-  a call named with ``run_name=``, a structured-output call by its schema; see ``_sites``). A change is
-  attributed to source ``agent`` and names the node when a node of the graph wrote the new prompt into a
-  state key listed in ``prompt_keys`` or into the graph's store; otherwise its source is ``runtime``. Only a
-  hash comparison runs per call; fingerprints and diffs only on change. The writer is known without chain
-  callbacks: the watched copy's nodes note prompt writes in their state writers, and the handler ignores
-  chain events except in streamed runs (for the output); a graph with subgraph nodes, and :func:`instrument`,
-  attribute through chain events instead. A per-request tool selection is not compared as a ``tools`` change.
+- **each chat-model call** (a ``run_inline`` callback handler; a watched graph's ``invoke``/``ainvoke`` run
+  without it in their callbacks and hand it the model calls through class-level hooks on LangChain's callback
+  managers, see ``_hooks``; streamed runs and graphs whose attribution needs chain events carry it in the run's
+  callbacks, next to the user's own): the system prompt, the bound tools and the model settings, one set of
+  components per call site: a node's own call (``agent.system_prompt``, ``agent.tools``, ``agent.model_params``;
+  subgraph nodes read ``outer/inner.system_prompt``) and each helper call inside a node apart
+  (``model[tool_selection]``, a call named with ``run_name=``, a structured-output call by its schema; see
+  ``_sites``). A change is attributed to source ``agent`` and names the node when a node of the graph wrote the
+  new prompt into a state key listed in ``prompt_keys`` or into the graph's store; otherwise its source is
+  ``runtime``. Only a hash comparison runs per call; fingerprints and diffs only on change. The writer is known
+  without chain callbacks: the watched copy's nodes note prompt writes in their state writers, and the handler
+  ignores chain events except in streamed runs (for the output); a graph with subgraph nodes, and
+  :func:`instrument`, attribute through chain events instead. A per-request tool selection is not compared as a
+  ``tools`` change.
 - **each run** (``invoke``/``ainvoke``/``stream``/``astream``, and ``astream_events``/``batch``, which run
   through them): status, duration, output size, the tools the agent's own model calls called (structured-
   output schemas and helper calls left out), token usage, and an ``invoke_agent {agent}`` span around the run
@@ -48,7 +51,8 @@ The package, one module per concern: ``_handler`` (the callback handler), ``_req
 request's prompt, tools and settings per call site), ``_sites`` (which call site a model call is, which tool
 calls are the agent's), ``_attribution`` (which node wrote a prompt: state-writer spies), ``_runs`` (recording
 each run of a watched graph), ``_topology``, ``_stores``, ``_middleware`` (:class:`DriftwatchMiddleware`),
-``_marker`` (how a graph says a middleware watches it), ``_instrument`` (:func:`instrument`, the run patches).
+``_marker`` (how a graph says a middleware watches it), ``_instrument`` (:func:`instrument`, the run patches),
+``_hooks`` (the chat-model hooks of watched runs that carry no handler).
 """
 
 from __future__ import annotations

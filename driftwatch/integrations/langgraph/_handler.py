@@ -29,13 +29,15 @@ class Invocation:
     """One watched graph run in progress: what the handler (and :class:`DriftwatchMiddleware`) gather for its
     call record."""
 
-    __slots__ = ("agent", "handler", "helper_runs", "input_tokens", "lock", "model", "offered", "output",
+    __slots__ = ("agent", "handler", "helper_runs", "hooked", "input_tokens", "lock", "model", "offered", "output",
                  "output_tokens", "provider", "registry", "root", "selections", "stream", "structured", "tools")
 
     def __init__(self, handler: DriftwatchCallbackHandler, agent: str, registry: frozenset[str] | None = None) -> None:
         self.handler = handler
         self.agent = agent
         self.stream = False  # a streamed run: its output comes from the root run's on_chain_end
+        #: the run carries no handler: its chat-model events come from the class-level hooks (``_hooks``)
+        self.hooked = False
         self.root: Any = None
         self.output: Any = None
         self.tools: list[str] = []

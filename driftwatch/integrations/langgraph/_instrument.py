@@ -24,6 +24,7 @@ from driftwatch.integrations.langgraph._handler import (
     check_normalizer,
     check_prompt_keys,
 )
+from driftwatch.integrations.langgraph._hooks import unhook
 from driftwatch.integrations.langgraph._marker import marker_of
 from driftwatch.integrations.langgraph._runs import (
     Started,
@@ -201,8 +202,9 @@ def instrument(*, prompt_keys: Sequence[str] = DEFAULT_PROMPT_KEYS, store_namesp
 
 
 def uninstrument() -> None:
-    """Undo :func:`instrument`, the run patches (a DriftwatchMiddleware puts them back on its next model call)
-    and the store patches, in reverse order; idempotent.
+    """Undo :func:`instrument`, the run patches (a DriftwatchMiddleware puts them back on its next model call),
+    the chat-model hooks of watched graphs (``_hooks``: a watched graph's next ``invoke`` puts them back) and the
+    store patches, in reverse order; idempotent.
 
     A patch that another instrumentor (OpenInference, OpenLLMetry) has wrapped since is left in place,
     inert, so that their wrapper keeps working; stores watched with :func:`driftwatch.watch` stop being
@@ -213,5 +215,6 @@ def uninstrument() -> None:
         _GLOBAL = None  # first: every patch of ours passes straight through from here on
         _PATCHES.undo()
         _RUN_PATCHES.undo()
+        unhook()
         _GLOBAL_OPTIONS.clear()
         unwatch_stores()

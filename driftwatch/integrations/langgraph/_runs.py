@@ -14,6 +14,7 @@ from langchain_core.callbacks import BaseCallbackManager
 from driftwatch.integrations._common import PerRuntime, parse_version
 from driftwatch.integrations.langgraph._attribution import spied_nodes
 from driftwatch.integrations.langgraph._handler import ACTIVE, DriftwatchCallbackHandler, Invocation
+from driftwatch.integrations.langgraph._hooks import ensure_hooks, hooks_installed
 from driftwatch.integrations.langgraph._sites import tool_registry
 from driftwatch.observation import output_text
 from driftwatch.runtime import CallScope, get_runtime
@@ -141,6 +142,10 @@ async def _aclose(stream: Any) -> None:
 
 
 def handler_of(graph: Any) -> DriftwatchCallbackHandler | None:
+    """The handler of a graph watched with ``driftwatch.watch`` (its class's, else in its config), or ``None``."""
+    handler = getattr(type(graph), "__driftwatch_handler__", None)
+    if handler is not None:
+        return handler  # type: ignore[no-any-return]
     callbacks = (graph.config or {}).get("callbacks")
     if callbacks is None:
         return None
@@ -304,55 +309,117 @@ _SUBCLASSES: dict[type, type] = {}
 _SUBCLASS_LOCK = threading.Lock()
 
 
-def _watched_class(cls: type) -> type:
+def _hooked_start(graph: Any, handler: DriftwatchCallbackHandler, args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> Started:
+    """A run of a graph watched without a handler in its config (see ``_hooks``): marked ``hooked``."""
+    started = start_recording(graph, handler, handler.agent, args, kwargs)
+    if started is not None:
+        started[1].hooked = True
+        if not hooks_installed():
+            ensure_hooks()
+    return started
+
+
+def _watched_class(cls: type, handler: DriftwatchCallbackHandler | None = None) -> type:
     """A subclass of the graph's class whose ``invoke``/``ainvoke``/``stream``/``astream`` record each run.
 
-    One subclass per graph class; ``copy()``/``with_config()`` keep it (they build ``self.__class__``), and
-    the run's agent comes from the handler in the copy's config, so copies stay watched.
+    ``handler=None``: the handler is in the copy's config (its callbacks), which gives each run's agent; one
+    subclass per graph class. With ``handler``: a subclass of its own that holds the handler, the graph's config
+    left without it; ``invoke``/``ainvoke`` then run without any callback handler (chat-model calls reach the
+    handler through ``_hooks``), and ``stream``/``astream`` add it to the run's callbacks (the output of a
+    streamed run is the root run's ``on_chain_end``). ``copy()``/``with_config()`` keep the subclass (they build
+    ``self.__class__``), so copies stay watched.
     """
-    if getattr(cls, "__driftwatch_watched__", False):
-        return cls
-    sub = _SUBCLASSES.get(cls)
-    if sub is not None:
-        return sub
-    with _SUBCLASS_LOCK:
+    cls = getattr(cls, "__driftwatch_base__", cls)
+    if handler is None:
         sub = _SUBCLASSES.get(cls)
         if sub is not None:
             return sub
-
-        def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
-            args, kwargs = _keep_handler(self, args, kwargs)
-            return run_invoke(_watched_start(self, args, kwargs), super(sub, self).invoke,  # type: ignore[arg-type]
-                              args, kwargs)
-
-        async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
-            args, kwargs = _keep_handler(self, args, kwargs)
-            return await run_ainvoke(_watched_start(self, args, kwargs), super(sub, self).ainvoke,  # type: ignore[arg-type]
-                                     args, kwargs)
-
-        def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
-            args, kwargs = _keep_handler(self, args, kwargs)
-            return run_stream(_watched_start(self, args, kwargs), super(sub, self).stream,  # type: ignore[arg-type]
-                              args, kwargs)
-
-        def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            args, kwargs = _keep_handler(self, args, kwargs)
-            return run_astream(_watched_start(self, args, kwargs), super(sub, self).astream,  # type: ignore[arg-type]
-                               args, kwargs)
-
-        methods: dict[str, Any] = {"invoke": invoke, "ainvoke": ainvoke, "stream": stream, "astream": astream}
-        for name, fn in methods.items():
-            fn.__doc__ = getattr(cls, name).__doc__
-        sub = type(cls.__name__, (cls,), {
-            **methods, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
-            "__driftwatch_watched__": True, "__doc__": cls.__doc__,
-        })
-        _SUBCLASSES[cls] = sub
-        return sub
+        with _SUBCLASS_LOCK:
+            sub = _SUBCLASSES.get(cls)
+            if sub is None:
+                sub = _SUBCLASSES[cls] = _make_class(cls, _config_methods, None)
+            return sub
+    return _make_class(cls, _hooked_methods, handler)
 
 
-def with_handler(graph: Any, handler: DriftwatchCallbackHandler) -> Any:
-    """A copy of ``graph`` of the watched subclass with ``handler`` added to its config's callbacks."""
+def _make_class(cls: type, methods_of: Callable[[Callable[[], type]], dict[str, Any]],
+                handler: DriftwatchCallbackHandler | None) -> type:
+    sub: type | None = None
+    methods = methods_of(lambda: sub)  # type: ignore[arg-type, return-value]  # set just below
+    for name, fn in methods.items():
+        fn.__doc__ = getattr(cls, name).__doc__
+    sub = type(cls.__name__, (cls,), {
+        **methods, "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__,
+        "__driftwatch_watched__": True, "__driftwatch_base__": cls, "__driftwatch_handler__": handler,
+    })
+    return sub
+
+
+def _config_methods(sub: Callable[[], type]) -> dict[str, Any]:
+    """The run methods of a watched class whose handler is in the graph's config."""
+
+    def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+        args, kwargs = _keep_handler(self, args, kwargs)
+        return run_invoke(_watched_start(self, args, kwargs), super(sub(), self).invoke, args, kwargs)
+
+    async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+        args, kwargs = _keep_handler(self, args, kwargs)
+        return await run_ainvoke(_watched_start(self, args, kwargs), super(sub(), self).ainvoke, args, kwargs)
+
+    def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        args, kwargs = _keep_handler(self, args, kwargs)
+        return run_stream(_watched_start(self, args, kwargs), super(sub(), self).stream, args, kwargs)
+
+    def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        args, kwargs = _keep_handler(self, args, kwargs)
+        return run_astream(_watched_start(self, args, kwargs), super(sub(), self).astream, args, kwargs)
+
+    return {"invoke": invoke, "ainvoke": ainvoke, "stream": stream, "astream": astream}
+
+
+def _hooked_methods(sub: Callable[[], type]) -> dict[str, Any]:
+    """The run methods of a watched class that holds its handler (``invoke``/``ainvoke`` without callbacks)."""
+
+    def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+        cls = sub()
+        return run_invoke(_hooked_start(self, cls.__driftwatch_handler__, args, kwargs),  # type: ignore[attr-defined]
+                          super(cls, self).invoke, args, kwargs)
+
+    async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+        cls = sub()
+        return await run_ainvoke(_hooked_start(self, cls.__driftwatch_handler__, args, kwargs),  # type: ignore[attr-defined]
+                                 super(cls, self).ainvoke, args, kwargs)
+
+    def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        cls = sub()
+        args, kwargs, started = _streamed_start(self, cls.__driftwatch_handler__, args, kwargs)  # type: ignore[attr-defined]
+        return run_stream(started, super(cls, self).stream, args, kwargs)
+
+    def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        cls = sub()
+        args, kwargs, started = _streamed_start(self, cls.__driftwatch_handler__, args, kwargs)  # type: ignore[attr-defined]
+        return run_astream(started, super(cls, self).astream, args, kwargs)
+
+    return {"invoke": invoke, "ainvoke": ainvoke, "stream": stream, "astream": astream}
+
+
+def _streamed_start(graph: Any, handler: DriftwatchCallbackHandler, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], Started]:
+    """A streamed run of a graph whose config holds no handler: the handler joins the run's callbacks."""
+    started = start_recording(graph, handler, handler.agent, args, kwargs)
+    if started is not None:
+        try:
+            args, kwargs = with_run_handler(graph, args, kwargs, handler)
+        except Exception as exc:  # noqa: BLE001  # never break the host: recorded without model events
+            get_runtime().error("langgraph", exc)
+    return args, kwargs, started
+
+
+def with_handler(graph: Any, handler: DriftwatchCallbackHandler, *, hooks: bool = True) -> Any:
+    """A watched copy of ``graph``: of a subclass holding ``handler`` when its nodes note prompt writes themselves
+    (no handler in its config, see ``_hooks``), else (or with ``hooks=False``) of the watched subclass with
+    ``handler`` added to its config's callbacks."""
     from langchain_core.runnables.config import merge_configs
 
     config = dict(graph.config or {})
@@ -366,7 +433,6 @@ def with_handler(graph: Any, handler: DriftwatchCallbackHandler) -> Any:
                 callbacks.remove_handler(h)
         config["callbacks"] = callbacks
     attrs = {k: v for k, v in graph.__dict__.items() if k != "__orig_class__"}
-    attrs["config"] = merge_configs(config, {"callbacks": [handler]})
     if handler.agent is not None:
         try:
             nodes = spied_nodes(graph, handler.agent, handler.prompt_keys)
@@ -376,4 +442,10 @@ def with_handler(graph: Any, handler: DriftwatchCallbackHandler) -> Any:
         if nodes is not None:
             attrs["nodes"] = nodes
             handler.chain_attribution = False
-    return _watched_class(type(graph))(**attrs)
+    if handler.chain_attribution or not hooks:
+        attrs["config"] = merge_configs(config, {"callbacks": [handler]})
+        return _watched_class(type(graph))(**attrs)
+    if config.get("callbacks") == []:
+        del config["callbacks"]
+    attrs["config"] = config if config or graph.config is not None else None
+    return _watched_class(type(graph), handler)(**attrs)
