@@ -55,7 +55,7 @@ from driftwatch.guardrails.engine import ALLOW, Decision, Guard
 from driftwatch.guardrails.policy import GuardPolicy
 from driftwatch.guardrails.records import GuardAction, StateRow
 from driftwatch.ledger import Ledger, LedgerError, scrub
-from driftwatch.ledger.buffered import BufferedLedger
+from driftwatch.ledger.buffered import BufferedLedger, LedgerTimeoutError
 from driftwatch.limits import MAX_LABEL_VALUES, OTHER, AgentNames, NameTable, clean_name
 from driftwatch.metrics import Metrics
 from driftwatch.observation import Call, OptimizerRun
@@ -354,7 +354,12 @@ class Runtime:
 
     # -- errors -----------------------------------------------------------------------------------
     def error(self, stage: str, exc: BaseException, *, log_it: bool = True) -> None:
-        """Count and log (at most once a minute per stage; never with ``log_it=False``) an error inside driftwatch."""
+        """Count and log (at most once a minute per stage; never with ``log_it=False``) an error inside driftwatch.
+        A :class:`~driftwatch.ledger.buffered.LedgerTimeoutError` (a bounded read gave up: the guard's or the drift
+        engine's poll) reported under another stage was counted by the ledger already (stage ``ledger_wait``,
+        count-only)."""
+        if isinstance(exc, LedgerTimeoutError) and stage != "ledger_wait":
+            return
         try:
             self.error_counts[stage] = self.error_counts.get(stage, 0) + 1
             if self.metrics is not None:

@@ -548,11 +548,20 @@ class BufferedLedger(Ledger):
         self._submit(_Op(lambda led: led.record_evidence(agent, anchor, replica, ts, snapshot), _WINDOW))
 
     def read_bounded(self, fn: Callable[[Ledger], Any], what: str = "read") -> Any:
-        """:meth:`read_now` that raises :class:`LedgerTimeoutError` instead of answering a default."""
-        result = self.read_now(fn, _UNSET)
-        if result is _UNSET:
+        """:meth:`read_now` that raises instead of answering a default: :class:`LedgerTimeoutError` when the
+        ledger is behind or does not answer within the call's wait (already counted, stage ``ledger_wait``: a
+        caller does not count it again), the read's own error when it failed."""
+        if self._behind:
+            self.on_error("ledger_wait", LedgerTimeoutError(f"ledger {self.location} is behind: a read was skipped"))
+            raise LedgerTimeoutError(f"ledger {self.location} is behind: {what} was skipped")
+        item = _Op(fn, _READ)
+        if not self._submit(item):
+            raise LedgerError(f"ledger {self.location}: no writer thread can start (the interpreter is exiting)")
+        if not self._wait(item, "read"):
             raise LedgerTimeoutError(f"ledger {self.location} did not answer {what} within the call's wait")
-        return result
+        if item.error is not None:
+            raise item.error
+        return item.result
 
     # -- reads (the Ledger interface): after the writes queued before them ---------------------------
     def _reader(self) -> Ledger:

@@ -91,6 +91,44 @@ def test_sqlite_locked_by_another_process_the_host_waits_at_most_the_budget(tmp_
         assert cap.ledger.head("host", "prompt") == fingerprint("host prompt v7")
 
 
+class _SlowReads(SQLiteLedger):
+    """A real SQLite ledger whose command-queue reads take 120 ms while ``slow`` is set (a database that answers,
+    slowly: a loaded server or disk)."""
+
+    slow = False
+
+    def commands(self, *args, **kwargs):  # type: ignore[no-untyped-def]  # same signature as the base
+        if self.slow:
+            time.sleep(0.12)
+        return super().commands(*args, **kwargs)
+
+
+def test_polls_that_give_up_on_a_slow_ledger_are_counted_once_as_waits(tmp_path) -> None:
+    """The guard's poll reads the command queue within the call's wait: when the read does not answer in time the
+    poll gives up, counted once as ``ledger_wait`` (count-only), never also as a ``guard`` error that logs and
+    pages. Positive control: the same poll on a ledger that answers reads the queue and counts nothing."""
+    settings = Settings.from_env(ledger=str(tmp_path / "dw.db"), tracing=False, audit=False, drift=False,
+                                 drift_poll_s=0.01, ledger_wait_s=WAIT_S)
+    backend = _SlowReads(str(tmp_path / "dw.db"))
+    rt = Runtime(settings, ledger=backend)
+    old = set_runtime(rt)
+    try:
+        host = rewriting_agent("host")
+        _timed(host, 1)
+        assert rt.ledger.flush(timeout=30)
+        time.sleep(0.02)
+        assert rt.guard.poll() == 0 and "ledger_wait" not in rt.error_counts  # answered in time
+        backend.slow = True
+        started = time.perf_counter()
+        assert rt.guard.poll() == 0
+        assert time.perf_counter() - started < BOUND
+        assert rt.error_counts.get("ledger_wait") == 1
+        assert "guard" not in rt.error_counts
+    finally:
+        set_runtime(old)
+        rt.close()
+
+
 def test_a_ledger_that_answers_in_time_is_written_before_the_hook_returns(tmp_path) -> None:
     """Positive control for the test above: an unlocked ledger gets every change before track() returns, and no
     wait is counted (a 2 s budget: a write that takes 4 ms must not miss 50 ms on a busy test machine)."""
