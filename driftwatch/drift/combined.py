@@ -41,7 +41,7 @@ from typing import Any
 
 from driftwatch.drift.calibrate import chibar_isf
 
-__all__ = ["BLOCK", "WINDOWS", "Combined", "Part", "cholesky", "degrees", "evaluate", "forward", "stride",
+__all__ = ["BLOCK", "WINDOWS", "Combined", "Part", "anchor_stride", "cholesky", "degrees", "evaluate", "forward", "stride",
            "window_thresholds"]
 
 #: calls per block: the combined and embedding statistics are tested at block ends
@@ -53,6 +53,16 @@ WINDOWS: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
 def stride(w: int) -> int:
     """A window of ``w`` blocks is tested every ``stride(w)`` blocks."""
     return max(1, w // 8)
+
+
+#: the test over every call since the start: at most this many blocks between two tests
+MAX_ANCHOR_STRIDE = 1 << 12
+
+
+def anchor_stride(blocks: int) -> int:
+    """The test over every call since the start is run every ``anchor_stride(b)`` blocks at ``b`` blocks: every
+    block at first, then an eighth of the power of two at or below ``b`` (at most :data:`MAX_ANCHOR_STRIDE`)."""
+    return min(MAX_ANCHOR_STRIDE, max(1, (1 << (blocks.bit_length() - 1)) // 8))
 
 
 def window_thresholds(alpha: float, windows: Sequence[int], two: int, one: int = 0) -> list[float]:
@@ -192,23 +202,37 @@ class Combined:
         self.head = 0  # index of the latest cumulative sum
         self.blocks = 0
         self.last = [0.0] * len(self.windows)  # each window's latest score
-        #: single-signal window tests: part → (inverse thresholds per window, latest ratio per window)
-        self.solo: dict[int, tuple[list[float], list[float]]] = {}
+        #: single-signal tests: part → (inverse thresholds per window, latest ratio per window and since the
+        #: start (last), inverse thresholds of the test since the start per stride)
+        self.solo: dict[int, tuple[list[float], list[float], dict[int, float]]] = {}
 
-    def add_solo(self, signal: str, alpha: float) -> None:
-        """Also test ``signal``'s part alone on every window (a two-sample test of its own, at ``alpha``): a
-        rare-event rate is told apart from the reference's own uncertainty over a window more efficiently
-        than by a CUSUM, which must allow for that uncertainty for ever."""
+    def add_solo(self, signal: str, alpha: float, windows: Sequence[int] | None = None,
+                 anchored: float = 0.0) -> None:
+        """Also test ``signal``'s part alone (a two-sample test of its own): on the sliding windows (all, or
+        those in ``windows``) at ``alpha``, and on every call since the statistics started (the anchor) at
+        ``anchored``. A rare-event rate is told apart from the reference's own uncertainty over a window more
+        efficiently than by a CUSUM, which must allow for that uncertainty for ever; and a change that
+        starts at the anchor (a self-modification) is seen best over all the calls since."""
         j = next(j for j, p in enumerate(self.parts) if p.signal == signal)
-        h = window_thresholds(alpha, self.windows, *degrees([self.parts[j]]))
-        self.solo[j] = ([1.0 / x for x in h], [0.0] * len(self.windows))
+        df = degrees([self.parts[j]])
+        use = [w for w in self.windows if windows is None or w in windows] or [max(self.windows)]
+        inv = dict(zip(use, window_thresholds(alpha, use, *df), strict=True)) if alpha > 0.0 else {}
+        by_stride: dict[int, float] = {}
+        if anchored > 0.0:  # tested every anchor_stride(b) blocks: a level of anchored × calls since the last test
+            st = 1
+            while st <= MAX_ANCHOR_STRIDE:
+                by_stride[st] = 1.0 / chibar_isf(min(0.5, anchored * BLOCK * st), *df)
+                st *= 2
+        self.solo[j] = ([1.0 / inv[w] if w in inv else 0.0 for w in self.windows], [0.0] * (len(self.windows) + 1),
+                        by_stride)
+
     def reset(self) -> None:
         self.acc[:] = [0.0] * self.size
         self.cum = [[0.0] * self.size for _ in range(len(self.cum))]
         self.head = 0
         self.blocks = 0
         self.last = [0.0] * len(self.windows)
-        for _, latest in self.solo.values():
+        for _, latest, _ in self.solo.values():
             latest[:] = [0.0] * len(latest)
 
     def end_block(self) -> tuple[float, int]:
@@ -234,13 +258,28 @@ class Combined:
             last[k] = r
             if r >= 1.0 and not fired:
                 fired = w * BLOCK
-            for j, (inv, latest) in self.solo.items():
-                latest[k] = evaluate((self.parts[j],), (), s) * inv[k]
+            for j, (inv, latest, _) in self.solo.items():
+                if inv[k]:
+                    latest[k] = evaluate((self.parts[j],), (), s) * inv[k]
+        if self.solo:
+            self._anchored(blocks)
         return max(last), fired
+
+    def _anchored(self, blocks: int) -> None:
+        """The single-signal tests over every call since the start (from the shortest window on)."""
+        if blocks < self.windows[0]:
+            return
+        st = anchor_stride(blocks)
+        if blocks % st:
+            return
+        s = self.cum[self.head]
+        for j, (_, latest, by_stride) in self.solo.items():
+            if by_stride:
+                latest[-1] = evaluate((self.parts[j],), (), s) * by_stride.get(st, 0.0)
 
     def solo_scores(self) -> dict[str, float]:
         """Each single-signal test's highest latest score over the windows."""
-        return {self.parts[j].signal: max(latest) for j, (_, latest) in self.solo.items()}
+        return {self.parts[j].signal: max(latest) for j, (_, latest, _) in self.solo.items()}
 
     def window(self, w: int) -> list[float]:
         """The accumulator's sums over the last ``w`` blocks."""

@@ -66,7 +66,17 @@ TOOL_MOVES = (0.1, 0.3)
 #: rates: the large design (odds ratio ** this), its share of the CUSUMs' budget, the window test's share
 RATE_LARGE_POWER = 2.0
 RATE_LARGE_SHARE = 0.5
-RATE_WINDOW_SHARE = 0.5
+RATE_WINDOW_SHARE = 0.75
+#: rates: the windows (in blocks) of the window test
+RATE_WINDOWS: tuple[int, ...] | None = None
+#: budget weight of each rate signal's group (every other group: 1)
+RATE_WEIGHT = 2.0
+#: rates: the share of the window test's budget for the test over every call since the anchor
+RATE_ANCHORED = 0.8
+#: tool mix: the share of its budget for the test over every call since the anchor
+TOOL_ANCHORED = 0.0
+#: rates whose statistics leave refusals out (a refusal breaks the format by nature: the refusal signal owns it)
+RATES_WITHOUT_REFUSALS: tuple[str, ...] = ("format_failure",)
 #: tools with their own statistics (the most used ones the reference saw at least twice)
 TOOL_CATEGORIES = 8
 
@@ -185,11 +195,12 @@ class _Rate:
     ``invert``: the event is a false value (a failed format check)."""
 
     __slots__ = ("acc", "field", "h", "h2", "i0", "i1", "inv_h", "inv_h2", "invert", "j0", "j1", "n", "name", "p0",
-                 "p1", "p2", "phi", "s", "s2", "slot", "wr")
+                 "p1", "p2", "phi", "s", "s2", "skip_refused", "slot", "wr")
 
     def __init__(self, name: str, field: str, invert: bool, p0: float, p1: float, h: float, p2: float, h2: float,
-                 n: int, phi: float, acc: list[float], slot: int) -> None:
+                 n: int, phi: float, acc: list[float], slot: int, skip_refused: bool = False) -> None:
         self.name, self.field, self.invert = name, field, invert
+        self.skip_refused = skip_refused
         self.p0, self.p1, self.p2 = p0, p1, p2
         self.i1 = math.log(p1 / p0)
         self.i0 = math.log((1.0 - p1) / (1.0 - p0))
@@ -204,7 +215,7 @@ class _Rate:
 
     def step(self, record: CallRecord) -> float:
         v = getattr(record, self.field)
-        if v is None:
+        if v is None or (self.skip_refused and record.refused):
             return -1.0
         acc, slot = self.acc, self.slot
         acc[slot + 1] += 1.0
@@ -255,7 +266,7 @@ class _Tools:
     """
 
     __slots__ = ("acc", "cats", "field", "h", "i0", "i1", "index", "inv_h", "last", "n", "n_cat", "name", "none",
-                 "other", "p0", "phi", "quiet", "slot", "t", "v")
+                 "other", "p0", "phi", "quiet", "slot", "t", "v", "wr")
 
     def __init__(self, cats: list[str], p0: list[float], p1: list[list[float]], h: list[list[float]], n: int,
                  phi: list[float], acc: list[float], slot: int) -> None:
@@ -280,6 +291,7 @@ class _Tools:
         self.last = [0] * len(self.i1)  # ... that call
         self.t = 0
         self.quiet = 0.0
+        self.wr = 0.0  # the latest score of the signal's test since the anchor (set by the monitor at block ends)
 
     def terms(self, total: Sequence[float], h: list[list[float]]) -> list[tuple[str, float]]:
         """See :meth:`_Continuous.terms` (each call counted in the category of its first tool)."""
@@ -314,7 +326,7 @@ class _Tools:
             acc[self.slot + first] += 1.0
         acc[self.slot + k] += 1.0
         v, last, i0, i1, inv_h = self.v, self.last, self.i0, self.i1, self.inv_h
-        best = self.quiet
+        best = self.quiet if self.quiet > self.wr else self.wr
         for c in present:
             if c < 0:
                 continue
@@ -400,7 +412,7 @@ class DriftMonitor:
         self._score_sig: _Continuous | None = None
         self._emb_sig: EmbeddingChi2 | None = None
         self._comb: Combined | None = None
-        self._solo: list[_Rate] = []  # rates that also have a window test (in the combined statistic's windows)
+        self._solo: list[Any] = []  # signals that also have a test of their own in the combined statistic's windows
         self._acc: list[float] = [0.0] * 2
         self._block = 0
         self._names: tuple[str, ...] = ()  # active signals, in bank order
@@ -596,10 +608,12 @@ class DriftMonitor:
         for name, field, invert in (("refusal", "refused", False), ("format_failure", "format_ok", True),
                                     ("error", "error", False)):
             if name in names:
-                vals = [getattr(r, field) for r in records if getattr(r, field) is not None]
+                skip = behaviour and name in RATES_WITHOUT_REFUSALS
+                vals = [getattr(r, field) for r in records
+                        if getattr(r, field) is not None and not (skip and r.refused)]
                 if len(vals) >= mv:
                     ind = [1.0 if bool(v) ^ invert else 0.0 for v in vals]
-                    plans.append({"kind": "rate", "name": name, "field": field, "invert": invert,
+                    plans.append({"kind": "rate", "name": name, "field": field, "invert": invert, "skip_refused": skip,
                                   "k": int(sum(ind)), "n": len(ind), "series": add_series(ind)})
         if "tool_mix" in names:
             tool_calls = [r.tools for r in records if r.tools is not None and not r.refused]
@@ -655,14 +669,17 @@ class DriftMonitor:
         scalar = [p for p in plans if p["name"] in BEHAVIOUR_SIGNALS]
         use_comb = self.combined and len(scalar) >= 2
         groups += use_comb
-        self._groups = groups
         self._pool_h = {}
         if not groups:
+            self._groups = 0
             self._armed = False
             self._ref_size = 0
             return 0
-        share = self.bank_rate / groups
-        pool_share = self.pool_rate / groups if self.pool_rate else 0.0
+        rate_w = RATE_WEIGHT if behaviour and use_comb else 1.0
+        weight = groups + (rate_w - 1.0) * sum(1 for p in plans if p["kind"] == "rate")
+        self._groups = weight
+        share = self.bank_rate / weight
+        pool_share = self.pool_rate / weight if self.pool_rate else 0.0
         # accumulator layout for the combined statistic
         slot = 0
         parts: list[Part] = []
@@ -678,13 +695,14 @@ class DriftMonitor:
                 if pool_share and p["name"] in BEHAVIOUR_SIGNALS:
                     self._pool_h[sig.name] = self._build_continuous(p, sig.phi, pool_share, acc, rng, behaviour).h
             elif p["kind"] == "rate":  # with the combined statistic: part of its share to a window test of its own
-                sig = self._build_rate(p, phi(p["series"]), share * (1.0 - RATE_WINDOW_SHARE) if use_comb else share,
-                                       acc)
+                sig = self._build_rate(p, phi(p["series"]),
+                                       share * rate_w * (1.0 - RATE_WINDOW_SHARE) if use_comb else share, acc)
                 if pool_share:
-                    pool = self._build_rate(p, sig.phi, pool_share, acc)
+                    pool = self._build_rate(p, sig.phi, pool_share * rate_w, acc)
                     self._pool_h[sig.name] = (pool.h, pool.h2)
             else:
-                sig = self._build_tools(p, [phi(i) for i in p["series"]], share, acc)
+                sig = self._build_tools(p, [phi(i) for i in p["series"]],
+                                        share * (1.0 - TOOL_ANCHORED) if use_comb else share, acc)
                 if pool_share:
                     self._pool_h[sig.name] = self._build_tools(p, sig.phi, pool_share, acc).h
             self._bank.append(sig)
@@ -708,7 +726,11 @@ class DriftMonitor:
             self._solo = []
             for sig in self._bank:
                 if isinstance(sig, _Rate):
-                    self._comb.add_solo(sig.name, share * RATE_WINDOW_SHARE)
+                    a = share * rate_w * RATE_WINDOW_SHARE
+                    self._comb.add_solo(sig.name, a * (1.0 - RATE_ANCHORED), RATE_WINDOWS, a * RATE_ANCHORED)
+                    self._solo.append(sig)
+                elif isinstance(sig, _Tools) and TOOL_ANCHORED:
+                    self._comb.add_solo(sig.name, 0.0, (), share * TOOL_ANCHORED)
                     self._solo.append(sig)
             self._bank.append(self._comb)
         self._set_names(tuple(sig.name for sig in self._bank))
@@ -759,7 +781,8 @@ class DriftMonitor:
 
         h = rate_threshold(k, n, alpha * (1.0 - RATE_LARGE_SHARE), d1, phi=phi)
         h2 = rate_threshold(k, n, alpha * RATE_LARGE_SHARE, d2, phi=phi)
-        return _Rate(p["name"], p["field"], p["invert"], p0, d1(p0), h, d2(p0), h2, n, phi, acc, p["slot"])
+        return _Rate(p["name"], p["field"], p["invert"], p0, d1(p0), h, d2(p0), h2, n, phi, acc, p["slot"],
+                     p["skip_refused"])
 
     def _tools_plan(self, tool_calls: list[tuple[str, ...]], add_series: Any) -> dict[str, Any] | None:
         n = len(tool_calls)
