@@ -73,8 +73,6 @@ RATE_WINDOWS: tuple[int, ...] | None = None
 RATE_WEIGHT = 2.0
 #: rates: the share of the window test's budget for the test over every call since the anchor
 RATE_ANCHORED = 0.8
-#: tool mix: the share of its budget for the test over every call since the anchor
-TOOL_ANCHORED = 0.0
 #: rates whose statistics leave refusals out (a refusal breaks the format by nature: the refusal signal owns it)
 RATES_WITHOUT_REFUSALS: tuple[str, ...] = ("format_failure",)
 #: tools with their own statistics (the most used ones the reference saw at least twice)
@@ -266,7 +264,7 @@ class _Tools:
     """
 
     __slots__ = ("acc", "cats", "field", "h", "i0", "i1", "index", "inv_h", "last", "n", "n_cat", "name", "none",
-                 "other", "p0", "phi", "quiet", "slot", "t", "v", "wr")
+                 "other", "p0", "phi", "quiet", "slot", "t", "v")
 
     def __init__(self, cats: list[str], p0: list[float], p1: list[list[float]], h: list[list[float]], n: int,
                  phi: list[float], acc: list[float], slot: int) -> None:
@@ -291,7 +289,6 @@ class _Tools:
         self.last = [0] * len(self.i1)  # ... that call
         self.t = 0
         self.quiet = 0.0
-        self.wr = 0.0  # the latest score of the signal's test since the anchor (set by the monitor at block ends)
 
     def terms(self, total: Sequence[float], h: list[list[float]]) -> list[tuple[str, float]]:
         """See :meth:`_Continuous.terms` (each call counted in the category of its first tool)."""
@@ -326,7 +323,7 @@ class _Tools:
             acc[self.slot + first] += 1.0
         acc[self.slot + k] += 1.0
         v, last, i0, i1, inv_h = self.v, self.last, self.i0, self.i1, self.inv_h
-        best = self.quiet if self.quiet > self.wr else self.wr
+        best = self.quiet
         for c in present:
             if c < 0:
                 continue
@@ -412,7 +409,7 @@ class DriftMonitor:
         self._score_sig: _Continuous | None = None
         self._emb_sig: EmbeddingChi2 | None = None
         self._comb: Combined | None = None
-        self._solo: list[Any] = []  # signals that also have a test of their own in the combined statistic's windows
+        self._solo: list[_Rate] = []  # rates that also have tests of their own (in the combined statistic's windows)
         self._acc: list[float] = [0.0] * 2
         self._block = 0
         self._names: tuple[str, ...] = ()  # active signals, in bank order
@@ -701,8 +698,7 @@ class DriftMonitor:
                     pool = self._build_rate(p, sig.phi, pool_share * rate_w, acc)
                     self._pool_h[sig.name] = (pool.h, pool.h2)
             else:
-                sig = self._build_tools(p, [phi(i) for i in p["series"]],
-                                        share * (1.0 - TOOL_ANCHORED) if use_comb else share, acc)
+                sig = self._build_tools(p, [phi(i) for i in p["series"]], share, acc)
                 if pool_share:
                     self._pool_h[sig.name] = self._build_tools(p, sig.phi, pool_share, acc).h
             self._bank.append(sig)
@@ -728,9 +724,6 @@ class DriftMonitor:
                 if isinstance(sig, _Rate):
                     a = share * rate_w * RATE_WINDOW_SHARE
                     self._comb.add_solo(sig.name, a * (1.0 - RATE_ANCHORED), RATE_WINDOWS, a * RATE_ANCHORED)
-                    self._solo.append(sig)
-                elif isinstance(sig, _Tools) and TOOL_ANCHORED:
-                    self._comb.add_solo(sig.name, 0.0, (), share * TOOL_ANCHORED)
                     self._solo.append(sig)
             self._bank.append(self._comb)
         self._set_names(tuple(sig.name for sig in self._bank))
