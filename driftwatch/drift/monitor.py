@@ -66,13 +66,11 @@ TOOL_MOVES = (0.1, 0.3)
 #: rates: the large design (odds ratio ** this), its share of the CUSUMs' budget, the window test's share
 RATE_LARGE_POWER = 2.0
 RATE_LARGE_SHARE = 0.5
-RATE_WINDOW_SHARE = 0.75
+RATE_WINDOW_SHARE = 0.9
 #: rates: the windows (in blocks) of the window test
 RATE_WINDOWS: tuple[int, ...] | None = None
-#: budget weight of each rate signal's group (every other group: 1)
-RATE_WEIGHT = 2.0
 #: rates: the share of the window test's budget for the test over every call since the anchor
-RATE_ANCHORED = 0.8
+RATE_ANCHORED = 0.9
 #: rates whose statistics leave refusals out (a refusal breaks the format by nature: the refusal signal owns it)
 RATES_WITHOUT_REFUSALS: tuple[str, ...] = ("format_failure",)
 #: tools with their own statistics (the most used ones the reference saw at least twice)
@@ -672,11 +670,9 @@ class DriftMonitor:
             self._armed = False
             self._ref_size = 0
             return 0
-        rate_w = RATE_WEIGHT if behaviour and use_comb else 1.0
-        weight = groups + (rate_w - 1.0) * sum(1 for p in plans if p["kind"] == "rate")
-        self._groups = weight
-        share = self.bank_rate / weight
-        pool_share = self.pool_rate / weight if self.pool_rate else 0.0
+        self._groups = groups
+        share = self.bank_rate / groups
+        pool_share = self.pool_rate / groups if self.pool_rate else 0.0
         # accumulator layout for the combined statistic
         slot = 0
         parts: list[Part] = []
@@ -692,10 +688,10 @@ class DriftMonitor:
                 if pool_share and p["name"] in BEHAVIOUR_SIGNALS:
                     self._pool_h[sig.name] = self._build_continuous(p, sig.phi, pool_share, acc, rng, behaviour).h
             elif p["kind"] == "rate":  # with the combined statistic: part of its share to a window test of its own
-                sig = self._build_rate(p, phi(p["series"]),
-                                       share * rate_w * (1.0 - RATE_WINDOW_SHARE) if use_comb else share, acc)
+                sig = self._build_rate(p, phi(p["series"]), share * (1.0 - RATE_WINDOW_SHARE) if use_comb else share,
+                                       acc)
                 if pool_share:
-                    pool = self._build_rate(p, sig.phi, pool_share * rate_w, acc)
+                    pool = self._build_rate(p, sig.phi, pool_share, acc)
                     self._pool_h[sig.name] = (pool.h, pool.h2)
             else:
                 sig = self._build_tools(p, [phi(i) for i in p["series"]], share, acc)
@@ -722,7 +718,7 @@ class DriftMonitor:
             self._solo = []
             for sig in self._bank:
                 if isinstance(sig, _Rate):
-                    a = share * rate_w * RATE_WINDOW_SHARE
+                    a = share * RATE_WINDOW_SHARE
                     self._comb.add_solo(sig.name, a * (1.0 - RATE_ANCHORED), RATE_WINDOWS, a * RATE_ANCHORED)
                     self._solo.append(sig)
             self._bank.append(self._comb)
