@@ -41,7 +41,7 @@ from typing import Any
 
 from driftwatch.drift.calibrate import chibar_isf
 
-__all__ = ["BLOCK", "WINDOWS", "Combined", "Part", "anchor_stride", "cholesky", "degrees", "evaluate", "forward", "stride",
+__all__ = ["BLOCK", "WINDOWS", "Combined", "Part", "anchor_stride", "anchor_thresholds", "cholesky", "degrees", "evaluate", "forward", "stride",
            "window_thresholds"]
 
 #: calls per block: the combined and embedding statistics are tested at block ends
@@ -63,6 +63,17 @@ def anchor_stride(blocks: int) -> int:
     """The test over every call since the start is run every ``anchor_stride(b)`` blocks at ``b`` blocks: every
     block at first, then an eighth of the power of two at or below ``b`` (at most :data:`MAX_ANCHOR_STRIDE`)."""
     return min(MAX_ANCHOR_STRIDE, max(1, (1 << (blocks.bit_length() - 1)) // 8))
+
+
+def anchor_thresholds(alpha: float, two: int, one: int = 0) -> dict[int, float]:
+    """Thresholds of the test over every call since the start, per stride: tested every ``st`` blocks, a test
+    may spend ``alpha`` per call since the previous one (union bound: at most ``alpha`` false alarms per call)."""
+    out: dict[int, float] = {}
+    st = 1
+    while st <= MAX_ANCHOR_STRIDE:
+        out[st] = chibar_isf(min(0.5, alpha * BLOCK * st), two, one)
+        st *= 2
+    return out
 
 
 def window_thresholds(alpha: float, windows: Sequence[int], two: int, one: int = 0) -> list[float]:
@@ -180,11 +191,11 @@ class Combined:
     ``acc``: the accumulator list the signals add into (shared; emptied in place at each block end).
     """
 
-    __slots__ = ("acc", "blocks", "cont", "cum", "df", "h", "head", "inv_h", "last", "low", "name", "one", "parts",
-                 "size", "solo", "strides", "two", "windows")
+    __slots__ = ("acc", "anchor_h", "anchor_last", "blocks", "cont", "cum", "df", "h", "head", "hit", "inv_h", "last",
+                 "low", "name", "one", "parts", "size", "solo", "strides", "two", "windows")
 
     def __init__(self, parts: list[Part], corr: Sequence[Sequence[float]], alpha: float,
-                 windows: Sequence[int] = WINDOWS, acc: list[float] | None = None) -> None:
+                 windows: Sequence[int] = WINDOWS, acc: list[float] | None = None, anchored: float = 0.0) -> None:
         self.name = "combined"
         self.parts = parts
         self.cont = [p for p in parts if p.kind == "z"]
@@ -195,8 +206,12 @@ class Combined:
         self.df = sum(p.df for p in parts)
         self.windows = tuple(windows)
         self.strides = [stride(w) for w in self.windows]
-        self.h = window_thresholds(alpha, self.windows, self.two, self.one)
+        self.h = window_thresholds(alpha * (1.0 - anchored), self.windows, self.two, self.one)
         self.inv_h = [1.0 / h for h in self.h]
+        #: the test over every call since the start: its threshold per stride (empty: off)
+        self.anchor_h = anchor_thresholds(alpha * anchored, self.two, self.one) if anchored > 0.0 else {}
+        self.anchor_last = 0.0
+        self.hit: tuple[list[float], float] | None = None  # sums and threshold of the test that crossed last
         ring = max(self.windows) + 1
         self.cum = [[0.0] * self.size for _ in range(ring)]
         self.head = 0  # index of the latest cumulative sum
@@ -218,11 +233,8 @@ class Combined:
         use = [w for w in self.windows if windows is None or w in windows] or [max(self.windows)]
         inv = dict(zip(use, window_thresholds(alpha, use, *df), strict=True)) if alpha > 0.0 else {}
         by_stride: dict[int, float] = {}
-        if anchored > 0.0:  # tested every anchor_stride(b) blocks: a level of anchored × calls since the last test
-            st = 1
-            while st <= MAX_ANCHOR_STRIDE:
-                by_stride[st] = 1.0 / chibar_isf(min(0.5, anchored * BLOCK * st), *df)
-                st *= 2
+        if anchored > 0.0:
+            by_stride = {st: 1.0 / h for st, h in anchor_thresholds(anchored, *df).items()}
         self.solo[j] = ([1.0 / inv[w] if w in inv else 0.0 for w in self.windows], [0.0] * (len(self.windows) + 1),
                         by_stride)
 
@@ -232,6 +244,8 @@ class Combined:
         self.head = 0
         self.blocks = 0
         self.last = [0.0] * len(self.windows)
+        self.anchor_last = 0.0
+        self.hit = None
         for _, latest, _ in self.solo.values():
             latest[:] = [0.0] * len(latest)
 
@@ -258,12 +272,21 @@ class Combined:
             last[k] = r
             if r >= 1.0 and not fired:
                 fired = w * BLOCK
+                self.hit = (s, self.h[k])
             for j, (inv, latest, _) in self.solo.items():
                 if inv[k]:
                     latest[k] = evaluate((self.parts[j],), (), s) * inv[k]
         if self.solo:
             self._anchored(blocks)
-        return max(last), fired
+        if self.anchor_h and blocks >= self.windows[0] and not blocks % anchor_stride(blocks):
+            s = self.cum[self.head]
+            h = self.anchor_h[anchor_stride(blocks)]
+            r = self.anchor_last = self.q(s) / h
+            if r >= 1.0 and not fired:
+                fired = blocks * BLOCK
+                self.hit = (s, h)
+        top = max(last)
+        return (top if top > self.anchor_last else self.anchor_last), fired
 
     def _anchored(self, blocks: int) -> None:
         """The single-signal tests over every call since the start (from the shortest window on)."""
@@ -291,19 +314,19 @@ class Combined:
         """The statistic for window sums ``s``."""
         return evaluate(self.parts, self.low, s)
 
-    def crosses_without(self, calls: int, signals: set[str]) -> bool:
-        """Over the window of ``calls``, does the evidence of the *other* signals alone still cross that
-        window's threshold? (A crossing that only repeats alarms already raised is not news.)"""
-        k = next((j for j, w in enumerate(self.windows) if w * BLOCK == calls), None)
-        if k is None:
+    def crosses_without(self, signals: set[str]) -> bool:
+        """Over the window of the latest crossing, does the evidence of the *other* signals alone still cross
+        that test's threshold? (A crossing that only repeats alarms already raised is not news.)"""
+        if self.hit is None:
             return False
+        sums, h = self.hit
         rest = [p for p in self.parts if p.signal not in signals]
         if not rest:
             return False
         keep = [j for j, p in enumerate(self.cont) if p.signal not in signals]
         full = _unfactor(self.low)
         low = cholesky([[full[a][b] for b in keep] for a in keep]) if keep else []
-        return evaluate(rest, low, self.window(self.windows[k])) >= self.h[k]
+        return evaluate(rest, low, sums) >= h
 
     def score_window(self) -> tuple[float, int]:
         """(max Q/q over the available windows, the window of that maximum in calls)."""

@@ -41,6 +41,7 @@ from driftwatch.drift.calibrate import (
     smoothed_rate,
 )
 from driftwatch.drift.combined import BLOCK, WINDOWS, Combined, Part
+from driftwatch.drift import dependence
 from driftwatch.drift.dependence import Dependence, estimate, variance_time, variance_time_columns
 from driftwatch.drift.embedding import EMBEDDING_WINDOWS, EmbeddingChi2, whitening
 from driftwatch.drift.record import (
@@ -71,6 +72,9 @@ RATE_WINDOW_SHARE = 0.9
 RATE_WINDOWS: tuple[int, ...] | None = None
 #: rates: the share of the window test's budget for the test over every call since the anchor
 RATE_ANCHORED = 0.9
+#: the combined and the embedding statistics: the share of their budget for the test since the anchor
+COMBINED_ANCHORED = 0.5
+EMBEDDING_ANCHORED = 0.5
 #: rates whose statistics leave refusals out (a refusal breaks the format by nature: the refusal signal owns it)
 RATES_WITHOUT_REFUSALS: tuple[str, ...] = ("format_failure",)
 #: tools with their own statistics (the most used ones the reference saw at least twice)
@@ -645,8 +649,10 @@ class DriftMonitor:
         dep = estimate(curves, len(records)) if self.dependence and curves else None
         self._dep = dep if dep is not None and dep.rho > 0.0 else None
 
-        def phi(i: int) -> float:
-            return dep.phi(i) if dep is not None else 1.0
+        def phi(i: int, safety: float | None = None) -> float:
+            if dep is None:
+                return 1.0
+            return dep.phi(i, safety=dependence.SCALAR_SAFETY if safety is None else safety)
 
         # 3. build the statistics, each with its share of the budget
         self._bank = []
@@ -704,17 +710,17 @@ class DriftMonitor:
                 parts.append(self._part(p, sig))
         if emb_plan is not None:
             s0 = emb_plan["series0"]
-            phis = [max(1.0, phi(s0 + j)) for j in range(emb_plan["d"])]
+            phis = [max(1.0, phi(s0 + j, dependence.SAFETY)) for j in range(emb_plan["d"])]
             np = self._np
             transform = emb_plan["axes"] / (emb_plan["sd"] * np.sqrt(np.asarray(phis)))
             sig = EmbeddingChi2(np, emb_plan["mu"], transform, share, emb_plan["n"], phis,
-                                _windows(EMBEDDING_WINDOWS, self._dep))
+                                _windows(EMBEDDING_WINDOWS, self._dep), EMBEDDING_ANCHORED)
             self._bank.append(sig)
             self._emb_sig = sig
         if use_comb:
             corr = _correlation([p for p in plans if p["kind"] == "z" and p["name"] in BEHAVIOUR_SIGNALS], records,
                                 behaviour)
-            self._comb = Combined(parts, corr, share, _windows(WINDOWS, self._dep), acc)
+            self._comb = Combined(parts, corr, share, _windows(WINDOWS, self._dep), acc, COMBINED_ANCHORED)
             self._solo = []
             for sig in self._bank:
                 if isinstance(sig, _Rate):
@@ -949,7 +955,7 @@ class DriftMonitor:
         """The combined statistic crossed: does it tell more than the alarms already raised? Only if the
         signals without an alarm of their own still cross the threshold together."""
         alarmed = set(self._latched) | set(fired)
-        return not alarmed or comb.crosses_without(at, alarmed)
+        return not alarmed or comb.crosses_without(alarmed)
 
     def update_score(self, value: float) -> DriftStatus:
         """Feed a score that arrived on its own (not with a call): it only moves the ``score`` signal."""
