@@ -41,8 +41,8 @@ from typing import Any
 
 from driftwatch.drift.calibrate import chibar_isf
 
-__all__ = ["BLOCK", "WINDOWS", "Combined", "Part", "anchor_stride", "anchor_thresholds", "cholesky", "degrees", "evaluate", "forward", "stride",
-           "window_thresholds"]
+__all__ = ["BLOCK", "WINDOWS", "Combined", "Part", "anchor_stride", "anchor_thresholds", "cholesky", "degrees",
+           "evaluate", "forward", "stride", "window_thresholds"]
 
 #: calls per block: the combined and embedding statistics are tested at block ends
 BLOCK = 16
@@ -221,22 +221,19 @@ class Combined:
         #: start (last), inverse thresholds of the test since the start per stride)
         self.solo: dict[int, tuple[list[float], list[float], dict[int, float]]] = {}
 
-    def add_solo(self, signal: str, alpha: float, windows: Sequence[int] | None = None,
-                 anchored: float = 0.0) -> None:
-        """Also test ``signal``'s part alone (a two-sample test of its own): on the sliding windows (all, or
-        those in ``windows``) at ``alpha``, and on every call since the statistics started (the anchor) at
-        ``anchored``. A rare-event rate is told apart from the reference's own uncertainty over a window more
-        efficiently than by a CUSUM, which must allow for that uncertainty for ever; and a change that
-        starts at the anchor (a self-modification) is seen best over all the calls since."""
+    def add_solo(self, signal: str, alpha: float, anchored: float = 0.0) -> None:
+        """Also test ``signal``'s part alone (a two-sample test of its own): on the sliding windows at ``alpha``,
+        and on every call since the statistics started (the anchor) at ``anchored``. A rare-event rate is told
+        apart from the reference's own uncertainty over a window more efficiently than by a CUSUM, which must
+        allow for that uncertainty for ever; and a change that starts at the anchor (a self-modification) is
+        seen best over all the calls since."""
         j = next(j for j, p in enumerate(self.parts) if p.signal == signal)
         df = degrees([self.parts[j]])
-        use = [w for w in self.windows if windows is None or w in windows] or [max(self.windows)]
-        inv = dict(zip(use, window_thresholds(alpha, use, *df), strict=True)) if alpha > 0.0 else {}
-        by_stride: dict[int, float] = {}
-        if anchored > 0.0:
-            by_stride = {st: 1.0 / h for st, h in anchor_thresholds(anchored, *df).items()}
-        self.solo[j] = ([1.0 / inv[w] if w in inv else 0.0 for w in self.windows], [0.0] * (len(self.windows) + 1),
-                        by_stride)
+        inv = [0.0] * len(self.windows)
+        if alpha > 0.0:
+            inv = [1.0 / h for h in window_thresholds(alpha, self.windows, *df)]
+        by_stride = {st: 1.0 / h for st, h in anchor_thresholds(anchored, *df).items()} if anchored > 0.0 else {}
+        self.solo[j] = (inv, [0.0] * (len(self.windows) + 1), by_stride)
 
     def reset(self) -> None:
         self.acc[:] = [0.0] * self.size

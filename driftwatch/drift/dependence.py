@@ -32,8 +32,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SAFETY", "SCALAR_SAFETY", "SCALES", "SESSIONS_PER_WINDOW", "Dependence", "estimate", "phi_for", "variance_time",
-           "variance_time_columns"]
+__all__ = ["SAFETY", "SCALAR_SAFETY", "SCALES", "SESSIONS_PER_WINDOW", "Dependence", "estimate", "phi_for",
+           "variance_time", "variance_time_columns"]
 
 #: block sizes of the variance-time curve
 SCALES: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128)

@@ -48,8 +48,8 @@ class EmbeddingChi2:
     ``alpha``: this statistic's per-call budget; ``n_ref``: reference size.
     """
 
-    __slots__ = ("anchor_h", "anchor_last", "base", "base_n", "blocks", "counts", "cum", "d", "field", "h", "head", "inv_h", "last", "mu", "n",
-                 "name", "np", "phi", "strides", "transform", "windows")
+    __slots__ = ("anchor_h", "anchor_last", "base", "base_n", "blocks", "counts", "cum", "d", "field", "h", "head",
+                 "inv_h", "last", "mu", "n", "name", "np", "phi", "strides", "transform", "windows")
 
     def __init__(self, np: Any, mu: Any, transform: Any, alpha: float, n_ref: int, phi: Sequence[float],
                  windows: Sequence[int] = EMBEDDING_WINDOWS, anchored: float = 0.0) -> None:

@@ -33,6 +33,7 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from driftwatch.drift import dependence
 from driftwatch.drift.calibrate import (
     bernoulli_design,
     continuous_thresholds,
@@ -41,7 +42,6 @@ from driftwatch.drift.calibrate import (
     smoothed_rate,
 )
 from driftwatch.drift.combined import BLOCK, WINDOWS, Combined, Part
-from driftwatch.drift import dependence
 from driftwatch.drift.dependence import Dependence, estimate, variance_time, variance_time_columns
 from driftwatch.drift.embedding import EMBEDDING_WINDOWS, EmbeddingChi2, whitening
 from driftwatch.drift.record import (
@@ -68,8 +68,6 @@ TOOL_MOVES = (0.1, 0.3)
 RATE_LARGE_POWER = 2.0
 RATE_LARGE_SHARE = 0.5
 RATE_WINDOW_SHARE = 0.9
-#: rates: the windows (in blocks) of the window test
-RATE_WINDOWS: tuple[int, ...] | None = None
 #: rates: the share of the window test's budget for the test over every call since the anchor
 RATE_ANCHORED = 0.9
 #: the combined and the embedding statistics: the share of their budget for the test since the anchor
@@ -725,7 +723,7 @@ class DriftMonitor:
             for sig in self._bank:
                 if isinstance(sig, _Rate):
                     a = share * RATE_WINDOW_SHARE
-                    self._comb.add_solo(sig.name, a * (1.0 - RATE_ANCHORED), RATE_WINDOWS, a * RATE_ANCHORED)
+                    self._comb.add_solo(sig.name, a * (1.0 - RATE_ANCHORED), a * RATE_ANCHORED)
                     self._solo.append(sig)
             self._bank.append(self._comb)
         self._set_names(tuple(sig.name for sig in self._bank))
