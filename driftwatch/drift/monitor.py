@@ -520,6 +520,8 @@ class DriftMonitor:
         out: dict[str, Any] = {"calls": self.calls_total, "groups": self._groups, "cusum": cusum}
         if self._comb is not None:
             out["combined"] = self._comb.snapshot(total)
+            # rates: the share of their group's budget the fleet spends on its test since the anchor
+            out["anchored"] = {sig.name: RATE_WINDOW_SHARE for sig in self._solo}
         if self._emb_sig is not None:
             out["embedding"] = self._emb_sig.snapshot()
         return out
@@ -694,8 +696,9 @@ class DriftMonitor:
             elif p["kind"] == "rate":  # with the combined statistic: part of its share to a window test of its own
                 sig = self._build_rate(p, phi(p["series"]), share * (1.0 - RATE_WINDOW_SHARE) if use_comb else share,
                                        acc)
-                if pool_share:
-                    pool = self._build_rate(p, sig.phi, pool_share, acc)
+                if pool_share:  # the fleet's own test since the anchor takes the same part as here
+                    pool = self._build_rate(p, sig.phi, pool_share * (1.0 - RATE_WINDOW_SHARE) if use_comb
+                                            else pool_share, acc)
                     self._pool_h[sig.name] = (pool.h, pool.h2)
             else:
                 sig = self._build_tools(p, [phi(i) for i in p["series"]], share, acc)
