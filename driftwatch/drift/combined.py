@@ -29,6 +29,11 @@ most its budget ``α``. Work: a few additions per
 call (each signal adds its value and a presence count to an accumulator) and, every ``BLOCK`` calls,
 about three window tests. Memory: a ring of 129 cumulative sums.
 
+**Since the anchor.** The same statistic (and each rate's part alone, :meth:`Combined.add_solo`) is also
+taken over every call since the statistics started — the anchor, where a self-modification's drift starts —
+tested every block at first and then every eighth of the blocks so far (:func:`anchor_stride`), each test at
+its union-bound level times :data:`ANCHOR_GAIN` (the tests are nested: :func:`anchor_thresholds`).
+
 Attribution: :meth:`Combined.effects` gives, for a window, each signal's standardized shift (mean ``z``
 for continuous signals, observed vs reference rate for rates, the most over-represented tool).
 """

@@ -14,7 +14,8 @@ blocks of 16 calls, tested at every block end)
 is compared with the χ²_d quantile at ``α · BLOCK · stride / windows`` (a window of ``w`` blocks is
 tested every ``max(1, w/8)`` blocks; union bound: at most ``α`` false alarms per call). ``(1 + m/n)``
 accounts for the reference's own error (``n`` calls). A mean shift of ``Δ``
-(Mahalanobis, per call) adds about ``m Δ²`` to ``Q_m``, whatever its direction.
+(Mahalanobis, per call) adds about ``m Δ²`` to ``Q_m``, whatever its direction. Every call since the
+anchor is tested too (part ``anchored`` of the budget; :func:`~driftwatch.drift.combined.anchor_thresholds`).
 """
 
 from __future__ import annotations
