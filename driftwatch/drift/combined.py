@@ -416,4 +416,6 @@ class Combined:
                 "thresholds": list(self.h),
                 "windows_calls": [w * BLOCK for w in self.windows],
                 "score": score, "window_calls": at,
-                "long_run_variance_ratio": {p.signal: p.phi for p in self.parts}}
+                "long_run_variance_ratio": {p.signal: p.phi for p in self.parts},
+                **({"since_anchor": {"score": self.anchor_last, "thresholds": dict(self.anchor_h)}}
+                   if self.anchor_h else {})}

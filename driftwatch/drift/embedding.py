@@ -160,4 +160,6 @@ class EmbeddingChi2:
                 "windows_calls": [w * BLOCK for w in self.windows],
                 "long_run_variance_ratio": {"max": max(self.phi, default=1.0),
                                             "mean": sum(self.phi) / max(1, len(self.phi))},
+                **({"since_anchor": {"score": self.anchor_last, "thresholds": dict(self.anchor_h)}}
+                   if self.anchor_h else {}),
                 **({"effect": self.effect()} if self.blocks else {})}
