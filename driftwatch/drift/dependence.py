@@ -32,15 +32,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SAFETY", "SCALES", "SESSIONS_PER_WINDOW", "Dependence", "estimate", "phi_for", "variance_time",
-           "variance_time_columns"]
+__all__ = ["SAFETY", "SCALAR_SAFETY", "SCALES", "SESSIONS_PER_WINDOW", "Dependence", "estimate", "phi_for",
+           "variance_time", "variance_time_columns"]
 
 #: block sizes of the variance-time curve
 SCALES: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128)
 #: session persistence grid (ρ = 0 is independence)
 _RHOS: tuple[float, ...] = tuple(i / 100 for i in range(5, 90, 5)) + tuple(0.9 + i / 200 for i in range(0, 19))
-#: λ is raised by this share of itself (an upper estimate: underestimates are costly)
+#: λ is raised by this share of itself (an upper estimate: underestimates are costly); the embedding's axes
+#: use it, scalar signals :data:`SCALAR_SAFETY` (on the development profiles their false alarms barely
+#: moved without any, while the embedding's topic axes doubled theirs)
 SAFETY = 0.5
+SCALAR_SAFETY = 0.25
 _CAP = 200.0
 #: windowed statistics use only windows spanning at least this many sessions (see Dependence.min_window)
 SESSIONS_PER_WINDOW = 40.0
@@ -119,13 +122,15 @@ class Dependence:
         self.lam = lam
         self.lam_se = lam_se
 
-    def phi(self, i: int, *, upper: bool = True) -> float:
+    def phi(self, i: int, *, upper: bool = True, safety: float = SAFETY) -> float:
+        """The long-run variance ratio of series ``i``: with ``upper``, λ raised by ``safety`` of itself plus two
+        standard errors."""
         rho = self.rho
         if rho <= 0.0:
             return 1.0
         lam = self.lam[i]
         if upper:
-            lam = lam * (1.0 + SAFETY) + 2.0 * self.lam_se[i]
+            lam = lam * (1.0 + safety) + 2.0 * self.lam_se[i]
         return min(_CAP, 1.0 + 2.0 * max(0.0, lam) * rho / (1.0 - rho))
 
     def min_window(self) -> float:

@@ -14,7 +14,8 @@ blocks of 16 calls, tested at every block end)
 is compared with the χ²_d quantile at ``α · BLOCK · stride / windows`` (a window of ``w`` blocks is
 tested every ``max(1, w/8)`` blocks; union bound: at most ``α`` false alarms per call). ``(1 + m/n)``
 accounts for the reference's own error (``n`` calls). A mean shift of ``Δ``
-(Mahalanobis, per call) adds about ``m Δ²`` to ``Q_m``, whatever its direction.
+(Mahalanobis, per call) adds about ``m Δ²`` to ``Q_m``, whatever its direction. Every call since the
+anchor is tested too (part ``anchored`` of the budget; :func:`~driftwatch.drift.combined.anchor_thresholds`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from driftwatch.drift.combined import BLOCK, stride, window_thresholds
+from driftwatch.drift.combined import BLOCK, anchor_stride, anchor_thresholds, stride, window_thresholds
 
 __all__ = ["EMBEDDING_WINDOWS", "EmbeddingChi2", "whitening"]
 
@@ -48,11 +49,11 @@ class EmbeddingChi2:
     ``alpha``: this statistic's per-call budget; ``n_ref``: reference size.
     """
 
-    __slots__ = ("base", "base_n", "blocks", "counts", "cum", "d", "field", "h", "head", "inv_h", "last", "mu", "n",
-                 "name", "np", "phi", "strides", "transform", "windows")
+    __slots__ = ("anchor_h", "anchor_last", "base", "base_n", "blocks", "counts", "cum", "d", "field", "h", "head",
+                 "inv_h", "last", "mu", "n", "name", "np", "phi", "strides", "transform", "windows")
 
     def __init__(self, np: Any, mu: Any, transform: Any, alpha: float, n_ref: int, phi: Sequence[float],
-                 windows: Sequence[int] = EMBEDDING_WINDOWS) -> None:
+                 windows: Sequence[int] = EMBEDDING_WINDOWS, anchored: float = 0.0) -> None:
         self.name, self.field, self.np = "embedding", "embedding", np
         self.mu, self.transform = mu, transform
         self.d = int(mu.shape[0])
@@ -60,7 +61,10 @@ class EmbeddingChi2:
         self.phi = list(phi)
         self.windows = tuple(windows)
         self.strides = np.asarray([stride(w) for w in self.windows])
-        self.h = window_thresholds(alpha, self.windows, self.d)
+        self.h = window_thresholds(alpha * (1.0 - anchored), self.windows, self.d)
+        #: the test over every call since the start: its threshold per stride (empty: off)
+        self.anchor_h = anchor_thresholds(alpha * anchored, self.d) if anchored > 0.0 else {}
+        self.anchor_last = 0.0
         self.inv_h = 1.0 / np.asarray(self.h)
         self.last = np.zeros(len(self.windows))
         ring = max(self.windows) + 1
@@ -84,9 +88,16 @@ class EmbeddingChi2:
         self.counts[head] = self.counts[self.head] + u.shape[0]
         self.head = head
         self.blocks += 1
+        top_a = fired_a = 0.0
+        b = self.blocks
+        if self.anchor_h and b >= self.windows[0] and not b % anchor_stride(b):
+            m_a = float(self.counts[head])
+            tot = self.cum[head]
+            top_a = self.anchor_last = float(tot @ tot) / (m_a * (1.0 + m_a / self.n)) / self.anchor_h[anchor_stride(b)]
+            fired_a = m_a if top_a >= 1.0 else 0.0
         due = [k for k, w in enumerate(self.windows) if w <= self.blocks and not self.blocks % self.strides[k]]
         if not due:
-            return float(self.last.max()), 0.0, 0
+            return max(float(self.last.max()), self.anchor_last), top_a, int(fired_a)
         idx = [(head - self.windows[k]) % ring for k in due]
         diff = self.cum[head] - self.cum[idx]
         m = self.counts[head] - self.counts[idx]
@@ -97,7 +108,9 @@ class EmbeddingChi2:
         fired = 0
         if top >= 1.0:
             fired = int(m[int(np.argmax(ratios >= 1.0))])
-        return float(self.last.max()), top, fired
+        elif fired_a:
+            fired = int(fired_a)
+        return max(float(self.last.max()), self.anchor_last), max(top, top_a), fired
 
     def reset(self) -> None:
         self.cum = self.np.zeros_like(self.cum)
@@ -105,6 +118,7 @@ class EmbeddingChi2:
         self.head = 0
         self.blocks = 0
         self.last = self.np.zeros(len(self.windows))
+        self.anchor_last = 0.0
 
     def keep_total(self) -> None:
         """Before a reset: remember the sum so far (the fleet evidence is a sum since arming)."""
@@ -146,4 +160,6 @@ class EmbeddingChi2:
                 "windows_calls": [w * BLOCK for w in self.windows],
                 "long_run_variance_ratio": {"max": max(self.phi, default=1.0),
                                             "mean": sum(self.phi) / max(1, len(self.phi))},
+                **({"since_anchor": {"score": self.anchor_last, "thresholds": dict(self.anchor_h)}}
+                   if self.anchor_h else {}),
                 **({"effect": self.effect()} if self.blocks else {})}

@@ -95,12 +95,14 @@ class FleetPool:
         self.scores: dict[str, float] = {}
         self.calls = 0.0
         self.resets = 0
+        self._origin: list[float] | None = None  # pooled sums at the last restart (None: zero, at the anchor)
 
     def reset(self) -> None:
         """Restart the pooled statistics from the next poll on (an operator reset): evidence collected so far
         no longer counts."""
         self.resets += 1
         self._restart = True
+        self._origin = None
         self._ring = []
         self._fired = set()
         self.scores = {}
@@ -125,10 +127,16 @@ class FleetPool:
             self._min[key] = low
             sig = _signal(key)
             scores[sig] = max(scores.get(sig, 0.0), e - low)
-        self._restart = False
+        restart, self._restart = self._restart, False
         # windowed statistics on the pooled sums over the last m fleet calls
         comb = _pool_combined(snaps)
         emb = _pool_embedding(snaps)
+        if comb is not None:
+            if restart:
+                self._origin = list(comb[0])
+            if new > 0:
+                for sig, r in self._anchored_scores(comb, snaps, share, new).items():
+                    scores[sig] = max(scores.get(sig, 0.0), r)
         self._ring.append((calls, comb[0] if comb else None, emb[0] if emb else None))
         if len(self._ring) > _RING:
             del self._ring[0]
@@ -140,6 +148,27 @@ class FleetPool:
         fired = [sig for sig, r in scores.items() if r >= 1.0 and sig not in self._fired]
         self._fired.update(fired)
         return fired
+
+    def _anchored_scores(self, comb: tuple[list[float], list[Part], list[list[float]], int],
+                         snaps: Sequence[Mapping[str, Any]], share: float, new: float) -> dict[str, float]:
+        """Each rate's own test over every fleet call since the anchor (or the last restart), as in each
+        replica: at its part of the signal's share, spent over the ``new`` fleet calls since the last poll."""
+        vec, parts, _, n_sums = comb
+        anchored: dict[str, float] = {}
+        for s in snaps:
+            anchored.update(s.get("anchored") or {})
+        origin = self._origin if self._origin is not None and len(self._origin) == len(vec) else None
+        total = vec if origin is None else [a - b for a, b in zip(vec, origin, strict=True)]
+        out: dict[str, float] = {}
+        at = 0  # position of the part's expected counts
+        for part in parts:
+            width = 1 if part.kind == "rate" else len(part.p) if part.kind == "cats" else 0
+            frac = anchored.get(part.signal, 0.0)
+            if part.kind == "rate" and frac > 0.0:
+                h = chibar_isf(min(0.5, share * frac * new), *degrees([part]))
+                out[part.signal] = evaluate((part,), (), total[:n_sums], total[n_sums + at:n_sums + at + 1]) / h
+            at += width
+        return out
 
     def _back(self, calls_back: float) -> tuple[float, Any, Any] | None:
         """The newest pooled snapshot at least ``calls_back`` fleet calls before the latest one."""

@@ -9,13 +9,19 @@ reference is frozen (:meth:`~DriftMonitor.fit_reference` or :meth:`~DriftMonitor
   mean-shift CUSUMs, each tuned to a small shift (``shift``, 0.25 sd) and to a large one (3 × ``shift``);
 * ``score`` — the same on the score (downward only; ties and discrete scales handled by the calibration);
 * ``refusal``, ``format_failure``, ``error`` — upward Bernoulli-rate CUSUMs tuned to odds × 2.4 and × 5.8 (a
-  smaller design would be swamped by the reference's own uncertainty about a 2–4% rate);
+  smaller design would be swamped by the reference's own uncertainty about a 2–4% rate), and two-sample
+  tests of their own in the combined statistic's windows and over every call since the anchor, which get
+  most of the signal's budget (:data:`RATE_WINDOW_SHARE`, :data:`RATE_ANCHORED`); ``format_failure`` leaves
+  refusals out (a refusal breaks the format by nature: the refusal signal owns it);
 * ``tool_mix`` — per tool category (the reference's top tools, "no tool", "any other tool"), upward
   Bernoulli CUSUMs tuned to 10% and to 30% of all calls moving to that category (refusals excluded);
 * ``embedding`` — a windowed χ² of the whitened 16-dimension projection (:mod:`driftwatch.drift.embedding`);
 * ``combined`` — a windowed χ² that adds the evidence of all the scalar signals
   (:mod:`driftwatch.drift.combined`): a change that moves several signals a little is caught sooner than
   by any one of them.
+
+The windowed statistics also test every call since the anchor (the change that froze the reference):
+drift caused by a self-modification starts there, and no sliding window holds as much of it.
 
 Calls that come in sessions are not independent: the reference's dependence is estimated
 (:mod:`driftwatch.drift.dependence`) and every threshold calibrated for it. The false-alarm budget
@@ -33,6 +39,7 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from driftwatch.drift import dependence
 from driftwatch.drift.calibrate import (
     bernoulli_design,
     continuous_thresholds,
@@ -66,7 +73,14 @@ TOOL_MOVES = (0.1, 0.3)
 #: rates: the large design (odds ratio ** this), its share of the CUSUMs' budget, the window test's share
 RATE_LARGE_POWER = 2.0
 RATE_LARGE_SHARE = 0.5
-RATE_WINDOW_SHARE = 0.5
+RATE_WINDOW_SHARE = 0.9
+#: rates: the share of the window test's budget for the test over every call since the anchor
+RATE_ANCHORED = 0.9
+#: the combined and the embedding statistics: the share of their budget for the test since the anchor
+COMBINED_ANCHORED = 0.5
+EMBEDDING_ANCHORED = 0.5
+#: rates whose statistics leave refusals out (a refusal breaks the format by nature: the refusal signal owns it)
+RATES_WITHOUT_REFUSALS: tuple[str, ...] = ("format_failure",)
 #: tools with their own statistics (the most used ones the reference saw at least twice)
 TOOL_CATEGORIES = 8
 
@@ -185,11 +199,12 @@ class _Rate:
     ``invert``: the event is a false value (a failed format check)."""
 
     __slots__ = ("acc", "field", "h", "h2", "i0", "i1", "inv_h", "inv_h2", "invert", "j0", "j1", "n", "name", "p0",
-                 "p1", "p2", "phi", "s", "s2", "slot", "wr")
+                 "p1", "p2", "phi", "s", "s2", "skip_refused", "slot", "wr")
 
     def __init__(self, name: str, field: str, invert: bool, p0: float, p1: float, h: float, p2: float, h2: float,
-                 n: int, phi: float, acc: list[float], slot: int) -> None:
+                 n: int, phi: float, acc: list[float], slot: int, skip_refused: bool = False) -> None:
         self.name, self.field, self.invert = name, field, invert
+        self.skip_refused = skip_refused
         self.p0, self.p1, self.p2 = p0, p1, p2
         self.i1 = math.log(p1 / p0)
         self.i0 = math.log((1.0 - p1) / (1.0 - p0))
@@ -204,7 +219,7 @@ class _Rate:
 
     def step(self, record: CallRecord) -> float:
         v = getattr(record, self.field)
-        if v is None:
+        if v is None or (self.skip_refused and record.refused):
             return -1.0
         acc, slot = self.acc, self.slot
         acc[slot + 1] += 1.0
@@ -400,7 +415,7 @@ class DriftMonitor:
         self._score_sig: _Continuous | None = None
         self._emb_sig: EmbeddingChi2 | None = None
         self._comb: Combined | None = None
-        self._solo: list[_Rate] = []  # rates that also have a window test (in the combined statistic's windows)
+        self._solo: list[_Rate] = []  # rates that also have tests of their own (in the combined statistic's windows)
         self._acc: list[float] = [0.0] * 2
         self._block = 0
         self._names: tuple[str, ...] = ()  # active signals, in bank order
@@ -511,6 +526,8 @@ class DriftMonitor:
         out: dict[str, Any] = {"calls": self.calls_total, "groups": self._groups, "cusum": cusum}
         if self._comb is not None:
             out["combined"] = self._comb.snapshot(total)
+            # rates: the share of their group's budget the fleet spends on its test since the anchor
+            out["anchored"] = {sig.name: RATE_WINDOW_SHARE for sig in self._solo}
         if self._emb_sig is not None:
             out["embedding"] = self._emb_sig.snapshot()
         return out
@@ -596,10 +613,12 @@ class DriftMonitor:
         for name, field, invert in (("refusal", "refused", False), ("format_failure", "format_ok", True),
                                     ("error", "error", False)):
             if name in names:
-                vals = [getattr(r, field) for r in records if getattr(r, field) is not None]
+                skip = behaviour and name in RATES_WITHOUT_REFUSALS
+                vals = [getattr(r, field) for r in records
+                        if getattr(r, field) is not None and not (skip and r.refused)]
                 if len(vals) >= mv:
                     ind = [1.0 if bool(v) ^ invert else 0.0 for v in vals]
-                    plans.append({"kind": "rate", "name": name, "field": field, "invert": invert,
+                    plans.append({"kind": "rate", "name": name, "field": field, "invert": invert, "skip_refused": skip,
                                   "k": int(sum(ind)), "n": len(ind), "series": add_series(ind)})
         if "tool_mix" in names:
             tool_calls = [r.tools for r in records if r.tools is not None and not r.refused]
@@ -636,8 +655,10 @@ class DriftMonitor:
         dep = estimate(curves, len(records)) if self.dependence and curves else None
         self._dep = dep if dep is not None and dep.rho > 0.0 else None
 
-        def phi(i: int) -> float:
-            return dep.phi(i) if dep is not None else 1.0
+        def phi(i: int, safety: float | None = None) -> float:
+            if dep is None:
+                return 1.0
+            return dep.phi(i, safety=dependence.SCALAR_SAFETY if safety is None else safety)
 
         # 3. build the statistics, each with its share of the budget
         self._bank = []
@@ -655,12 +676,13 @@ class DriftMonitor:
         scalar = [p for p in plans if p["name"] in BEHAVIOUR_SIGNALS]
         use_comb = self.combined and len(scalar) >= 2
         groups += use_comb
-        self._groups = groups
         self._pool_h = {}
         if not groups:
+            self._groups = 0
             self._armed = False
             self._ref_size = 0
             return 0
+        self._groups = groups
         share = self.bank_rate / groups
         pool_share = self.pool_rate / groups if self.pool_rate else 0.0
         # accumulator layout for the combined statistic
@@ -680,8 +702,9 @@ class DriftMonitor:
             elif p["kind"] == "rate":  # with the combined statistic: part of its share to a window test of its own
                 sig = self._build_rate(p, phi(p["series"]), share * (1.0 - RATE_WINDOW_SHARE) if use_comb else share,
                                        acc)
-                if pool_share:
-                    pool = self._build_rate(p, sig.phi, pool_share, acc)
+                if pool_share:  # the fleet's own test since the anchor takes the same part as here
+                    pool = self._build_rate(p, sig.phi, pool_share * (1.0 - RATE_WINDOW_SHARE) if use_comb
+                                            else pool_share, acc)
                     self._pool_h[sig.name] = (pool.h, pool.h2)
             else:
                 sig = self._build_tools(p, [phi(i) for i in p["series"]], share, acc)
@@ -694,21 +717,22 @@ class DriftMonitor:
                 parts.append(self._part(p, sig))
         if emb_plan is not None:
             s0 = emb_plan["series0"]
-            phis = [max(1.0, phi(s0 + j)) for j in range(emb_plan["d"])]
+            phis = [max(1.0, phi(s0 + j, dependence.SAFETY)) for j in range(emb_plan["d"])]
             np = self._np
             transform = emb_plan["axes"] / (emb_plan["sd"] * np.sqrt(np.asarray(phis)))
             sig = EmbeddingChi2(np, emb_plan["mu"], transform, share, emb_plan["n"], phis,
-                                _windows(EMBEDDING_WINDOWS, self._dep))
+                                _windows(EMBEDDING_WINDOWS, self._dep), EMBEDDING_ANCHORED)
             self._bank.append(sig)
             self._emb_sig = sig
         if use_comb:
             corr = _correlation([p for p in plans if p["kind"] == "z" and p["name"] in BEHAVIOUR_SIGNALS], records,
                                 behaviour)
-            self._comb = Combined(parts, corr, share, _windows(WINDOWS, self._dep), acc)
+            self._comb = Combined(parts, corr, share, _windows(WINDOWS, self._dep), acc, COMBINED_ANCHORED)
             self._solo = []
             for sig in self._bank:
                 if isinstance(sig, _Rate):
-                    self._comb.add_solo(sig.name, share * RATE_WINDOW_SHARE)
+                    a = share * RATE_WINDOW_SHARE
+                    self._comb.add_solo(sig.name, a * (1.0 - RATE_ANCHORED), a * RATE_ANCHORED)
                     self._solo.append(sig)
             self._bank.append(self._comb)
         self._set_names(tuple(sig.name for sig in self._bank))
@@ -759,7 +783,8 @@ class DriftMonitor:
 
         h = rate_threshold(k, n, alpha * (1.0 - RATE_LARGE_SHARE), d1, phi=phi)
         h2 = rate_threshold(k, n, alpha * RATE_LARGE_SHARE, d2, phi=phi)
-        return _Rate(p["name"], p["field"], p["invert"], p0, d1(p0), h, d2(p0), h2, n, phi, acc, p["slot"])
+        return _Rate(p["name"], p["field"], p["invert"], p0, d1(p0), h, d2(p0), h2, n, phi, acc, p["slot"],
+                     p["skip_refused"])
 
     def _tools_plan(self, tool_calls: list[tuple[str, ...]], add_series: Any) -> dict[str, Any] | None:
         n = len(tool_calls)
@@ -937,7 +962,7 @@ class DriftMonitor:
         """The combined statistic crossed: does it tell more than the alarms already raised? Only if the
         signals without an alarm of their own still cross the threshold together."""
         alarmed = set(self._latched) | set(fired)
-        return not alarmed or comb.crosses_without(at, alarmed)
+        return not alarmed or comb.crosses_without(alarmed)
 
     def update_score(self, value: float) -> DriftStatus:
         """Feed a score that arrived on its own (not with a call): it only moves the ``score`` signal."""

@@ -10,7 +10,8 @@ import statistics
 import pytest
 
 from driftwatch.drift import CallRecord, DriftMonitor
-from driftwatch.drift.calibrate import chi2_isf, chi2_sf, continuous_thresholds, rate_threshold
+from driftwatch.drift.calibrate import chi2_isf, chi2_sf, chibar_sf, continuous_thresholds, rate_threshold
+from driftwatch.drift.combined import ANCHOR_GAIN, BLOCK, Combined, Part, anchor_stride, anchor_thresholds
 from driftwatch.drift.dependence import estimate, variance_time
 from tests.helpers.drift_streams import first_alarm, records, session_records
 
@@ -222,3 +223,88 @@ def test_alarm_effects_say_how_much_the_signal_moved():
     eff = mon.effects("output_chars")
     assert eff and eff == mon.effects("output_chars")
     assert mon.effects()["output_chars"]["t"] > 0
+
+
+def rate_blocks(rng: random.Random, blocks: int, p: float) -> list[float]:
+    """Per block of 16 calls: (events, calls) of a Bernoulli rate ``p``."""
+    return [float(sum(rng.random() < p for _ in range(BLOCK))) for _ in range(blocks)]
+
+
+def first_crossing(comb: Combined, events: list[float]) -> int | None:
+    """Feed blocks of events into a one-rate Combined; the block at which its own test first crosses."""
+    for b, k in enumerate(events, start=1):
+        comb.acc[0] += k
+        comb.acc[1] += BLOCK
+        comb.end_block()
+        if comb.solo_scores()["refusal"] >= 1.0:
+            return b
+    return None
+
+
+def one_rate(alpha: float, anchored: float) -> Combined:
+    part = Part("refusal", "rate", 0, 1.0, 1000, [0.03], side=1)
+    comb = Combined([part], [], 1.0)  # the combined statistic itself is not looked at here
+    comb.add_solo("refusal", alpha * (1.0 - anchored), alpha * anchored)
+    return comb
+
+
+def test_anchor_stride_spends_the_budget_once_per_call():
+    """The test since the anchor runs every block at first, then every eighth of the calls so far; each test's
+    level covers the calls since the previous one (× ANCHOR_GAIN for the nesting of the tests)."""
+    assert [anchor_stride(b) for b in (1, 7, 15, 16, 31, 32, 64, 200)] == [1, 1, 1, 2, 2, 4, 8, 16]
+    h = anchor_thresholds(1e-5, 0, 1)
+    for st, x in h.items():  # one-sided: P(max(0, Z)² > x) = level
+        assert chibar_sf(x, 0, 1) == pytest.approx(min(0.5, 1e-5 * BLOCK * st * ANCHOR_GAIN), rel=1e-6)
+    assert h[1] > h[2] > h[16]
+
+
+def test_rate_test_since_the_anchor_finds_a_doubling_sooner_and_stays_within_its_share():
+    """A refusal rate doubling at the anchor (3% → 6%, 1000-call reference): the test over every call since
+    the anchor crosses sooner than the sliding windows at the same budget (median over 30 streams, and sooner
+    in most streams); with no change (test-scale budget 1e-2), it raises fewer alarms than its share."""
+    anchored, windows = [], []
+    for seed in range(30):
+        events = rate_blocks(random.Random(seed), 190, 0.06)
+        anchored.append(first_crossing(one_rate(1e-5, 1.0), events) or 999)
+        windows.append(first_crossing(one_rate(1e-5, 0.0), events) or 999)
+    assert statistics.median(anchored) < 0.9 * statistics.median(windows)
+    assert sum(a < w for a, w in zip(anchored, windows, strict=True)) >= 2 * sum(
+        a > w for a, w in zip(anchored, windows, strict=True))
+    rng = random.Random(99)
+    alarms, blocks = 0, 0
+    for _ in range(40):  # 40 anchors × 2000 calls, each restarted after an alarm
+        comb = one_rate(1e-2, 1.0)
+        events = rate_blocks(rng, 125, 0.03)
+        blocks += len(events)
+        for k in events:
+            comb.acc[0] += k
+            comb.acc[1] += BLOCK
+            comb.end_block()
+            if comb.solo_scores()["refusal"] >= 1.0:
+                alarms += 1
+                comb.reset()
+    assert alarms <= 1e-2 * blocks * BLOCK
+
+
+def test_format_failures_leave_refusals_out():
+    """Refusals break the format by nature: twice as many refusals (each failing the format check) raise the
+    refusal alarm, not the format one; twice as many format failures among answers raise the format alarm."""
+
+    def calls(n: int, rng: random.Random, refusal: float, fmt: float) -> list[CallRecord]:
+        out = []
+        for r in records(n, rng, refusal=refusal, fmt_fail=fmt):
+            if r.refused:
+                r.format_ok = False
+            out.append(r)
+        return out
+
+    rng = random.Random(14)
+    mon = DriftMonitor(1e-4, signals=("refusal", "format_failure", "output_chars"))
+    ref = calls(1000, rng, 0.05, 0.03)
+    mon.fit_reference(ref)
+    assert mon.describe()["format_failure"]["reference_values"] == sum(not r.refused for r in ref)
+    fired = count_alarms_latched(mon, calls(3000, rng, 0.15, 0.03))
+    assert "refusal" in fired and "format_failure" not in fired
+    mon.fit_reference(ref)
+    at, fired = first_alarm(mon, calls(3000, rng, 0.05, 0.09))
+    assert fired == ("format_failure",) and at is not None
