@@ -6,8 +6,10 @@ here. Names follow ``../shared/BRIEF.md`` §2: prefix ``driftwatch_``, base unit
 only (never prompt text, trace ids or user ids as label values; trace ids travel as exemplars).
 
 The sink works with the default registry, an injected :class:`~prometheus_client.CollectorRegistry`,
-and prometheus_client's multiprocess mode (no ``Info`` metrics, no custom collectors: every value
-is a plain counter, gauge or histogram).
+and prometheus_client's multiprocess mode (no ``Info`` metrics: every value is a plain counter, gauge or
+histogram). The three per-call metrics (calls, call duration, output size) are summed in plain numbers on the
+call path and exposed by a collector of ours (:class:`CallSeries`), with the same families, samples and
+exemplars prometheus_client's objects would give; in multiprocess mode they are prometheus_client's objects.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Collection, Mapping
+from bisect import bisect_left
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import Exemplar, Metric
+from prometheus_client.utils import floatToGoString
 
 from driftwatch._version import __version__
 
@@ -27,7 +32,7 @@ if TYPE_CHECKING:
     from driftwatch.change import Change
     from driftwatch.observation import Call, OptimizerRun
 
-__all__ = ["CATALOGUE", "METRIC_NAMES", "MetricSpec", "Metrics", "spec"]
+__all__ = ["CALL_METRICS", "CATALOGUE", "METRIC_NAMES", "CallSeries", "MetricSpec", "Metrics", "spec"]
 
 MAGNITUDE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 UNIT_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -127,6 +132,107 @@ def _build(s: MetricSpec, registry: CollectorRegistry | None) -> Any:
     return Gauge(s.name, s.help, s.labels, registry=registry, multiprocess_mode=s.multiprocess_mode)
 
 
+#: the per-call metrics :class:`CallSeries` sums on the call path (the others are prometheus_client's objects)
+CALL_METRICS = ("driftwatch_calls_total", "driftwatch_call_duration_seconds", "driftwatch_output_chars")
+_INF = float("inf")
+_DURATION_BOUNDS = (*DURATION_BUCKETS, _INF)
+_CHARS_BOUNDS = (*CHARS_BUCKETS, _INF)
+_DURATION_LE = tuple(floatToGoString(b) for b in _DURATION_BOUNDS)
+_CHARS_LE = tuple(floatToGoString(b) for b in _CHARS_BOUNDS)
+
+
+def _created_enabled() -> bool:
+    """Whether prometheus_client exports ``_created`` series (``disable_created_metrics()`` turns them off)."""
+    import prometheus_client.metrics as pm
+
+    return bool(getattr(pm, "_use_created", True))  # its module flag; present since 0.17, on when absent
+
+
+class _AgentCalls:
+    """One agent's call metrics as plain numbers, changed only under :attr:`lock` (a thread switch can fall
+    between the read and the write of ``x += 1``, so the lock is what keeps every increment)."""
+
+    __slots__ = ("chars", "chars_sum", "created", "duration", "duration_exemplars", "duration_sum", "error",
+                 "error_exemplar", "lock", "ok", "ok_exemplar")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.created = time.time()
+        self.ok = 0.0
+        self.error = 0.0
+        self.ok_exemplar: Exemplar | None = None
+        self.error_exemplar: Exemplar | None = None
+        self.duration = [0.0] * len(_DURATION_BOUNDS)  # per bucket, not cumulative (summed at collect)
+        self.duration_sum = 0.0
+        self.duration_exemplars: list[Exemplar | None] = [None] * len(_DURATION_BOUNDS)
+        self.chars = [0.0] * len(_CHARS_BOUNDS)
+        self.chars_sum = 0.0
+
+
+class CallSeries:
+    """The collector of ``driftwatch_calls_total``, ``driftwatch_call_duration_seconds`` and
+    ``driftwatch_output_chars``: one lock and a few additions per call instead of prometheus_client's three
+    metric calls (a lock per value, label and exemplar checks, a linear bucket search). Its samples are the
+    ones prometheus_client's Counter and Histogram children give: ``_total``/``_created`` per status, cumulative
+    ``_bucket`` (with its exemplar), ``_count``, ``_sum``, ``_created`` per agent."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, _AgentCalls] = {}
+        self._lock = threading.Lock()
+
+    def agent(self, agent: str) -> _AgentCalls:
+        """The agent's sums, made (with zero series) on first use."""
+        with self._lock:
+            a = self.agents.get(agent)
+            if a is None:
+                a = self.agents[agent] = _AgentCalls()
+            return a
+
+    def forget(self, agent: str) -> None:
+        with self._lock:
+            self.agents.pop(agent, None)
+
+    def describe(self) -> list[Metric]:
+        return [Metric(_BY_NAME[name].name.removesuffix("_total"), _BY_NAME[name].help, _BY_NAME[name].type)
+                for name in CALL_METRICS]
+
+    def collect(self) -> Iterator[Metric]:
+        calls, duration, chars = self.describe()
+        created = _created_enabled()
+        with self._lock:
+            agents = list(self.agents.items())
+        for agent, a in agents:
+            with a.lock:
+                ok, error, ok_ex, error_ex = a.ok, a.error, a.ok_exemplar, a.error_exemplar
+                d, d_sum, d_ex = list(a.duration), a.duration_sum, list(a.duration_exemplars)
+                c, c_sum = list(a.chars), a.chars_sum
+            for status, value, ex in (("ok", ok, ok_ex), ("error", error, error_ex)):
+                labels = {"agent": agent, "status": status}
+                calls.add_sample("driftwatch_calls_total", labels, value, None, ex)
+                if created:
+                    calls.add_sample("driftwatch_calls_created", labels, a.created)
+            _histogram(duration, agent, _DURATION_LE, d, d_sum, d_ex, a.created if created else None)
+            _histogram(chars, agent, _CHARS_LE, c, c_sum, None, a.created if created else None)
+        yield calls
+        yield duration
+        yield chars
+
+
+def _histogram(family: Metric, agent: str, les: tuple[str, ...], counts: list[float], total: float,
+               exemplars: list[Exemplar | None] | None, created: float | None) -> None:
+    """Add one agent's histogram samples, in prometheus_client's order and form."""
+    name = family.name
+    acc = 0.0
+    for i, le in enumerate(les):
+        acc += counts[i]
+        family.add_sample(name + "_bucket", {"agent": agent, "le": le}, acc, None,
+                          exemplars[i] if exemplars is not None else None)
+    family.add_sample(name + "_count", {"agent": agent}, acc)
+    family.add_sample(name + "_sum", {"agent": agent}, total)
+    if created is not None:
+        family.add_sample(name + "_created", {"agent": agent}, created)
+
+
 _BY_REGISTRY: dict[int, Metrics] = {}
 _BY_REGISTRY_LOCK = threading.Lock()
 
@@ -156,7 +262,14 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
         self.registry = registry
         self.multiprocess = _multiprocess()
-        m = {s.name: _build(s, registry) for s in CATALOGUE}
+        #: the per-call metrics' collector (``None`` in multiprocess mode: prometheus_client's objects there)
+        self.call_series: CallSeries | None = None if self.multiprocess else CallSeries()
+        m: dict[str, Any] = {s.name: _build(s, registry) for s in CATALOGUE
+                             if self.call_series is None or s.name not in CALL_METRICS}
+        if self.call_series is not None:
+            if registry is not None:
+                registry.register(self.call_series)
+            m.update(dict.fromkeys(CALL_METRICS, self.call_series))
         self._m = m
         self.changes = m["driftwatch_changes_total"]
         self.change_magnitude = m["driftwatch_change_magnitude"]
@@ -183,16 +296,19 @@ class Metrics:
         self.dropped_names = m["driftwatch_dropped_total"]
         self.substitutions = m["driftwatch_state_substitutions_total"]
         #: the catalogue metrics with an ``agent`` label (an evicted agent's series are removed from them)
-        self._per_agent = tuple(m[s.name] for s in CATALOGUE if "agent" in s.labels)
+        self._per_agent = tuple(m[s.name] for s in CATALOGUE if "agent" in s.labels
+                                and (self.call_series is None or s.name not in CALL_METRICS))
         m["driftwatch_build_info"].labels(version=__version__).set(1)
-        self._agent_children: dict[str, tuple[Any, Any, Any, Any]] = {}
+        #: per agent: its sums in :attr:`call_series`, or (multiprocess mode) its four cached children
+        self._agent_children: dict[str, Any] = {}
         self._revision_labels: dict[tuple[str, str], str] = {}
         self._next_exemplar: dict[str, float] = {}
         self._drift_signals: dict[str, frozenset[str]] = {}  # agent -> signals whose drift gauges are set
         self.exemplar_interval_s = EXEMPLAR_INTERVAL_S
 
     def metric(self, name: str) -> Any:
-        """The prometheus_client object behind an exposed catalogue name."""
+        """The prometheus_client object behind an exposed catalogue name (:attr:`call_series` for
+        :data:`CALL_METRICS` outside multiprocess mode)."""
         return self._m[name]
 
     # -- observations ---------------------------------------------------------------------------
@@ -243,18 +359,29 @@ class Metrics:
         self._revision_labels[key] = short
 
     def on_call(self, call: Call) -> None:
-        children = self._agent_children.get(call.agent)
-        if children is None:
-            a = call.agent
-            children = (self.calls.labels(a, "ok"), self.calls.labels(a, "error"),
-                        self.call_duration.labels(a), self.output_chars.labels(a))
-            self._agent_children[a] = children
-        ok, err, duration, chars = children
-        ex = self._exemplar(call.trace_id, call.span_id)
-        (err if call.error else ok).inc(exemplar=ex)
-        duration.observe(call.duration_s, exemplar=ex)
-        if call.output_chars is not None:
-            chars.observe(call.output_chars)
+        a = self._agent_children.get(call.agent)
+        if a is None:
+            a = self._agent_calls(call.agent)
+        if self.call_series is None:
+            self._on_call_children(a, call)
+        else:  # the hot path: one lock, a few additions
+            d = call.duration_s
+            n = call.output_chars
+            i = bisect_left(_DURATION_BOUNDS, d)
+            with a.lock:
+                if call.error:
+                    a.error += 1
+                else:
+                    a.ok += 1
+                a.duration_sum += d
+                if d == d:  # NaN falls in no bucket (as in prometheus_client)
+                    a.duration[i] += 1
+                if n is not None:
+                    a.chars_sum += n
+                    if n == n:
+                        a.chars[bisect_left(_CHARS_BOUNDS, n)] += 1
+            if call.trace_id is not None:
+                self._call_exemplar(a, call, i)
         if call.input_tokens:
             self.tokens.labels(call.agent, "input").inc(call.input_tokens)
         if call.output_tokens:
@@ -265,6 +392,38 @@ class Metrics:
             self.refusals.labels(call.agent).inc()
         if call.format_ok is False:
             self.format_failures.labels(call.agent).inc()
+
+    def _agent_calls(self, agent: str) -> Any:
+        """Start the agent's call series (zero in every status): its sums, or its prometheus_client children."""
+        if self.call_series is not None:
+            a: Any = self.call_series.agent(agent)
+        else:
+            a = (self.calls.labels(agent, "ok"), self.calls.labels(agent, "error"),
+                 self.call_duration.labels(agent), self.output_chars.labels(agent))
+        self._agent_children[agent] = a
+        return a
+
+    def _on_call_children(self, children: tuple[Any, Any, Any, Any], call: Call) -> None:
+        """A call on prometheus_client's objects (multiprocess mode)."""
+        ok, err, duration, chars = children
+        ex = self._exemplar(call.trace_id, call.span_id)
+        (err if call.error else ok).inc(exemplar=ex)
+        duration.observe(call.duration_s, exemplar=ex)
+        if call.output_chars is not None:
+            chars.observe(call.output_chars)
+
+    def _call_exemplar(self, a: _AgentCalls, call: Call, bucket: int) -> None:
+        """Put the call's trace id on its status's counter and its duration bucket (what ``inc``/``observe``
+        with an exemplar do)."""
+        labels = {"trace_id": call.trace_id or "", "span_id": call.span_id or ""}
+        now = time.time()
+        with a.lock:
+            if call.error:
+                a.error_exemplar = Exemplar(labels, 1, now)
+            else:
+                a.ok_exemplar = Exemplar(labels, 1, now)
+            if call.duration_s == call.duration_s:
+                a.duration_exemplars[bucket] = Exemplar(labels, call.duration_s, now)
 
     def on_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
         """Count per-call signals a hook reported on its own (``Runtime.record_signals``)."""
@@ -330,6 +489,8 @@ class Metrics:
         """Drop an evicted agent: its cached children and exemplar timer, and every series with its ``agent``
         label (in multiprocess mode other processes' files cannot be edited: the series stay until restart)."""
         self._agent_children.pop(agent, None)
+        if self.call_series is not None:
+            self.call_series.forget(agent)
         self._next_exemplar.pop(agent, None)
         self._drift_signals.pop(agent, None)
         for key in [k for k in self._revision_labels if k[0] == agent]:
