@@ -84,6 +84,9 @@ def _wrap(fn: Callable[..., Any], agent: str, options: dict[str, Any]) -> Callab
 def _finish(scope: CallScope, result: Any, agent: str, options: dict[str, Any]) -> Any:
     """Record a returned call; instrument a returned DSPy program / LangGraph graph instead."""
     try:
+        if type(result) is str:  # the common answer: no framework object, its own text (whatever output_key says)
+            scope.finish(output_chars=len(result), output_text=result)
+            return result
         adapter = adapter_for(result)
         if adapter is not None:
             scope.finish(record=False, factory=agent)

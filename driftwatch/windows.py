@@ -100,18 +100,23 @@ class WindowAggregator:
             w = self._open.get(call.agent)
             # a full (or old) window is closed when the *next* call arrives, so the scores reported just
             # after a call still land in that call's window
-            if w is not None and (w.calls >= self.max_calls or now - w.start >= self.max_age_s):
-                closed = self._open.pop(call.agent)
-            w = self._window(call.agent, now)
+            if w is None or w.calls >= self.max_calls or now - w.start >= self.max_age_s:
+                if w is not None:
+                    closed = self._open.pop(call.agent)
+                w = self._window(call.agent, now)
             w.calls += 1
-            w.end = max(w.end, now)
-            w.errors += call.error
+            if now > w.end:
+                w.end = now
+            if call.error:
+                w.errors += 1
             w.duration_s += call.duration_s
             if call.output_chars is not None:
                 w.output_chars += call.output_chars
                 w.sized_calls += 1
-            w.input_tokens += call.input_tokens or 0
-            w.output_tokens += call.output_tokens or 0
+            if call.input_tokens:
+                w.input_tokens += call.input_tokens
+            if call.output_tokens:
+                w.output_tokens += call.output_tokens
             for tool in call.tools:
                 w.tools[tool] = w.tools.get(tool, 0) + 1
             if call.refused is not None or call.format_ok is not None:

@@ -201,9 +201,9 @@ class DriftEngine:
     @staticmethod
     def record_for(call: Call) -> CallRecord:
         """A watched call as the detector's record (its signals were derived before it got here)."""
-        return CallRecord(output_chars=call.output_chars, tokens=call.output_tokens, refused=call.refused,
-                          tools=call.tools, format_ok=call.format_ok, error=call.error, score=call.score,
-                          embedding=call.embedding, latency_s=call.duration_s, input_tokens=call.input_tokens)
+        # positional (CallRecord's field order): cheaper than keywords, once per call
+        return CallRecord(call.output_chars, call.output_tokens, call.refused, call.tools, call.format_ok,
+                          call.error, call.score, call.embedding, call.duration_s, call.input_tokens)
 
     def on_call(self, call: Call) -> None:
         now = time.monotonic()
