@@ -121,14 +121,14 @@ class CallScope:
     def __init__(self, runtime: Runtime, agent: str, attach: bool = True, version: str | None = None,
                  attributes: dict[str, Any] | None = None) -> None:
         self.runtime = runtime
-        entry = runtime.agent_names(agent)
+        entry = runtime.names.get(agent) or runtime.agent_names(agent)  # inlined: the admitted agent, per call
         #: the agent's name (made safe to store); ``label``: its metric label (``other`` past the agent limit)
         self.agent = agent = entry.name if entry is not None else clean_name(agent)
         self.label = agent if entry is not None else OTHER
         self.span: Any = None
         self.token: Any = None
         self.version = version
-        self.started_version = version if version is not None else runtime.agent_version(agent)
+        self.started_version = version if version is not None else runtime._versions.get(agent)  # agent_version
         tracing = runtime.tracing
         if tracing is not None:
             try:
@@ -189,11 +189,12 @@ class CallScope:
                 rt.error("tracing", exc)
         if not record:
             return
+        # positional, in Call's field order (agent, duration_s, error, error_type, output_chars, output_text,
+        # input_tokens, output_tokens, tools, trace_id, span_id, timestamp, attributes): half the keywords' cost
         rt.record_call(Call(
-            agent=self.label, duration_s=duration, error=error is not None,
-            error_type=type(error).__qualname__ if error is not None else None, output_chars=output_chars,
-            output_text=output_text, input_tokens=input_tokens, output_tokens=output_tokens, tools=tools,
-            trace_id=trace_id, span_id=span_id, timestamp=time.time(), attributes=attributes or {},
+            self.label, duration, error is not None, type(error).__qualname__ if error is not None else None,
+            output_chars, output_text, input_tokens, output_tokens, tools, trace_id, span_id, time.time(),
+            attributes or {},
         ))
 
 

@@ -39,8 +39,13 @@ _REFUSAL = re.compile("|".join(re.escape(p) for p in REFUSAL_PHRASES))
 _HEAD = 240  # refusals announce themselves early: only the opening is scanned
 
 
+_SHORTEST = min(len(p) for p in REFUSAL_PHRASES)  # a shorter text holds none (lowering adds no phrase character)
+
+
 def is_refusal(text: str) -> bool:
     """The built-in detector: a known refusal phrase in the first 240 characters."""
+    if len(text) < _SHORTEST:
+        return False
     head = text[:_HEAD].lower()
     if "’" in head:
         head = head.replace("’", "'")

@@ -211,25 +211,26 @@ class DriftEngine:
             self.poll_commands(now)
         st = self._agents.get(call.agent) or self._agent(call.agent)
         rec = self.record_for(call)
+        mon = st.mon
         with st.lock:
-            status = st.mon.update(rec)
+            status = mon.update(rec)
             ops = st.ops.update(rec)
             if st.anchor is not None:
                 st.calls_since_anchor += 1
-            froze = st.settle and st.mon.ring_size >= self.reference_calls
+            froze = st.settle and mon.ring_size >= self.reference_calls
             if froze:
                 self._freeze(st, "after_change")
             confirmed = 0
             if st.confirming:
                 if status.fired:  # the rolled-back behaviour still drifts: the new alarm stands
                     st.confirming = False
-                elif st.mon.ring_size >= self.reference_calls:
-                    confirmed = st.mon.ring_size
+                elif mon.ring_size >= self.reference_calls:
+                    confirmed = mon.ring_size
                     st.alarmed.clear()
                     self._freeze(st, "rolled_back")
                     st.confirming = False
             # the reference size shown: moves with every call while warming, then only at a freeze
-            moved = (st.mon.reference_size if st.mon.armed else st.mon.ring_size) != st.exported_reference
+            moved = (mon.reference_size if mon.armed else mon.ring_size) != st.exported_reference
             if status.fired:
                 latched = st.mon.latched  # the score at the crossing (an embedding batch may end lower)
                 fired = [(s, latched.get(s, status.signals[s])) for s in status.fired]
