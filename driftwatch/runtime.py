@@ -32,38 +32,35 @@ swaps in an isolated one.
 from __future__ import annotations
 
 import atexit
-import contextvars
 import logging
-import math
 import os
 import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from driftwatch.alarm import Alarm
 from driftwatch.audit import AuditLog
-from driftwatch.change import Change, new_id
+from driftwatch.change import Change
 from driftwatch.config import ConfigError, Settings
 from driftwatch.exposition import follow
 from driftwatch.exposition import start_http_server as _serve
+from driftwatch.guard_host import GuardHostMixin
 from driftwatch.guardrails.engine import ALLOW, Decision, Guard
-from driftwatch.guardrails.policy import GuardPolicy
-from driftwatch.guardrails.records import GuardAction, StateRow
 from driftwatch.ledger import Ledger, LedgerError, scrub
 from driftwatch.ledger.buffered import BufferedLedger, LedgerTimeoutError
 from driftwatch.limits import MAX_LABEL_VALUES, OTHER, AgentNames, NameTable, clean_name
 from driftwatch.metrics import Metrics
-from driftwatch.observation import Call, OptimizerRun
+from driftwatch.observation import Call
 from driftwatch.options import DEFAULT_OPTIONS, AgentOptions, agent_options
 from driftwatch.redaction import resolve
 from driftwatch.revision import CombinedRevision, Diff, head, unified_diff
+from driftwatch.scopes import CallScope, RunScope, is_suppressed, suppressed
 from driftwatch.signals import derive
-from driftwatch.tracing import GEN_AI_AGENT_VERSION, Tracing, current_ids, set_default_error_handler
+from driftwatch.tracing import Tracing, current_ids, set_default_error_handler
 from driftwatch.tracker import Tracker
 from driftwatch.windows import WindowAggregator
 
@@ -76,6 +73,7 @@ __all__ = [
     "configure_agent",
     "current_runtime",
     "get_runtime",
+    "is_suppressed",
     "report_error",
     "set_runtime",
     "start_http_server",
@@ -88,198 +86,7 @@ log = logging.getLogger("driftwatch")
 #: without waiting longer for the ledger; the write is kept, nothing failed)
 COUNT_ONLY_STAGES = frozenset({"ledger_wait"})
 
-#: set while driftwatch itself acts on a watched object (restore, replay): hooks stand aside
-_SUPPRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("driftwatch_suppress", default=False)
-
-
-@contextmanager
-def suppressed() -> Iterator[None]:
-    """Within this block, driftwatch's hooks observe nothing (used when driftwatch edits a program)."""
-    token = _SUPPRESS.set(True)
-    try:
-        yield
-    finally:
-        _SUPPRESS.reset(token)
-
-
-def is_suppressed() -> bool:
-    return _SUPPRESS.get()
-
-
-class CallScope:
-    """One watched call in progress: its start time and span. Made by :meth:`Runtime.begin_call`.
-
-    ``version``: the agent version that serves the call when the hook knows it (a DSPy program instance's
-    own revision); otherwise the span carries the agent's version (:meth:`Runtime.agent_version`) as it is
-    when the call ends, so that components first seen during the call count. ``attributes``: GenAI span
-    attributes known at the start (provider, model, conversation id); :meth:`finish` adds those learnt
-    during the call.
-    """
-
-    __slots__ = ("agent", "label", "runtime", "span", "started_version", "t0", "token", "version")
-
-    def __init__(self, runtime: Runtime, agent: str, attach: bool = True, version: str | None = None,
-                 attributes: dict[str, Any] | None = None) -> None:
-        self.runtime = runtime
-        entry = runtime.names.get(agent) or runtime.agent_names(agent)  # inlined: the admitted agent, per call
-        #: the agent's name (made safe to store); ``label``: its metric label (``other`` past the agent limit)
-        self.agent = agent = entry.name if entry is not None else clean_name(agent)
-        self.label = agent if entry is not None else OTHER
-        self.span: Any = None
-        self.token: Any = None
-        self.version = version
-        self.started_version = version if version is not None else runtime._versions.get(agent)  # agent_version
-        tracing = runtime.tracing
-        if tracing is not None:
-            try:
-                self.span, self.token = tracing.start_call(agent, self.started_version, attach=attach,
-                                                           attributes=attributes)
-            except Exception as exc:  # noqa: BLE001  # never break the host: counted below
-                runtime.error("tracing", exc)
-        self.t0 = time.perf_counter()
-
-    def enter(self) -> Any:
-        """Re-activate the call's span (a generator resuming, a graph step); returns a token for :meth:`exit`."""
-        if self.span is None:
-            return None
-        try:
-            return Tracing.enter(self.span)
-        except Exception as exc:  # noqa: BLE001  # never break the host
-            self.runtime.error("tracing", exc)
-            return None
-
-    def exit(self, token: Any) -> None:
-        if token is not None:
-            try:
-                Tracing.exit(token)
-            except Exception as exc:  # noqa: BLE001  # never break the host
-                self.runtime.error("tracing", exc)
-
-    def finish(self, *, error: BaseException | None = None, output_chars: int | None = None,
-               output_text: str | None = None, input_tokens: int | None = None,
-               output_tokens: int | None = None, tools: tuple[str, ...] = (), record: bool = True,
-               factory: str | None = None, attributes: dict[str, Any] | None = None,
-               span_attributes: dict[str, Any] | None = None) -> None:
-        """End the span and record the call (``record=False``: end the span only). ``attributes`` go on the
-        :class:`~driftwatch.observation.Call`, ``span_attributes`` (GenAI attributes learnt during the call)
-        on the span."""
-        duration = time.perf_counter() - self.t0
-        rt = self.runtime
-        trace_id = span_id = None
-        span = self.span
-        if span is not None:
-            try:
-                if self.token is not None:
-                    Tracing.exit(self.token)
-                    self.token = None
-                # exemplars (the call's trace id on its metrics) only for recording spans, rate-limited:
-                # Prometheus keeps one exemplar per series per scrape anyway
-                if record and rt.metrics is not None and span.is_recording() \
-                        and rt.metrics.exemplar_due(self.label, error is not None):
-                    ctx = span.get_span_context()
-                    if ctx.is_valid:
-                        trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-                version = self.version if self.version is not None else rt.agent_version(self.agent)
-                if version is not None and version != self.started_version:
-                    span_attributes = {**(span_attributes or {}), GEN_AI_AGENT_VERSION: version}
-                Tracing.end_call(span, error=error, output_chars=output_chars, input_tokens=input_tokens,
-                                 output_tokens=output_tokens, factory=factory, attributes=span_attributes,
-                                 capture_content=rt.settings.capture_content, redact=rt.redact)
-            except Exception as exc:  # noqa: BLE001  # never break the host
-                rt.error("tracing", exc)
-        if not record:
-            return
-        # positional, in Call's field order (agent, duration_s, error, error_type, output_chars, output_text,
-        # input_tokens, output_tokens, tools, trace_id, span_id, timestamp, attributes): half the keywords' cost
-        rt.record_call(Call(
-            self.label, duration, error is not None, type(error).__qualname__ if error is not None else None,
-            output_chars, output_text, input_tokens, output_tokens, tools, trace_id, span_id, time.time(),
-            attributes or {},
-        ))
-
-
-class RunScope:
-    """One optimizer run in progress: its record (:attr:`run`) and its ``driftwatch.optimizer.compile``
-    span, current from :meth:`Runtime.begin_run` until :meth:`finish`. Made by :meth:`Runtime.begin_run`.
-
-    Candidates may be reported from worker threads; no method raises into the optimizer (errors are
-    counted).
-    """
-
-    __slots__ = ("lock", "run", "runtime", "span", "token")
-
-    def __init__(self, runtime: Runtime, agent: str, optimizer: str, attributes: dict[str, Any]) -> None:
-        self.runtime = runtime
-        entry = runtime._safe("limits", runtime.agent_names, agent)
-        agent = entry.name if entry is not None else clean_name(agent)
-        self.run = run = OptimizerRun(id=new_id(), agent=agent, optimizer=optimizer, started_at=time.time(),
-                                      attributes=attributes)
-        self.span: Any = None
-        self.token: Any = None
-        self.lock = threading.Lock()
-        if runtime.tracing is not None:
-            try:
-                self.span = runtime.tracing.start_run(run)
-                self.token = Tracing.enter(self.span)
-            except Exception as exc:  # noqa: BLE001  # never break the host: counted
-                runtime.error("tracing", exc)
-        run.trace_id = current_ids()[0]  # the compile span's trace (the caller's when it does not record)
-        snapshot = replace(run, attributes=dict(run.attributes))
-        with runtime.ledger.host_call():
-            runtime.ledger.record_run(snapshot)
-
-    # a run's span is re-activated (a worker, a resumed coroutine) the way a call's is
-    enter = CallScope.enter
-    exit = CallScope.exit
-
-    def candidate(self, score: float | None, revision_id: str | None = None, **attributes: Any) -> None:
-        """Record a candidate the run evaluated: its score (0–1; ``None`` when it has none or it is not
-        finite), the revision it would put in place (a revision id the ledger holds, or ``None``) and
-        JSON-able attributes (``stage`` …)."""
-        try:
-            value = None if score is None else float(score)
-            if value is not None and not math.isfinite(value):
-                value = None
-            run = self.run
-            with self.lock:
-                index = run.candidates
-                run.candidates += 1
-                if value is not None and (run.best_score is None or value > run.best_score):
-                    run.best_score = value
-            with self.runtime.ledger.host_call():  # not under the lock: other workers never wait for this write
-                self.runtime.ledger.record_candidate(run.id, index, value, revision_id, attributes)
-        except Exception as exc:  # noqa: BLE001  # never break the optimizer: counted
-            self.runtime.error("run", exc)
-
-    def finish(self, *, error: BaseException | None = None) -> None:
-        """End the run (``ok``, or ``failed`` with ``error``): ledger, metrics, audit log, then its span.
-        Only the first call counts."""
-        run, rt = self.run, self.runtime
-        with self.lock:
-            if run.outcome != "running":
-                return
-            run.ended_at = time.time()
-            run.outcome = "failed" if error is not None else "ok"
-            run.error_type = type(error).__qualname__ if error is not None else None
-            snapshot = replace(run, attributes=dict(run.attributes))
-        with rt.ledger.host_call():
-            rt.ledger.record_run(snapshot)
-        if rt.metrics is not None:
-            counted = snapshot if run.agent in rt.names else replace(snapshot, agent=OTHER)
-            rt._safe("metrics", rt.metrics.on_run, counted)
-        if rt.audit is not None:
-            rt._safe("audit", rt.audit.on_run, snapshot)
-        if self.span is not None:
-            token, self.token = self.token, None
-            self.exit(token)  # guarded: a detach from another context is counted, and the span still ends
-            try:
-                Tracing.end_run(self.span, snapshot, error, capture_content=rt.settings.capture_content,
-                                redact=rt.redact)
-            except Exception as exc:  # noqa: BLE001  # never break the host
-                rt.error("tracing", exc)
-
-
-class Runtime:
+class Runtime(GuardHostMixin):
     """Holds the settings, the ledger, the sinks, the drift engine, the trackers and the agent options of one
     process (or one test).
 
@@ -406,7 +213,7 @@ class Runtime:
     def _folded(self, what: str, name: str) -> None:
         """A name past a limit was counted as ``other`` (or a name was made safe): count it, log the first."""
         if self.metrics is not None:
-            self._safe("metrics", self.metrics.dropped, what)
+            self.safe("metrics", self.metrics.dropped, what)
         if what in self._folds_logged:
             return
         self._folds_logged.add(what)
@@ -436,8 +243,8 @@ class Runtime:
         """Drop an idle agent's state (under the lock): drift monitors, call window, trackers, revisions, metric
         caches and series. Trackers a hook still holds wait (weakly) for the agent's return."""
         if self.drift is not None:
-            self._safe("drift", self.drift.forget, agent)
-        self._safe("windows", self.windows.flush, agent)
+            self.safe("drift", self.drift.forget, agent)
+        self.safe("windows", self.windows.flush, agent)
         self._revisions.pop(agent, None)
         self._versions.pop(agent, None)
         self._served.discard(agent)
@@ -450,10 +257,10 @@ class Runtime:
         for name in [name for name, held in self._dormant.items() if not len(held)]:
             del self._dormant[name]
         if self.metrics is not None:
-            self._safe("metrics", self.metrics.forget_agent, agent)
+            self.safe("metrics", self.metrics.forget_agent, agent)
         for listener in self._evict_listeners:
-            self._safe("limits", listener, agent)
-        self._safe("limits", self._reconcile)
+            self.safe("limits", listener, agent)
+        self.safe("limits", self._reconcile)
 
     def on_evict(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(agent)`` (under the runtime's lock: it must not take a lock a call path holds while
@@ -495,7 +302,7 @@ class Runtime:
         with self._lock:
             self._options[agent] = opts
         if self.guard.loaded:  # published at the first poll otherwise
-            self._safe("guard", self._publish_policy, agent)
+            self.safe("guard", self._publish_policy, agent)
         return opts
 
     def agent_options(self, agent: str) -> AgentOptions:
@@ -572,7 +379,7 @@ class Runtime:
     def observe(self, agent: str, component: str, state: Any, **kw: Any) -> Change | None:
         """Report a component's current state (see :meth:`Tracker.observe`); never raises (counted, stage
         ``track``): a state's content is recorded, with stand-ins for what JSON cannot hold."""
-        if not self.enabled or _SUPPRESS.get():
+        if not self.enabled or is_suppressed():
             return None
         try:
             node = kw.get("node")
@@ -581,7 +388,7 @@ class Runtime:
             with self._host_call:  # the guard's poll, the head read and the change's write share one wait
                 guard = self.guard
                 if time.monotonic() >= guard.next_poll:
-                    self._safe("guard", guard.poll)
+                    self.safe("guard", guard.poll)
                 return self.tracker(agent, component).observe(state, **kw)
         except Exception as exc:  # noqa: BLE001  # never break the host
             self.error("track", exc)
@@ -648,17 +455,17 @@ class Runtime:
                 self.error("tracing", exc)
         elif change.trace_id is None:
             change = _with_ids(change, *current_ids())
-        entry = self._safe("limits", lambda: self.agent_names(change.agent, count=False))  # counted by tracker()
+        entry = self.safe("limits", lambda: self.agent_names(change.agent, count=False))  # counted by tracker()
         in_effect = change.in_effect
         if not change.is_baseline and entry is not None and in_effect:  # a call window never spans a change
-            self._safe("windows", self.windows.flush, change.agent)
+            self.safe("windows", self.windows.flush, change.agent)
         self.ledger.record_change(change)
         if in_effect:
             self.note_revision(change.agent, change.component, change.after_id, changed=not change.is_baseline)
         diff = self._diff(change) if self.settings.capture_content else None
         substitutions = change.attributes.get("substitutions")
         if substitutions and self.metrics is not None:
-            self._safe("metrics", self.metrics.substituted, substitutions)
+            self.safe("metrics", self.metrics.substituted, substitutions)
         if not change.is_baseline and in_effect and self.metrics is not None:
             counted = change
             if entry is None or change.component not in entry.components:  # past a limit: counted as "other"
@@ -666,138 +473,17 @@ class Runtime:
             source = self.names.label("source", change.source)
             if source != change.source:
                 counted = replace(counted, source=source)
-            self._safe("metrics", self.metrics.on_change, counted)
+            self.safe("metrics", self.metrics.on_change, counted)
         if self.audit is not None:
-            self._safe("audit", self.audit.on_change, change, diff)
+            self.safe("audit", self.audit.on_change, change, diff)
         if self.drift is not None and not change.is_baseline and entry is not None and in_effect:
-            self._safe("drift", self.drift.on_change, change)
+            self.safe("drift", self.drift.on_change, change)
         if not change.is_baseline:
-            self._safe("guard", self._noted, change, decision, span)
+            self.safe("guard", self._noted, change, decision, span)
         if span is not None:
-            self._safe("tracing", self.tracing.end_change, span, diff)  # type: ignore[union-attr]  # set with span
+            self.safe("tracing", self.tracing.end_change, span, diff)  # type: ignore[union-attr]  # set with span
         return change
 
-    def _noted(self, change: Change, decision: Decision, span: Any) -> None:
-        """The guard's side of a recorded change: its state, and for a refused change the action's records."""
-        released = self.guard.note(change, decision)
-        agent, component = change.agent, change.component
-        if released:  # a pinned component moved on, allowed: the pin goes for every process
-            self.ledger.record_guard_state(delete=[(agent, "pin", component, None)])
-        if decision.allowed:
-            return
-        action = "blocked" if decision.action == "block" else "held"
-        record = GuardAction(new_id(), agent, action, change.timestamp or time.time(), component, change.id,
-                             decision.serve or change.before_id, decision.reason, self._origin)
-        if action == "held":
-            self.ledger.record_guard_state(put=[StateRow(agent, "held", component, change.after_id, change.id,
-                                                         record.timestamp)])
-        self._guard_action(record, span)
-
-    def _guard_metrics(self, agent: str, action: str) -> None:
-        """Count a guard action and set the agent's guard gauges (an agent past the limit: ``other``)."""
-        if self.metrics is None:
-            return
-        entry = self.names.get(agent)
-        label = entry.name if entry is not None else OTHER
-        self._safe("metrics", self.metrics.on_guard, label, action)
-        if entry is not None:
-            self._safe("metrics", self.metrics.set_guard, label, self.guard.frozen(agent), len(self.guard.held(agent)))
-
-    def _guard_action(self, record: GuardAction, span: Any = None) -> None:
-        """One guard action: ledger row, ``driftwatch_guard_actions_total``, span event, audit event, gauges."""
-        self.ledger.record_guard_action(record)
-        self._guard_metrics(record.agent, record.action)
-        if self.tracing is not None:
-            self._safe("tracing", self.tracing.on_guard, record, span)
-        if self.audit is not None:
-            self._safe("audit", self.audit.on_guard, record)
-
-    # -- the guard's host (driftwatch.guardrails.engine.GuardHost) ---------------------------------------
-    def policy_of(self, agent: str) -> GuardPolicy | None:
-        """The agent's guard policy: ``configure_agent``'s, else ``DRIFTWATCH_GUARD``'s (the agent's, then ``*``)."""
-        opts = self._options.get(agent)
-        if opts is not None and opts.guard is not None:
-            return opts.guard
-        policies = self.settings.guard
-        if not policies:
-            return None
-        return policies.get(agent) or policies.get("*")
-
-    def guard_ledger(self) -> Ledger | None:
-        return self.ledger.available()
-
-    def revision_state(self, revision_id: str) -> Any:
-        return self.ledger.state_or_none(revision_id)
-
-    def adopt(self, agent: str, component: str, revision_id: str, state: Any) -> None:
-        """A component serves ``revision_id`` by the guard's doing (a rollback, an approval): no change."""
-        self.tracker(agent, component).serve(revision_id, state)
-        self.note_revision(agent, component, revision_id, changed=True)  # what serves moved: so does the version
-
-    def forget_keys(self, agent: str) -> None:
-        for tracker in list(self._trackers.get(agent, {}).values()):
-            tracker.reset()
-        self.guard.touch(agent)
-
-    def _serves(self, agent: str) -> bool:
-        return agent in self._revisions or (self.drift is not None and agent in self.drift.agents())
-
-    def guard_command(self, agent: str, action: str, payload: Mapping[str, Any]) -> None:
-        """A guard command applied here: counted (once per process that serves the agent); a rollback restarts
-        the drift reference, to be confirmed by the calls that follow."""
-        if not self._serves(agent):
-            return
-        done = {"freeze": "frozen", "unfreeze": "unfrozen", "rollback": "rolled_back", "approve": "approved",
-                "reject": "rejected"}[action]
-        self._guard_metrics(agent, done)
-        if action == "rollback" and self.drift is not None:
-            self._safe("drift", self.drift.rollback, agent)
-        if self.audit is not None:
-            self._safe("audit", self.audit.on_guard, GuardAction(
-                "", agent, done, time.time(), reason=_applied(action, payload), origin=self._origin))
-
-    def operator_command(self, agent: str, action: str) -> None:
-        """The drift engine's ``accept`` / ``reset`` (``driftwatch accept``), for the agents it watches."""
-        drift = self.drift
-        if drift is None or action not in ("accept", "reset"):
-            return
-        if agent != "*" and agent not in drift.agents():
-            return
-        (drift.accept if action == "accept" else drift.reset)(agent)
-
-    def polled(self, ledger: Ledger) -> None:
-        """After each poll of the command queue: the drift engine's fleet evidence (``drift_pool``)."""
-        if self.drift is not None and self.drift.pool:
-            self.drift.pool_evidence(ledger)
-
-    def publish_policies(self) -> None:
-        """Write every known agent's policy to the ledger (what ``driftwatch guard --listen`` applies), queued like
-        every other write."""
-        names = set(self._options) | set(self.settings.guard)
-        rows, gone = self._policy_rows(names)
-        if rows or gone:
-            self.ledger.record_guard_state(put=rows, delete=gone)
-
-    def _publish_policy(self, agent: str) -> None:
-        rows, gone = self._policy_rows({agent})
-        self.ledger.record_guard_state(put=rows, delete=gone)
-
-    def _policy_rows(self, agents: set[str]) -> tuple[list[StateRow], list[tuple[str, str, str | None, str | None]]]:
-        rows, gone = [], []
-        now = time.time()
-        for agent in sorted(agents):
-            policy = self.policy_of(agent) if agent != "*" else self.settings.guard.get("*")
-            if policy is None:
-                gone.append((agent, "policy", None, None))
-                continue
-            rows.append(StateRow(agent, "policy", "", "", policy.to_json(), now))
-        return rows, gone
-
-    def _confirmed(self, agent: str, calls: int) -> None:
-        """The drift engine confirmed an agent's rolled-back behaviour: a guard action ``confirmed``."""
-        self._guard_action(GuardAction(new_id(), agent, "confirmed", time.time(),
-                                       reason=f"rolled-back behaviour matches the reference over {calls} calls: "
-                                              "alarm cleared, new reference", origin=self._origin))
     def _diff(self, change: Change) -> Diff | None:
         """The change's unified diff as it may leave the process: redacted, cut at ``max_diff_chars``."""
         try:
@@ -810,7 +496,8 @@ class Runtime:
             self.error("redaction", exc)
             return None
 
-    def _safe(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def safe(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, an exception counted under ``stage`` (and logged) instead of raised: ``None`` then."""
         try:
             return fn(*args)
         except Exception as exc:  # noqa: BLE001  # never break the host: counted and logged
@@ -825,7 +512,7 @@ class Runtime:
         ``attach=False``: the call's span is not made current here; the hook makes it current (with
         :meth:`CallScope.enter`) where the agent runs. ``version`` and ``attributes``: see :class:`CallScope`.
         """
-        if not self.enabled or _SUPPRESS.get():
+        if not self.enabled or is_suppressed():
             return None
         try:
             return CallScope(self, agent, attach, version, attributes)
@@ -839,10 +526,10 @@ class Runtime:
         guard = self.guard
         if time.monotonic() >= guard.next_poll:  # operator commands (guard, accept/reset), every drift_poll_s
             with self._host_call:  # the poll's reads and writes share one wait
-                self._safe("guard", guard.poll)
+                self.safe("guard", guard.poll)
         entry = self.names.get(call.agent)
         if entry is None and call.agent != OTHER:  # OTHER: a CallScope already counted the fold
-            entry = self._safe("limits", self.agent_names, call.agent)
+            entry = self.safe("limits", self.agent_names, call.agent)
         if entry is None:
             call.agent = OTHER
         elif call.agent not in self._served:  # its version moves only with a change from now on
@@ -853,7 +540,7 @@ class Runtime:
             except Exception as exc:  # noqa: BLE001  # never break the host
                 self.error("limits", exc)
                 call.tools = ()
-        # the per-call hot path: each step guarded inline (through _safe it costs ~1 µs more per call)
+        # the per-call hot path: each step guarded inline (through safe it costs ~1 µs more per call)
         if call.output_text is not None:
             try:
                 derive(call, self._options.get(call.agent, DEFAULT_OPTIONS), self.error,
@@ -890,11 +577,11 @@ class Runtime:
             self.error("limits", exc)
             return
         if self.metrics is not None:
-            self._safe("metrics", self.metrics.on_score, label, metric_label, value)
-        self._safe("windows", self.windows.on_score, label, metric_label, value)
+            self.safe("metrics", self.metrics.on_score, label, metric_label, value)
+        self.safe("windows", self.windows.on_score, label, metric_label, value)
         if self.drift is not None and entry is not None and metric == self.agent_options(agent).score_metric:
             with self._host_call:  # an alarm it raises is stored
-                self._safe("drift", self.drift.on_score, entry.name, value)
+                self.safe("drift", self.drift.on_score, entry.name, value)
 
     def record_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
         """Count signals a hook derived on its own for the agent's latest call: metrics and call windows (the
@@ -919,7 +606,7 @@ class Runtime:
         """Start an optimizer run (``None`` when driftwatch is off or suppressed): recorded in the ledger
         at once, with its ``driftwatch.optimizer.compile`` span current until :meth:`RunScope.finish`.
         ``attributes`` (JSON-able) are stored with the run."""
-        if not self.enabled or _SUPPRESS.get():
+        if not self.enabled or is_suppressed():
             return None
         try:
             return RunScope(self, agent, optimizer, attributes)
@@ -931,14 +618,14 @@ class Runtime:
     def record_alarm(self, alarm: Alarm, anchor: Change | None = None) -> Alarm:
         """Store and export a drift alarm (called by the drift engine)."""
         if self.tracing is not None:
-            ids = self._safe("tracing", self.tracing.on_alarm, alarm, anchor)
+            ids = self.safe("tracing", self.tracing.on_alarm, alarm, anchor)
             if ids and ids[0]:
                 alarm = Alarm(alarm.id, alarm.agent, alarm.signal, alarm.score, alarm.timestamp,
                               alarm.anchor_change_id, alarm.calls_since_anchor, ids[0], ids[1], alarm.attributes)
         with self._host_call:
             self.ledger.record_alarm(alarm)
         if self.audit is not None:
-            self._safe("audit", self.audit.on_alarm, alarm)
+            self.safe("audit", self.audit.on_alarm, alarm)
         return alarm
 
     def close(self, timeout: float | None = None, *, keep_http_servers: bool = False,
@@ -949,28 +636,16 @@ class Runtime:
         written: dropped, unless ``keep_trying`` (the writer goes on while the process lives: :func:`configure`
         closes the previous runtime with ``timeout=0, keep_trying=True``; at exit, those left are lost and
         logged)."""
-        self._safe("windows", self.windows.flush)
-        left = self._safe("ledger", lambda: self.ledger.close(timeout, keep_trying=keep_trying)) or 0
+        self.safe("windows", self.windows.flush)
+        left = self.safe("ledger", lambda: self.ledger.close(timeout, keep_trying=keep_trying)) or 0
         if self.audit is not None:
-            self._safe("audit", self.audit.close)
+            self.safe("audit", self.audit.close)
         servers, self.http_servers = self.http_servers, []
         if not keep_http_servers:
             for server in servers:
-                self._safe("http_server", server.shutdown)
-                self._safe("http_server", server.server_close)
+                self.safe("http_server", server.shutdown)
+                self.safe("http_server", server.server_close)
         return int(left)
-
-
-def _applied(action: str, payload: Mapping[str, Any]) -> str:
-    """What a guard command did in this process, for its audit event."""
-    if action == "rollback":
-        targets = payload.get("targets") or {}
-        what = ", ".join(f"{c} -> {str(r)[:8]}" for c, r in sorted(targets.items())) or "its components"
-        why = f" (drift alarm {str(payload['alarm'])[:12]} on {payload.get('signal')})" if payload.get("alarm") else ""
-        return f"serving the revisions of before: {what}{why}"
-    if action in ("approve", "reject") and payload.get("change"):
-        return f"change {str(payload['change'])[:12]} {'approved' if action == 'approve' else 'rejected'}"
-    return f"{action} applied"
 
 
 def _with_ids(change: Change, trace_id: str | None, span_id: str | None) -> Change:
