@@ -46,7 +46,7 @@ from typing import Any
 
 from driftwatch.drift.calibrate import chibar_isf
 
-__all__ = ["ANCHOR_GAIN", "BLOCK", "WINDOWS", "Combined", "Part", "anchor_stride", "anchor_thresholds", "cholesky",
+__all__ = ["ANCHOR_GAIN", "BLOCK", "WINDOWS", "Combined", "Part", "anchor_spend", "anchor_stride", "anchor_thresholds", "cholesky",
            "degrees", "evaluate", "forward", "stride", "window_thresholds"]
 
 #: calls per block: the combined and embedding statistics are tested at block ends
@@ -74,6 +74,14 @@ def anchor_stride(blocks: int) -> int:
     """The test over every call since the start is run every ``anchor_stride(b)`` blocks at ``b`` blocks: every
     block at first, then an eighth of the power of two at or below ``b`` (at most :data:`MAX_ANCHOR_STRIDE`)."""
     return min(MAX_ANCHOR_STRIDE, max(1, (1 << (blocks.bit_length() - 1)) // 8))
+
+
+def anchor_spend(blocks: int, first: int) -> int:
+    """The blocks whose budget the test since the start at ``blocks`` blocks spends, when its first test is at
+    ``first`` blocks: every block since the start for the first test (none was spent before it), else the
+    blocks since the previous test (:func:`anchor_stride`). Tests run when ``blocks ≥ first`` and ``blocks``
+    is a multiple of ``anchor_stride(blocks)``; ``first`` is a power of two, a key of :func:`anchor_thresholds`."""
+    return first if blocks == first else anchor_stride(blocks)
 
 
 def anchor_thresholds(alpha: float, two: int, one: int = 0) -> dict[int, float]:
@@ -289,7 +297,7 @@ class Combined:
             self._anchored(blocks)
         if self.anchor_h and blocks >= self.windows[0] and not blocks % anchor_stride(blocks):
             s = self.cum[self.head]
-            h = self.anchor_h[anchor_stride(blocks)]
+            h = self.anchor_h[anchor_spend(blocks, self.windows[0])]
             r = self.anchor_last = self.q(s) / h
             if r >= 1.0 and not fired:
                 fired = blocks * BLOCK
@@ -301,9 +309,9 @@ class Combined:
         """The single-signal tests over every call since the start (from the shortest window on)."""
         if blocks < self.windows[0]:
             return
-        st = anchor_stride(blocks)
-        if blocks % st:
+        if blocks % anchor_stride(blocks):
             return
+        st = anchor_spend(blocks, self.windows[0])
         s = self.cum[self.head]
         for j, (_, latest, by_stride) in self.solo.items():
             if by_stride:
