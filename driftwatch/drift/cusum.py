@@ -210,7 +210,7 @@ class ToolsCusum:
     """
 
     __slots__ = ("acc", "cats", "field", "h", "i0", "i1", "index", "inv_h", "last", "n", "n_cat", "name", "none",
-                 "other", "p0", "phi", "quiet", "slot", "t", "v")
+                 "other", "p0", "phi", "quiet", "slot", "t", "v", "wr")
 
     def __init__(self, cats: list[str], p0: list[float], p1: list[list[float]], h: list[list[float]], n: int,
                  phi: list[float], acc: list[float], slot: int) -> None:
@@ -235,6 +235,7 @@ class ToolsCusum:
         self.last = [0] * len(self.i1)  # ... that call
         self.t = 0
         self.quiet = 0.0
+        self.wr = 0.0  # the latest score of the signal's own χ² test (set by the monitor at block ends)
 
     def terms(self, total: Sequence[float], h: list[list[float]]) -> list[tuple[str, float]]:
         """See :meth:`ContinuousCusum.terms` (each call counted in the category of its first tool)."""
@@ -269,7 +270,7 @@ class ToolsCusum:
             acc[self.slot + first] += 1.0
         acc[self.slot + k] += 1.0
         v, last, i0, i1, inv_h = self.v, self.last, self.i0, self.i1, self.inv_h
-        best = self.quiet
+        best = self.quiet if self.quiet > self.wr else self.wr
         for c in present:
             if c < 0:
                 continue

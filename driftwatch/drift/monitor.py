@@ -74,6 +74,8 @@ RATE_LARGE_SHARE = 0.5
 RATE_WINDOW_SHARE = 0.9
 #: rates: the share of the window test's budget for the test over every call since the anchor
 RATE_ANCHORED = 0.9
+#: the tool mix: the share of its budget for its own χ² test over every call since the anchor (the rest: CUSUMs)
+TOOL_ANCHORED = 0.5
 #: the combined and the embedding statistics: the share of their budget for the test since the anchor
 COMBINED_ANCHORED = 0.5
 EMBEDDING_ANCHORED = 0.5
@@ -434,7 +436,8 @@ class DriftMonitor:
                                             else pool_share, acc)
                     self._pool_h[sig.name] = (pool.h, pool.h2)
             else:
-                sig = self._build_tools(p, [phi(i) for i in p["series"]], share, acc)
+                sig = self._build_tools(p, [phi(i) for i in p["series"]],
+                                        share * (1.0 - TOOL_ANCHORED) if use_comb else share, acc)
                 if pool_share:
                     self._pool_h[sig.name] = self._build_tools(p, sig.phi, pool_share, acc).h
             self._bank.append(sig)
@@ -460,6 +463,14 @@ class DriftMonitor:
                 if isinstance(sig, RateCusum):
                     a = share * RATE_WINDOW_SHARE
                     self._comb.add_solo(sig.name, a * (1.0 - RATE_ANCHORED), a * RATE_ANCHORED)
+                    self._solo.append(sig)
+                elif isinstance(sig, ToolsCusum):  # each category alone, as a rate (mass moving to it)
+                    q = next(q for q in parts if q.signal == sig.name)
+                    k = len(q.p)
+                    for j in range(k):
+                        self._comb.add_solo(sig.name, 0.0, share * TOOL_ANCHORED / k,
+                                            Part(q.signal, "rate", q.slot + j, sig.phi[j], q.n_ref, [q.p[j]], side=1,
+                                                 count_at=k - j))
                     self._solo.append(sig)
             self._bank.append(self._comb)
         self._set_names(tuple(sig.name for sig in self._bank))
