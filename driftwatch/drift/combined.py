@@ -46,8 +46,9 @@ from typing import Any
 
 from driftwatch.drift.calibrate import chibar_isf
 
-__all__ = ["ANCHOR_GAIN", "BLOCK", "RATE_ANCHOR_GAIN", "WINDOWS", "Combined", "Part", "anchor_spend", "anchor_stride", "anchor_thresholds",
-           "cholesky", "conditional_deviance", "degrees", "evaluate", "forward", "stride", "window_thresholds"]
+__all__ = ["ANCHOR_GAIN", "BLOCK", "RATE_ANCHOR_GAIN", "WINDOWS", "Combined", "Part", "anchor_spend", "anchor_stride",
+           "anchor_thresholds", "cholesky", "conditional_deviance", "degrees", "evaluate", "forward", "stride",
+           "window_thresholds"]
 
 #: calls per block: the combined and embedding statistics are tested at block ends
 BLOCK = 16

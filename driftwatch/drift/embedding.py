@@ -93,7 +93,8 @@ class EmbeddingChi2:
         if self.anchor_h and b >= self.windows[0] and not b % anchor_stride(b):
             m_a = float(self.counts[head])
             tot = self.cum[head]
-            top_a = self.anchor_last = float(tot @ tot) / (m_a * (1.0 + m_a / self.n)) / self.anchor_h[anchor_spend(b, self.windows[0])]
+            h_a = self.anchor_h[anchor_spend(b, self.windows[0])]
+            top_a = self.anchor_last = float(tot @ tot) / (m_a * (1.0 + m_a / self.n)) / h_a
             fired_a = m_a if top_a >= 1.0 else 0.0
         due = [k for k, w in enumerate(self.windows) if w <= self.blocks and not self.blocks % self.strides[k]]
         if not due:
