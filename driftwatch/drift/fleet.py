@@ -115,7 +115,7 @@ class FleetPool:
         calls = sum(float(s.get("calls", 0)) for s in snaps)
         new = max(0.0, calls - self.calls) if self._ring else 0.0
         self.calls = calls
-        share = self.pool_rate / max(1.0, max(float(s.get("groups", 1)) for s in snaps))
+        share = self.pool_rate / max(1, max(int(s.get("groups", 1)) for s in snaps))
         scores: dict[str, float] = {}
         # CUSUM: E = Σ replicas' evidence per statistic; S = E − min over the polls (0 before the first)
         evidence: dict[str, float] = {}

@@ -71,11 +71,9 @@ _LARGE = 3.0
 #: rates: the large design (odds ratio ** this), its share of the CUSUMs' budget, the window test's share
 RATE_LARGE_POWER = 2.0
 RATE_LARGE_SHARE = 0.5
-RATE_WINDOW_SHARE = 0.9
-#: rates: the weight of each rate's share of the bank's budget (every other signal group: 1)
-RATE_WEIGHT = 1.5
+RATE_WINDOW_SHARE = 0.95
 #: rates: the share of the window test's budget for the test over every call since the anchor
-RATE_ANCHORED = 0.9
+RATE_ANCHORED = 0.95
 #: the tool mix: the share of its budget for its own χ² test over every call since the anchor (the rest: CUSUMs)
 TOOL_ANCHORED = 0.5
 #: the combined and the embedding statistics: the share of their budget for the test since the anchor
@@ -258,8 +256,7 @@ class DriftMonitor:
         if self._comb is not None:
             out["combined"] = self._comb.snapshot(total)
             # rates: the part of a group's share the fleet spends on its test since the anchor
-            out["anchored"] = {sig.name: RATE_WEIGHT * RATE_WINDOW_SHARE for sig in self._solo
-                               if isinstance(sig, RateCusum)}
+            out["anchored"] = {sig.name: RATE_WINDOW_SHARE for sig in self._solo if isinstance(sig, RateCusum)}
         if self._emb_sig is not None:
             out["embedding"] = self._emb_sig.snapshot()
         return out
@@ -408,9 +405,6 @@ class DriftMonitor:
         scalar = [p for p in plans if p["name"] in BEHAVIOUR_SIGNALS]
         use_comb = self.combined and len(scalar) >= 2
         groups += use_comb
-        # the rates weigh more: a rare event carries little information per call, and a rate change is the
-        # slowest to see (every other signal meets its delay goals with room to spare)
-        groups += (RATE_WEIGHT - 1.0) * sum(1 for p in plans if p["kind"] == "rate")
         self._pool_h = {}
         if not groups:
             self._groups = 0
@@ -435,10 +429,11 @@ class DriftMonitor:
                 if pool_share and p["name"] in BEHAVIOUR_SIGNALS:
                     self._pool_h[sig.name] = self._build_continuous(p, sig.phi, pool_share, acc, rng, behaviour).h
             elif p["kind"] == "rate":  # with the combined statistic: part of its share to a window test of its own
-                rs, ps = share * RATE_WEIGHT, pool_share * RATE_WEIGHT
-                sig = self._build_rate(p, phi(p["series"]), rs * (1.0 - RATE_WINDOW_SHARE) if use_comb else rs, acc)
+                sig = self._build_rate(p, phi(p["series"]), share * (1.0 - RATE_WINDOW_SHARE) if use_comb else share,
+                                       acc)
                 if pool_share:  # the fleet's own test since the anchor takes the same part as here
-                    pool = self._build_rate(p, sig.phi, ps * (1.0 - RATE_WINDOW_SHARE) if use_comb else ps, acc)
+                    pool = self._build_rate(p, sig.phi, pool_share * (1.0 - RATE_WINDOW_SHARE) if use_comb
+                                            else pool_share, acc)
                     self._pool_h[sig.name] = (pool.h, pool.h2)
             else:
                 sig = self._build_tools(p, [phi(i) for i in p["series"]],
@@ -466,7 +461,7 @@ class DriftMonitor:
             self._solo = []
             for sig in self._bank:
                 if isinstance(sig, RateCusum):
-                    a = share * RATE_WEIGHT * RATE_WINDOW_SHARE
+                    a = share * RATE_WINDOW_SHARE
                     self._comb.add_solo(sig.name, a * (1.0 - RATE_ANCHORED), a * RATE_ANCHORED)
                     self._solo.append(sig)
                 elif isinstance(sig, ToolsCusum):  # each category alone, as a rate (mass moving to it)

@@ -12,7 +12,7 @@ import pytest
 from driftwatch.drift import CallRecord, DriftMonitor, monitor
 from driftwatch.drift.calibrate import chibar_isf
 from driftwatch.drift.combined import anchor_spend, anchor_stride, conditional_deviance
-from tests.helpers.drift_streams import first_alarm, records
+from tests.helpers.drift_streams import first_alarm
 
 
 def test_first_test_since_the_anchor_spends_every_call_before_it():
@@ -100,12 +100,3 @@ def test_tool_category_tests_find_mass_moved_to_a_rare_tool_sooner_and_stay_quie
     mon.fit_reference(ref)  # positive control: the same monitor, the change
     at, fired = first_alarm(mon, tool_calls(3000, rng, move=0.1))
     assert at is not None and fired == ("tool_mix",)
-
-
-def test_rates_weigh_more_in_the_budget():
-    """Each rate's share of the bank is RATE_WEIGHT times another signal group's (the shares sum to the budget)."""
-    mon = DriftMonitor(1e-4, signals=("refusal", "output_chars"), combined=False)
-    mon.fit_reference(records(1000, random.Random(3)))
-    assert monitor.RATE_WEIGHT > 1.0
-    assert mon.describe()["refusal"]["kind"] == "rate"
-    assert mon._groups == pytest.approx(1 + monitor.RATE_WEIGHT)
