@@ -11,10 +11,11 @@ every block end):
 * **continuous signals** (log answer length, score): the window's sum of standardized values, ``t =
   Σz / √(m φ (1 + m/n))``, whitened together by their reference correlation (length first): ``t²`` for
   length (either direction), ``min(0, t)²`` for the score (drops only);
-* **rates** (refusal, format failure, error): the binomial deviance of the window's count against the
-  reference rate, ``G = 2[k log(k/mp) + (m−k) log((m−k)/(m(1−p)))]``, divided by ``φ (1 + m/n)``, when the
-  count is above what the reference expects (increases only; the deviance, unlike a standardized count,
-  keeps a χ² tail for rare events);
+* **rates** (refusal, format failure, error): the deviance of the window's count ``k`` given the ``K`` events
+  of reference and window together (binomial ``K``, ``q = m/(m+n)`` under no change, whatever the rate:
+  :func:`conditional_deviance`), divided by ``φ``, when the count is above what ``K`` expects (increases only;
+  the deviance, unlike a standardized count, keeps a χ² tail for rare events; a fleet's pooled counts use the
+  deviance against the expected counts it is given, divided by ``φ (1 + m/n)``);
 * **tool mix**: the multinomial deviance of the window's category counts, ÷ ``φ (1 + m/n)`` — χ² with
   (categories − 1) degrees of freedom (mass moving anywhere).
 
@@ -29,10 +30,12 @@ most its budget ``α``. Work: a few additions per
 call (each signal adds its value and a presence count to an accumulator) and, every ``BLOCK`` calls,
 about three window tests. Memory: a ring of 129 cumulative sums.
 
-**Since the anchor.** The same statistic (and each rate's part alone, :meth:`Combined.add_solo`) is also
-taken over every call since the statistics started — the anchor, where a self-modification's drift starts —
-tested every block at first and then every eighth of the blocks so far (:func:`anchor_stride`), each test at
-its union-bound level times :data:`ANCHOR_GAIN` (the tests are nested: :func:`anchor_thresholds`).
+**Since the anchor.** The same statistic (and each rate's part alone, and each tool category as a rate:
+:meth:`Combined.add_solo`) is also taken over every call since the statistics started — the anchor, where a
+self-modification's drift starts — tested every block at first and then every eighth of the blocks so far
+(:func:`anchor_stride`), each test at its union-bound level (the first test: every call since the anchor,
+:func:`anchor_spend`) times :data:`ANCHOR_GAIN` (the tests are nested: :func:`anchor_thresholds`; a rate's
+own test: :data:`RATE_ANCHOR_GAIN`).
 
 Attribution: :meth:`Combined.effects` gives, for a window, each signal's standardized shift (mean ``z``
 for continuous signals, observed vs reference rate for rates, the most over-represented tool).

@@ -10,11 +10,13 @@ reference is frozen (:meth:`~DriftMonitor.fit_reference` or :meth:`~DriftMonitor
 * ``score`` — the same on the score (downward only; ties and discrete scales handled by the calibration);
 * ``refusal``, ``format_failure``, ``error`` — upward Bernoulli-rate CUSUMs tuned to odds × 2.4 and × 5.8 (a
   smaller design would be swamped by the reference's own uncertainty about a 2–4% rate), and two-sample
-  tests of their own in the combined statistic's windows and over every call since the anchor, which get
-  most of the signal's budget (:data:`RATE_WINDOW_SHARE`, :data:`RATE_ANCHORED`); ``format_failure`` leaves
-  refusals out (a refusal breaks the format by nature: the refusal signal owns it);
+  tests of their own (conditional on the events of reference and window) in the combined statistic's
+  windows and over every call since the anchor, which get most of the signal's budget
+  (:data:`RATE_WINDOW_SHARE`, :data:`RATE_ANCHORED`); ``format_failure`` leaves refusals out (a refusal
+  breaks the format by nature: the refusal signal owns it);
 * ``tool_mix`` — per tool category (the reference's top tools, "no tool", "any other tool"), upward
-  Bernoulli CUSUMs tuned to 10% and to 30% of all calls moving to that category (refusals excluded);
+  Bernoulli CUSUMs tuned to 10% and to 30% of all calls moving to that category (refusals excluded), and
+  each category's own two-sample test over every call since the anchor (:data:`TOOL_ANCHORED` of the budget);
 * ``embedding`` — a windowed χ² of the whitened 16-dimension projection (:mod:`driftwatch.drift.embedding`);
 * ``combined`` — a windowed χ² that adds the evidence of all the scalar signals
   (:mod:`driftwatch.drift.combined`): a change that moves several signals a little is caught sooner than
