@@ -61,12 +61,13 @@ def _begin(handler: DriftwatchCallbackHandler, agent: str, graph: Any, args: tup
                 attributes[GEN_AI_PROVIDER_NAME] = last[0]
             if last[1] is not None:
                 attributes[GEN_AI_REQUEST_MODEL] = last[1]
-    # the span is current only while the graph runs: from here to the end of an invoke (``attach``), else
-    # while each step runs (run_stream)
+    inv = Invocation(handler, agent, tool_registry(graph))
+    # the span is current only while the graph runs: from here to the end of an invoke (``attach``: made last, so
+    # nothing can fail between it and the run that ends it), else while each step runs (run_stream)
     scope = rt.begin_call(agent, attach=attach, attributes=attributes)
     if scope is None:
         return None
-    return scope, Invocation(handler, agent, tool_registry(graph))
+    return scope, inv
 
 
 def _end(scope: CallScope, inv: Invocation, error: BaseException | None = None) -> None:
@@ -326,14 +327,14 @@ def _hooked_start(graph: Any, handler: DriftwatchCallbackHandler, args: tuple[An
     if agent is None or (outer is not None and outer.agent == agent):
         return None  # part of a run already recorded (a subgraph)
     try:
+        if not hooks_installed() and get_runtime().enabled:
+            ensure_hooks()  # before the span is made current: nothing may fail between that and the run
         started = _begin(handler, agent, graph, args, kwargs, attach=True)
     except Exception as exc:  # noqa: BLE001  # never break the host
         get_runtime().error("call", exc)
         return None
     if started is not None:
         started[1].hooked = True
-        if not hooks_installed():
-            ensure_hooks()
     return started
 
 
