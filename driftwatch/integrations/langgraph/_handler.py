@@ -238,28 +238,34 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
             inv = ACTIVE.get()
             if inv is None or inv.handler is not self:
                 return
-            helper = bool(inv.helper_runs) and run_id in inv.helper_runs
-            if helper:
-                inv.helper_runs.discard(run_id)
-            names: list[str] = []
-            tokens_in = tokens_out = 0
-            for generations in response.generations:
-                for gen in generations:
-                    message = getattr(gen, "message", None)
-                    if message is None:
-                        continue
-                    for call in () if helper else getattr(message, "tool_calls", None) or ():
-                        name = call.get("name") if isinstance(call, dict) else getattr(call, "name", None)
-                        if name and inv.counts(str(name)):
-                            names.append(str(name))
-                    usage = getattr(message, "usage_metadata", None)
-                    if usage:
-                        tokens_in += int(usage.get("input_tokens") or 0)
-                        tokens_out += int(usage.get("output_tokens") or 0)
-            if names or tokens_in or tokens_out:
-                with inv.lock:
-                    inv.tools.extend(names)
-                    inv.input_tokens += tokens_in
-                    inv.output_tokens += tokens_out
+            self.model_end(inv, response, run_id)
         except Exception as exc:  # noqa: BLE001  # never break the host
             get_runtime().error("langgraph", exc)
+
+    @staticmethod
+    def model_end(inv: Invocation, response: Any, run_id: Any) -> None:
+        """A model call of the run ``inv`` answered (``_hooks`` calls this directly): the tool calls of the agent's
+        own calls, and token usage."""
+        helper = bool(inv.helper_runs) and run_id in inv.helper_runs
+        if helper:
+            inv.helper_runs.discard(run_id)
+        names: list[str] = []
+        tokens_in = tokens_out = 0
+        for generations in response.generations:
+            for gen in generations:
+                message = getattr(gen, "message", None)
+                if message is None:
+                    continue
+                for call in () if helper else getattr(message, "tool_calls", None) or ():
+                    name = call.get("name") if isinstance(call, dict) else getattr(call, "name", None)
+                    if name and inv.counts(str(name)):
+                        names.append(str(name))
+                usage = getattr(message, "usage_metadata", None)
+                if usage:
+                    tokens_in += int(usage.get("input_tokens") or 0)
+                    tokens_out += int(usage.get("output_tokens") or 0)
+        if names or tokens_in or tokens_out:
+            with inv.lock:
+                inv.tools.extend(names)
+                inv.input_tokens += tokens_in
+                inv.output_tokens += tokens_out

@@ -11,7 +11,8 @@ with no handler and marks the run ``hooked``; these hooks then hand the chat-mod
   ``stream``, ``generate``, ``batch``) announces its messages, settings and metadata here before the model runs,
   with or without handlers; the hook passes the run's handler what a handler would get (one message list each,
   with its run id) straight to the handler's ``model_call``, so both ways in share one implementation;
-- ``CallbackManagerForLLMRun.on_llm_end`` (and the async one): the model's answer (tool calls, token usage).
+- ``CallbackManagerForLLMRun.on_llm_end`` (and the async one): the model's answer (tool calls, token usage), to
+  the handler's ``model_end``.
 
 Outside a hooked run a hook costs one context-variable read. Streamed runs (``stream``/``astream``: the output is
 the root run's ``on_chain_end``), graphs whose attribution needs chain events (subgraph nodes),
@@ -63,7 +64,7 @@ def _ended(run: Any, response: Any) -> None:
     if inv is None or not inv.hooked:
         return
     try:
-        inv.handler.on_llm_end(response, run_id=run.run_id, parent_run_id=run.parent_run_id)
+        inv.handler.model_end(inv, response, run.run_id)
     except Exception as exc:  # noqa: BLE001  # never break the host
         get_runtime().error("langgraph", exc)
 
