@@ -208,7 +208,9 @@ class Tracing:
         if version:
             attrs[GEN_AI_AGENT_VERSION] = version
         if attributes:
-            attrs.update((k, v) for k, v in attributes.items() if v is not None)
+            for k, v in attributes.items():
+                if v is not None:
+                    attrs[k] = v
         span = self.tracer.start_span(f"{SPAN.INVOKE_AGENT} {agent}", kind=SpanKind.INTERNAL, attributes=attrs)
         if not attach or not span.is_recording():
             return span, None

@@ -166,31 +166,53 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
                             parent_run_id: Any = None, tags: Any = None, metadata: dict[str, Any] | None = None,
                             **kwargs: Any) -> None:
         try:
-            agent, inv = self._agent()
-            if agent is None:
+            inv = ACTIVE.get()
+            if inv is None:
+                agent = self.agent  # a thread that did not inherit the context: changes only
+                if agent is None:
+                    return
+            elif inv.handler is not self:
                 return
-            rt = get_runtime()
-            if not rt.enabled or is_suppressed():
-                return
-            params = kwargs.get("invocation_params") or {}
-            site, helper, source = call_site(node_of(metadata, "model"), metadata, kwargs.get("name"),
-                                             kwargs.get("options"))
-            if inv is not None:
-                self._note_call(inv, run_id, metadata, params, helper, source)
-            if MIDDLEWARE.get() == agent:
-                return  # DriftwatchMiddleware observes this request (the final one)
-            system = [content_text(m.content) for m in (messages[0] if messages else ())
-                      if getattr(m, "type", None) == "system"]
-            tools = params.get("tools")
-            if not helper and inv is not None and inv.selected(metadata):
-                tools = SKIP  # chosen for this request by a tool selector: not the agent's tool set
-            rest = {k: v for k, v in params.items() if k != "tools"} if "tools" in params else params
-            guard.refresh(rt, agent, site)  # the guard pins per call site (its components' prefix)
-            observe_request(rt, agent, site, system, tools, items_key(rest.items()), lambda: jsonable(rest),
-                            self.normalize_prompt)
-            guard.enforce_messages(rt, agent, site, messages)  # a pinned prompt is what the model receives
+            else:
+                agent = inv.agent
+            self.model_call(agent, inv, messages, run_id, metadata, kwargs)
         except Exception as exc:  # noqa: BLE001  # never break the host
             get_runtime().error("langgraph", exc)
+
+    def model_call(self, agent: str, inv: Invocation | None, messages: list[list[Any]], run_id: Any,
+                   metadata: dict[str, Any] | None, kwargs: dict[str, Any]) -> None:
+        """One chat-model request of ``agent`` (``messages``, ``metadata`` and ``kwargs`` as
+        ``on_chat_model_start`` gets them; ``_hooks`` calls this directly): compared with the call site's last
+        one, enforced when the guard pinned its prompt. The hot path of a model call (cheap keys only)."""
+        rt = get_runtime()
+        if not rt.enabled or is_suppressed():
+            return
+        params = kwargs.get("invocation_params") or {}
+        site, helper, source = call_site(node_of(metadata, "model"), metadata, kwargs.get("name"),
+                                         kwargs.get("options"))
+        if inv is not None and (helper or inv.model is None):
+            self._note_call(inv, run_id, metadata, params, helper, source)
+        if MIDDLEWARE.get() == agent:
+            return  # DriftwatchMiddleware observes this request (the final one)
+        system = []
+        for m in messages[0] if messages else ():
+            if getattr(m, "type", None) == "system":
+                content = m.content
+                system.append(content if type(content) is str else content_text(content))
+        if "tools" in params:
+            tools = params["tools"]
+            if not helper and inv is not None and inv.selected(metadata):
+                tools = SKIP  # chosen for this request by a tool selector: not the agent's tool set
+            rest = {k: v for k, v in params.items() if k != "tools"}
+        else:
+            tools, rest = None, params
+        serial = rt.guard.tick(agent)
+        if serial:
+            guard.refresh(rt, agent, site, serial)  # the guard pins per call site (its components' prefix)
+        observe_request(rt, agent, site, system, tools, items_key(rest.items()), lambda: jsonable(rest),
+                        self.normalize_prompt)
+        guard.enforce_messages(rt, agent, site, messages)  # a pinned prompt is what the model receives (one pinned
+        # by this very observation too)
 
     @staticmethod
     def _note_call(inv: Invocation, run_id: Any, metadata: dict[str, Any] | None, params: dict[str, Any],
@@ -216,28 +238,34 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
             inv = ACTIVE.get()
             if inv is None or inv.handler is not self:
                 return
-            helper = bool(inv.helper_runs) and run_id in inv.helper_runs
-            if helper:
-                inv.helper_runs.discard(run_id)
-            names: list[str] = []
-            tokens_in = tokens_out = 0
-            for generations in response.generations:
-                for gen in generations:
-                    message = getattr(gen, "message", None)
-                    if message is None:
-                        continue
-                    for call in () if helper else getattr(message, "tool_calls", None) or ():
-                        name = call.get("name") if isinstance(call, dict) else getattr(call, "name", None)
-                        if name and inv.counts(str(name)):
-                            names.append(str(name))
-                    usage = getattr(message, "usage_metadata", None)
-                    if usage:
-                        tokens_in += int(usage.get("input_tokens") or 0)
-                        tokens_out += int(usage.get("output_tokens") or 0)
-            if names or tokens_in or tokens_out:
-                with inv.lock:
-                    inv.tools.extend(names)
-                    inv.input_tokens += tokens_in
-                    inv.output_tokens += tokens_out
+            self.model_end(inv, response, run_id)
         except Exception as exc:  # noqa: BLE001  # never break the host
             get_runtime().error("langgraph", exc)
+
+    @staticmethod
+    def model_end(inv: Invocation, response: Any, run_id: Any) -> None:
+        """A model call of the run ``inv`` answered (``_hooks`` calls this directly): the tool calls of the agent's
+        own calls, and token usage."""
+        helper = bool(inv.helper_runs) and run_id in inv.helper_runs
+        if helper:
+            inv.helper_runs.discard(run_id)
+        names: list[str] = []
+        tokens_in = tokens_out = 0
+        for generations in response.generations:
+            for gen in generations:
+                message = getattr(gen, "message", None)
+                if message is None:
+                    continue
+                for call in () if helper else getattr(message, "tool_calls", None) or ():
+                    name = call.get("name") if isinstance(call, dict) else getattr(call, "name", None)
+                    if name and inv.counts(str(name)):
+                        names.append(str(name))
+                usage = getattr(message, "usage_metadata", None)
+                if usage:
+                    tokens_in += int(usage.get("input_tokens") or 0)
+                    tokens_out += int(usage.get("output_tokens") or 0)
+        if names or tokens_in or tokens_out:
+            with inv.lock:
+                inv.tools.extend(names)
+                inv.input_tokens += tokens_in
+                inv.output_tokens += tokens_out

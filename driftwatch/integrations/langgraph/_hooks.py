@@ -9,9 +9,10 @@ with no handler and marks the run ``hooked``; these hooks then hand the chat-mod
 
 - ``CallbackManager.on_chat_model_start`` (and ``AsyncCallbackManager``'s): every chat-model call (``invoke``,
   ``stream``, ``generate``, ``batch``) announces its messages, settings and metadata here before the model runs,
-  with or without handlers; the hook passes the run's handler the arguments a handler would get (one message list
-  each, with its run id), so both ways in share one implementation;
-- ``CallbackManagerForLLMRun.on_llm_end`` (and the async one): the model's answer (tool calls, token usage).
+  with or without handlers; the hook passes the run's handler what a handler would get (one message list each,
+  with its run id) straight to the handler's ``model_call``, so both ways in share one implementation;
+- ``CallbackManagerForLLMRun.on_llm_end`` (and the async one): the model's answer (tool calls, token usage), to
+  the handler's ``model_end``.
 
 Outside a hooked run a hook costs one context-variable read. Streamed runs (``stream``/``astream``: the output is
 the root run's ``on_chain_end``), graphs whose attribution needs chain events (subgraph nodes),
@@ -43,15 +44,17 @@ def hooks_installed() -> bool:
     return bool(_HOOKS)
 
 
-def _started(manager: Any, serialized: Any, messages: Any, managers: Any, kwargs: dict[str, Any]) -> None:
+def _started(manager: Any, messages: Any, managers: Any, kwargs: dict[str, Any]) -> None:
     inv = ACTIVE.get()
     if inv is None or not inv.hooked:
         return
     try:
+        metadata = manager.metadata
+        if len(messages) == 1:  # one request (invoke, stream): what a handler would get, without the dispatch
+            inv.handler.model_call(inv.agent, inv, messages, managers[0].run_id, metadata, kwargs)
+            return
         for message_list, run in zip(messages, managers, strict=False):
-            inv.handler.on_chat_model_start(serialized, [message_list], run_id=run.run_id,
-                                            parent_run_id=manager.parent_run_id, tags=manager.tags,
-                                            metadata=manager.metadata, **kwargs)
+            inv.handler.model_call(inv.agent, inv, [message_list], run.run_id, metadata, kwargs)
     except Exception as exc:  # noqa: BLE001  # never break the host (the handler guards itself too)
         get_runtime().error("langgraph", exc)
 
@@ -61,7 +64,7 @@ def _ended(run: Any, response: Any) -> None:
     if inv is None or not inv.hooked:
         return
     try:
-        inv.handler.on_llm_end(response, run_id=run.run_id, parent_run_id=run.parent_run_id)
+        inv.handler.model_end(inv, response, run.run_id)
     except Exception as exc:  # noqa: BLE001  # never break the host
         get_runtime().error("langgraph", exc)
 
@@ -72,7 +75,7 @@ def _make_start(original: Any) -> Any:
     def on_chat_model_start(self: Any, serialized: Any, messages: Any, run_id: Any = None, **kwargs: Any) -> Any:
         managers = original(self, serialized, messages, run_id, **kwargs)
         if _HOOKS.generation == gen:
-            _started(self, serialized, messages, managers, kwargs)
+            _started(self, messages, managers, kwargs)
         return managers
 
     on_chat_model_start.__doc__ = original.__doc__
@@ -86,7 +89,7 @@ def _make_astart(original: Any) -> Any:
                                   **kwargs: Any) -> Any:
         managers = await original(self, serialized, messages, run_id, **kwargs)
         if _HOOKS.generation == gen:
-            _started(self, serialized, messages, managers, kwargs)
+            _started(self, messages, managers, kwargs)
         return managers
 
     on_chat_model_start.__doc__ = original.__doc__

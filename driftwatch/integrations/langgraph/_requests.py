@@ -58,8 +58,20 @@ def _tools_state(tools: Sequence[Any]) -> list[dict[str, Any]]:
     return sorted((_tool_spec(t) for t in tools), key=lambda s: s["name"])
 
 
+#: value types that hash by value (settings of these kinds are used as they are, without a ``hash`` attempt)
+_ATOMIC = frozenset({str, int, float, bool, type(None), bytes})
+
+
 def hashable_key(value: Any) -> Any:
-    """A cheap hashable stand-in for settings: hashable values as is, containers frozen, others by identity."""
+    """A cheap hashable stand-in for settings: atoms as they are, containers frozen, other hashable values as they
+    are, the rest by identity (no exception raised for the usual kinds: the hot path of a model call)."""
+    kind = type(value)
+    if kind in _ATOMIC:
+        return value
+    if kind is dict:
+        return ("d", tuple((k, hashable_key(v)) for k, v in value.items()))
+    if kind is list or kind is tuple:
+        return ("l", tuple([v if type(v) in _ATOMIC else hashable_key(v) for v in value]))
     try:
         hash(value)
         return value
@@ -73,20 +85,14 @@ def hashable_key(value: Any) -> Any:
 
 
 def items_key(items: Iterable[tuple[str, Any]]) -> Any:
+    """A hashable key of settings ``(name, value)`` pairs: the pairs themselves when every value is an atom (most
+    models' settings), else with each other value frozen (:func:`hashable_key`)."""
     key = tuple(items)
-    try:
-        hash(key)  # all values hashable (most models' settings): the items themselves, no Python loop
-        return key
-    except TypeError:
-        pass
-    out = []
-    for k, v in key:
-        try:
-            hash(v)
-            out.append((k, v))
-        except TypeError:
-            out.append((k, hashable_key(v)))
-    return tuple(out)
+    atomic = _ATOMIC
+    for _name, value in key:
+        if type(value) not in atomic:
+            return tuple([(k, v) if type(v) in atomic else (k, hashable_key(v)) for k, v in key])
+    return key
 
 
 class _Slot:

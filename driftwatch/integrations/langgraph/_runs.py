@@ -45,20 +45,29 @@ def conversation_of(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
 
 def _begin(handler: DriftwatchCallbackHandler, agent: str, graph: Any, args: tuple[Any, ...],
-           kwargs: dict[str, Any]) -> tuple[CallScope, Invocation] | None:
+           kwargs: dict[str, Any], attach: bool = False) -> tuple[CallScope, Invocation] | None:
     rt = get_runtime()
+    if not rt.enabled:
+        return None
     last = _LAST_MODEL.values(rt).get(agent)
     conversation = conversation_of(graph, args, kwargs)
     attributes = None
     if last is not None or conversation is not None:
-        attributes = {GEN_AI_CONVERSATION_ID: conversation}
+        attributes = {}
+        if conversation is not None:
+            attributes[GEN_AI_CONVERSATION_ID] = conversation
         if last is not None:
-            attributes[GEN_AI_PROVIDER_NAME], attributes[GEN_AI_REQUEST_MODEL] = last
-    # the span is current only while the graph runs (run_invoke, steps)
-    scope = rt.begin_call(agent, attach=False, attributes=attributes)
+            if last[0] is not None:
+                attributes[GEN_AI_PROVIDER_NAME] = last[0]
+            if last[1] is not None:
+                attributes[GEN_AI_REQUEST_MODEL] = last[1]
+    inv = Invocation(handler, agent, tool_registry(graph))
+    # the span is current only while the graph runs: from here to the end of an invoke (``attach``: made last, so
+    # nothing can fail between it and the run that ends it), else while each step runs (run_stream)
+    scope = rt.begin_call(agent, attach=attach, attributes=attributes)
     if scope is None:
         return None
-    return scope, Invocation(handler, agent, tool_registry(graph))
+    return scope, inv
 
 
 def _end(scope: CallScope, inv: Invocation, error: BaseException | None = None) -> None:
@@ -178,7 +187,7 @@ def run_invoke(started: Started, sup: Callable[..., Any], args: tuple[Any, ...],
         return sup(*args, **kwargs)
     scope, inv = started
     token = ACTIVE.set(inv)
-    span_token = scope.enter()
+    span_token = scope.enter() if scope.token is None else None
     try:
         result = sup(*args, **kwargs)
     except BaseException as exc:
@@ -200,7 +209,7 @@ async def run_ainvoke(started: Started, sup: Callable[..., Any], args: tuple[Any
         return await sup(*args, **kwargs)
     scope, inv = started
     token = ACTIVE.set(inv)
-    span_token = scope.enter()
+    span_token = scope.enter() if scope.token is None else None
     try:
         result = await sup(*args, **kwargs)
     except BaseException as exc:
@@ -311,12 +320,21 @@ _SUBCLASS_LOCK = threading.Lock()
 
 def _hooked_start(graph: Any, handler: DriftwatchCallbackHandler, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> Started:
-    """A run of a graph watched without a handler in its config (see ``_hooks``): marked ``hooked``."""
-    started = start_recording(graph, handler, handler.agent, args, kwargs)
+    """A run (``invoke``/``ainvoke``) of a graph watched without a handler in its config (see ``_hooks``): marked
+    ``hooked``; its span is current from here to its end."""
+    agent = handler.agent
+    outer = ACTIVE.get()
+    if agent is None or (outer is not None and outer.agent == agent):
+        return None  # part of a run already recorded (a subgraph)
+    try:
+        if not hooks_installed() and get_runtime().enabled:
+            ensure_hooks()  # before the span is made current: nothing may fail between that and the run
+        started = _begin(handler, agent, graph, args, kwargs, attach=True)
+    except Exception as exc:  # noqa: BLE001  # never break the host
+        get_runtime().error("call", exc)
+        return None
     if started is not None:
         started[1].hooked = True
-        if not hooks_installed():
-            ensure_hooks()
     return started
 
 
@@ -393,12 +411,20 @@ def _hooked_methods(sub: Callable[[], type]) -> dict[str, Any]:
 
     def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
         cls = sub()
-        args, kwargs, started = _streamed_start(self, cls.__driftwatch_handler__, args, kwargs)  # type: ignore[attr-defined]
+        handler = cls.__driftwatch_handler__  # type: ignore[attr-defined]
+        outer = ACTIVE.get()
+        if outer is not None and outer.agent == handler.agent:  # invoke → stream, or a subgraph: recorded already
+            return super(cls, self).stream(*args, **kwargs)  # type: ignore[no-any-return]
+        args, kwargs, started = _streamed_start(self, handler, args, kwargs)
         return run_stream(started, super(cls, self).stream, args, kwargs)
 
     def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         cls = sub()
-        args, kwargs, started = _streamed_start(self, cls.__driftwatch_handler__, args, kwargs)  # type: ignore[attr-defined]
+        handler = cls.__driftwatch_handler__  # type: ignore[attr-defined]
+        outer = ACTIVE.get()
+        if outer is not None and outer.agent == handler.agent:  # ainvoke → astream, or a subgraph: recorded already
+            return super(cls, self).astream(*args, **kwargs)  # type: ignore[no-any-return]
+        args, kwargs, started = _streamed_start(self, handler, args, kwargs)
         return run_astream(started, super(cls, self).astream, args, kwargs)
 
     return {"invoke": invoke, "ainvoke": ainvoke, "stream": stream, "astream": astream}
