@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import ProxyTracer, ProxyTracerProvider, get_tracer_provider
+
 from driftwatch.change import new_id
 from driftwatch.limits import OTHER, clean_name
 from driftwatch.observation import Call, OptimizerRun
@@ -26,7 +28,7 @@ from driftwatch.tracing import GEN_AI_AGENT_VERSION, Tracing, current_ids
 if TYPE_CHECKING:
     from driftwatch.runtime import Runtime
 
-__all__ = ["CallScope", "RunScope", "is_suppressed", "suppressed"]
+__all__ = ["CallScope", "RunScope", "is_suppressed", "suppressed", "would_trace"]
 
 
 #: set while driftwatch itself acts on a watched object (restore, replay): hooks stand aside
@@ -45,6 +47,13 @@ def suppressed() -> Iterator[None]:
 
 def is_suppressed() -> bool:
     return _SUPPRESS.get()
+
+
+def would_trace(tracing: Tracing | None) -> bool:
+    """Whether a call's span can record: there is tracing, and its provider is not the global one with no SDK
+    set (whose spans record nothing: then no span is made, and nothing is computed for one)."""
+    return tracing is not None and (type(tracing.tracer) is not ProxyTracer
+                                    or type(get_tracer_provider()) is not ProxyTracerProvider)
 
 
 class CallScope:
@@ -68,10 +77,12 @@ class CallScope:
         self.label = agent if entry is not None else OTHER
         self.span: Any = None
         self.token: Any = None
-        self.version = version
-        self.started_version = version if version is not None else runtime.agent_version(agent)
+        self.version = self.started_version = version  # the version on the span: read only with one
         tracing = runtime.tracing
-        if tracing is not None:
+        if tracing is not None and (type(tracing.tracer) is not ProxyTracer
+                                    or type(get_tracer_provider()) is not ProxyTracerProvider):  # would_trace
+            if version is None:
+                self.started_version = runtime.agent_version(agent)
             try:
                 self.span, self.token = tracing.start_call(agent, self.started_version, attach=attach,
                                                            attributes=attributes)

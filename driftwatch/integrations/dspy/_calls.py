@@ -22,6 +22,7 @@ from driftwatch.integrations.dspy._tools import CALL_KEY
 from driftwatch.integrations.dspy._watch import Cover, ProgramWatch, agent_of, derived_agent, observe_watch
 from driftwatch.observation import output_text
 from driftwatch.runtime import CallScope, get_runtime, is_suppressed
+from driftwatch.scopes import would_trace
 from driftwatch.tracing import GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, provider_name
 
 #: the module (``dspy.dsp.utils.settings``: the package's ``settings`` is the instance), for its main config
@@ -250,7 +251,7 @@ def begin(module: Any, agent: str) -> CallRecord | None:
     if pw is not None:
         try:
             version = pw.version()
-            if rt.tracing is not None:  # only the span reads them
+            if would_trace(rt.tracing):  # only a span reads them
                 attributes = lm_attributes(_serving_lm(pw))
         except Exception as exc:  # noqa: BLE001  # span attributes are optional: counted
             rt.error("dspy", exc)
