@@ -524,8 +524,7 @@ class Runtime(GuardHostMixin):
         """Derive the call's signals, then fan it out: metrics, call windows, drift engine (an agent past the
         agent limit is counted as ``other``, without drift detection; tools past the tool limit as ``other``)."""
         guard = self.guard
-        now = time.monotonic()  # one read for the guard's and the drift engine's polls
-        if now >= guard.next_poll:  # operator commands (guard, accept/reset), every drift_poll_s
+        if time.monotonic() >= guard.next_poll:  # operator commands (guard, accept/reset), every drift_poll_s
             with self._host_call:  # the poll's reads and writes share one wait
                 self.safe("guard", guard.poll)
         entry = self.names.get(call.agent)
@@ -559,7 +558,7 @@ class Runtime(GuardHostMixin):
             self.error("windows", exc)
         if self.drift is not None and entry is not None:
             try:
-                self.drift.on_call(call, now)  # an alarm it raises is stored within a wait of its own (record_alarm)
+                self.drift.on_call(call)  # an alarm it raises is stored within a wait of its own (record_alarm)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 self.error("drift", exc)
 

@@ -205,10 +205,8 @@ class DriftEngine:
         return CallRecord(call.output_chars, call.output_tokens, call.refused, call.tools, call.format_ok,
                           call.error, call.score, call.embedding, call.duration_s, call.input_tokens)
 
-    def on_call(self, call: Call, now: float | None = None) -> None:
-        """A watched call (``now``: ``time.monotonic()`` if the caller just read it)."""
-        if now is None:
-            now = time.monotonic()
+    def on_call(self, call: Call) -> None:
+        now = time.monotonic()
         if now >= self._next_poll and self.poll_s > 0:
             self.poll_commands(now)
         st = self._agents.get(call.agent) or self._agent(call.agent)
