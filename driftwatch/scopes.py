@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.trace import ProxyTracer, ProxyTracerProvider, get_tracer_provider
-
 from driftwatch.change import new_id
 from driftwatch.limits import OTHER, clean_name
 from driftwatch.observation import Call, OptimizerRun
@@ -50,10 +48,8 @@ def is_suppressed() -> bool:
 
 
 def would_trace(tracing: Tracing | None) -> bool:
-    """Whether a call's span can record: there is tracing, and its provider is not the global one with no SDK
-    set (whose spans record nothing: then no span is made, and nothing is computed for one)."""
-    return tracing is not None and (type(tracing.tracer) is not ProxyTracer
-                                    or type(get_tracer_provider()) is not ProxyTracerProvider)
+    """Whether a call's span can record (:meth:`Tracing.live`): otherwise no span is made, nor anything for one."""
+    return tracing is not None and tracing.live()
 
 
 class CallScope:
@@ -79,8 +75,7 @@ class CallScope:
         self.token: Any = None
         self.version = self.started_version = version  # the version on the span: read only with one
         tracing = runtime.tracing
-        if tracing is not None and (type(tracing.tracer) is not ProxyTracer
-                                    or type(get_tracer_provider()) is not ProxyTracerProvider):  # would_trace
+        if tracing is not None and tracing.live():  # would_trace
             if version is None:
                 self.started_version = runtime.agent_version(agent)
             try:
