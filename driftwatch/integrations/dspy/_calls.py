@@ -157,7 +157,8 @@ class UsageSum(UsageTracker):
     """A usage tracker that only sums input and output tokens (DSPy's merges every entry: ~5x dearer).
 
     DSPy deep-copies the usage tracker into each ``dspy.Parallel`` worker thread; this one hands out
-    itself instead (with a lock), so the tokens a program spends in its own parallel sections count.
+    itself instead, so the tokens a program spends in its own parallel sections count. An LM call only appends
+    its usage (``list.append`` is atomic: no lock on the LM call's path); :meth:`totals` sums them.
     """
 
     def __init__(self) -> None:
@@ -166,6 +167,7 @@ class UsageSum(UsageTracker):
         self.tout = 0
         self.seen = False
         self.lock = threading.Lock()
+        self.pending: list[Mapping[str, Any]] = []
 
     def __deepcopy__(self, memo: Any) -> UsageSum:
         return self
@@ -175,7 +177,7 @@ class UsageSum(UsageTracker):
 
     def add_usage(self, lm: str, usage_entry: Mapping[str, Any]) -> None:
         if usage_entry:
-            self.count(usage_entry)
+            self.pending.append(usage_entry)
 
     def count(self, entry: Mapping[str, Any]) -> None:
         tin = entry.get("prompt_tokens", entry.get("input_tokens"))
@@ -189,10 +191,12 @@ class UsageSum(UsageTracker):
                 self.seen = True
 
     def totals(self) -> tuple[int | None, int | None]:
+        pending, self.pending = self.pending, []
         for entries in self.usage_data.values():  # rolled up by a nested dspy.track_usage() block
-            for entry in entries:
-                self.count(entry)
+            pending.extend(entries)
         self.usage_data.clear()
+        for entry in pending:
+            self.count(entry)
         return (self.tin, self.tout) if self.seen else (None, None)
 
 
