@@ -13,6 +13,8 @@ threads), which other processes do not inflate; ``--clock wall`` times wall time
 - bare                the program with nothing installed
 - watched             ``driftwatch.watch(program)``: metrics on, spans through the global (no-op) provider
 - watched+otel        watched, with an SDK TracerProvider, SimpleSpanProcessor and in-memory exporter
+- watched+batch       watched, with an SDK TracerProvider, BatchSpanProcessor (production's) and in-memory
+                      exporter (the export runs on the processor's thread: the CPU clock counts it too)
 - openinference       ``openinference-instrumentation-dspy`` with the same in-memory exporter setup
 
 The two instrumentations patch DSPy classes, so each mode installs its patches for its turn and
@@ -42,7 +44,7 @@ from collections.abc import Callable
 import dspy
 from dspy.utils import DummyLM
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
@@ -125,16 +127,21 @@ def main() -> None:
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
 
     dspy.configure(lm=DummyLM(itertools.repeat(ANSWER)))
-    programs = {mode: Pipeline() for mode in ("bare", "watched", "watched+otel", "openinference")}
+    programs = {mode: Pipeline() for mode in ("bare", "watched", "watched+otel", "watched+batch", "openinference")}
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    batch_exporter = InMemorySpanExporter()
+    batch_provider = TracerProvider()
+    batch_provider.add_span_processor(BatchSpanProcessor(batch_exporter))
     rt_plain = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), audit=False))
     rt_otel = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracer_provider=provider,
                                         audit=False))
+    rt_batch = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(),
+                                         tracer_provider=batch_provider, audit=False))
     set_runtime(rt_plain)
-    for mode in ("watched", "watched+otel"):
+    for mode in ("watched", "watched+otel", "watched+batch"):
         driftwatch.watch(programs[mode], agent="bench")
     dw_dspy.uninstrument()
     pristine = _snapshot()
@@ -168,7 +175,8 @@ def main() -> None:
             _put_back(pristine)
 
     phases = [{"bare": run_bare, "watched": lambda: run_watched("watched", rt_plain),
-               "watched+otel": lambda: run_watched("watched+otel", rt_otel)}]
+               "watched+otel": lambda: run_watched("watched+otel", rt_otel),
+               "watched+batch": lambda: run_watched("watched+batch", rt_batch)}]
     if oi is not None:
         phases.append({"bare": run_bare, "openinference": run_oi})
     print(f"3-predictor DSPy program on DummyLM: {args.rounds} rounds x {args.calls} calls per mode, interleaved, "
@@ -176,7 +184,7 @@ def main() -> None:
     print(f"{'mode':<15} {'median µs':>10} {'added µs':>9} {'ratio':>7} {'(paired quartiles)':>18} {'best µs':>9} "
           f"{'ratio':>7}")
     for number, modes in enumerate(phases, 1):
-        results = run_phase(modes, args.rounds, exporter, pristine)
+        results = run_phase(modes, args.rounds, (exporter, batch_exporter), pristine)
         bare = statistics.median(results["bare"])
         bare_best = min(results["bare"])
         for name in modes:
@@ -187,13 +195,19 @@ def main() -> None:
             print(f"{label:<15} {med:10.1f} {med - bare:9.1f} {q2:6.2f}x {f'({q1:.2f}..{q3:.2f})':>18} {best:9.1f} "
                   f"{best / bare_best:6.2f}x")
     set_runtime(None)
-    changes = len(rt_plain.ledger.changes()) + len(rt_otel.ledger.changes())
+    batch_provider.force_flush()
+    batch_exporter.clear()
+    changes = sum(len(rt.ledger.changes()) for rt in (rt_plain, rt_otel, rt_batch))
     print(f"changes recorded during the run (expected 0): {changes}")
-    own = hooks_us(programs["watched"], rt_plain)
-    print(f"driftwatch's own work per program call, timed in isolation: {own:.1f} µs")
+    print("driftwatch's own work per program call, timed in isolation (the hooks on one program and result):")
+    for mode, rt in (("watched", rt_plain), ("watched+otel", rt_otel), ("watched+batch", rt_batch)):
+        print(f"  {mode:<14} {hooks_us(programs[mode], rt):6.1f} µs")
+        exporter.clear()
+        batch_provider.force_flush()
+        batch_exporter.clear()
 
 
-def run_phase(modes: dict[str, Callable[[], float]], rounds: int, exporter: InMemorySpanExporter,
+def run_phase(modes: dict[str, Callable[[], float]], rounds: int, exporters: tuple[InMemorySpanExporter, ...],
               pristine: dict[type, dict[str, object]]) -> dict[str, list[float]]:
     """Interleave the modes round after round (rotated order); per-call µs of every turn, by mode."""
     for fn in modes.values():  # warm-up: caches, first sightings (baselines) and imports
@@ -203,7 +217,8 @@ def run_phase(modes: dict[str, Callable[[], float]], rounds: int, exporter: InMe
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             results[name].append(modes[name]())
-            exporter.clear()
+            for exporter in exporters:
+                exporter.clear()
             left = _changed(pristine)
             assert not left, f"{name} left DSPy patched: {left}"
     return results

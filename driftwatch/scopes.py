@@ -26,7 +26,7 @@ from driftwatch.tracing import GEN_AI_AGENT_VERSION, Tracing, current_ids
 if TYPE_CHECKING:
     from driftwatch.runtime import Runtime
 
-__all__ = ["CallScope", "RunScope", "is_suppressed", "suppressed"]
+__all__ = ["CallScope", "RunScope", "is_suppressed", "suppressed", "would_trace"]
 
 
 #: set while driftwatch itself acts on a watched object (restore, replay): hooks stand aside
@@ -45,6 +45,11 @@ def suppressed() -> Iterator[None]:
 
 def is_suppressed() -> bool:
     return _SUPPRESS.get()
+
+
+def would_trace(tracing: Tracing | None) -> bool:
+    """Whether a call's span can record (:meth:`Tracing.live`): otherwise no span is made, nor anything for one."""
+    return tracing is not None and tracing.live()
 
 
 class CallScope:
@@ -68,10 +73,11 @@ class CallScope:
         self.label = agent if entry is not None else OTHER
         self.span: Any = None
         self.token: Any = None
-        self.version = version
-        self.started_version = version if version is not None else runtime.agent_version(agent)
+        self.version = self.started_version = version  # the version on the span: read only with one
         tracing = runtime.tracing
-        if tracing is not None:
+        if tracing is not None and tracing.live():  # would_trace
+            if version is None:
+                self.started_version = runtime.agent_version(agent)
             try:
                 self.span, self.token = tracing.start_call(agent, self.started_version, attach=attach,
                                                            attributes=attributes)

@@ -37,6 +37,10 @@ REFUSAL_PHRASES: tuple[str, ...] = (
 )
 _REFUSAL = re.compile("|".join(re.escape(p) for p in REFUSAL_PHRASES))
 _HEAD = 240  # refusals announce themselves early: only the opening is scanned
+#: every phrase holds one of these: a text that holds none is no refusal, without running the regex
+_ANCHORS = ("i ", "i'm", "unable")
+if not all(any(a in p for a in _ANCHORS) for p in REFUSAL_PHRASES):  # pragma: no cover - a phrase list edit
+    raise AssertionError("signals._ANCHORS must cover every refusal phrase")
 
 
 _SHORTEST = min(len(p) for p in REFUSAL_PHRASES)  # a shorter text holds none (lowering adds no phrase character)
@@ -49,6 +53,8 @@ def is_refusal(text: str) -> bool:
     head = text[:_HEAD].lower()
     if "’" in head:
         head = head.replace("’", "'")
+    if "i " not in head and "i'm" not in head and "unable" not in head:  # _ANCHORS
+        return False
     return _REFUSAL.search(head) is not None
 
 

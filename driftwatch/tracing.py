@@ -193,6 +193,12 @@ class Tracing:
         self.capture_content = capture_content
         self.redact = redact
 
+    def live(self) -> bool:
+        """Whether a span started now can record: not while the tracer is the global provider's and no SDK
+        provider is set (its spans record nothing: a hook can skip making one, and its attributes)."""
+        return type(self.tracer) is not trace.ProxyTracer \
+            or type(trace.get_tracer_provider()) is not trace.ProxyTracerProvider
+
     # -- agent calls ------------------------------------------------------------------------------
     def start_call(self, agent: str, version: str | None, *, attach: bool = True,
                    attributes: Mapping[str, Any] | None = None) -> tuple[Any, Any]:

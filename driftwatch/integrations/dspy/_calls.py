@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import dspy
 from dspy.dsp.utils.settings import thread_local_overrides
+from dspy.dsp.utils.utils import dotdict
 from dspy.utils.usage_tracker import UsageTracker
 
 from driftwatch.integrations._common import Patches
@@ -20,7 +22,11 @@ from driftwatch.integrations.dspy._tools import CALL_KEY
 from driftwatch.integrations.dspy._watch import Cover, ProgramWatch, agent_of, derived_agent, observe_watch
 from driftwatch.observation import output_text
 from driftwatch.runtime import CallScope, get_runtime, is_suppressed
+from driftwatch.scopes import would_trace
 from driftwatch.tracing import GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, provider_name
+
+#: the module (``dspy.dsp.utils.settings``: the package's ``settings`` is the instance), for its main config
+_dspy_settings = importlib.import_module("dspy.dsp.utils.settings")
 
 __all__ = ["CallRecord", "UsageSum", "begin", "call_target", "end", "lm_model", "make_acall", "make_call",
            "prediction_text"]
@@ -86,7 +92,7 @@ def prediction_text(result: Any, key: str | None = None) -> str | None:
     return last
 
 
-_LM_MODELS: dict[int, tuple[Any, tuple[str | None, str | None]]] = {}
+_LM_MODELS: dict[int, tuple[Any, tuple[str | None, str | None], dict[str, str | None]]] = {}
 _LM_MODELS_KEPT = 64
 
 
@@ -98,6 +104,20 @@ def lm_model(lm: Any) -> tuple[str | None, str | None]:
     hit = _LM_MODELS.get(id(lm))
     if hit is not None and hit[0] is lm:
         return hit[1]
+    return _lm_entry(lm)[1]
+
+
+def lm_attributes(lm: Any) -> dict[str, str | None] | None:
+    """The span attributes of :func:`lm_model` (one dict per LM, kept: do not change it)."""
+    if lm is None:
+        return None
+    hit = _LM_MODELS.get(id(lm))
+    if hit is not None and hit[0] is lm:
+        return hit[2]
+    return _lm_entry(lm)[2]
+
+
+def _lm_entry(lm: Any) -> tuple[Any, tuple[str | None, str | None], dict[str, str | None]]:
     model = getattr(lm, "model", None)
     if not isinstance(model, str) or not model:
         result: tuple[str | None, str | None] = (None, None)
@@ -110,8 +130,9 @@ def lm_model(lm: Any) -> tuple[str | None, str | None]:
             result = (provider_name(cls[:-2] if cls.endswith("LM") and len(cls) > 2 else cls), model)
     if len(_LM_MODELS) >= _LM_MODELS_KEPT:
         _LM_MODELS.clear()
-    _LM_MODELS[id(lm)] = (lm, result)  # the LM is pinned, so its id is not reused
-    return result
+    entry = (lm, result, {GEN_AI_PROVIDER_NAME: result[0], GEN_AI_REQUEST_MODEL: result[1]})
+    _LM_MODELS[id(lm)] = entry  # the LM is pinned, so its id is not reused
+    return entry
 
 
 def _serving_lm(pw: ProgramWatch) -> Any:
@@ -136,7 +157,8 @@ class UsageSum(UsageTracker):
     """A usage tracker that only sums input and output tokens (DSPy's merges every entry: ~5x dearer).
 
     DSPy deep-copies the usage tracker into each ``dspy.Parallel`` worker thread; this one hands out
-    itself instead (with a lock), so the tokens a program spends in its own parallel sections count.
+    itself instead, so the tokens a program spends in its own parallel sections count. An LM call only appends
+    its usage (``list.append`` is atomic: no lock on the LM call's path); :meth:`totals` sums them.
     """
 
     def __init__(self) -> None:
@@ -145,6 +167,7 @@ class UsageSum(UsageTracker):
         self.tout = 0
         self.seen = False
         self.lock = threading.Lock()
+        self.pending: list[Mapping[str, Any]] = []
 
     def __deepcopy__(self, memo: Any) -> UsageSum:
         return self
@@ -154,7 +177,7 @@ class UsageSum(UsageTracker):
 
     def add_usage(self, lm: str, usage_entry: Mapping[str, Any]) -> None:
         if usage_entry:
-            self.count(usage_entry)
+            self.pending.append(usage_entry)
 
     def count(self, entry: Mapping[str, Any]) -> None:
         tin = entry.get("prompt_tokens", entry.get("input_tokens"))
@@ -168,21 +191,23 @@ class UsageSum(UsageTracker):
                 self.seen = True
 
     def totals(self) -> tuple[int | None, int | None]:
+        pending, self.pending = self.pending, []
         for entries in self.usage_data.values():  # rolled up by a nested dspy.track_usage() block
-            for entry in entries:
-                self.count(entry)
+            pending.extend(entries)
         self.usage_data.clear()
+        for entry in pending:
+            self.count(entry)
         return (self.tin, self.tout) if self.seen else (None, None)
 
 
 class CallRecord:
     """One recorded program call: the scope, the usage tracker when driftwatch opened one, the tools it ran."""
 
-    __slots__ = ("context_cm", "lock", "scope", "tools", "usage")
+    __slots__ = ("context_token", "lock", "scope", "tools", "usage")
 
     def __init__(self, scope: CallScope) -> None:
         self.scope = scope
-        self.context_cm: Any = None
+        self.context_token: Any = None
         self.usage: UsageSum | None = None
         self.tools: list[str] = []
         self.lock = threading.Lock()
@@ -194,19 +219,18 @@ class CallRecord:
 
     def open_context(self) -> None:
         """Put the record (for tool calls) and, unless the user tracks usage, a token counter into DSPy's
-        context for the call."""
-        settings: dict[str, Any] = {CALL_KEY: self}
+        context for the call: what ``dspy.context(...)`` does (the same overrides, made the same way), without
+        its generator-based context manager."""
         ov = thread_local_overrides.get()
+        overrides = dotdict({**_dspy_settings.main_thread_config, **ov, CALL_KEY: self})
         if ov.get("usage_tracker") is None and not dspy.settings.track_usage:
-            self.usage = settings["usage_tracker"] = UsageSum()
-        cm = dspy.context(**settings)
-        cm.__enter__()
-        self.context_cm = cm
+            self.usage = overrides["usage_tracker"] = UsageSum()
+        self.context_token = thread_local_overrides.set(overrides)
 
-    def close_context(self, exc: BaseException | None) -> None:
-        cm, self.context_cm = self.context_cm, None
-        if cm is not None:
-            cm.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+    def close_context(self) -> None:
+        token, self.context_token = self.context_token, None
+        if token is not None:
+            thread_local_overrides.reset(token)
 
     def finish(self, result: Any) -> None:
         if self.usage is not None:
@@ -231,8 +255,8 @@ def begin(module: Any, agent: str) -> CallRecord | None:
     if pw is not None:
         try:
             version = pw.version()
-            provider, model = lm_model(_serving_lm(pw))
-            attributes = {GEN_AI_PROVIDER_NAME: provider, GEN_AI_REQUEST_MODEL: model}
+            if would_trace(rt.tracing):  # only a span reads them
+                attributes = lm_attributes(_serving_lm(pw))
         except Exception as exc:  # noqa: BLE001  # span attributes are optional: counted
             rt.error("dspy", exc)
     scope = rt.begin_call(agent, version=version, attributes=attributes)
@@ -248,7 +272,7 @@ def begin(module: Any, agent: str) -> CallRecord | None:
 
 def end(rec: CallRecord, result: Any = None, error: BaseException | None = None) -> None:
     try:
-        rec.close_context(error)
+        rec.close_context()
         if error is not None:
             rec.scope.finish(error=error, tools=tuple(rec.tools))
         else:

@@ -4,6 +4,7 @@ whole program: :func:`program_state`, its content-addressed snapshot and :func:`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import is_not
 from typing import Any
 
 from dspy.predict.parameter import Parameter
@@ -64,37 +65,36 @@ def scan(program: Any) -> tuple[list[tuple[str, Any]], list[Any]]:
             elif type(value) is list or type(value) is tuple:
                 if len(value) <= _CONTAINER_LIMIT:
                     if type(value) is list:
-                        containers.append((value, _ids(value), tuple(value)))
+                        containers.append((value, None, tuple(value)))
                     for i, item in enumerate(value):
                         if isinstance(item, Module):
                             walk(_join(path, f"{name}[{i}]"), item)
             elif type(value) is dict and len(value) <= _CONTAINER_LIMIT:
-                containers.append((value, _ids(value), tuple(value.items())))
+                containers.append((value, tuple(value), tuple(value.values())))
                 for key, item in value.items():
                     if isinstance(item, Module):
                         walk(_join(path, f"{name}['{key}']"), item)
-        probe.append((d, tuple(map(id, values)), values, containers))
+        probe.append((d, values, containers))
 
     walk("", program)
     return found, probe
 
 
-def _ids(container: Any) -> tuple[int, ...]:
-    if type(container) is dict:
-        return (*map(id, container), -1, *map(id, container.values()))
-    return tuple(map(id, container))
-
-
 def same_shape(probe: list[Any]) -> bool:
     """Whether no module, list or dict looked at by :func:`scan` has changed its contents since.
 
-    Identity only (~0.5 µs per module); the old values are pinned by the probe, so no id is reused.
+    Identity only (~0.2 µs per module): the probe holds the values (and a dict's keys) it saw, in order.
     """
-    for d, ids, _pins, containers in probe:
-        if tuple(map(id, d.values())) != ids:
+    for d, values, containers in probe:
+        if len(d) != len(values) or any(map(is_not, d.values(), values)):
             return False
-        for container, cids, _cpins in containers:
-            if _ids(container) != cids:
+        for container, keys, items in containers:
+            if len(container) != len(items):
+                return False
+            if keys is None:  # a list
+                if any(map(is_not, container, items)):
+                    return False
+            elif any(map(is_not, container, keys)) or any(map(is_not, container.values(), items)):
                 return False
     return True
 

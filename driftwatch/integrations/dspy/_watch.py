@@ -16,17 +16,21 @@ from driftwatch.integrations.dspy._program import MARK, same_shape, scan, shape_
 from driftwatch.integrations.dspy._state import (
     flex_key,
     flex_pins,
+    flex_same,
     flex_state,
     is_flex,
     kind_of,
     predict_key,
     predict_pins,
+    predict_same,
     predict_state,
     vars_of,
 )
 from driftwatch.revision import combine
 from driftwatch.runtime import Runtime, get_runtime, is_suppressed
 from driftwatch.tracker import Lazy, Lineage
+
+_obj_getattr = object.__getattribute__
 
 __all__ = ["SHAPE", "Component", "Cover", "ProgramWatch", "agent_of", "derived_agent", "existing_watch", "observe",
            "observe_watch", "refresh", "watch_for"]
@@ -44,7 +48,7 @@ class Cover:
 class Component(Lineage):
     """One predictor (or Flex) of one program instance, and that instance's lineage of it."""
 
-    __slots__ = ("flex", "obj", "path", "pins", "read", "tracker")
+    __slots__ = ("flex", "obj", "path", "pin_key", "pins", "read", "same", "tracker")
 
     def __init__(self, path: str, obj: Any, tracker: Any) -> None:
         super().__init__()
@@ -53,6 +57,10 @@ class Component(Lineage):
         self.flex = is_flex(obj)
         self.tracker = tracker
         self.pins: Any = None  # the objects whose ids make up ``key``: kept alive, so no id is reused
+        #: the key ``pins`` were taken for: while it is still ``key`` (not forgotten, not replaced), objects
+        #: identical to ``pins`` mean an unchanged key (``same``), which is cheaper to check than the key
+        self.pin_key: Any = None
+        self.same = flex_same if self.flex else predict_same
         self.read = functools.partial(flex_state if self.flex else predict_state, obj)
 
 
@@ -172,17 +180,19 @@ class ProgramWatch:
                 self._check_shape(new_shape, changes, source, run_id)
         components = sorted(self.components, key=lambda c: c.path) if in_order else self.components
         for comp in components:
-            d = vars_of(comp.obj)
             obj = comp.obj
-            key = flex_key(obj, d) if comp.flex else predict_key(obj, d)
-            if key == comp.key:
+            d = _obj_getattr(obj, "__dict__")
+            if comp.pin_key is comp.key and comp.same(obj, d, comp.pins):  # the per-call path: identities only
                 continue
+            key = flex_key(obj, d) if comp.flex else predict_key(obj, d)
             pins = flex_pins(obj, d) if comp.flex else predict_pins(obj, d)
-            ch = comp.tracker.observe(Lazy(comp.read), key=key, kind=kind_of, source=source, run_id=run_id,
-                                      lineage=comp)
+            if key != comp.key:
+                ch = comp.tracker.observe(Lazy(comp.read), key=key, kind=kind_of, source=source, run_id=run_id,
+                                          lineage=comp)
+                if ch is not None:
+                    changes.append(ch)
             comp.pins = pins
-            if ch is not None:
-                changes.append(ch)
+            comp.pin_key = comp.key if comp.key == key else None
         if in_order and new_shape is not None:
             self._check_shape(new_shape, changes, source, run_id)
         if changes and not all(c.in_effect for c in changes):
