@@ -206,9 +206,10 @@ class Tracing:
 
         ``attributes``: more GenAI attributes known at the start (``gen_ai.provider.name``,
         ``gen_ai.request.model``, ``gen_ai.conversation.id``; samplers see them). The token is ``None`` when
-        the span does not record (no SDK configured), so nothing needs detaching and the call pays almost
+        the span belongs to no trace (a no-op provider), so nothing needs detaching and the call pays almost
         nothing, and with ``attach=False`` (the caller makes the span current with :meth:`enter` where the
-        agent runs).
+        agent runs). A span the sampler dropped is made current like a recorded one: the spans made inside the
+        call follow its decision and its trace.
         """
         attrs: dict[str, Any] = {GEN_AI_OPERATION_NAME: SPAN.INVOKE_AGENT, GEN_AI_AGENT_NAME: agent}
         if version:
@@ -218,14 +219,16 @@ class Tracing:
                 if v is not None:
                     attrs[k] = v
         span = self.tracer.start_span(f"{SPAN.INVOKE_AGENT} {agent}", kind=SpanKind.INTERNAL, attributes=attrs)
-        if not attach or not span.is_recording():
+        # a span the sampler dropped is made current too: spans made inside the call inherit the decision (and
+        # the trace) instead of starting traces of their own; a span of no trace at all (no-op API) is not
+        if not attach or not (span.is_recording() or span.get_span_context().is_valid):
             return span, None
         return span, otel_context.attach(trace.set_span_in_context(span))
 
     @staticmethod
     def enter(span: Any) -> Any:
         """Make ``span`` current again (generators resume in the caller's context); returns a token."""
-        if span is None or not span.is_recording():
+        if span is None or not (span.is_recording() or span.get_span_context().is_valid):
             return None
         return otel_context.attach(trace.set_span_in_context(span))
 

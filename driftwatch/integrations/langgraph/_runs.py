@@ -75,9 +75,10 @@ def _end(scope: CallScope, inv: Invocation, error: BaseException | None = None) 
         model = (inv.provider, inv.model)
         span_attributes = None
         last = _LAST_MODEL.values(scope.runtime)
-        if inv.model is not None and last.get(inv.agent) != model:
-            last[inv.agent] = model
-            span_attributes = {GEN_AI_PROVIDER_NAME: inv.provider, GEN_AI_REQUEST_MODEL: inv.model}
+        if (inv.model is not None or inv.provider is not None) and last.get(inv.agent) != model:
+            last[inv.agent] = model  # a model without a name (fake and local models) still has its provider
+            span_attributes = {k: v for k, v in ((GEN_AI_PROVIDER_NAME, inv.provider),
+                                                 (GEN_AI_REQUEST_MODEL, inv.model)) if v is not None}
         if error is not None:
             scope.finish(error=error, span_attributes=span_attributes)
             return

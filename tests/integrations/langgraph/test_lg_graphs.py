@@ -217,6 +217,16 @@ def test_invoke_records_tools_tokens_output_and_span(cap: Captured) -> None:
     assert attrs == {}
 
 
+def test_a_model_without_a_name_still_gives_its_provider(cap: Captured) -> None:
+    """A chat model with a provider but no model name (fake and local models): the provider reaches the span."""
+    graph = driftwatch.watch(reflect_graph(), agent="nameless")  # FakeListChatModel: ls_provider, no ls_model_name
+    for _ in range(2):
+        graph.invoke({"system_prompt": P0, "question": "hi"})
+    first, second = (dict(s.attributes) for s in cap.spans("invoke_agent nameless"))
+    assert first["gen_ai.provider.name"] == second["gen_ai.provider.name"] == "fakelistchatmodel"
+    assert "gen_ai.request.model" not in first and "gen_ai.request.model" not in second
+
+
 def test_change_span_is_a_child_of_the_invoke_span(cap: Captured) -> None:
     """The driftwatch.change span of a rewrite sits inside the run's invoke_agent span."""
     graph = driftwatch.watch(reflect_graph(), agent="tree")
