@@ -78,7 +78,7 @@ ANCHOR_GAIN = 3.0
 #: about the reference's uncertainty, so the union bound over its nested tests wastes more than for the other
 #: statistics (at ANCHOR_GAIN it spends 30–35%; at 5, 35–58%; at 10, up to 110%: over budget). The late tests
 #: carry the evidence of small shifts: at 5, a ×1.5 change from 2–4% was found within 3000 calls in 49% of
-#: simulated streams, at 8 in 57% (held-out profiles: 50% → see docs/drift.md)
+#: simulated streams, at 8 in 57% (held-out profiles, small refusal changes: 50% → 70%; docs/drift.md)
 RATE_ANCHOR_GAIN = 8.0
 
 
