@@ -51,7 +51,7 @@ from driftwatch.drift.calibrate import chibar_isf
 
 __all__ = ["ANCHOR_GAIN", "BLOCK", "RATE_ANCHOR_GAIN", "RATE_ANCHOR_GAIN_EARLY", "WINDOWS", "Combined", "Part",
            "anchor_spend", "anchor_stride", "anchor_thresholds", "cholesky", "conditional_deviance", "degrees",
-           "evaluate", "forward", "stride", "window_thresholds"]
+           "evaluate", "forward", "solo_anchor_thresholds", "stride", "window_thresholds"]
 
 #: calls per block: the combined and embedding statistics are tested at block ends
 BLOCK = 16
@@ -111,6 +111,18 @@ def anchor_thresholds(alpha: float, two: int, one: int = 0, gain: float = ANCHOR
     while st <= MAX_ANCHOR_STRIDE:
         out[st] = chibar_isf(min(0.5, alpha * BLOCK * st * gain), two, one)
         st *= 2
+    return out
+
+
+def solo_anchor_thresholds(alpha: float, two: int, one: int, rate: bool, first: int) -> dict[int, float]:
+    """Thresholds of a single signal's test since the start, per stride (:func:`anchor_thresholds`), and under key 0
+    its first test's (at ``first`` blocks). ``rate``: a rate's own test — its tests at strides up to 4 blocks (the
+    first 64 blocks) at :data:`RATE_ANCHOR_GAIN_EARLY`, the later ones at :data:`RATE_ANCHOR_GAIN`; otherwise all at
+    :data:`ANCHOR_GAIN`."""
+    out = anchor_thresholds(alpha, two, one, gain=RATE_ANCHOR_GAIN if rate else ANCHOR_GAIN)
+    early = anchor_thresholds(alpha, two, one, gain=RATE_ANCHOR_GAIN_EARLY) if rate else out
+    out.update({st: early[st] for st in (1, 2, 4)})
+    out[0] = early[anchor_spend(first, first)]
     return out
 
 
@@ -297,13 +309,8 @@ class Combined:
             inv = [1.0 / h for h in window_thresholds(alpha, self.windows, *df)]
         by_stride: dict[int, float] = {}
         if anchored > 0.0:
-            gain = RATE_ANCHOR_GAIN if part.kind == "rate" else ANCHOR_GAIN
-            by_stride = {st: 1.0 / h for st, h in anchor_thresholds(anchored, *df, gain=gain).items()}
-            early = by_stride
-            if part.kind == "rate":  # the first 64 blocks' tests (strides up to 4): at the early multiple
-                early = {st: 1.0 / h for st, h in anchor_thresholds(anchored, *df, gain=RATE_ANCHOR_GAIN_EARLY).items()}
-                by_stride.update({st: early[st] for st in (1, 2, 4)})
-            by_stride[0] = early[anchor_spend(self.windows[0], self.windows[0])]  # key 0: the first test
+            by_stride = {st: 1.0 / h for st, h in solo_anchor_thresholds(anchored, *df, part.kind == "rate",
+                                                                         self.windows[0]).items()}
         self.solo.append((inv, [0.0] * (len(self.windows) + 1), by_stride, part))
 
     def reset(self) -> None:
