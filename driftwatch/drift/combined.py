@@ -72,19 +72,16 @@ MAX_ANCHOR_STRIDE = 1 << 12
 #: 16 dimensions), it spends 24–30% of the budget. Each test's level is this multiple of its union-bound
 #: share: 55–62% of the budget in the same simulations.
 ANCHOR_GAIN = 3.0
-#: the same for a rate's own test (:func:`conditional_deviance`, one-sided): simulated at 1e-5 per call over 4000
-#: calls with a 1000-call reference (100k binomial streams at each base rate), this multiple spends 57–90% of the
-#: budget (0.2%: 24%; 0.5%: 57%; 1%: 79%; 2–5%: 85–90%; 10%: 82%; 20%: 57%) — the conditional test is exact
-#: about the reference's uncertainty, so the union bound over its nested tests wastes more than for the other
-#: statistics (at ANCHOR_GAIN it spends 30–35%; at 5, 35–58%; at 10, up to 110%: over budget). The late tests
-#: carry the evidence of small shifts: at 5, a ×1.5 change from 2–4% was found within 3000 calls in 49% of
-#: simulated streams, at 8 in 57% (held-out profiles, small refusal changes: 50% → 70%; docs/drift.md)
+#: the same for a rate's own test (:func:`conditional_deviance`, one-sided), for its tests after the first 64 blocks
+#: (1024 calls): the conditional test is exact about the reference's uncertainty, so the union bound over its
+#: nested tests wastes more than for the other statistics (at ANCHOR_GAIN it spends 30–35% of the budget). The late
+#: tests carry the evidence of small shifts: a ×1.5 change from 2–4% is found within 3000 calls in 56.5% of
+#: simulated streams, against 49% at 5 throughout (held-out profiles, small refusal changes: 50% → 70%)
 RATE_ANCHOR_GAIN = 8.0
-#: ... but for its tests in the first 64 blocks (1024 calls; strides up to 4 blocks), which dominate while the anchor
-#: (or a reset) is recent: simulated over 500, 1000, 2000 and 4000 calls (40k streams at 1%, 3% and 10%, at 1e-5 and
-#: 1e-4 per call) this split spends at most 99% of the budget (as 5 throughout), where 8 throughout spent up to 129%
-#: over 500 calls and 8 from 256 calls on up to 113% over 1000; a ×1.5 change from 2–4% is found within 3000 calls
-#: in 56.5% of simulated streams (8 throughout: 57%; 5: 49%)
+#: ... and for its tests in the first 64 blocks (strides up to 4 blocks), which dominate while the anchor (or a
+#: reset) is recent: simulated over 500, 1000, 2000 and 4000 calls (40k streams at 1%, 3% and 10%, a 1000-call
+#: reference, 1e-5 and 1e-4 per call) the two together spend at most 99% of the budget (as 5 throughout), where 8
+#: throughout spent up to 129% over 500 calls and 8 from 256 calls on up to 113% over 1000
 RATE_ANCHOR_GAIN_EARLY = 5.0
 
 
