@@ -35,7 +35,7 @@ about three window tests. Memory: a ring of 129 cumulative sums.
 self-modification's drift starts — tested every block at first and then every eighth of the blocks so far
 (:func:`anchor_stride`), each test at its union-bound level (the first test: every call since the anchor,
 :func:`anchor_spend`) times :data:`ANCHOR_GAIN` (the tests are nested: :func:`anchor_thresholds`; a rate's
-own test: :data:`RATE_ANCHOR_GAIN`).
+own test: :data:`RATE_ANCHOR_GAIN_EARLY` in its first 64 blocks, :data:`RATE_ANCHOR_GAIN` later).
 
 Attribution: :meth:`Combined.effects` gives, for a window, each signal's standardized shift (mean ``z``
 for continuous signals, observed vs reference rate for rates, the most over-represented tool).
