@@ -100,3 +100,61 @@ def test_tool_category_tests_find_mass_moved_to_a_rare_tool_sooner_and_stay_quie
     mon.fit_reference(ref)  # positive control: the same monitor, the change
     at, fired = first_alarm(mon, tool_calls(3000, rng, move=0.1))
     assert at is not None and fired == ("tool_mix",)
+
+
+
+def _since_anchor_alarms(np, rate: float, mult: float, streams: int, calls: int, alpha: float, seed: int,
+                         gains: tuple[float, float] | None = None) -> list[int]:
+    """Calls to the first crossing (0: none within ``calls``) of a rate's test since the anchor, run on its
+    schedule (:func:`anchor_stride`, :func:`anchor_spend`) with :func:`conditional_deviance` at the thresholds of
+    :func:`solo_anchor_thresholds`: a 1000-call reference at ``rate``, monitored calls at ``rate × mult``.
+    ``gains``: (early, late) multiples in place of RATE_ANCHOR_GAIN_EARLY and RATE_ANCHOR_GAIN."""
+    from driftwatch.drift import combined
+    from driftwatch.drift.combined import BLOCK, WINDOWS, solo_anchor_thresholds
+
+    rng = np.random.default_rng(seed)
+    n, first_at = 1000, WINDOWS[0]
+    if gains is None:
+        h = solo_anchor_thresholds(alpha, 0, 1, True, first_at)
+    else:
+        saved = combined.RATE_ANCHOR_GAIN_EARLY, combined.RATE_ANCHOR_GAIN
+        combined.RATE_ANCHOR_GAIN_EARLY, combined.RATE_ANCHOR_GAIN = gains
+        try:
+            h = solo_anchor_thresholds(alpha, 0, 1, True, first_at)
+        finally:
+            combined.RATE_ANCHOR_GAIN_EARLY, combined.RATE_ANCHOR_GAIN = saved
+    k_ref = rng.binomial(n, rate, streams) + 0.5
+    cum = np.cumsum(rng.random((streams, calls)) < rate * mult, axis=1)
+    first = [0] * streams
+    for b in range(first_at, calls // BLOCK + 1):
+        if b % anchor_stride(b):
+            continue
+        m, x = b * BLOCK, h[0 if b == first_at else anchor_spend(b, first_at)]
+        for i, (k, kr) in enumerate(zip(cum[:, m - 1].tolist(), k_ref.tolist(), strict=True)):
+            if not first[i] and conditional_deviance(k, m, kr, n) >= x:
+                first[i] = m
+    return first
+
+
+def test_rate_anchor_gains_keep_the_rates_test_since_the_anchor_within_budget_and_find_small_changes_sooner():
+    """A rate's nested tests since the anchor run at RATE_ANCHOR_GAIN_EARLY (first 64 blocks) and RATE_ANCHOR_GAIN
+    (later) times their union-bound level. On no-change streams (3% and 1%, a 1000-call reference) they cross in
+    fewer streams than the budget allows (α per call) over 1000 and over 4000 calls — while the later multiple
+    used from the start (a positive control of the check) overspends over 1000 calls at 3%; a ×1.5 change from 3%
+    is found within 3000 calls in more streams than at the former multiple 5 throughout (same draws), and in at
+    least 40% of them."""
+    np = pytest.importorskip("numpy")
+    from driftwatch.drift.combined import RATE_ANCHOR_GAIN
+
+    alpha, streams = 2e-5, 20_000
+    for calls in (1000, 4000):
+        for rate, seed in ((0.03, 11), (0.01, 12)):
+            crossed = sum(1 for f in _since_anchor_alarms(np, rate, 1.0, streams, calls, alpha, seed) if f)
+            assert 0 < crossed <= alpha * calls * streams, (calls, rate, crossed)
+    late_from_start = _since_anchor_alarms(np, 0.03, 1.0, streams, 1000, alpha, 11,
+                                           gains=(RATE_ANCHOR_GAIN, RATE_ANCHOR_GAIN))
+    assert sum(1 for f in late_from_start if f) > alpha * 1000 * streams
+    now = _since_anchor_alarms(np, 0.03, 1.5, 400, 3008, 1.1e-5, 13)
+    before = _since_anchor_alarms(np, 0.03, 1.5, 400, 3008, 1.1e-5, 13, gains=(5.0, 5.0))
+    found, found_before = sum(1 for f in now if f), sum(1 for f in before if f)
+    assert found > found_before and found >= 0.4 * 400, (found, found_before)
