@@ -52,15 +52,10 @@ def _begin(handler: DriftwatchCallbackHandler, agent: str, graph: Any, args: tup
     last = _LAST_MODEL.values(rt).get(agent)
     conversation = conversation_of(graph, args, kwargs)
     attributes = None
-    if last is not None or conversation is not None:
-        attributes = {}
-        if conversation is not None:
-            attributes[GEN_AI_CONVERSATION_ID] = conversation
+    if last is not None or conversation is not None:  # None values: left out by Tracing.start_call
+        attributes = {GEN_AI_CONVERSATION_ID: conversation}
         if last is not None:
-            if last[0] is not None:
-                attributes[GEN_AI_PROVIDER_NAME] = last[0]
-            if last[1] is not None:
-                attributes[GEN_AI_REQUEST_MODEL] = last[1]
+            attributes[GEN_AI_PROVIDER_NAME], attributes[GEN_AI_REQUEST_MODEL] = last
     inv = Invocation(handler, agent, tool_registry(graph))
     # the span is current only while the graph runs: from here to the end of an invoke (``attach``: made last, so
     # nothing can fail between it and the run that ends it), else while each step runs (run_stream)
@@ -77,8 +72,7 @@ def _end(scope: CallScope, inv: Invocation, error: BaseException | None = None) 
         last = _LAST_MODEL.values(scope.runtime)
         if (inv.model is not None or inv.provider is not None) and last.get(inv.agent) != model:
             last[inv.agent] = model  # a model without a name (fake and local models) still has its provider
-            span_attributes = {k: v for k, v in ((GEN_AI_PROVIDER_NAME, inv.provider),
-                                                 (GEN_AI_REQUEST_MODEL, inv.model)) if v is not None}
+            span_attributes = {GEN_AI_PROVIDER_NAME: inv.provider, GEN_AI_REQUEST_MODEL: inv.model}  # None: left out
         if error is not None:
             scope.finish(error=error, span_attributes=span_attributes)
             return
@@ -410,25 +404,25 @@ def _hooked_methods(sub: Callable[[], type]) -> dict[str, Any]:
         return await run_ainvoke(_hooked_start(self, cls.__driftwatch_handler__, args, kwargs),  # type: ignore[attr-defined]
                                  super(cls, self).ainvoke, args, kwargs)
 
-    def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    return {"invoke": invoke, "ainvoke": ainvoke, "stream": _hooked_streamer(sub, "stream", run_stream),
+            "astream": _hooked_streamer(sub, "astream", run_astream)}
+
+
+def _hooked_streamer(sub: Callable[[], type], name: str, run: Callable[..., Any]) -> Callable[..., Any]:
+    """``stream`` / ``astream`` (``name``, driven by ``run``) of a watched class that holds its handler."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         cls = sub()
         handler = cls.__driftwatch_handler__  # type: ignore[attr-defined]
+        original = getattr(super(cls, self), name)
         outer = ACTIVE.get()
         if outer is not None and outer.agent == handler.agent:  # invoke → stream, or a subgraph: recorded already
-            return super(cls, self).stream(*args, **kwargs)  # type: ignore[no-any-return]
+            return original(*args, **kwargs)
         args, kwargs, started = _streamed_start(self, handler, args, kwargs)
-        return run_stream(started, super(cls, self).stream, args, kwargs)
+        return run(started, original, args, kwargs)
 
-    def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        cls = sub()
-        handler = cls.__driftwatch_handler__  # type: ignore[attr-defined]
-        outer = ACTIVE.get()
-        if outer is not None and outer.agent == handler.agent:  # ainvoke → astream, or a subgraph: recorded already
-            return super(cls, self).astream(*args, **kwargs)  # type: ignore[no-any-return]
-        args, kwargs, started = _streamed_start(self, handler, args, kwargs)
-        return run_astream(started, super(cls, self).astream, args, kwargs)
-
-    return {"invoke": invoke, "ainvoke": ainvoke, "stream": stream, "astream": astream}
+    method.__name__ = method.__qualname__ = name
+    return method
 
 
 def _streamed_start(graph: Any, handler: DriftwatchCallbackHandler, args: tuple[Any, ...],
