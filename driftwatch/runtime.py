@@ -40,6 +40,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 from driftwatch.alarm import Alarm
@@ -134,6 +135,8 @@ class Runtime(GuardHostMixin):
         self._revisions: dict[str, CombinedRevision] = {}  # admitted agent -> its components' revisions
         #: the version each agent's calls carry (its revisions' combined id as of its first call or last change)
         self._versions: dict[str, str] = {}
+        #: the same, read-only: what :meth:`agent_version` reads, for hooks that read it on every call
+        self.versions: Mapping[str, str] = MappingProxyType(self._versions)
         #: agents that finished a call: from then on their version moves only with a change
         self._served: set[str] = set()
         #: the ``/metrics`` servers serving this runtime's registry (handed on by :func:`configure`)

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
+
 from driftwatch.change import new_id
 from driftwatch.limits import OTHER, clean_name
 from driftwatch.observation import Call, OptimizerRun
@@ -49,7 +51,7 @@ def is_suppressed() -> bool:
 
 def would_trace(tracing: Tracing | None) -> bool:
     """Whether a call's span can record (:meth:`Tracing.live`): otherwise no span is made, nor anything for one."""
-    return tracing is not None and tracing.live()
+    return tracing is not None and (tracing.bound or tracing.live())
 
 
 class CallScope:
@@ -62,7 +64,7 @@ class CallScope:
     during the call.
     """
 
-    __slots__ = ("agent", "label", "runtime", "span", "started_version", "t0", "token", "version")
+    __slots__ = ("agent", "label", "recording", "runtime", "span", "started_version", "t0", "token", "version")
 
     def __init__(self, runtime: Runtime, agent: str, attach: bool = True, version: str | None = None,
                  attributes: dict[str, Any] | None = None) -> None:
@@ -73,14 +75,15 @@ class CallScope:
         self.label = agent if entry is not None else OTHER
         self.span: Any = None
         self.token: Any = None
+        self.recording = False  # the span records: only then are its attributes and exemplar computed
         self.version = self.started_version = version  # the version on the span: read only with one
         tracing = runtime.tracing
-        if tracing is not None and tracing.live():  # would_trace
+        if tracing is not None and (tracing.bound or tracing.live()):  # would_trace
             if version is None:
-                self.started_version = runtime.agent_version(agent)
+                self.started_version = runtime.versions.get(agent)  # agent_version, without the call
             try:
-                self.span, self.token = tracing.start_call(agent, self.started_version, attach=attach,
-                                                           attributes=attributes)
+                self.span, self.token, self.recording = tracing.start_call(
+                    agent, self.started_version, attach=attach, attributes=attributes)
             except Exception as exc:  # noqa: BLE001  # never break the host: counted below
                 runtime.error("tracing", exc)
         self.t0 = time.perf_counter()
@@ -117,21 +120,25 @@ class CallScope:
         if span is not None:
             try:
                 if self.token is not None:
-                    Tracing.exit(self.token)
-                    self.token = None
-                # exemplars (the call's trace id on its metrics) only for recording spans, rate-limited:
-                # Prometheus keeps one exemplar per series per scrape anyway
-                if record and rt.metrics is not None and span.is_recording() \
-                        and rt.metrics.exemplar_due(self.label, error is not None):
-                    ctx = span.get_span_context()
-                    if ctx.is_valid:
-                        trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-                version = self.version if self.version is not None else rt.agent_version(self.agent)
-                if version is not None and version != self.started_version:
-                    span_attributes = {**(span_attributes or {}), GEN_AI_AGENT_VERSION: version}
+                    token, self.token = self.token, None
+                    otel_context.detach(token)
+                recording = self.recording
+                if recording:  # nothing is computed for a span that does not record
+                    # exemplars (the call's trace id on its metrics), rate-limited: Prometheus keeps one exemplar
+                    # per series per scrape anyway
+                    if record and rt.metrics is not None and rt.metrics.exemplar_due(self.label, error is not None):
+                        ctx = span.get_span_context()
+                        if ctx.is_valid:
+                            trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+                    # the version that served the call: a change during the call (or the first call's components)
+                    # moved it since the start
+                    version = self.version if self.version is not None else rt.versions.get(self.agent)
+                    if version is not None and version != self.started_version:
+                        span_attributes = {**(span_attributes or {}), GEN_AI_AGENT_VERSION: version}
                 Tracing.end_call(span, error=error, output_chars=output_chars, input_tokens=input_tokens,
                                  output_tokens=output_tokens, factory=factory, attributes=span_attributes,
-                                 capture_content=rt.settings.capture_content, redact=rt.redact)
+                                 capture_content=rt.settings.capture_content, redact=rt.redact,
+                                 recording=recording)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 rt.error("tracing", exc)
         if not record:

@@ -182,6 +182,10 @@ def current_ids() -> tuple[str | None, str | None]:
     return _hex_ids(trace.get_current_span().get_span_context())
 
 
+#: agents whose span name and start attributes a :class:`Tracing` keeps (past it, all are forgotten)
+_STARTS_KEPT = 1024
+
+
 class Tracing:
     """Creates driftwatch's spans on one tracer."""
 
@@ -190,40 +194,59 @@ class Tracing:
     def __init__(self, tracer_provider: Any = None, *, capture_content: bool = False,
                  redact: Callable[[str], str] | None = None) -> None:
         self.tracer = trace.get_tracer("driftwatch", __version__, tracer_provider=tracer_provider)
+        #: the tracer is a provider's own (one was injected, or the global one was set when this was made): its
+        #: spans can record for good, so :meth:`live` need not be asked (a hook reads this first, then ``live()``)
+        self.bound = type(self.tracer) is not trace.ProxyTracer
         self.capture_content = capture_content
         self.redact = redact
+        #: per agent: (version, span name, start attributes) of its last call, reused while its version holds
+        self._starts: dict[str, tuple[str | None, str, dict[str, Any]]] = {}
 
     def live(self) -> bool:
         """Whether a span started now can record: not while the tracer is the global provider's and no SDK
         provider is set (its spans record nothing: a hook can skip making one, and its attributes)."""
-        return type(self.tracer) is not trace.ProxyTracer \
-            or type(trace.get_tracer_provider()) is not trace.ProxyTracerProvider
+        return self.bound or type(trace.get_tracer_provider()) is not trace.ProxyTracerProvider
 
     # -- agent calls ------------------------------------------------------------------------------
     def start_call(self, agent: str, version: str | None, *, attach: bool = True,
-                   attributes: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
-        """Start ``invoke_agent {agent}`` as the current span; returns ``(span, token)``.
+                   attributes: Mapping[str, Any] | None = None) -> tuple[Any, Any, bool]:
+        """Start ``invoke_agent {agent}`` as the current span; returns ``(span, token, recording)``.
 
         ``attributes``: more GenAI attributes known at the start (``gen_ai.provider.name``,
-        ``gen_ai.request.model``, ``gen_ai.conversation.id``; samplers see them). The token is ``None`` when
-        the span belongs to no trace (a no-op provider), so nothing needs detaching and the call pays almost
-        nothing, and with ``attach=False`` (the caller makes the span current with :meth:`enter` where the
-        agent runs). A span the sampler dropped is made current like a recorded one: the spans made inside the
-        call follow its decision and its trace.
+        ``gen_ai.request.model``, ``gen_ai.conversation.id``; samplers see them; ``None`` values are left out).
+        The token is ``None`` when the span belongs to no trace (a no-op provider), so nothing needs detaching
+        and the call pays almost nothing, and with ``attach=False`` (the caller makes the span current with
+        :meth:`enter` where the agent runs). A span the sampler dropped is made current like a recorded one: the
+        spans made inside the call follow its decision and its trace. ``recording``: the span records (pass it
+        to :meth:`end_call`; nothing is computed for a span that does not).
         """
-        attrs: dict[str, Any] = {GEN_AI_OPERATION_NAME: SPAN.INVOKE_AGENT, GEN_AI_AGENT_NAME: agent}
-        if version:
-            attrs[GEN_AI_AGENT_VERSION] = version
-        if attributes:
+        start = self._starts.get(agent)
+        if start is None or start[0] != version:
+            start = self._start_of(agent, version)
+        attrs = start[2]
+        if attributes:  # a new dict: the agent's own is shared by its calls (the SDK copies what it keeps)
+            attrs = {**attrs}
             for k, v in attributes.items():
                 if v is not None:
                     attrs[k] = v
-        span = self.tracer.start_span(f"{SPAN.INVOKE_AGENT} {agent}", kind=SpanKind.INTERNAL, attributes=attrs)
+        span = self.tracer.start_span(start[1], kind=SpanKind.INTERNAL, attributes=attrs)
         # a span the sampler dropped is made current too: spans made inside the call inherit the decision (and
         # the trace) instead of starting traces of their own; a span of no trace at all (no-op API) is not
-        if not attach or not (span.is_recording() or span.get_span_context().is_valid):
-            return span, None
-        return span, otel_context.attach(trace.set_span_in_context(span))
+        recording = span.is_recording()
+        if not attach or not (recording or span.get_span_context().is_valid):
+            return span, None, recording
+        return span, otel_context.attach(trace.set_span_in_context(span)), recording
+
+    def _start_of(self, agent: str, version: str | None) -> tuple[str | None, str, dict[str, Any]]:
+        """The span name and start attributes of ``agent``'s calls at ``version`` (kept for the next call)."""
+        attrs: dict[str, Any] = {GEN_AI_OPERATION_NAME: SPAN.INVOKE_AGENT, GEN_AI_AGENT_NAME: agent}
+        if version:
+            attrs[GEN_AI_AGENT_VERSION] = version
+        start = (version, f"{SPAN.INVOKE_AGENT} {agent}", attrs)
+        if len(self._starts) >= _STARTS_KEPT:  # agents past the agent limit keep coming: forget them all
+            self._starts.clear()
+        self._starts[agent] = start
+        return start
 
     @staticmethod
     def enter(span: Any) -> Any:
@@ -241,29 +264,39 @@ class Tracing:
     def end_call(span: Any, *, error: BaseException | None = None, output_chars: int | None = None,
                  input_tokens: int | None = None, output_tokens: int | None = None,
                  factory: str | None = None, attributes: Mapping[str, Any] | None = None,
-                 capture_content: bool = False, redact: Callable[[str], str] | None = None) -> None:
+                 capture_content: bool = False, redact: Callable[[str], str] | None = None,
+                 recording: bool | None = None) -> None:
         """End an ``invoke_agent`` span: output size, tokens, ``attributes`` learnt during the call (the agent
-        version that served it, the model and provider it called), and an error by type (with its message and
-        stack trace only when ``capture_content``, after ``redact``)."""
+        version that served it, the model and provider it called; ``None`` values left out), and an error by
+        type (with its message and stack trace only when ``capture_content``, after ``redact``). ``recording``:
+        whether the span records, when the caller knows (:meth:`start_call`); nothing is set on one that does
+        not."""
         if span is None:
             return
-        if span.is_recording():
-            attributes = {k: v for k, v in attributes.items() if v is not None} if attributes else {}
+        if recording if recording is not None else span.is_recording():
+            attrs: dict[str, Any] = {}
+            if attributes:
+                for k, v in attributes.items():
+                    if v is not None:
+                        attrs[k] = v
             if factory is not None:  # the watched function built an agent rather than ran one
                 span.update_name(f"{SPAN.CREATE_AGENT} {factory}")
-                attributes[GEN_AI_OPERATION_NAME] = SPAN.CREATE_AGENT
+                attrs[GEN_AI_OPERATION_NAME] = SPAN.CREATE_AGENT
             if output_chars is not None:
-                attributes[ATTR.OUTPUT_CHARS] = output_chars
+                attrs[ATTR.OUTPUT_CHARS] = output_chars
             if input_tokens:
-                attributes[GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+                attrs[GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
             if output_tokens:
-                attributes[GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+                attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
             if error is not None:
                 record_exception(span, error, capture_content=capture_content, redact=redact)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                attributes[ERROR_TYPE] = type(error).__qualname__
-            if attributes:
-                span.set_attributes(attributes)  # one lock and one pass for all of them
+                attrs[ERROR_TYPE] = type(error).__qualname__
+            if len(attrs) > 1:
+                span.set_attributes(attrs)  # one lock and one pass for all of them
+            elif attrs:  # one (the answer's size, say): set alone, the SDK cleans it without a pass over a dict
+                for k, v in attrs.items():
+                    span.set_attribute(k, v)
         span.end()
 
     # -- optimizer runs ---------------------------------------------------------------------------

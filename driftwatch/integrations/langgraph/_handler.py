@@ -30,7 +30,8 @@ class Invocation:
     call record."""
 
     __slots__ = ("agent", "handler", "helper_runs", "hooked", "input_tokens", "lock", "model", "offered", "output",
-                 "output_tokens", "provider", "registry", "root", "selections", "stream", "structured", "tools")
+                 "output_tokens", "provider", "registry", "root", "selections", "stream", "structured", "tools",
+                 "traced")
 
     def __init__(self, handler: DriftwatchCallbackHandler, agent: str, registry: frozenset[str] | None = None) -> None:
         self.handler = handler
@@ -53,9 +54,11 @@ class Invocation:
         self.helper_runs: set[Any] = set()
         #: node tasks (checkpoint namespaces) in which a per-request tool selection ran
         self.selections: set[str] = set()
-        #: the agent's own model: provider and model name of its first own model call
+        #: the agent's own model: provider and model name of its first own model call (read only when ``traced``)
         self.provider: str | None = None
         self.model: str | None = None
+        #: the run has a span (tracing is live): only then is its model looked up (a span attribute)
+        self.traced = False
 
     def counts(self, tool: str) -> bool:
         """Whether a tool call of the agent's own model call is an agent tool call."""
@@ -190,7 +193,7 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
         params = kwargs.get("invocation_params") or {}
         site, helper, source = call_site(node_of(metadata, "model"), metadata, kwargs.get("name"),
                                          kwargs.get("options"))
-        if inv is not None and (helper or inv.model is None):
+        if inv is not None and (helper or (inv.traced and inv.model is None)):
             self._note_call(inv, run_id, metadata, params, helper, source)
         if MIDDLEWARE.get() == agent:
             return  # DriftwatchMiddleware observes this request (the final one)
@@ -225,7 +228,7 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
                 ns = metadata.get("langgraph_checkpoint_ns")
                 if isinstance(ns, str):
                     inv.selections.add(ns)
-        elif inv.model is None:
+        elif inv.traced and inv.model is None:
             inv.provider, inv.model = model_of(metadata, params)
 
     def on_llm_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:

@@ -49,30 +49,36 @@ def _begin(handler: DriftwatchCallbackHandler, agent: str, graph: Any, args: tup
     rt = get_runtime()
     if not rt.enabled:
         return None
-    last = _LAST_MODEL.values(rt).get(agent)
-    conversation = conversation_of(graph, args, kwargs)
     attributes = None
-    if last is not None or conversation is not None:  # None values: left out by Tracing.start_call
-        attributes = {GEN_AI_CONVERSATION_ID: conversation}
+    tracing = rt.tracing
+    if tracing is not None and (tracing.bound or tracing.live()):  # would_trace: only a span reads them
+        last = _LAST_MODEL.values(rt).get(agent)
+        conversation = conversation_of(graph, args, kwargs)
         if last is not None:
-            attributes[GEN_AI_PROVIDER_NAME], attributes[GEN_AI_REQUEST_MODEL] = last
+            attributes = {GEN_AI_PROVIDER_NAME: last[0], GEN_AI_REQUEST_MODEL: last[1]}  # None: left out
+            if conversation is not None:
+                attributes[GEN_AI_CONVERSATION_ID] = conversation
+        elif conversation is not None:
+            attributes = {GEN_AI_CONVERSATION_ID: conversation}
     inv = Invocation(handler, agent, tool_registry(graph))
     # the span is current only while the graph runs: from here to the end of an invoke (``attach``: made last, so
     # nothing can fail between it and the run that ends it), else while each step runs (run_stream)
     scope = rt.begin_call(agent, attach=attach, attributes=attributes)
     if scope is None:
         return None
+    inv.traced = scope.span is not None  # its model names the next call's span at its start, sampled or not
     return scope, inv
 
 
 def _end(scope: CallScope, inv: Invocation, error: BaseException | None = None) -> None:
     try:
-        model = (inv.provider, inv.model)
         span_attributes = None
-        last = _LAST_MODEL.values(scope.runtime)
-        if (inv.model is not None or inv.provider is not None) and last.get(inv.agent) != model:
-            last[inv.agent] = model  # a model without a name (fake and local models) still has its provider
-            span_attributes = {GEN_AI_PROVIDER_NAME: inv.provider, GEN_AI_REQUEST_MODEL: inv.model}  # None: left out
+        if inv.traced and (inv.model is not None or inv.provider is not None):  # only spans read it (next: at start)
+            model = (inv.provider, inv.model)
+            last = _LAST_MODEL.values(scope.runtime)
+            if last.get(inv.agent) != model:
+                last[inv.agent] = model  # a model without a name (fake and local models) still has its provider
+                span_attributes = {GEN_AI_PROVIDER_NAME: inv.provider, GEN_AI_REQUEST_MODEL: inv.model}  # None: out
         if error is not None:
             scope.finish(error=error, span_attributes=span_attributes)
             return
