@@ -223,9 +223,8 @@ class Tracing:
         start = self._starts.get(agent)
         if start is None or start[0] != version:
             start = self._start_of(agent, version)
-        attrs = start[2]
-        if attributes:  # a new dict: the agent's own is shared by its calls (the SDK copies what it keeps)
-            attrs = {**attrs}
+        attrs = {**start[2]}  # a copy each call (one C-level copy): a sampler given it may keep or change it
+        if attributes:
             for k, v in attributes.items():
                 if v is not None:
                     attrs[k] = v

@@ -122,3 +122,29 @@ def test_a_dropped_call_is_recorded_without_a_trace_id_and_still_learns_its_mode
     starts = [attrs for name, attrs in sampler.seen if name == "invoke_agent dropped"]
     assert "gen_ai.provider.name" not in starts[0]
     assert starts[1]["gen_ai.provider.name"] == "fakelistchatmodel"
+
+
+class Scribbling(Recording):
+    """A sampler that writes into the attributes it is given (the API hands it a mapping; some do this)."""
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: Any = None, attributes: Any = None,
+                      links: Any = None, trace_state: Any = None) -> SamplingResult:
+        result = super().should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+        if name.startswith("invoke_agent"):
+            attributes["sampler.note"] = len(self.seen)
+        return result
+
+
+def test_a_sampler_that_writes_into_the_start_attributes_changes_its_own_call_only() -> None:
+    sampler = Scribbling()
+    provider = TracerProvider(sampler=sampler)
+    with capture(tracer_provider=provider):
+        @driftwatch.watch(agent="scribbled")
+        def answer(question: str) -> str:
+            return "Paris"
+
+        for _ in range(3):
+            answer("capital?")
+    assert len(sampler.seen) == 3
+    assert all("sampler.note" not in attrs for _, attrs in sampler.seen)  # each call's own copy
+    assert all(attrs["gen_ai.agent.name"] == "scribbled" for _, attrs in sampler.seen)  # positive control
