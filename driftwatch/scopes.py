@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-
 from driftwatch.change import new_id
 from driftwatch.limits import OTHER, clean_name
 from driftwatch.observation import Call, OptimizerRun
@@ -121,7 +119,7 @@ class CallScope:
             try:
                 if self.token is not None:
                     token, self.token = self.token, None
-                    otel_context.detach(token)
+                    Tracing.exit(token)
                 recording = self.recording
                 if recording:  # nothing is computed for a span that does not record
                     # exemplars (the call's trace id on its metrics), rate-limited: Prometheus keeps one exemplar
