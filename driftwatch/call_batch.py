@@ -14,11 +14,14 @@ call order and by one thread at a time:
 
 ``flush()`` returns once every call added before it is processed, including a batch another thread is
 processing (the processing lock is held while a batch is taken and processed, so batches keep their order). The
-lock is re-entrant: the processing may read the state (the drift engine storing an alarm) and flush again.
+lock is re-entrant: the processing may read the state (the drift engine storing an alarm) and flush again. In a
+child after ``fork()`` the parent's kept calls are dropped (the parent processes them) and a timer thread of its own
+starts with the child's first batch.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -46,6 +49,7 @@ class CallBatch:
         self._armed = threading.Event()  # set when a batch starts: the timer thread waits for its age
         self._stopped = threading.Event()
         self._timer: threading.Thread | None = None
+        _LIVE.add(self)
 
     def add(self, call: Call, now: float) -> None:
         """Keep ``call`` (``now``: ``time.monotonic()``); process the batch when it is full or old."""
@@ -82,6 +86,16 @@ class CallBatch:
         self.flush()
         self._stopped.set()
         self._armed.set()
+
+    def _forked(self) -> None:
+        """In a child after ``fork()``: the parent's kept calls are the parent's; fresh locks and no timer thread
+        (a new one starts with the child's first batch)."""
+        self._pending = []
+        self._lock = threading.Lock()
+        self._processing = threading.RLock()
+        self._armed = threading.Event()
+        self._stopped = threading.Event()
+        self._timer = None
 
     def _start_timer(self) -> None:
         stopped, armed = self._stopped, self._armed
@@ -121,3 +135,16 @@ def _timer(ref: weakref.ref[CallBatch], armed: threading.Event, stopped: threadi
             continue
         batch = None
         stopped.wait(delay)
+
+
+#: every CallBatch alive, for the fork handler
+_LIVE: weakref.WeakSet[CallBatch] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for batch in list(_LIVE):
+        batch._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -101,7 +101,7 @@ class Runtime(GuardHostMixin):
         self.enabled = settings.enabled
         self._lock = threading.RLock()
         self._errors_logged: dict[str, float] = {}
-        self.error_counts: dict[str, int] = {}
+        self._error_counts: dict[str, int] = {}
         self.redact = redact = self._guarded(resolve(settings.redact))
         self.metrics: Metrics | None = Metrics.for_registry(settings.registry) if settings.metrics else None
         self.tracing: Tracing | None = (
@@ -125,7 +125,7 @@ class Runtime(GuardHostMixin):
         #: the drift engine (``driftwatch.drift``); fed every call, score and change
         self.drift: Any = None
         #: per-agent call aggregates written to the ledger for reports (``driftwatch.windows``)
-        self.windows = WindowAggregator(self.ledger.record_window)
+        self._windows = WindowAggregator(self.ledger.record_window)
         self._options: dict[str, AgentOptions] = dict(agent_options or {})
         #: the agents with their own state and series, and the names each may use (the limits)
         self.names = NameTable(max_agents=settings.max_agents, max_components=settings.max_components,
@@ -166,6 +166,25 @@ class Runtime(GuardHostMixin):
             except Exception as exc:  # noqa: BLE001  # a busy port must not stop the agent
                 self.error("http_server", exc)
 
+    @property
+    def windows(self) -> WindowAggregator:
+        """The per-agent call windows, every call made before this read in them (a reader's way in: the runtime
+        itself uses ``_windows``)."""
+        self.flush_calls()
+        return self._windows
+
+    @windows.setter
+    def windows(self, windows: WindowAggregator) -> None:
+        self.flush_calls()
+        self._windows = windows
+
+    @property
+    def error_counts(self) -> dict[str, int]:
+        """Errors inside driftwatch by stage (as ``driftwatch_internal_errors_total``), those of every call made
+        before this read included."""
+        self.flush_calls()
+        return self._error_counts
+
     # -- errors -----------------------------------------------------------------------------------
     def error(self, stage: str, exc: BaseException, *, log_it: bool = True) -> None:
         """Count and log (at most once a minute per stage; never with ``log_it=False``) an error inside driftwatch.
@@ -175,7 +194,8 @@ class Runtime(GuardHostMixin):
         if isinstance(exc, LedgerTimeoutError) and stage != "ledger_wait":
             return
         try:
-            self.error_counts[stage] = self.error_counts.get(stage, 0) + 1
+            counts = self._error_counts
+            counts[stage] = counts.get(stage, 0) + 1
             if self.metrics is not None:
                 self.metrics.internal_error(stage)
             now = time.monotonic()
@@ -250,7 +270,7 @@ class Runtime(GuardHostMixin):
         caches and series. Trackers a hook still holds wait (weakly) for the agent's return."""
         if self.drift is not None:
             self.safe("drift", self.drift.forget, agent)
-        self.safe("windows", self.windows.flush, agent)
+        self.safe("windows", self._windows.flush, agent)
         self._revisions.pop(agent, None)
         self._versions.pop(agent, None)
         self._served.discard(agent)
@@ -282,9 +302,9 @@ class Runtime(GuardHostMixin):
             for name in self.drift.agents():
                 if name not in admitted and not self.drift.has_alarm(name):
                     self.drift.forget(name)
-        for name in self.windows.agents():
+        for name in self._windows.agents():
             if name not in admitted:
-                self.windows.flush(name)
+                self._windows.flush(name)
         if self.metrics is not None:
             for name in self.metrics.agents():
                 if name not in admitted:
@@ -465,7 +485,7 @@ class Runtime(GuardHostMixin):
         entry = self.safe("limits", lambda: self.agent_names(change.agent, count=False))  # counted by tracker()
         in_effect = change.in_effect
         if not change.is_baseline and entry is not None and in_effect:  # a call window never spans a change
-            self.safe("windows", self.windows.flush, change.agent)
+            self.safe("windows", self._windows.flush, change.agent)
         self.ledger.record_change(change)
         if in_effect:
             self.note_revision(change.agent, change.component, change.after_id, changed=not change.is_baseline)
@@ -554,7 +574,7 @@ class Runtime(GuardHostMixin):
     def _record_calls(self, calls: list[Call]) -> None:
         """Derive each call's signals, then fan it out: metrics, call windows, drift engine (an agent past the
         agent limit is counted as ``other``, without drift detection; tools past the tool limit as ``other``)."""
-        metrics, windows, drift, names, options, error = self.metrics, self.windows, self.drift, self.names, \
+        metrics, windows, drift, names, options, error = self.metrics, self._windows, self.drift, self.names, \
             self._options, self.error
         evaluate = drift is not None  # evaluator and embedding: only drift reads them
         agent: str | None = None  # the previous call's agent (a batch is mostly one agent's): looked up once
@@ -619,7 +639,7 @@ class Runtime(GuardHostMixin):
             return
         if self.metrics is not None:
             self.safe("metrics", self.metrics.on_score, label, metric_label, value)
-        self.safe("windows", self.windows.on_score, label, metric_label, value)
+        self.safe("windows", self._windows.on_score, label, metric_label, value)
         if self.drift is not None and entry is not None and metric == self.agent_options(agent).score_metric:
             with self._host_call:  # an alarm it raises is stored
                 self.safe("drift", self.drift.on_score, entry.name, value)
@@ -639,7 +659,7 @@ class Runtime(GuardHostMixin):
             except Exception as exc:  # noqa: BLE001  # never break the host
                 self.error("metrics", exc)
         try:
-            self.windows.on_signals(agent, refused=refused, format_ok=format_ok)
+            self._windows.on_signals(agent, refused=refused, format_ok=format_ok)
         except Exception as exc:  # noqa: BLE001  # never break the host
             self.error("windows", exc)
 
@@ -680,7 +700,7 @@ class Runtime(GuardHostMixin):
         logged)."""
         if self._calls is not None:
             self.safe("call", self._calls.close)  # the kept calls, before their call windows close
-        self.safe("windows", self.windows.flush)
+        self.safe("windows", self._windows.flush)
         left = self.safe("ledger", lambda: self.ledger.close(timeout, keep_trying=keep_trying)) or 0
         if self.audit is not None:
             self.safe("audit", self.audit.close)
