@@ -118,8 +118,10 @@ class Runtime(GuardHostMixin):
                                      drain_s=settings.ledger_drain_s, file_mode=settings.file_mode)
         self._host_call = self.ledger.host_call()  # the ledger work of one call into driftwatch shares one wait
         #: calls kept for their batch (:meth:`record_call`, :meth:`flush_calls`)
+        #: (none in prometheus_client's multiprocess mode: a scrape there, in another process, cannot flush them)
         self._calls = (CallBatch(self._record_calls, size=settings.call_batch, max_age_s=settings.call_batch_s)
-                       if settings.call_batch > 1 and settings.call_batch_s > 0 else None)
+                       if settings.call_batch > 1 and settings.call_batch_s > 0
+                       and not (self.metrics is not None and self.metrics.multiprocess) else None)
         if self.metrics is not None and self._calls is not None:
             self.metrics.before_collect(self.flush_calls)  # a scrape sees every call made before it
         #: the drift engine (``driftwatch.drift``); fed every call, score and change
