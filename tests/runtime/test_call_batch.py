@@ -163,3 +163,33 @@ def test_a_lone_call_is_processed_within_the_time_bound_and_at_close() -> None:
 def test_a_bad_batch_setting_is_named(setting: str, value: float) -> None:
     with pytest.raises(ConfigError, match=setting):
         Settings.from_env(**{setting: value})
+
+
+def test_a_forked_child_processes_its_own_calls_not_the_parents() -> None:
+    """After fork() (gunicorn's workers) the child drops the calls its parent kept (the parent processes them)
+    and processes its own."""
+    import os
+
+    rt = Runtime(Settings.from_env(ledger=":memory:", registry=CollectorRegistry(), tracing=False, call_batch=64,
+                                   call_batch_s=3600.0))
+    try:
+        for _ in range(3):
+            rt.record_call(Call("bot", 0.01, output_chars=3))  # the first at once, two kept
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            try:
+                rt.record_call(Call("bot", 0.01, output_chars=3))
+                rt.flush_calls()
+                os.write(write, str(_ok_calls(rt, "bot")).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        child = os.read(read, 100).decode()
+        os.close(read)
+        os.waitpid(pid, 0)
+        assert float(child) == 2.0  # the parent's first call (copied at fork) and its own
+        rt.flush_calls()
+        assert _ok_calls(rt, "bot") == 3.0  # control: the parent's kept calls are the parent's
+    finally:
+        rt.close()
