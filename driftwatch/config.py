@@ -93,6 +93,12 @@ class Settings:
     ledger_queue: int = 10_000
     #: seconds the process waits at exit (and ``close()``) for kept ledger writes; those left are lost, and logged
     ledger_drain_s: float = 5.0
+    #: calls kept before their signals, metrics, call windows and drift statistics are worked out together, in one
+    #: batch (cheaper than one at a time between the agent's own steps; 1: each call at once). A scrape, a read of
+    #: the state, a change, a score and ``close()`` process the kept calls first (see docs/reliability.md)
+    call_batch: int = 32
+    #: seconds a kept call waits at most for its batch (a background thread processes a lone call after it)
+    call_batch_s: float = 1.0
     #: mode of the files driftwatch creates (ledger and its -wal/-shm, report, audit log), octal; they hold prompts
     file_mode: int = 0o600
     #: guard policies by agent, in ``DRIFTWATCH_GUARD`` form (``"bot: on_alarm=rollback approve=tools
@@ -212,6 +218,8 @@ _ENV: dict[str, Callable[[str, str], Any]] = {
     "ledger_drain_s": _seconds,
     "file_mode": _file_mode,
     "guard": _guard,
+    "call_batch": _int(1, 4096),
+    "call_batch_s": _seconds,
 }
 _PUBLIC = set(_ENV) | {"registry", "tracer_provider", "audit_logger", "redact"}
 

@@ -14,11 +14,13 @@ exemplars prometheus_client's objects would give; in multiprocess mode they are 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+import weakref
 from bisect import bisect_left
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -233,6 +235,29 @@ def _histogram(family: Metric, agent: str, les: tuple[str, ...], counts: list[fl
         family.add_sample(name + "_created", {"agent": agent}, created)
 
 
+class _BeforeCollect:
+    """Registered on the registry before driftwatch's metrics: a scrape (any collect of the registry) first runs
+    the flush hooks (:meth:`Metrics.before_collect`: a runtime processing the calls it kept for a batch). Exports
+    nothing."""
+
+    def __init__(self) -> None:
+        self.hooks: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self.lock = threading.Lock()
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        with self.lock:
+            hooks = list(self.hooks)
+        for ref in hooks:
+            hook = ref()
+            if hook is not None:
+                with contextlib.suppress(Exception):  # the hook counts its own errors; a scrape goes on
+                    hook()
+        return iter(())
+
+
 _BY_REGISTRY: dict[int, Metrics] = {}
 _BY_REGISTRY_LOCK = threading.Lock()
 
@@ -262,6 +287,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
         self.registry = registry
         self.multiprocess = _multiprocess()
+        self._before_collect = _BeforeCollect()
+        if registry is not None:
+            registry.register(self._before_collect)
         #: the per-call metrics' collector (``None`` in multiprocess mode: prometheus_client's objects there)
         self.call_series: CallSeries | None = None if self.multiprocess else CallSeries()
         m: dict[str, Any] = {s.name: _build(s, registry) for s in CATALOGUE
@@ -317,6 +345,13 @@ class Metrics:
         if trace_id is None or self.multiprocess:
             return None
         return {"trace_id": trace_id, "span_id": span_id or ""}
+
+    def before_collect(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` (a bound method, held weakly) at the start of every collect of the registry."""
+        with self._before_collect.lock:
+            hooks = self._before_collect.hooks
+            hooks[:] = [ref for ref in hooks if ref() is not None]
+            hooks.append(weakref.WeakMethod(hook))
 
     def exemplar_due(self, agent: str, error: bool = False) -> bool:
         """Whether a call of ``agent`` ending now should carry its trace id as an exemplar.

@@ -45,6 +45,7 @@ from typing import Any
 
 from driftwatch.alarm import Alarm
 from driftwatch.audit import AuditLog
+from driftwatch.call_batch import CallBatch
 from driftwatch.change import Change
 from driftwatch.config import ConfigError, Settings
 from driftwatch.exposition import follow
@@ -101,7 +102,7 @@ class Runtime(GuardHostMixin):
         self.enabled = settings.enabled
         self._lock = threading.RLock()
         self._errors_logged: dict[str, float] = {}
-        self.error_counts: dict[str, int] = {}
+        self._error_counts: dict[str, int] = {}
         self.redact = redact = self._guarded(resolve(settings.redact))
         self.metrics: Metrics | None = Metrics.for_registry(settings.registry) if settings.metrics else None
         self.tracing: Tracing | None = (
@@ -117,10 +118,17 @@ class Runtime(GuardHostMixin):
                                      wait_s=settings.ledger_wait_s, max_pending=settings.ledger_queue,
                                      drain_s=settings.ledger_drain_s, file_mode=settings.file_mode)
         self._host_call = self.ledger.host_call()  # the ledger work of one call into driftwatch shares one wait
+        #: calls kept for their batch (:meth:`record_call`, :meth:`flush_calls`)
+        #: (none in prometheus_client's multiprocess mode: a scrape there, in another process, cannot flush them)
+        self._calls = (CallBatch(self._record_calls, size=settings.call_batch, max_age_s=settings.call_batch_s)
+                       if settings.call_batch > 1 and settings.call_batch_s > 0
+                       and not (self.metrics is not None and self.metrics.multiprocess) else None)
+        if self.metrics is not None and self._calls is not None:
+            self.metrics.before_collect(self.flush_calls)  # a scrape sees every call made before it
         #: the drift engine (``driftwatch.drift``); fed every call, score and change
         self.drift: Any = None
         #: per-agent call aggregates written to the ledger for reports (``driftwatch.windows``)
-        self.windows = WindowAggregator(self.ledger.record_window)
+        self._windows = WindowAggregator(self.ledger.record_window)
         self._options: dict[str, AgentOptions] = dict(agent_options or {})
         #: the agents with their own state and series, and the names each may use (the limits)
         self.names = NameTable(max_agents=settings.max_agents, max_components=settings.max_components,
@@ -163,6 +171,25 @@ class Runtime(GuardHostMixin):
             except Exception as exc:  # noqa: BLE001  # a busy port must not stop the agent
                 self.error("http_server", exc)
 
+    @property
+    def windows(self) -> WindowAggregator:
+        """The per-agent call windows, every call made before this read in them (a reader's way in: the runtime
+        itself uses ``_windows``)."""
+        self.flush_calls()
+        return self._windows
+
+    @windows.setter
+    def windows(self, windows: WindowAggregator) -> None:
+        self.flush_calls()
+        self._windows = windows
+
+    @property
+    def error_counts(self) -> dict[str, int]:
+        """Errors inside driftwatch by stage (as ``driftwatch_internal_errors_total``), those of every call made
+        before this read included."""
+        self.flush_calls()
+        return self._error_counts
+
     # -- errors -----------------------------------------------------------------------------------
     def error(self, stage: str, exc: BaseException, *, log_it: bool = True) -> None:
         """Count and log (at most once a minute per stage; never with ``log_it=False``) an error inside driftwatch.
@@ -172,7 +199,8 @@ class Runtime(GuardHostMixin):
         if isinstance(exc, LedgerTimeoutError) and stage != "ledger_wait":
             return
         try:
-            self.error_counts[stage] = self.error_counts.get(stage, 0) + 1
+            counts = self._error_counts
+            counts[stage] = counts.get(stage, 0) + 1
             if self.metrics is not None:
                 self.metrics.internal_error(stage)
             now = time.monotonic()
@@ -247,7 +275,7 @@ class Runtime(GuardHostMixin):
         caches and series. Trackers a hook still holds wait (weakly) for the agent's return."""
         if self.drift is not None:
             self.safe("drift", self.drift.forget, agent)
-        self.safe("windows", self.windows.flush, agent)
+        self.safe("windows", self._windows.flush, agent)
         self._revisions.pop(agent, None)
         self._versions.pop(agent, None)
         self._served.discard(agent)
@@ -279,9 +307,9 @@ class Runtime(GuardHostMixin):
             for name in self.drift.agents():
                 if name not in admitted and not self.drift.has_alarm(name):
                     self.drift.forget(name)
-        for name in self.windows.agents():
+        for name in self._windows.agents():
             if name not in admitted:
-                self.windows.flush(name)
+                self._windows.flush(name)
         if self.metrics is not None:
             for name in self.metrics.agents():
                 if name not in admitted:
@@ -435,6 +463,7 @@ class Runtime(GuardHostMixin):
         ``driftwatch_changes_total`` and the drift reference where they were; the returned change carries the
         status, and the hook enforces it.
         """
+        self.flush_calls()  # the calls made before the change are the reference's, and go in its call window
         with self._host_call:
             return self._emit_change(change)
 
@@ -461,7 +490,7 @@ class Runtime(GuardHostMixin):
         entry = self.safe("limits", lambda: self.agent_names(change.agent, count=False))  # counted by tracker()
         in_effect = change.in_effect
         if not change.is_baseline and entry is not None and in_effect:  # a call window never spans a change
-            self.safe("windows", self.windows.flush, change.agent)
+            self.safe("windows", self._windows.flush, change.agent)
         self.ledger.record_change(change)
         if in_effect:
             self.note_revision(change.agent, change.component, change.after_id, changed=not change.is_baseline)
@@ -524,46 +553,79 @@ class Runtime(GuardHostMixin):
             return None
 
     def record_call(self, call: Call) -> None:
-        """Derive the call's signals, then fan it out: metrics, call windows, drift engine (an agent past the
-        agent limit is counted as ``other``, without drift detection; tools past the tool limit as ``other``)."""
-        guard = self.guard
-        if time.monotonic() >= guard.next_poll:  # operator commands (guard, accept/reset), every drift_poll_s
+        """Keep the call for its batch (:mod:`driftwatch.call_batch`: processed by :meth:`_record_calls` when
+        ``call_batch`` calls are kept or the oldest is ``call_batch_s`` old, and before anything reads the state).
+        An agent's first call is processed at once (its version is fixed by it: :meth:`note_revision`)."""
+        now = time.monotonic()
+        if now >= self.guard.next_poll:  # operator commands (guard, accept/reset), every drift_poll_s
+            self.flush_calls()
             with self._host_call:  # the poll's reads and writes share one wait
-                self.safe("guard", guard.poll)
-        entry = self.names.get(call.agent)
-        if entry is None and call.agent != OTHER:  # OTHER: a CallScope already counted the fold
-            entry = self.safe("limits", self.agent_names, call.agent)
-        if entry is None:
-            call.agent = OTHER
-        elif call.agent not in self._served:  # its version moves only with a change from now on
-            self._served.add(call.agent)
-        if call.tools:
+                self.safe("guard", self.guard.poll)
+        calls = self._calls
+        if calls is not None and (call.agent in self._served or call.agent == OTHER):
+            calls.add(call, now)
+        else:
+            self.flush_calls()  # in order
+            self._record_calls([call])
+
+    def flush_calls(self) -> None:
+        """Process the calls kept for a batch now: called before anything reads what they feed."""
+        if self._calls is not None:
             try:
-                call.tools = self.names.tools(entry, call.tools)
-            except Exception as exc:  # noqa: BLE001  # never break the host
-                self.error("limits", exc)
-                call.tools = ()
-        # the per-call hot path: each step guarded inline (through safe it costs ~1 µs more per call)
-        if call.output_text is not None:
+                self._calls.flush()
+            except Exception as exc:  # noqa: BLE001  # never break the host, nor a scrape
+                self.error("call", exc)
+
+    def _record_calls(self, calls: list[Call]) -> None:
+        """Derive each call's signals, then fan it out: metrics, call windows, drift engine (an agent past the
+        agent limit is counted as ``other``, without drift detection; tools past the tool limit as ``other``)."""
+        metrics, windows, drift, names, options, error = self.metrics, self._windows, self.drift, self.names, \
+            self._options, self.error
+        evaluate = drift is not None  # evaluator and embedding: only drift reads them
+        agent: str | None = None  # the previous call's agent (a batch is mostly one agent's): looked up once
+        entry: AgentNames | None = None
+        opts = DEFAULT_OPTIONS
+        for call in calls:
+            if call.agent != agent:
+                agent = call.agent
+                try:
+                    entry = names.get(agent)
+                    if entry is None and agent != OTHER:  # OTHER: a CallScope already counted the fold
+                        entry = self.safe("limits", self.agent_names, agent)
+                    if entry is not None and agent not in self._served:  # its version moves only with a change
+                        self._served.add(agent)
+                    opts = options.get(agent if entry is not None else OTHER, DEFAULT_OPTIONS)
+                except Exception as exc:  # noqa: BLE001  # never break the host (nor the batch's other calls)
+                    self.error("limits", exc)
+                    entry, opts = None, DEFAULT_OPTIONS
+            if entry is None:
+                call.agent = OTHER
+            if call.tools:
+                try:
+                    call.tools = names.tools(entry, call.tools)
+                except Exception as exc:  # noqa: BLE001  # never break the host
+                    error("limits", exc)
+                    call.tools = ()
+            # the per-call hot path: each step guarded inline (through safe it costs ~1 µs more per call)
+            if call.output_text is not None:
+                try:
+                    derive(call, opts, error, evaluate=evaluate)
+                except Exception as exc:  # noqa: BLE001  # never break the host
+                    error("signals", exc)
+            if metrics is not None:
+                try:
+                    metrics.on_call(call)
+                except Exception as exc:  # noqa: BLE001  # never break the host
+                    error("metrics", exc)
             try:
-                derive(call, self._options.get(call.agent, DEFAULT_OPTIONS), self.error,
-                       evaluate=self.drift is not None)  # evaluator and embedding: only drift reads them
+                windows.on_call(call)
             except Exception as exc:  # noqa: BLE001  # never break the host
-                self.error("signals", exc)
-        if self.metrics is not None:
-            try:
-                self.metrics.on_call(call)
-            except Exception as exc:  # noqa: BLE001  # never break the host
-                self.error("metrics", exc)
-        try:
-            self.windows.on_call(call)
-        except Exception as exc:  # noqa: BLE001  # never break the host
-            self.error("windows", exc)
-        if self.drift is not None and entry is not None:
-            try:
-                self.drift.on_call(call)  # an alarm it raises is stored within a wait of its own (record_alarm)
-            except Exception as exc:  # noqa: BLE001  # never break the host
-                self.error("drift", exc)
+                error("windows", exc)
+            if drift is not None and entry is not None:
+                try:
+                    drift.on_call(call)  # an alarm it raises is stored within a wait of its own (record_alarm)
+                except Exception as exc:  # noqa: BLE001  # never break the host
+                    error("drift", exc)
 
     def _label(self, agent: str) -> tuple[AgentNames | None, str]:
         """The agent's entry and metric label (``None`` and ``other`` past the agent limit)."""
@@ -573,6 +635,7 @@ class Runtime(GuardHostMixin):
     def record_score(self, agent: str, value: float, metric: str = "score") -> None:
         if not self.enabled:
             return
+        self.flush_calls()  # in order with the calls before it
         try:
             entry, label = self._label(agent)
             metric_label = self.names.metric(entry, metric)
@@ -581,7 +644,7 @@ class Runtime(GuardHostMixin):
             return
         if self.metrics is not None:
             self.safe("metrics", self.metrics.on_score, label, metric_label, value)
-        self.safe("windows", self.windows.on_score, label, metric_label, value)
+        self.safe("windows", self._windows.on_score, label, metric_label, value)
         if self.drift is not None and entry is not None and metric == self.agent_options(agent).score_metric:
             with self._host_call:  # an alarm it raises is stored
                 self.safe("drift", self.drift.on_score, entry.name, value)
@@ -589,6 +652,7 @@ class Runtime(GuardHostMixin):
     def record_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
         """Count signals a hook derived on its own for the agent's latest call: metrics and call windows (the
         usual way is :meth:`configure_agent`, whose checks run on every call with an answer text)."""
+        self.flush_calls()  # the latest call is counted first
         try:
             agent = self._label(agent)[1]
         except Exception as exc:  # noqa: BLE001  # never break the host
@@ -600,7 +664,7 @@ class Runtime(GuardHostMixin):
             except Exception as exc:  # noqa: BLE001  # never break the host
                 self.error("metrics", exc)
         try:
-            self.windows.on_signals(agent, refused=refused, format_ok=format_ok)
+            self._windows.on_signals(agent, refused=refused, format_ok=format_ok)
         except Exception as exc:  # noqa: BLE001  # never break the host
             self.error("windows", exc)
 
@@ -639,7 +703,9 @@ class Runtime(GuardHostMixin):
         written: dropped, unless ``keep_trying`` (the writer goes on while the process lives: :func:`configure`
         closes the previous runtime with ``timeout=0, keep_trying=True``; at exit, those left are lost and
         logged)."""
-        self.safe("windows", self.windows.flush)
+        if self._calls is not None:
+            self.safe("call", self._calls.close)  # the kept calls, before their call windows close
+        self.safe("windows", self._windows.flush)
         left = self.safe("ledger", lambda: self.ledger.close(timeout, keep_trying=keep_trying)) or 0
         if self.audit is not None:
             self.safe("audit", self.audit.close)

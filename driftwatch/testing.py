@@ -74,6 +74,7 @@ class Captured:
 
     @property
     def ledger(self) -> Ledger:
+        self.runtime.flush_calls()  # a read sees every call made before it (their alarms, call windows)
         return self.runtime.ledger
 
     @property
@@ -84,6 +85,7 @@ class Captured:
         return self.ledger.changes(**filters)
 
     def spans(self, name: str | None = None) -> list[Any]:
+        self.runtime.flush_calls()  # the alarms of the calls made before it
         self.provider.force_flush()
         spans = list(self.exporter.get_finished_spans())
         return [s for s in spans if name is None or s.name == name]

@@ -22,7 +22,7 @@ ROOMS: dict[str, tuple[str, ...]] = {
     "apps": ("cli/", "__main__.py", "demo/", "stack/", "report.py", "scripted.py", "integrations/scripted_dspy.py",
              "integrations/scripted_langchain.py"),
     "hooks": ("__init__.py", "drift/__init__.py", "decorator.py", "integrations/"),
-    "runtime": ("runtime.py", "scopes.py", "guard_host.py"),
+    "runtime": ("runtime.py", "scopes.py", "guard_host.py", "call_batch.py"),
     "core": ("observation.py", "change.py", "revision.py", "alarm.py", "tracker.py", "signals.py", "options.py",
              "windows.py", "config.py", "redaction.py", "limits.py", "files.py", "ledger/", "drift/", "guardrails/"),
     "sinks": ("metrics.py", "promql.py", "tracing.py", "audit.py", "exposition.py"),

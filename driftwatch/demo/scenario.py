@@ -470,6 +470,7 @@ class Demo:
         from driftwatch.runtime import get_runtime
 
         rt = get_runtime()
+        rt.flush_calls()  # the drift state of every call made so far
         now = time.monotonic()
         for name, view in self.views.items():
             view.calls = self._calls[name]
@@ -536,6 +537,7 @@ class Demo:
         from driftwatch.runtime import get_runtime
 
         rt = get_runtime()
+        rt.flush_calls()  # the calls kept for a batch go in their windows first
         rt.windows.flush()
         led = rt.ledger
         size = 0

@@ -51,7 +51,9 @@ __all__ = [
 def _engine() -> DriftEngine | None:
     from driftwatch.runtime import get_runtime  # at call time: the runtime imports this package's engine
 
-    return get_runtime().drift
+    rt = get_runtime()
+    rt.flush_calls()  # the calls kept for a batch count first
+    return rt.drift
 
 
 def configure_agent(agent: str, **options: Any) -> AgentOptions:

@@ -54,6 +54,7 @@ def test_signals_are_derived_once_and_put_on_the_call(cap):
     engine.on_call = spy
     for text in ANSWERS:
         cap.runtime.record_call(Call("bot", 0.01, output_chars=len(text), output_text=text))
+    cap.runtime.flush_calls()  # the calls kept for a batch reach the engine
     assert seen == [(True, False), (False, False), (False, True)]
 
 
