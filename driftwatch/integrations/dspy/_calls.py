@@ -17,6 +17,7 @@ from dspy.utils.usage_tracker import UsageTracker
 
 from driftwatch.integrations._common import Patches
 from driftwatch.integrations.dspy._optimizer import CTX
+from driftwatch.integrations.dspy._program import MARK
 from driftwatch.integrations.dspy._state import vars_of
 from driftwatch.integrations.dspy._tools import CALL_KEY
 from driftwatch.integrations.dspy._watch import Cover, ProgramWatch, agent_of, derived_agent, observe_watch
@@ -27,6 +28,7 @@ from driftwatch.tracing import GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, provi
 
 #: the module (``dspy.dsp.utils.settings``: the package's ``settings`` is the instance), for its main config
 _dspy_settings = importlib.import_module("dspy.dsp.utils.settings")
+_obj_getattr = object.__getattribute__
 
 __all__ = ["CallRecord", "UsageSum", "begin", "call_target", "end", "lm_model", "make_acall", "make_call",
            "prediction_text"]
@@ -147,10 +149,11 @@ def _serving_lm(pw: ProgramWatch) -> Any:
 def tokens(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
     """(input, output) tokens summed over DSPy's ``{lm: usage}`` totals; ``None`` when none reported."""
     counter = UsageSum()
-    for entry in (usage or {}).values():
-        if isinstance(entry, Mapping):
-            counter.count(entry)
+    counter.pending.extend(entry for entry in (usage or {}).values() if isinstance(entry, Mapping))
     return counter.totals()
+
+
+_ABSENT = object()
 
 
 class UsageSum(UsageTracker):
@@ -158,7 +161,8 @@ class UsageSum(UsageTracker):
 
     DSPy deep-copies the usage tracker into each ``dspy.Parallel`` worker thread; this one hands out
     itself instead, so the tokens a program spends in its own parallel sections count. An LM call only appends
-    its usage (``list.append`` is atomic: no lock on the LM call's path); :meth:`totals` sums them.
+    its usage (``list.append`` is atomic: no lock on the LM call's path); :meth:`totals` sums them, once per
+    program call, by the thread that made the call.
     """
 
     def __init__(self) -> None:
@@ -166,7 +170,6 @@ class UsageSum(UsageTracker):
         self.tin = 0
         self.tout = 0
         self.seen = False
-        self.lock = threading.Lock()
         self.pending: list[Mapping[str, Any]] = []
 
     def __deepcopy__(self, memo: Any) -> UsageSum:
@@ -179,25 +182,30 @@ class UsageSum(UsageTracker):
         if usage_entry:
             self.pending.append(usage_entry)
 
-    def count(self, entry: Mapping[str, Any]) -> None:
-        tin = entry.get("prompt_tokens", entry.get("input_tokens"))
-        tout = entry.get("completion_tokens", entry.get("output_tokens"))
-        with self.lock:
-            if type(tin) is int:
-                self.tin += tin
-                self.seen = True
-            if type(tout) is int:
-                self.tout += tout
-                self.seen = True
-
     def totals(self) -> tuple[int | None, int | None]:
+        """The input and output tokens of every entry added so far (``None`` when none reported either):
+        ``prompt_tokens`` / ``completion_tokens``, else ``input_tokens`` / ``output_tokens``."""
         pending, self.pending = self.pending, []
-        for entries in self.usage_data.values():  # rolled up by a nested dspy.track_usage() block
-            pending.extend(entries)
-        self.usage_data.clear()
+        if self.usage_data:  # rolled up by a nested dspy.track_usage() block
+            for entries in self.usage_data.values():
+                pending.extend(entries)
+            self.usage_data.clear()
+        tin, tout, seen = self.tin, self.tout, self.seen
         for entry in pending:
-            self.count(entry)
-        return (self.tin, self.tout) if self.seen else (None, None)
+            n = entry.get("prompt_tokens", _ABSENT)
+            if n is _ABSENT:
+                n = entry.get("input_tokens")
+            if type(n) is int:
+                tin += n
+                seen = True
+            n = entry.get("completion_tokens", _ABSENT)
+            if n is _ABSENT:
+                n = entry.get("output_tokens")
+            if type(n) is int:
+                tout += n
+                seen = True
+        self.tin, self.tout, self.seen = tin, tout, seen
+        return (tin, tout) if seen else (None, None)
 
 
 class CallRecord:
@@ -223,7 +231,7 @@ class CallRecord:
         its generator-based context manager."""
         ov = thread_local_overrides.get()
         overrides = dotdict({**_dspy_settings.main_thread_config, **ov, CALL_KEY: self})
-        if ov.get("usage_tracker") is None and not dspy.settings.track_usage:
+        if ov.get("usage_tracker") is None and not overrides.get("track_usage"):  # dspy.settings.track_usage
             self.usage = overrides["usage_tracker"] = UsageSum()
         self.context_token = thread_local_overrides.set(overrides)
 
@@ -281,20 +289,29 @@ def end(rec: CallRecord, result: Any = None, error: BaseException | None = None)
         rec.scope.runtime.error("call", exc)
 
 
+def _enter(module: Any) -> CallRecord | None:
+    """The record of a call of ``module`` when it is a watched program's outermost call, else ``None``."""
+    try:
+        agent = call_target(module)
+        return begin(module, agent) if agent is not None else None
+    except Exception as exc:  # noqa: BLE001  # never break the host
+        get_runtime().error("dspy", exc)
+        return None
+
+
 def make_call(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
-    """``Module.__call__`` recording the outermost call of a watched program (inert once ``patches`` is undone)."""
+    """``Module.__call__`` recording the outermost call of a watched program (inert once ``patches`` is undone).
+
+    Most module calls are of modules nobody watched (a program's predictors): for those, one look at the
+    instance's ``__dict__`` for the mark (what :func:`call_target` would read first) before DSPy's own call.
+    """
     gen = patches.generation
 
     @functools.wraps(orig)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807  # replaces Module.__call__
-        if patches.generation != gen:
+        if patches.generation != gen or (MARK not in _obj_getattr(self, "__dict__") and not Cover.any):
             return orig(self, *args, **kwargs)
-        try:
-            agent = call_target(self)
-            rec = begin(self, agent) if agent is not None else None
-        except Exception as exc:  # noqa: BLE001  # never break the host
-            get_runtime().error("dspy", exc)
-            rec = None
+        rec = _enter(self)
         if rec is None:
             return orig(self, *args, **kwargs)
         try:
@@ -315,14 +332,9 @@ def make_acall(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]
 
     @functools.wraps(orig)
     async def acall(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if patches.generation != gen:
+        if patches.generation != gen or (MARK not in _obj_getattr(self, "__dict__") and not Cover.any):
             return await orig(self, *args, **kwargs)
-        try:
-            agent = call_target(self)
-            rec = begin(self, agent) if agent is not None else None
-        except Exception as exc:  # noqa: BLE001  # never break the host
-            get_runtime().error("dspy", exc)
-            rec = None
+        rec = _enter(self)
         if rec is None:
             return await orig(self, *args, **kwargs)
         try:
@@ -335,4 +347,3 @@ def make_acall(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]
 
     acall.__driftwatch_original__ = orig  # type: ignore[attr-defined]  # what it wraps
     return acall
-

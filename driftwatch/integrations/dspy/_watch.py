@@ -40,9 +40,25 @@ SHAPE = "<shape>"
 
 
 class Cover:
-    """Which programs are watched: those marked with an agent, or every one (:func:`instrument`)."""
+    """Which programs are watched: those marked with an agent, or every one (:func:`instrument`).
+
+    ``any``: whether a module without a mark of its own (in its ``__dict__``) may be watched: every one is
+    (:func:`instrument`), or a ``dspy.Module`` subclass is marked. While it is false, the patched
+    ``Module.__call__`` passes an unmarked module's call straight through (:meth:`cover`).
+    """
 
     all = False
+    classes = False
+    any = False
+
+    @classmethod
+    def cover(cls, *, every: bool | None = None, a_class: bool = False) -> None:
+        """``every``: :func:`instrument` (True) or :func:`uninstrument` (False); ``a_class``: a class was marked."""
+        if every is not None:
+            cls.all = every
+        if a_class:
+            cls.classes = True
+        cls.any = cls.all or cls.classes
 
 
 class Component(Lineage):
