@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -211,19 +210,18 @@ class UsageSum(UsageTracker):
 class CallRecord:
     """One recorded program call: the scope, the usage tracker when driftwatch opened one, the tools it ran."""
 
-    __slots__ = ("context_token", "lock", "scope", "tools", "usage")
+    __slots__ = ("context_token", "scope", "tools", "usage")
 
     def __init__(self, scope: CallScope) -> None:
         self.scope = scope
         self.context_token: Any = None
         self.usage: UsageSum | None = None
+        #: appended to by the threads the program runs tools in (``list.append`` and ``tuple(list)`` are atomic)
         self.tools: list[str] = []
-        self.lock = threading.Lock()
 
     def add_tool(self, name: str) -> None:
         """A tool the program ran during the call (possibly from a ``dspy.Parallel`` worker thread)."""
-        with self.lock:
-            self.tools.append(name)
+        self.tools.append(name)
 
     def open_context(self) -> None:
         """Put the record (for tool calls) and, unless the user tracks usage, a token counter into DSPy's
@@ -248,8 +246,7 @@ class CallRecord:
             tin, tout = tokens(get() if callable(get) else None)
         scope = self.scope
         text = prediction_text(result, scope.runtime.agent_options(scope.agent).output_key)
-        with self.lock:
-            tools = tuple(self.tools)
+        tools = tuple(self.tools)
         scope.finish(output_chars=len(text) if text is not None else None, output_text=text,
                      input_tokens=tin, output_tokens=tout, tools=tools)
 
