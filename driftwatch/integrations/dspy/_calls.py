@@ -296,23 +296,52 @@ def _enter(module: Any) -> CallRecord | None:
         return None
 
 
+_CALLBACKS_WRAPPERS = ("with_callbacks.<locals>.sync_wrapper", "with_callbacks.<locals>.async_wrapper")
+
+
+def unwrapped(orig: Callable[..., Any]) -> Callable[..., Any] | None:
+    """What DSPy's ``with_callbacks`` wrapper ``orig`` wraps (``Module.__call__`` / ``acall`` itself), or ``None``
+    when ``orig`` is not exactly that wrapper (e.g. another instrumentor's, which must not be skipped)."""
+    code = getattr(orig, "__code__", None)
+    inner = getattr(orig, "__wrapped__", None)
+    if code is None or not callable(inner) or code.co_qualname not in _CALLBACKS_WRAPPERS \
+            or not code.co_filename.replace("\\", "/").endswith("dspy/utils/callback.py"):
+        return None
+    return inner
+
+
+def no_callbacks(module: Any) -> bool:
+    """Whether DSPy's ``with_callbacks`` wrapper would call the module straight through: no callback active
+    (what it computes: ``dspy.settings.get("callbacks", []) + getattr(instance, "callbacks", [])``)."""
+    try:
+        return not (dspy.settings.get("callbacks", []) + getattr(module, "callbacks", []))
+    except Exception:  # noqa: BLE001  # DSPy's wrapper meets the same error: let it raise it
+        return False
+
+
 def make_call(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
     """``Module.__call__`` recording the outermost call of a watched program (inert once ``patches`` is undone).
 
-    Most module calls are of modules nobody watched (a program's predictors): for those, one look at the
-    instance's ``__dict__`` for the mark (what :func:`call_target` would read first) before DSPy's own call.
+    It takes the place of DSPy's ``with_callbacks`` wrapper when no callback is active (what that wrapper does
+    then: call ``Module.__call__``), so that a module call has as many frames as without driftwatch: DSPy 3.3
+    walks the whole stack (``inspect.stack()``, source lines included) each time a module reads its ``forward``,
+    which cost ~50 µs per extra frame per program call. Most module calls are of modules nobody watched (a
+    program's predictors): for those, one look at the instance's ``__dict__`` for the mark (what
+    :func:`call_target` would read first) before DSPy's own call.
     """
     gen = patches.generation
+    inner = unwrapped(orig)
 
     @functools.wraps(orig)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807  # replaces Module.__call__
+        fn = inner if inner is not None and no_callbacks(self) else orig
         if patches.generation != gen or (MARK not in _obj_getattr(self, "__dict__") and not Cover.any):
-            return orig(self, *args, **kwargs)
+            return fn(self, *args, **kwargs)
         rec = _enter(self)
         if rec is None:
-            return orig(self, *args, **kwargs)
+            return fn(self, *args, **kwargs)
         try:
-            result = orig(self, *args, **kwargs)
+            result = fn(self, *args, **kwargs)
         except BaseException as exc:
             end(rec, error=exc)
             raise
@@ -326,16 +355,18 @@ def make_call(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
 def make_acall(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
     """``Module.acall``, likewise."""
     gen = patches.generation
+    inner = unwrapped(orig)
 
     @functools.wraps(orig)
     async def acall(self: Any, *args: Any, **kwargs: Any) -> Any:
+        fn = inner if inner is not None and no_callbacks(self) else orig
         if patches.generation != gen or (MARK not in _obj_getattr(self, "__dict__") and not Cover.any):
-            return await orig(self, *args, **kwargs)
+            return await fn(self, *args, **kwargs)
         rec = _enter(self)
         if rec is None:
-            return await orig(self, *args, **kwargs)
+            return await fn(self, *args, **kwargs)
         try:
-            result = await orig(self, *args, **kwargs)
+            result = await fn(self, *args, **kwargs)
         except BaseException as exc:
             end(rec, error=exc)
             raise

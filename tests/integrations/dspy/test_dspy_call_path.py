@@ -3,10 +3,15 @@ skips is only what cannot be watched), and the tokens a call spent are summed on
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import sys
 from typing import Any
 
 import dspy
 import pytest
+from dspy.primitives.module import Module
+from dspy.utils.callback import BaseCallback
 
 import driftwatch
 from driftwatch.integrations import dspy as dw_dspy
@@ -115,3 +120,87 @@ def test_a_usage_sum_counts_each_entry_once_and_keeps_its_total() -> None:
     counter.usage_data["m"].append({"prompt_tokens": 1, "completion_tokens": 1})
     assert counter.totals() == (3, 6)
     assert counter.totals() == (3, 6)
+
+
+class Depth(dspy.Module):
+    """A program whose forward notes how deep the stack is where DSPy reads ``forward`` (DSPy 3.3 walks it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.respond = dspy.Predict("question -> answer")
+        self.depths: list[int] = []
+
+    def forward(self, question: str) -> Any:
+        frame, depth = sys._getframe(), 0
+        while frame is not None:
+            frame, depth = frame.f_back, depth + 1
+        self.depths.append(depth)
+        return self.respond(question=question)
+
+
+def test_a_watched_call_has_as_many_frames_as_a_bare_one(cap: Captured, lm: PromptLM) -> None:
+    """With no callback active the hook takes the place of DSPy's with_callbacks wrapper: no extra frame for
+    DSPy 3.3's stack walks to read (positive control: the wrapper's own frame when a callback is active)."""
+    bare = Depth()
+    bare(question=QUESTION)
+    watched = driftwatch.watch(Depth(), agent="qa")
+    watched(question=QUESTION)
+    assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 1
+    assert watched.depths == bare.depths
+
+    class Noting(BaseCallback):
+        def __init__(self) -> None:
+            self.modules: list[str] = []
+
+        def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+            self.modules.append(type(instance).__name__)
+
+    noting = Noting()
+    with dspy.context(callbacks=[noting]):
+        watched(question=QUESTION)
+        bare(question=QUESTION)
+    assert noting.modules == ["Depth", "Predict"] * 2  # the callbacks still see every module call
+    assert watched.depths[-1] == bare.depths[-1] == bare.depths[0] + 1  # with_callbacks' frame, in both
+    assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 2
+
+
+def test_a_wrapper_of_another_tool_under_the_hook_is_never_skipped(cap: Captured, lm: PromptLM,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only DSPy's own with_callbacks wrapper is stepped over: another instrumentor's, patched in before
+    driftwatch, runs for every module call (positive control: DSPy's wrapper is recognised)."""
+    assert _calls.unwrapped(Module.__dict__["__call__"]) is not None
+    assert _calls.unwrapped(Module.__dict__["acall"]) is not None
+    seen: list[str] = []
+    original = Module.__dict__["__call__"]
+
+    @functools.wraps(original)
+    def other(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(type(self).__name__)
+        return original(self, *args, **kwargs)
+
+    assert _calls.unwrapped(other) is None
+    monkeypatch.setattr(Module, "__call__", other)
+    program = driftwatch.watch(TwoStep(), agent="qa")
+    program(question=QUESTION)
+    assert seen == ["TwoStep", "Predict", "Predict"]
+    assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 1
+    dw_dspy.uninstrument()
+    assert Module.__dict__["__call__"] is other
+
+
+def test_async_calls_keep_their_callbacks(cap: Captured, lm: PromptLM) -> None:
+    """acall: recorded; with a callback active DSPy's wrapper runs it (positive control: none without one)."""
+
+    class Counting(BaseCallback):
+        starts = 0
+
+        def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+            Counting.starts += 1
+
+    program = driftwatch.watch(TwoStep(), agent="qa")
+    asyncio.run(program.acall(question=QUESTION))
+    assert Counting.starts == 0
+    with dspy.context(callbacks=[Counting()]):
+        asyncio.run(program.acall(question=QUESTION))
+    assert Counting.starts == 3  # the program and its two predictors
+    assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 2
