@@ -1,6 +1,6 @@
 """Added cost per call of watching a DSPy program: driftwatch vs OpenInference's DSPy instrumentor.
 
-Run:  .venv/bin/python benchmarks/bench_dspy.py [--calls 100] [--rounds 25] [--clock cpu|wall]
+Run:  .venv/bin/python benchmarks/bench_dspy.py [--calls 100] [--rounds 25] [--clock cpu|wall] [--bytecodes]
 
 The same 3-predictor program (Predict → ChainOfThought → Predict) on the same ``DummyLM``, in one
 process. Modes run interleaved, round after round (each round runs every mode once, in a rotated
@@ -30,7 +30,10 @@ interleaving it with the first phase would charge driftwatch for OpenInference.
 
 Because other processes on a small machine make end-to-end ratios noisy, the benchmark also times
 driftwatch's own work per program call in isolation (the hooks run on the same program and result,
-without the DSPy call in between), which does not depend on load much.
+without the DSPy call in between), which does not depend on load much. ``--bytecodes`` counts instead the
+Python bytecodes one program call runs in place, bare and watched, by file: a figure load does not move, which
+shows what each mode adds where it runs (also inside DSPy: e.g. DSPy 3.3's ``inspect.stack()`` per ``forward``
+read costs more for every frame a hook adds); C work (dict copies, locks) is not in it.
 """
 
 from __future__ import annotations
