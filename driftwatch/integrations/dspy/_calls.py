@@ -155,6 +155,12 @@ def tokens(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
 _ABSENT = object()
 
 
+def _count(entry: Mapping[str, Any], name: str, other: str) -> Any:
+    """``entry[name]``, else ``entry[other]`` (the Responses API's name), else ``None``."""
+    n = entry.get(name, _ABSENT)
+    return entry.get(other) if n is _ABSENT else n
+
+
 class UsageSum(UsageTracker):
     """A usage tracker that only sums input and output tokens (DSPy's merges every entry: ~5x dearer).
 
@@ -191,18 +197,12 @@ class UsageSum(UsageTracker):
             self.usage_data.clear()
         tin, tout, seen = self.tin, self.tout, self.seen
         for entry in pending:
-            n = entry.get("prompt_tokens", _ABSENT)
-            if n is _ABSENT:
-                n = entry.get("input_tokens")
+            n = _count(entry, "prompt_tokens", "input_tokens")
             if type(n) is int:
-                tin += n
-                seen = True
-            n = entry.get("completion_tokens", _ABSENT)
-            if n is _ABSENT:
-                n = entry.get("output_tokens")
+                tin, seen = tin + n, True
+            n = _count(entry, "completion_tokens", "output_tokens")
             if type(n) is int:
-                tout += n
-                seen = True
+                tout, seen = tout + n, True
         self.tin, self.tout, self.seen = tin, tout, seen
         return (tin, tout) if seen else (None, None)
 
