@@ -1,6 +1,6 @@
 """Added cost per call of watching a DSPy program: driftwatch vs OpenInference's DSPy instrumentor.
 
-Run:  .venv/bin/python benchmarks/bench_dspy.py [--calls 100] [--rounds 25] [--clock cpu|wall]
+Run:  .venv/bin/python benchmarks/bench_dspy.py [--calls 100] [--rounds 25] [--clock cpu|wall] [--bytecodes]
 
 The same 3-predictor program (Predict → ChainOfThought → Predict) on the same ``DummyLM``, in one
 process. Modes run interleaved, round after round (each round runs every mode once, in a rotated
@@ -30,7 +30,10 @@ interleaving it with the first phase would charge driftwatch for OpenInference.
 
 Because other processes on a small machine make end-to-end ratios noisy, the benchmark also times
 driftwatch's own work per program call in isolation (the hooks run on the same program and result,
-without the DSPy call in between), which does not depend on load much.
+without the DSPy call in between), which does not depend on load much. ``--bytecodes`` counts instead the
+Python bytecodes one program call runs in place, bare and watched, by file: a figure load does not move, which
+shows what each mode adds where it runs (also inside DSPy: e.g. DSPy 3.3's ``inspect.stack()`` per ``forward``
+read costs more for every frame a hook adds); C work (dict copies, locks) is not in it.
 """
 
 from __future__ import annotations
@@ -38,8 +41,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import dspy
 from dspy.utils import DummyLM
@@ -52,6 +58,9 @@ import driftwatch
 from driftwatch.config import Settings
 from driftwatch.integrations import dspy as dw_dspy
 from driftwatch.integrations.dspy import _calls
+from driftwatch.integrations.dspy._program import MARK
+from driftwatch.integrations.dspy._state import vars_of
+from driftwatch.integrations.dspy._watch import Cover
 from driftwatch.runtime import Runtime, set_runtime
 
 
@@ -122,6 +131,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100, help="calls per mode per round")
     parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--bytecodes", action="store_true",
+                        help="count the Python bytecodes one program call executes per mode, by file (a figure that "
+                             "load does not move: what each mode adds in place), instead of timing")
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -145,6 +157,9 @@ def main() -> None:
         driftwatch.watch(programs[mode], agent="bench")
     dw_dspy.uninstrument()
     pristine = _snapshot()
+    if args.bytecodes:
+        print_bytecodes(programs, {"watched": rt_plain, "watched+batch": rt_batch})
+        return
 
     try:
         from openinference.instrumentation.dspy import DSPyInstrumentor
@@ -207,6 +222,52 @@ def main() -> None:
         batch_exporter.clear()
 
 
+def bytecodes(program: dspy.Module, calls: int = 20) -> Counter[str]:
+    """The Python bytecodes one call of ``program`` executes (a mean over ``calls``), by file."""
+    counts: Counter[str] = Counter()
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes, frame.f_trace_lines = True, False
+        if event == "opcode":
+            counts[frame.f_code.co_filename] += 1
+        return trace
+
+    for i in range(50):  # warm-up: first sightings, caches
+        program(question=f"What is the capital of France? ({i % 7})")
+    sys.settrace(trace)
+    try:
+        for i in range(calls):
+            program(question=f"What is the capital of France? ({i % 7})")
+    finally:
+        sys.settrace(None)
+    return Counter({name: n // calls for name, n in counts.items()})
+
+
+def print_bytecodes(programs: dict[str, dspy.Module], runtimes: dict[str, Runtime]) -> None:
+    def short(path: str) -> str:
+        for root in ("site-packages/", "driftwatch/"):
+            if root in path:
+                return ("driftwatch/" if root == "driftwatch/" else "") + path.rsplit(root, 1)[1]
+        return path.rsplit("/", 1)[-1]
+
+    bare = bytecodes(programs["bare"])
+    print(f"Python bytecodes per program call (deterministic; C work is not counted): bare {bare.total():,}")
+    for mode, rt in runtimes.items():
+        set_runtime(rt)
+        dw_dspy.watch_object(programs[mode], agent="bench")
+        try:
+            counts = bytecodes(programs[mode])
+        finally:
+            dw_dspy.uninstrument()
+            set_runtime(None)
+        added = Counter()
+        for name in counts.keys() | bare.keys():
+            added[short(name)] += counts[name] - bare[name]
+        top = ", ".join(f"{name} {n:+,}" for name, n in added.most_common(8) if n)
+        print(f"  {mode:<14} {counts.total():,} ({counts.total() / bare.total():.3f}x, "
+              f"{counts.total() - bare.total():+,}): {top}")
+
+
 def run_phase(modes: dict[str, Callable[[], float]], rounds: int, exporters: tuple[InMemorySpanExporter, ...],
               pristine: dict[type, dict[str, object]]) -> dict[str, list[float]]:
     """Interleave the modes round after round (rotated order); per-call µs of every turn, by mode."""
@@ -236,8 +297,9 @@ def hooks_us(program: dspy.Module, rt: Runtime, n: int = 20000) -> float:
     def one() -> None:
         _calls.call_target(program)
         rec = _calls.begin(program, "bench")
-        for module in inner:
-            _calls.call_target(module)
+        for module in inner:  # what the patched Module.__call__ looks at for a module nobody marked
+            if MARK in vars_of(module) or Cover.any:
+                _calls.call_target(module)
         _calls.end(rec, result)
 
     try:

@@ -134,7 +134,7 @@ def instrument() -> None:
     """Watch every DSPy program in the process (agent = the outermost program's class name, unless
     it was watched under another name) and every optimizer run. Idempotent."""
     install()
-    Cover.all = True
+    Cover.cover(every=True)
 
 
 def uninstrument() -> None:
@@ -145,7 +145,7 @@ def uninstrument() -> None:
     anything again (or :func:`instrument`) re-arms them.
     """
     with PATCHES.lock:
-        Cover.all = False
+        Cover.cover(every=False)
         PATCHES.undo()
 
 
@@ -171,6 +171,8 @@ def watch_object(obj: Any, *, agent: str, **options: Any) -> Any:
         if issubclass(obj, Module | Teleprompter):
             install()
             setattr(obj, MARK, agent)
+            if issubclass(obj, Module):
+                Cover.cover(a_class=True)
             return obj
         raise TypeError(f"driftwatch.watch cannot watch class {obj.__name__}: only dspy.Module subclasses "
                         "(programs) and optimizers")

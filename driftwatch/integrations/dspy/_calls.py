@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from dspy.utils.usage_tracker import UsageTracker
 
 from driftwatch.integrations._common import Patches
 from driftwatch.integrations.dspy._optimizer import CTX
+from driftwatch.integrations.dspy._program import MARK
 from driftwatch.integrations.dspy._state import vars_of
 from driftwatch.integrations.dspy._tools import CALL_KEY
 from driftwatch.integrations.dspy._watch import Cover, ProgramWatch, agent_of, derived_agent, observe_watch
@@ -27,6 +27,7 @@ from driftwatch.tracing import GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, provi
 
 #: the module (``dspy.dsp.utils.settings``: the package's ``settings`` is the instance), for its main config
 _dspy_settings = importlib.import_module("dspy.dsp.utils.settings")
+_obj_getattr = object.__getattribute__
 
 __all__ = ["CallRecord", "UsageSum", "begin", "call_target", "end", "lm_model", "make_acall", "make_call",
            "prediction_text"]
@@ -147,10 +148,17 @@ def _serving_lm(pw: ProgramWatch) -> Any:
 def tokens(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
     """(input, output) tokens summed over DSPy's ``{lm: usage}`` totals; ``None`` when none reported."""
     counter = UsageSum()
-    for entry in (usage or {}).values():
-        if isinstance(entry, Mapping):
-            counter.count(entry)
+    counter.pending.extend(entry for entry in (usage or {}).values() if isinstance(entry, Mapping))
     return counter.totals()
+
+
+_ABSENT = object()
+
+
+def _count(entry: Mapping[str, Any], name: str, other: str) -> Any:
+    """``entry[name]``, else ``entry[other]`` (the Responses API's name), else ``None``."""
+    n = entry.get(name, _ABSENT)
+    return entry.get(other) if n is _ABSENT else n
 
 
 class UsageSum(UsageTracker):
@@ -158,7 +166,8 @@ class UsageSum(UsageTracker):
 
     DSPy deep-copies the usage tracker into each ``dspy.Parallel`` worker thread; this one hands out
     itself instead, so the tokens a program spends in its own parallel sections count. An LM call only appends
-    its usage (``list.append`` is atomic: no lock on the LM call's path); :meth:`totals` sums them.
+    its usage (``list.append`` is atomic: no lock on the LM call's path); :meth:`totals` sums them, once per
+    program call, by the thread that made the call.
     """
 
     def __init__(self) -> None:
@@ -166,7 +175,6 @@ class UsageSum(UsageTracker):
         self.tin = 0
         self.tout = 0
         self.seen = False
-        self.lock = threading.Lock()
         self.pending: list[Mapping[str, Any]] = []
 
     def __deepcopy__(self, memo: Any) -> UsageSum:
@@ -179,43 +187,41 @@ class UsageSum(UsageTracker):
         if usage_entry:
             self.pending.append(usage_entry)
 
-    def count(self, entry: Mapping[str, Any]) -> None:
-        tin = entry.get("prompt_tokens", entry.get("input_tokens"))
-        tout = entry.get("completion_tokens", entry.get("output_tokens"))
-        with self.lock:
-            if type(tin) is int:
-                self.tin += tin
-                self.seen = True
-            if type(tout) is int:
-                self.tout += tout
-                self.seen = True
-
     def totals(self) -> tuple[int | None, int | None]:
+        """The input and output tokens of every entry added so far (``None`` when none reported either):
+        ``prompt_tokens`` / ``completion_tokens``, else ``input_tokens`` / ``output_tokens``."""
         pending, self.pending = self.pending, []
-        for entries in self.usage_data.values():  # rolled up by a nested dspy.track_usage() block
-            pending.extend(entries)
-        self.usage_data.clear()
+        if self.usage_data:  # rolled up by a nested dspy.track_usage() block
+            for entries in self.usage_data.values():
+                pending.extend(entries)
+            self.usage_data.clear()
+        tin, tout, seen = self.tin, self.tout, self.seen
         for entry in pending:
-            self.count(entry)
-        return (self.tin, self.tout) if self.seen else (None, None)
+            n = _count(entry, "prompt_tokens", "input_tokens")
+            if type(n) is int:
+                tin, seen = tin + n, True
+            n = _count(entry, "completion_tokens", "output_tokens")
+            if type(n) is int:
+                tout, seen = tout + n, True
+        self.tin, self.tout, self.seen = tin, tout, seen
+        return (tin, tout) if seen else (None, None)
 
 
 class CallRecord:
     """One recorded program call: the scope, the usage tracker when driftwatch opened one, the tools it ran."""
 
-    __slots__ = ("context_token", "lock", "scope", "tools", "usage")
+    __slots__ = ("context_token", "scope", "tools", "usage")
 
     def __init__(self, scope: CallScope) -> None:
         self.scope = scope
         self.context_token: Any = None
         self.usage: UsageSum | None = None
+        #: appended to by the threads the program runs tools in (``list.append`` and ``tuple(list)`` are atomic)
         self.tools: list[str] = []
-        self.lock = threading.Lock()
 
     def add_tool(self, name: str) -> None:
         """A tool the program ran during the call (possibly from a ``dspy.Parallel`` worker thread)."""
-        with self.lock:
-            self.tools.append(name)
+        self.tools.append(name)
 
     def open_context(self) -> None:
         """Put the record (for tool calls) and, unless the user tracks usage, a token counter into DSPy's
@@ -223,7 +229,7 @@ class CallRecord:
         its generator-based context manager."""
         ov = thread_local_overrides.get()
         overrides = dotdict({**_dspy_settings.main_thread_config, **ov, CALL_KEY: self})
-        if ov.get("usage_tracker") is None and not dspy.settings.track_usage:
+        if ov.get("usage_tracker") is None and not overrides.get("track_usage"):  # dspy.settings.track_usage
             self.usage = overrides["usage_tracker"] = UsageSum()
         self.context_token = thread_local_overrides.set(overrides)
 
@@ -240,8 +246,7 @@ class CallRecord:
             tin, tout = tokens(get() if callable(get) else None)
         scope = self.scope
         text = prediction_text(result, scope.runtime.agent_options(scope.agent).output_key)
-        with self.lock:
-            tools = tuple(self.tools)
+        tools = tuple(self.tools)
         scope.finish(output_chars=len(text) if text is not None else None, output_text=text,
                      input_tokens=tin, output_tokens=tout, tools=tools)
 
@@ -281,24 +286,62 @@ def end(rec: CallRecord, result: Any = None, error: BaseException | None = None)
         rec.scope.runtime.error("call", exc)
 
 
+def _enter(module: Any) -> CallRecord | None:
+    """The record of a call of ``module`` when it is a watched program's outermost call, else ``None``."""
+    try:
+        agent = call_target(module)
+        return begin(module, agent) if agent is not None else None
+    except Exception as exc:  # noqa: BLE001  # never break the host
+        get_runtime().error("dspy", exc)
+        return None
+
+
+_CALLBACKS_WRAPPERS = ("with_callbacks.<locals>.sync_wrapper", "with_callbacks.<locals>.async_wrapper")
+
+
+def unwrapped(orig: Callable[..., Any]) -> Callable[..., Any] | None:
+    """What DSPy's ``with_callbacks`` wrapper ``orig`` wraps (``Module.__call__`` / ``acall`` itself), or ``None``
+    when ``orig`` is not exactly that wrapper (e.g. another instrumentor's, which must not be skipped)."""
+    code = getattr(orig, "__code__", None)
+    inner = getattr(orig, "__wrapped__", None)
+    if code is None or not callable(inner) or code.co_qualname not in _CALLBACKS_WRAPPERS \
+            or not code.co_filename.replace("\\", "/").endswith("dspy/utils/callback.py"):
+        return None
+    return inner
+
+
+def no_callbacks(module: Any) -> bool:
+    """Whether DSPy's ``with_callbacks`` wrapper would call the module straight through: no callback active
+    (what it computes: ``dspy.settings.get("callbacks", []) + getattr(instance, "callbacks", [])``)."""
+    try:
+        return not (dspy.settings.get("callbacks", []) + getattr(module, "callbacks", []))
+    except Exception:  # noqa: BLE001  # DSPy's wrapper meets the same error: let it raise it
+        return False
+
+
 def make_call(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
-    """``Module.__call__`` recording the outermost call of a watched program (inert once ``patches`` is undone)."""
+    """``Module.__call__`` recording the outermost call of a watched program (inert once ``patches`` is undone).
+
+    It takes the place of DSPy's ``with_callbacks`` wrapper when no callback is active (what that wrapper does
+    then: call ``Module.__call__``), so that a module call has as many frames as without driftwatch: DSPy 3.3
+    walks the whole stack (``inspect.stack()``, source lines included) each time a module reads its ``forward``,
+    which cost ~50 µs per extra frame per program call. Most module calls are of modules nobody watched (a
+    program's predictors): for those, one look at the instance's ``__dict__`` for the mark (what
+    :func:`call_target` would read first) before DSPy's own call.
+    """
     gen = patches.generation
+    inner = unwrapped(orig)
 
     @functools.wraps(orig)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807  # replaces Module.__call__
-        if patches.generation != gen:
-            return orig(self, *args, **kwargs)
-        try:
-            agent = call_target(self)
-            rec = begin(self, agent) if agent is not None else None
-        except Exception as exc:  # noqa: BLE001  # never break the host
-            get_runtime().error("dspy", exc)
-            rec = None
+        fn = inner if inner is not None and no_callbacks(self) else orig
+        if patches.generation != gen or (MARK not in _obj_getattr(self, "__dict__") and not Cover.any):
+            return fn(self, *args, **kwargs)
+        rec = _enter(self)
         if rec is None:
-            return orig(self, *args, **kwargs)
+            return fn(self, *args, **kwargs)
         try:
-            result = orig(self, *args, **kwargs)
+            result = fn(self, *args, **kwargs)
         except BaseException as exc:
             end(rec, error=exc)
             raise
@@ -312,21 +355,18 @@ def make_call(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
 def make_acall(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
     """``Module.acall``, likewise."""
     gen = patches.generation
+    inner = unwrapped(orig)
 
     @functools.wraps(orig)
     async def acall(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if patches.generation != gen:
-            return await orig(self, *args, **kwargs)
-        try:
-            agent = call_target(self)
-            rec = begin(self, agent) if agent is not None else None
-        except Exception as exc:  # noqa: BLE001  # never break the host
-            get_runtime().error("dspy", exc)
-            rec = None
+        fn = inner if inner is not None and no_callbacks(self) else orig
+        if patches.generation != gen or (MARK not in _obj_getattr(self, "__dict__") and not Cover.any):
+            return await fn(self, *args, **kwargs)
+        rec = _enter(self)
         if rec is None:
-            return await orig(self, *args, **kwargs)
+            return await fn(self, *args, **kwargs)
         try:
-            result = await orig(self, *args, **kwargs)
+            result = await fn(self, *args, **kwargs)
         except BaseException as exc:
             end(rec, error=exc)
             raise
@@ -335,4 +375,3 @@ def make_acall(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]
 
     acall.__driftwatch_original__ = orig  # type: ignore[attr-defined]  # what it wraps
     return acall
-

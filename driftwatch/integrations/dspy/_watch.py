@@ -4,6 +4,7 @@ that compares it with what that instance last had."""
 from __future__ import annotations
 
 import functools
+import operator
 import threading
 import weakref
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from driftwatch.runtime import Runtime, get_runtime, is_suppressed
 from driftwatch.tracker import Lazy, Lineage
 
 _obj_getattr = object.__getattribute__
+_revision_id = operator.attrgetter("revision_id")
 
 __all__ = ["SHAPE", "Component", "Cover", "ProgramWatch", "agent_of", "derived_agent", "existing_watch", "observe",
            "observe_watch", "refresh", "watch_for"]
@@ -40,9 +42,25 @@ SHAPE = "<shape>"
 
 
 class Cover:
-    """Which programs are watched: those marked with an agent, or every one (:func:`instrument`)."""
+    """Which programs are watched: those marked with an agent, or every one (:func:`instrument`).
+
+    ``any``: whether a module without a mark of its own (in its ``__dict__``) may be watched: every one is
+    (:func:`instrument`), or a ``dspy.Module`` subclass is marked. While it is false, the patched
+    ``Module.__call__`` passes an unmarked module's call straight through (:meth:`cover`).
+    """
 
     all = False
+    classes = False
+    any = False
+
+    @classmethod
+    def cover(cls, *, every: bool | None = None, a_class: bool = False) -> None:
+        """``every``: :func:`instrument` (True) or :func:`uninstrument` (False); ``a_class``: a class was marked."""
+        if every is not None:
+            cls.all = every
+        if a_class:
+            cls.classes = True
+        cls.any = cls.all or cls.classes
 
 
 class Component(Lineage):
@@ -118,7 +136,7 @@ class ProgramWatch:
         """This instance's own revision (the ``gen_ai.agent.version`` of the calls it serves): the combined
         revision id of its components as it last had them, what :func:`program_revision` gives for it."""
         comps = self.components
-        key = (self.shape_name, self.shape.revision_id, *(c.revision_id for c in comps))
+        key = (self.shape_name, self.shape.revision_id, *map(_revision_id, comps))
         cached = self._version
         if cached is not None and cached[0] == key:
             return cached[1]
