@@ -246,6 +246,68 @@ class DriftEngine:
             st.next_export = now + _EXPORT_S
             self.export(st)
 
+    def on_calls(self, calls: list[Call], on_error: Callable[[str, BaseException], None] = _ignore) -> None:
+        """The calls of one agent, in order: what :meth:`on_call` does for each, with the agent's lock taken once
+        per stretch of calls and the gauges exported once at the end. An alarm (or a rolled-back behaviour
+        confirmed) is raised at its own call, before the next call is fed; a call that raises is reported to
+        ``on_error("drift", exc)`` and the others are still fed."""
+        now = time.monotonic()
+        if now >= self._next_poll and self.poll_s > 0:
+            self.poll_commands(now)
+        st = self._agents.get(calls[0].agent) or self._agent(calls[0].agent)
+        record_for, reference_calls = self.record_for, self.reference_calls
+        mon, opm = st.mon, st.ops
+        i, n, export = 0, len(calls), False
+        while i < n:
+            fired: list[tuple[str, float]] = []
+            confirmed = 0
+            errors: list[BaseException] = []
+            with st.lock:
+                while i < n:
+                    call = calls[i]
+                    i += 1
+                    try:
+                        rec = record_for(call)
+                        status = mon.update(rec)
+                        ops = opm.update(rec)
+                    except Exception as exc:  # noqa: BLE001  # reported below; the batch's other calls go on
+                        errors.append(exc)
+                        continue
+                    if st.anchor is not None:
+                        st.calls_since_anchor += 1
+                    if st.settle and mon.ring_size >= reference_calls:
+                        self._freeze(st, "after_change")
+                        export = True
+                    if st.confirming:
+                        if status.fired:  # the rolled-back behaviour still drifts: the new alarm stands
+                            st.confirming = False
+                        elif mon.ring_size >= reference_calls:
+                            confirmed = mon.ring_size
+                            st.alarmed.clear()
+                            self._freeze(st, "rolled_back")
+                            st.confirming = False
+                    if ops.fired:
+                        st.ops_alarmed.update(ops.fired)
+                        export = True
+                    if status.fired:
+                        latched = mon.latched  # the score at the crossing (an embedding batch may end lower)
+                        fired = [(s, latched.get(s, status.signals[s])) for s in status.fired]
+                    if fired or confirmed:
+                        break  # raised at this call, before the next one is fed
+            for exc in errors:
+                on_error("drift", exc)
+            for signal, score in fired:
+                self._raise(st, signal, score)
+            if confirmed and self.on_confirm is not None:
+                self.on_confirm(st.name, confirmed)
+            if fired or confirmed:
+                self.export(st)
+        # the reference size shown: moves with every call while warming, then only at a freeze
+        moved = (mon.reference_size if mon.armed else mon.ring_size) != st.exported_reference
+        if export or moved or now >= st.next_export:
+            st.next_export = now + _EXPORT_S
+            self.export(st)
+
     def on_score(self, agent: str, value: float) -> None:
         """A score of the metric that feeds the agent's ``score`` signal (the runtime picks it)."""
         st = self._agent(agent)
