@@ -110,6 +110,10 @@ def _ignore(stage: str, exc: BaseException) -> None:
     """The default ``on_error``: nothing to count into."""
 
 
+def _reraise(stage: str, exc: BaseException) -> None:
+    raise exc
+
+
 class DriftEngine:
     """Drift detection for every agent of one process (or one runtime).
 
@@ -206,51 +210,15 @@ class DriftEngine:
                           call.error, call.score, call.embedding, call.duration_s, call.input_tokens)
 
     def on_call(self, call: Call) -> None:
-        now = time.monotonic()
-        if now >= self._next_poll and self.poll_s > 0:
-            self.poll_commands(now)
-        st = self._agents.get(call.agent) or self._agent(call.agent)
-        rec = self.record_for(call)
-        mon = st.mon
-        with st.lock:
-            status = mon.update(rec)
-            ops = st.ops.update(rec)
-            if st.anchor is not None:
-                st.calls_since_anchor += 1
-            froze = st.settle and mon.ring_size >= self.reference_calls
-            if froze:
-                self._freeze(st, "after_change")
-            confirmed = 0
-            if st.confirming:
-                if status.fired:  # the rolled-back behaviour still drifts: the new alarm stands
-                    st.confirming = False
-                elif mon.ring_size >= self.reference_calls:
-                    confirmed = mon.ring_size
-                    st.alarmed.clear()
-                    self._freeze(st, "rolled_back")
-                    st.confirming = False
-            # the reference size shown: moves with every call while warming, then only at a freeze
-            moved = (mon.reference_size if mon.armed else mon.ring_size) != st.exported_reference
-            if status.fired:
-                latched = st.mon.latched  # the score at the crossing (an embedding batch may end lower)
-                fired = [(s, latched.get(s, status.signals[s])) for s in status.fired]
-            else:
-                fired = []
-            if ops.fired:
-                st.ops_alarmed.update(ops.fired)
-        for signal, score in fired:
-            self._raise(st, signal, score)
-        if confirmed and self.on_confirm is not None:
-            self.on_confirm(st.name, confirmed)
-        if confirmed or fired or ops.fired or froze or moved or now >= st.next_export:
-            st.next_export = now + _EXPORT_S
-            self.export(st)
+        """Feed one call (an error raises: :meth:`on_calls` is the runtime's way in)."""
+        self.on_calls([call], _reraise)
 
-    def on_calls(self, calls: list[Call], on_error: Callable[[str, BaseException], None] = _ignore) -> None:
-        """The calls of one agent, in order: what :meth:`on_call` does for each, with the agent's lock taken once
-        per stretch of calls and the gauges exported once at the end. An alarm (or a rolled-back behaviour
-        confirmed) is raised at its own call, before the next call is fed; a call that raises is reported to
-        ``on_error("drift", exc)`` and the others are still fed."""
+    def on_calls(self, calls: list[Call], on_error: Callable[[str, BaseException], None]) -> None:
+        """The calls of one agent, in order, each fed to the monitors, with the agent's lock taken once per stretch
+        of calls and the gauges exported once at the end (the scores at most every 0.5 s; at once on an alarm, a
+        freeze or while warming). An alarm (or a rolled-back behaviour confirmed) is raised at its own call,
+        before the next call is fed; a call that raises is reported to ``on_error("drift", exc)`` and the
+        others are still fed."""
         now = time.monotonic()
         if now >= self._next_poll and self.poll_s > 0:
             self.poll_commands(now)
