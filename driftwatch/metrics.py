@@ -433,17 +433,17 @@ class Metrics:
         then added under the agent's lock once, and each counter (tokens, tools, refusals, format failures)
         incremented once by its sum. A call that raises is reported to ``on_error("metrics", exc)`` and not
         counted; the others are."""
-        agent = calls[0].agent
-        a = self._agent_children.get(agent)
-        if a is None:
-            a = self._agent_calls(agent)
-        if self.call_series is None:  # multiprocess mode: prometheus_client's objects, call by call
+        if len(calls) == 1 or self.call_series is None:  # one call (cheaper on its own), or multiprocess mode
             for call in calls:
                 try:
                     self.on_call(call)
                 except Exception as exc:  # noqa: BLE001  # counted; the batch's other calls go on
                     on_error("metrics", exc)
             return
+        agent = calls[0].agent
+        a = self._agent_children.get(agent)
+        if a is None:
+            a = self._agent_calls(agent)
         ok = error = refusals = formats = in_tokens = out_tokens = 0
         d_sum = c_sum = 0.0
         d_at: list[int] = []

@@ -106,8 +106,8 @@ class WindowAggregator:
         close are written after. A call that raises is reported to ``on_error("windows", exc)``; the others
         are summed."""
         agent = calls[0].agent
-        closed: list[CallWindow] = []
-        errors: list[BaseException] = []
+        closed: list[CallWindow] | None = None
+        errors: list[BaseException] | None = None
         max_calls, max_age_s = self.max_calls, self.max_age_s
         with self._lock:
             w = self._open.get(agent)
@@ -118,7 +118,7 @@ class WindowAggregator:
                     # after a call still land in that call's window
                     if w is None or w.calls >= max_calls or now - w.start >= max_age_s:
                         if w is not None:
-                            closed.append(self._open.pop(agent))
+                            closed = [*(closed or ()), self._open.pop(agent)]
                         w = self._window(agent, now)
                     w.calls += 1
                     if now > w.end:
@@ -140,11 +140,13 @@ class WindowAggregator:
                         w.refusals += bool(call.refused)
                         w.format_failures += call.format_ok is False
                 except Exception as exc:  # noqa: BLE001  # reported below; the batch's other calls go on
-                    errors.append(exc)
-        for done in closed:
-            self.write(done)
-        for exc in errors:
-            on_error("windows", exc)
+                    errors = [*(errors or ()), exc]
+        if closed is not None:
+            for done in closed:
+                self.write(done)
+        if errors is not None:
+            for exc in errors:
+                on_error("windows", exc)
 
     def on_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
         """Count signals a hook derived on its own for the agent's latest call (``Runtime.record_signals``)."""

@@ -227,9 +227,9 @@ class DriftEngine:
         mon, opm = st.mon, st.ops
         i, n, export = 0, len(calls), False
         while i < n:
-            fired: list[tuple[str, float]] = []
+            fired: list[tuple[str, float]] | None = None
             confirmed = 0
-            errors: list[BaseException] = []
+            errors: list[BaseException] | None = None
             with st.lock:
                 while i < n:
                     call = calls[i]
@@ -239,7 +239,7 @@ class DriftEngine:
                         status = mon.update(rec)
                         ops = opm.update(rec)
                     except Exception as exc:  # noqa: BLE001  # reported below; the batch's other calls go on
-                        errors.append(exc)
+                        errors = [*(errors or ()), exc]
                         continue
                     if st.anchor is not None:
                         st.calls_since_anchor += 1
@@ -262,13 +262,14 @@ class DriftEngine:
                         fired = [(s, latched.get(s, status.signals[s])) for s in status.fired]
                     if fired or confirmed:
                         break  # raised at this call, before the next one is fed
-            for exc in errors:
-                on_error("drift", exc)
-            for signal, score in fired:
-                self._raise(st, signal, score)
-            if confirmed and self.on_confirm is not None:
-                self.on_confirm(st.name, confirmed)
+            if errors is not None:
+                for exc in errors:
+                    on_error("drift", exc)
             if fired or confirmed:
+                for signal, score in fired or ():
+                    self._raise(st, signal, score)
+                if confirmed and self.on_confirm is not None:
+                    self.on_confirm(st.name, confirmed)
                 self.export(st)
         # the reference size shown: moves with every call while warming, then only at a freeze
         moved = (mon.reference_size if mon.armed else mon.ring_size) != st.exported_reference
