@@ -428,6 +428,87 @@ class Metrics:
         if call.format_ok is False:
             self.format_failures.labels(call.agent).inc()
 
+    def on_calls(self, calls: list[Call], on_error: Callable[[str, BaseException], None]) -> None:
+        """The calls of one agent (``calls[0].agent``), as :meth:`on_call` counts each: summed in a local loop,
+        then added under the agent's lock once, and each counter (tokens, tools, refusals, format failures)
+        incremented once by its sum. A call that raises is reported to ``on_error("metrics", exc)`` and not
+        counted; the others are."""
+        if len(calls) == 1 or self.call_series is None:  # one call (cheaper on its own), or multiprocess mode
+            for call in calls:
+                try:
+                    self.on_call(call)
+                except Exception as exc:  # noqa: BLE001  # counted; the batch's other calls go on
+                    on_error("metrics", exc)
+            return
+        agent = calls[0].agent
+        a = self._agent_children.get(agent)
+        if a is None:
+            a = self._agent_calls(agent)
+        ok = error = refusals = formats = in_tokens = out_tokens = 0
+        d_sum = c_sum = 0.0
+        d_at: list[int] = []
+        c_at: list[int] = []
+        tools: dict[str, int] = {}
+        exemplars: list[tuple[Call, int]] = []
+        for call in calls:
+            try:
+                d = call.duration_s
+                n = call.output_chars
+                i = bisect_left(_DURATION_BOUNDS, d)
+                j = -1 if n is None or n != n else bisect_left(_CHARS_BOUNDS, n)
+                t_in, t_out = call.input_tokens, call.output_tokens
+                if (t_in and t_in < 0) or (t_out and t_out < 0):
+                    raise ValueError("Counters can only be incremented by non-negative amounts.")
+                d_sum += d
+                if n is not None:
+                    c_sum += n
+                    if j >= 0:
+                        c_at.append(j)
+            except Exception as exc:  # noqa: BLE001  # counted; the batch's other calls go on
+                on_error("metrics", exc)
+                continue
+            if d == d:  # NaN falls in no bucket (as in prometheus_client)
+                d_at.append(i)
+            if call.error:
+                error += 1
+            else:
+                ok += 1
+            if t_in:
+                in_tokens += t_in
+            if t_out:
+                out_tokens += t_out
+            for tool in call.tools:
+                tools[tool] = tools.get(tool, 0) + 1
+            if call.refused:
+                refusals += 1
+            if call.format_ok is False:
+                formats += 1
+            if call.trace_id is not None:
+                exemplars.append((call, i))
+        with a.lock:
+            a.ok += ok
+            a.error += error
+            a.duration_sum += d_sum
+            duration = a.duration
+            for i in d_at:
+                duration[i] += 1
+            a.chars_sum += c_sum
+            chars = a.chars
+            for j in c_at:
+                chars[j] += 1
+        for call, i in exemplars:
+            self._call_exemplar(a, call, i)
+        if in_tokens:
+            self.tokens.labels(agent, "input").inc(in_tokens)
+        if out_tokens:
+            self.tokens.labels(agent, "output").inc(out_tokens)
+        for tool, count in tools.items():
+            self.tool_calls.labels(agent, tool).inc(count)
+        if refusals:
+            self.refusals.labels(agent).inc(refusals)
+        if formats:
+            self.format_failures.labels(agent).inc(formats)
+
     def _agent_calls(self, agent: str) -> Any:
         """Start the agent's call series (zero in every status): its sums, or its prometheus_client children."""
         if self.call_series is not None:

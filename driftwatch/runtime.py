@@ -577,53 +577,55 @@ class Runtime(GuardHostMixin):
                 self.error("call", exc)
 
     def _record_calls(self, calls: list[Call]) -> None:
-        """Derive each call's signals, then fan it out: metrics, call windows, drift engine (an agent past the
-        agent limit is counted as ``other``, without drift detection; tools past the tool limit as ``other``)."""
-        metrics, windows, drift, names, options, error = self.metrics, self._windows, self.drift, self.names, \
-            self._options, self.error
+        """Derive each call's signals, then hand each run of one agent's calls to the sinks at once: metrics, call
+        windows, drift engine (an agent past the agent limit is counted as ``other``, without drift detection;
+        tools past the tool limit as ``other``). Each sink counts a failing call under its stage and goes on."""
+        metrics, windows, drift, names, error = self.metrics, self._windows, self.drift, self.names, self.error
         evaluate = drift is not None  # evaluator and embedding: only drift reads them
-        agent: str | None = None  # the previous call's agent (a batch is mostly one agent's): looked up once
-        entry: AgentNames | None = None
-        opts = DEFAULT_OPTIONS
-        for call in calls:
-            if call.agent != agent:
-                agent = call.agent
-                try:
-                    entry = names.get(agent)
-                    if entry is None and agent != OTHER:  # OTHER: a CallScope already counted the fold
-                        entry = self.safe("limits", self.agent_names, agent)
-                    if entry is not None and agent not in self._served:  # its version moves only with a change
-                        self._served.add(agent)
-                    opts = options.get(agent if entry is not None else OTHER, DEFAULT_OPTIONS)
-                except Exception as exc:  # noqa: BLE001  # never break the host (nor the batch's other calls)
-                    self.error("limits", exc)
-                    entry, opts = None, DEFAULT_OPTIONS
-            if entry is None:
-                call.agent = OTHER
-            if call.tools:
-                try:
-                    call.tools = names.tools(entry, call.tools)
-                except Exception as exc:  # noqa: BLE001  # never break the host
-                    error("limits", exc)
-                    call.tools = ()
-            # the per-call hot path: each step guarded inline (through safe it costs ~1 µs more per call)
-            if call.output_text is not None:
-                try:
-                    derive(call, opts, error, evaluate=evaluate)
-                except Exception as exc:  # noqa: BLE001  # never break the host
-                    error("signals", exc)
+        i, n = 0, len(calls)
+        while i < n:
+            agent = calls[i].agent
+            j = i + 1
+            while j < n and calls[j].agent == agent:
+                j += 1
+            run = calls if j - i == n else calls[i:j]
+            i = j
+            try:
+                entry = names.get(agent)
+                if entry is None and agent != OTHER:  # OTHER: a CallScope already counted the fold
+                    entry = self.safe("limits", self.agent_names, agent)
+                if entry is not None and agent not in self._served:  # its version moves only with a change
+                    self._served.add(agent)
+                opts = self._options.get(agent if entry is not None else OTHER, DEFAULT_OPTIONS)
+            except Exception as exc:  # noqa: BLE001  # never break the host (nor the batch's other calls)
+                error("limits", exc)
+                entry, opts = None, DEFAULT_OPTIONS
+            for call in run:
+                if entry is None:
+                    call.agent = OTHER
+                if call.tools:
+                    try:
+                        call.tools = names.tools(entry, call.tools)
+                    except Exception as exc:  # noqa: BLE001  # never break the host
+                        error("limits", exc)
+                        call.tools = ()
+                if call.output_text is not None:  # each step guarded inline (through safe: ~1 µs more per call)
+                    try:
+                        derive(call, opts, error, evaluate=evaluate)
+                    except Exception as exc:  # noqa: BLE001  # never break the host
+                        error("signals", exc)
             if metrics is not None:
                 try:
-                    metrics.on_call(call)
+                    metrics.on_calls(run, error)
                 except Exception as exc:  # noqa: BLE001  # never break the host
                     error("metrics", exc)
             try:
-                windows.on_call(call)
+                windows.on_calls(run, error)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 error("windows", exc)
             if drift is not None and entry is not None:
                 try:
-                    drift.on_call(call)  # an alarm it raises is stored within a wait of its own (record_alarm)
+                    drift.on_calls(run, error)  # an alarm it raises is stored within a wait of its own
                 except Exception as exc:  # noqa: BLE001  # never break the host
                     error("drift", exc)
 

@@ -74,6 +74,10 @@ class CallWindow:
         return s[0] / s[1] if s and s[1] else None
 
 
+def _reraise(stage: str, exc: BaseException) -> None:
+    raise exc
+
+
 class WindowAggregator:
     """Sums calls, signals and scores per agent; hands each closed window to ``write``."""
 
@@ -94,37 +98,55 @@ class WindowAggregator:
         return w
 
     def on_call(self, call: Call) -> None:
-        now = call.timestamp or time.time()
-        closed = None
+        """Sum one call (an error raises: :meth:`on_calls` is the runtime's way in)."""
+        self.on_calls([call], _reraise)
+
+    def on_calls(self, calls: list[Call], on_error: Callable[[str, BaseException], None]) -> None:
+        """The calls of one agent, in order, as :meth:`on_call` sums each, under the lock once; the windows they
+        close are written after. A call that raises is reported to ``on_error("windows", exc)``; the others
+        are summed."""
+        agent = calls[0].agent
+        closed: list[CallWindow] | None = None
+        errors: list[BaseException] | None = None
+        max_calls, max_age_s = self.max_calls, self.max_age_s
         with self._lock:
-            w = self._open.get(call.agent)
-            # a full (or old) window is closed when the *next* call arrives, so the scores reported just
-            # after a call still land in that call's window
-            if w is None or w.calls >= self.max_calls or now - w.start >= self.max_age_s:
-                if w is not None:
-                    closed = self._open.pop(call.agent)
-                w = self._window(call.agent, now)
-            w.calls += 1
-            if now > w.end:
-                w.end = now
-            if call.error:
-                w.errors += 1
-            w.duration_s += call.duration_s
-            if call.output_chars is not None:
-                w.output_chars += call.output_chars
-                w.sized_calls += 1
-            if call.input_tokens:
-                w.input_tokens += call.input_tokens
-            if call.output_tokens:
-                w.output_tokens += call.output_tokens
-            for tool in call.tools:
-                w.tools[tool] = w.tools.get(tool, 0) + 1
-            if call.refused is not None or call.format_ok is not None:
-                w.checked_calls += 1
-                w.refusals += bool(call.refused)
-                w.format_failures += call.format_ok is False
+            w = self._open.get(agent)
+            for call in calls:
+                try:
+                    now = call.timestamp or time.time()
+                    # a full (or old) window is closed when the *next* call arrives, so the scores reported just
+                    # after a call still land in that call's window
+                    if w is None or w.calls >= max_calls or now - w.start >= max_age_s:
+                        if w is not None:
+                            closed = [*(closed or ()), self._open.pop(agent)]
+                        w = self._window(agent, now)
+                    w.calls += 1
+                    if now > w.end:
+                        w.end = now
+                    if call.error:
+                        w.errors += 1
+                    w.duration_s += call.duration_s
+                    if call.output_chars is not None:
+                        w.output_chars += call.output_chars
+                        w.sized_calls += 1
+                    if call.input_tokens:
+                        w.input_tokens += call.input_tokens
+                    if call.output_tokens:
+                        w.output_tokens += call.output_tokens
+                    for tool in call.tools:
+                        w.tools[tool] = w.tools.get(tool, 0) + 1
+                    if call.refused is not None or call.format_ok is not None:
+                        w.checked_calls += 1
+                        w.refusals += bool(call.refused)
+                        w.format_failures += call.format_ok is False
+                except Exception as exc:  # noqa: BLE001  # reported below; the batch's other calls go on
+                    errors = [*(errors or ()), exc]
         if closed is not None:
-            self.write(closed)
+            for done in closed:
+                self.write(done)
+        if errors is not None:
+            for exc in errors:
+                on_error("windows", exc)
 
     def on_signals(self, agent: str, *, refused: bool | None, format_ok: bool | None) -> None:
         """Count signals a hook derived on its own for the agent's latest call (``Runtime.record_signals``)."""

@@ -110,6 +110,10 @@ def _ignore(stage: str, exc: BaseException) -> None:
     """The default ``on_error``: nothing to count into."""
 
 
+def _reraise(stage: str, exc: BaseException) -> None:
+    raise exc
+
+
 class DriftEngine:
     """Drift detection for every agent of one process (or one runtime).
 
@@ -206,43 +210,70 @@ class DriftEngine:
                           call.error, call.score, call.embedding, call.duration_s, call.input_tokens)
 
     def on_call(self, call: Call) -> None:
+        """Feed one call (an error raises: :meth:`on_calls` is the runtime's way in)."""
+        self.on_calls([call], _reraise)
+
+    def on_calls(self, calls: list[Call], on_error: Callable[[str, BaseException], None]) -> None:
+        """The calls of one agent, in order, each fed to the monitors, with the agent's lock taken once per stretch
+        of calls and the gauges exported once at the end (the scores at most every 0.5 s; at once on an alarm, a
+        freeze or while warming). An alarm (or a rolled-back behaviour confirmed) is raised at its own call,
+        before the next call is fed; a call that raises is reported to ``on_error("drift", exc)`` and the
+        others are still fed."""
         now = time.monotonic()
         if now >= self._next_poll and self.poll_s > 0:
             self.poll_commands(now)
-        st = self._agents.get(call.agent) or self._agent(call.agent)
-        rec = self.record_for(call)
-        mon = st.mon
-        with st.lock:
-            status = mon.update(rec)
-            ops = st.ops.update(rec)
-            if st.anchor is not None:
-                st.calls_since_anchor += 1
-            froze = st.settle and mon.ring_size >= self.reference_calls
-            if froze:
-                self._freeze(st, "after_change")
+        st = self._agents.get(calls[0].agent) or self._agent(calls[0].agent)
+        record_for, reference_calls = self.record_for, self.reference_calls
+        mon, opm = st.mon, st.ops
+        i, n, export = 0, len(calls), False
+        while i < n:
+            fired: list[tuple[str, float]] | None = None
             confirmed = 0
-            if st.confirming:
-                if status.fired:  # the rolled-back behaviour still drifts: the new alarm stands
-                    st.confirming = False
-                elif mon.ring_size >= self.reference_calls:
-                    confirmed = mon.ring_size
-                    st.alarmed.clear()
-                    self._freeze(st, "rolled_back")
-                    st.confirming = False
-            # the reference size shown: moves with every call while warming, then only at a freeze
-            moved = (mon.reference_size if mon.armed else mon.ring_size) != st.exported_reference
-            if status.fired:
-                latched = st.mon.latched  # the score at the crossing (an embedding batch may end lower)
-                fired = [(s, latched.get(s, status.signals[s])) for s in status.fired]
-            else:
-                fired = []
-            if ops.fired:
-                st.ops_alarmed.update(ops.fired)
-        for signal, score in fired:
-            self._raise(st, signal, score)
-        if confirmed and self.on_confirm is not None:
-            self.on_confirm(st.name, confirmed)
-        if confirmed or fired or ops.fired or froze or moved or now >= st.next_export:
+            errors: list[BaseException] | None = None
+            with st.lock:
+                while i < n:
+                    call = calls[i]
+                    i += 1
+                    try:
+                        rec = record_for(call)
+                        status = mon.update(rec)
+                        ops = opm.update(rec)
+                    except Exception as exc:  # noqa: BLE001  # reported below; the batch's other calls go on
+                        errors = [*(errors or ()), exc]
+                        continue
+                    if st.anchor is not None:
+                        st.calls_since_anchor += 1
+                    if st.settle and mon.ring_size >= reference_calls:
+                        self._freeze(st, "after_change")
+                        export = True
+                    if st.confirming:
+                        if status.fired:  # the rolled-back behaviour still drifts: the new alarm stands
+                            st.confirming = False
+                        elif mon.ring_size >= reference_calls:
+                            confirmed = mon.ring_size
+                            st.alarmed.clear()
+                            self._freeze(st, "rolled_back")
+                            st.confirming = False
+                    if ops.fired:
+                        st.ops_alarmed.update(ops.fired)
+                        export = True
+                    if status.fired:
+                        latched = mon.latched  # the score at the crossing (an embedding batch may end lower)
+                        fired = [(s, latched.get(s, status.signals[s])) for s in status.fired]
+                    if fired or confirmed:
+                        break  # raised at this call, before the next one is fed
+            if errors is not None:
+                for exc in errors:
+                    on_error("drift", exc)
+            if fired or confirmed:
+                for signal, score in fired or ():
+                    self._raise(st, signal, score)
+                if confirmed and self.on_confirm is not None:
+                    self.on_confirm(st.name, confirmed)
+                self.export(st)
+        # the reference size shown: moves with every call while warming, then only at a freeze
+        moved = (mon.reference_size if mon.armed else mon.ring_size) != st.exported_reference
+        if export or moved or now >= st.next_export:
             st.next_export = now + _EXPORT_S
             self.export(st)
 

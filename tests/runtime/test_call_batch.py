@@ -118,7 +118,7 @@ def test_errors_in_a_batch_are_counted_per_stage_and_the_host_returns(monkeypatc
         def boom(call: Call) -> None:
             raise RuntimeError("the drift engine is down")
 
-        monkeypatch.setattr(cap.runtime.drift, "on_call", boom)
+        monkeypatch.setattr(cap.runtime.drift, "record_for", boom)  # how the engine reads each call
 
         @driftwatch.watch(agent="bot")
         def answer() -> str:
@@ -193,3 +193,53 @@ def test_a_forked_child_processes_its_own_calls_not_the_parents() -> None:
         assert _ok_calls(rt, "bot") == 3.0  # control: the parent's kept calls are the parent's
     finally:
         rt.close()
+
+
+def _mixed_calls() -> list[Call]:
+    """Three agents interleaved in runs of different lengths, with errors, tools, tokens, refusals, unknown sizes
+    and a NaN duration, and one call no sink can sum (its duration is text)."""
+    rng = random.Random(3)
+    calls = []
+    for k in range(300):
+        agent = ("a", "b", "c")[(k // rng.choice((1, 3, 7))) % 3]
+        text = "I'm sorry, but I can't help with that." if k % 11 == 0 else "x" * rng.randint(1, 3000)
+        calls.append(Call(agent, rng.expovariate(20.0), k % 13 == 0, "ValueError" if k % 13 == 0 else None,
+                          None if k % 17 == 0 else len(text), text, k % 5, rng.randint(0, 50),
+                          ("search", "calc")[: k % 3], None, None, 1_000_000.0 + k * 0.01))
+    calls[150].duration_s = math.nan
+    calls[200].duration_s = "slow"  # type: ignore[assignment]  # a hook's bad value: every sink raises on it
+    return calls
+
+
+def _sums(call_batch: int) -> tuple[dict[str, float], dict[str, int], list[tuple], list[tuple]]:
+    registry = CollectorRegistry()
+    rt = Runtime(Settings.from_env(ledger=":memory:", registry=registry, tracing=False, call_batch=call_batch,
+                                   call_batch_s=3600.0, drift_reference_calls=50))
+    try:
+        for call in _mixed_calls():
+            rt.record_call(call)
+        exposed = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                   for line in generate_latest(registry).decode().splitlines()
+                   if "_created" not in line and "internal_errors" not in line and not line.startswith("#")}
+        windows = sorted((w.agent, w.start, w.end, w.calls, w.errors, w.sized_calls, w.output_chars,
+                          w.input_tokens, w.output_tokens, w.refusals, w.checked_calls, sorted(w.tools.items()))
+                         for w in rt._windows._open.values())
+        drift = [(a, s["collected_calls"], s["scores"], s["operational"])
+                 for a in ("a", "b", "c") for s in [rt.drift.status(a)]]
+        return exposed, rt.error_counts, windows, drift
+    finally:
+        rt.close()
+
+
+def test_a_batch_of_mixed_agents_and_errors_counts_as_calls_one_by_one() -> None:
+    """The same calls of three interleaved agents, processed in batches and one by one: the same exposed metrics
+    (counts, histogram buckets and sums, tokens, tools, refusals), the same call windows, the same drift
+    statistics, and the failing call counted once per stage while the rest of its batch is counted."""
+    one_by_one = _sums(1)
+    batched = _sums(64)
+    exposed, errors, _, _ = one_by_one
+    assert errors["metrics"] == errors["windows"] == 1  # control: the bad call fails in these sinks ...
+    assert sum(v for k, v in exposed.items() if k.startswith("driftwatch_calls_total")) == 299.0  # ... alone
+    assert exposed['driftwatch_tool_calls_total{agent="b",tool="calc"}'] > 0
+    assert batched[1:] == one_by_one[1:]
+    assert batched[0] == pytest.approx(exposed, rel=1e-12, nan_ok=True)  # duration sums: added in another order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -45,13 +46,13 @@ def test_signals_are_derived_once_and_put_on_the_call(cap):
     driftwatch.configure_agent("bot", format="json")
     seen: list[tuple[bool | None, bool | None]] = []
     engine = cap.runtime.drift
-    original = engine.on_call
+    original = engine.record_for  # how the engine reads each call (batched or not)
 
-    def spy(call: Call) -> None:  # the drift engine is a consumer: it sees the derived fields
+    def spy(call: Call) -> Any:  # the drift engine is a consumer: it sees the derived fields
         seen.append((call.refused, call.format_ok))
-        original(call)
+        return original(call)
 
-    engine.on_call = spy
+    engine.record_for = spy
     for text in ANSWERS:
         cap.runtime.record_call(Call("bot", 0.01, output_chars=len(text), output_text=text))
     cap.runtime.flush_calls()  # the calls kept for a batch reach the engine
