@@ -15,6 +15,8 @@ threads), which other processes do not inflate; ``--clock wall`` times wall time
 - watched+otel        watched, with an SDK TracerProvider, SimpleSpanProcessor and in-memory exporter
 - watched+batch       watched, with an SDK TracerProvider, BatchSpanProcessor (production's) and in-memory
                       exporter (the export runs on the processor's thread: the CPU clock counts it too)
+- sdk-span            the bare program inside one plain SDK span per call (start, made current, end; no
+                      attributes; the watched+batch provider): the floor of any tool that makes one span per call
 - openinference       ``openinference-instrumentation-dspy`` with the same in-memory exporter setup
 
 The two instrumentations patch DSPy classes, so each mode installs its patches for its turn and
@@ -41,14 +43,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import dspy
+from bytecodes import added_by_file, bytecodes  # benchmarks/bytecodes.py
 from dspy.utils import DummyLM
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -158,7 +161,7 @@ def main() -> None:
     dw_dspy.uninstrument()
     pristine = _snapshot()
     if args.bytecodes:
-        print_bytecodes(programs, {"watched": rt_plain, "watched+batch": rt_batch})
+        print_bytecodes(programs, {"watched": rt_plain, "watched+batch": rt_batch}, batch_provider)
         return
 
     try:
@@ -180,6 +183,20 @@ def main() -> None:
         finally:
             dw_dspy.uninstrument()
 
+    def run_spanned() -> float:
+        tracer = batch_provider.get_tracer("bench")
+        program = programs["bare"]
+        start = CLOCK()
+        for i in range(args.calls):
+            span = tracer.start_span("invoke_agent bench")
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                program(question=f"What is the capital of France? ({i % 7})")
+            finally:
+                otel_context.detach(token)
+                span.end()
+        return (CLOCK() - start) / args.calls * 1e6
+
     def run_oi() -> float:
         assert oi is not None
         oi.instrument(tracer_provider=provider, skip_dep_check=True)
@@ -191,7 +208,7 @@ def main() -> None:
 
     phases = [{"bare": run_bare, "watched": lambda: run_watched("watched", rt_plain),
                "watched+otel": lambda: run_watched("watched+otel", rt_otel),
-               "watched+batch": lambda: run_watched("watched+batch", rt_batch)}]
+               "watched+batch": lambda: run_watched("watched+batch", rt_batch), "sdk-span": run_spanned}]
     if oi is not None:
         phases.append({"bare": run_bare, "openinference": run_oi})
     print(f"3-predictor DSPy program on DummyLM: {args.rounds} rounds x {args.calls} calls per mode, interleaved, "
@@ -222,50 +239,42 @@ def main() -> None:
         batch_exporter.clear()
 
 
-def bytecodes(program: dspy.Module, calls: int = 20) -> Counter[str]:
-    """The Python bytecodes one call of ``program`` executes (a mean over ``calls``), by file."""
-    counts: Counter[str] = Counter()
+def print_bytecodes(programs: dict[str, dspy.Module], runtimes: dict[str, Runtime],
+                    provider: TracerProvider) -> None:
+    def run(program: dspy.Module) -> Callable[[int], object]:
+        return lambda i: program(question=f"What is the capital of France? ({i % 7})")
 
-    def trace(frame: Any, event: str, arg: Any) -> Any:
-        frame.f_trace_opcodes, frame.f_trace_lines = True, False
-        if event == "opcode":
-            counts[frame.f_code.co_filename] += 1
-        return trace
-
-    for i in range(50):  # warm-up: first sightings, caches
-        program(question=f"What is the capital of France? ({i % 7})")
-    sys.settrace(trace)
-    try:
-        for i in range(calls):
-            program(question=f"What is the capital of France? ({i % 7})")
-    finally:
-        sys.settrace(None)
-    return Counter({name: n // calls for name, n in counts.items()})
-
-
-def print_bytecodes(programs: dict[str, dspy.Module], runtimes: dict[str, Runtime]) -> None:
-    def short(path: str) -> str:
-        for root in ("site-packages/", "driftwatch/"):
-            if root in path:
-                return ("driftwatch/" if root == "driftwatch/" else "") + path.rsplit(root, 1)[1]
-        return path.rsplit("/", 1)[-1]
-
-    bare = bytecodes(programs["bare"])
+    bare = bytecodes(run(programs["bare"]), calls=20, warmup=50)
     print(f"Python bytecodes per program call (deterministic; C work is not counted): bare {bare.total():,}")
+    print(f"{'mode':<15} {'bytecodes':>10} {'added':>9} {'ratio':>7}   where (by file)")
+
+    def row(mode: str, counts: Counter[str]) -> None:
+        print(f"{mode:<15} {counts.total():10d} {counts.total() - bare.total():9d} "
+              f"{counts.total() / bare.total():6.3f}x   {added_by_file(counts, bare)}")
+
+    row("bare", bare)
     for mode, rt in runtimes.items():
         set_runtime(rt)
         dw_dspy.watch_object(programs[mode], agent="bench")
         try:
-            counts = bytecodes(programs[mode])
+            counts = bytecodes(run(programs[mode]), calls=20, warmup=50)
         finally:
             dw_dspy.uninstrument()
             set_runtime(None)
-        added = Counter()
-        for name in counts.keys() | bare.keys():
-            added[short(name)] += counts[name] - bare[name]
-        top = ", ".join(f"{name} {n:+,}" for name, n in added.most_common(8) if n)
-        print(f"  {mode:<14} {counts.total():,} ({counts.total() / bare.total():.3f}x, "
-              f"{counts.total() - bare.total():+,}): {top}")
+        row(mode, counts)
+    tracer = provider.get_tracer("bench")
+    program = programs["bare"]
+
+    def spanned(i: int) -> object:
+        span = tracer.start_span("invoke_agent bench")
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            return program(question=f"What is the capital of France? ({i % 7})")
+        finally:
+            otel_context.detach(token)
+            span.end()
+
+    row("sdk-span", bytecodes(spanned, calls=20, warmup=50))
 
 
 def run_phase(modes: dict[str, Callable[[], float]], rounds: int, exporters: tuple[InMemorySpanExporter, ...],

@@ -1,7 +1,7 @@
 """Added cost per invoke of watching a 3-node LangGraph graph, next to its peers.
 
 Run:  .venv/bin/python benchmarks/bench_langgraph.py [--invokes 100] [--rounds 30] [--clock cpu|wall]
-                                                     [--processor simple|batch] [--sample-ratio 1.0]
+                                                     [--processor simple|batch] [--sample-ratio 1.0] [--bytecodes]
 
 The graph is ``prep -> reflect -> agent`` with ``FakeListChatModel`` (the agent node makes one chat-model
 call with a system prompt; the prompt does not change, so this is driftwatch's steady-state hot path).
@@ -28,7 +28,11 @@ time.
                   last, in its own rounds, and its ratio is to the median of as many bare rounds measured just
                   before it is installed (the machine's load then, not the interleaved rounds' earlier load)
 
-Goal (issue 4): watched ≤ 1.10x bare.
+``--bytecodes`` counts instead the Python bytecodes one invoke runs in each mode (OpenInference and OpenLLMetry
+included), by file (``benchmarks/bytecodes.py``): a figure that load does not move, and a lower bound on the time
+ratio (C work — the SDK's allocation and locks, garbage collection — is not in it).
+
+Goal (issue 15): watched ≤ 1.10x bare with a BatchSpanProcessor.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import time
 import warnings
 from typing import Any, TypedDict
 
+from bytecodes import added_by_file, bytecodes  # benchmarks/bytecodes.py
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -150,6 +155,9 @@ def main() -> None:
     parser.add_argument("--processor", choices=("simple", "batch"), default="simple")
     parser.add_argument("--sample-ratio", type=float, default=1.0,
                         help="head sampling of traces (ParentBased(TraceIdRatioBased)); 1.0 records every span")
+    parser.add_argument("--bytecodes", action="store_true",
+                        help="count the Python bytecodes one invoke executes per mode, by file (a figure that load "
+                             "does not move), instead of timing")
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -180,6 +188,10 @@ def main() -> None:
     for graph, rt, _ in graphs.values():  # warm up (baselines, imports, caches)
         set_runtime(rt or rt_trace)
         per_invoke_us(graph, 20)
+
+    if args.bytecodes:
+        print_bytecodes(graphs, last, rt_trace, provider, args.processor)
+        return
 
     results: dict[str, list[float]] = {m: [] for m in graphs}
     names = list(graphs)
@@ -224,6 +236,29 @@ def main() -> None:
     errors = rt_trace.error_counts or rt_plain.error_counts or rt_bare.error_counts
     if errors:
         print(f"internal errors counted (driftwatch_internal_errors_total, by stage): {errors}")
+
+
+def print_bytecodes(graphs: dict[str, tuple[Any, Runtime | None, Any]], last: dict[str, Any], rt_trace: Runtime,
+                    provider: TracerProvider, processor: str) -> None:
+    """Python bytecodes per invoke of each mode (the one that cannot be uninstrumented last)."""
+    state = {"system_prompt": PROMPT, "question": "How do I reset my password?"}
+    counted: dict[str, Any] = {}
+    for name, (graph, rt, instrumentor) in [*graphs.items(), *last.items()]:
+        set_runtime(rt or rt_trace)
+        if instrumentor is not None:
+            instrumentor.instrument(tracer_provider=provider)
+        try:
+            counted[name] = bytecodes(lambda _i, g=graph: g.invoke(state))
+        finally:
+            if instrumentor is not None and name not in last:
+                instrumentor.uninstrument()
+    bare = counted["bare"]
+    print(f"3-node LangGraph graph, FakeListChatModel: Python bytecodes per invoke (deterministic; C work is not "
+          f"counted), {processor} span processor")
+    print(f"{'mode':<16} {'bytecodes':>10} {'added':>9} {'ratio':>7}   where (by file)")
+    for name, counts in counted.items():
+        print(f"{name:<16} {counts.total():10d} {counts.total() - bare.total():9d} "
+              f"{counts.total() / bare.total():6.3f}x   {added_by_file(counts, bare, top=4)}")
 
 
 if __name__ == "__main__":
