@@ -27,38 +27,47 @@ _NODE_RUNS_KEPT = 10_000  # node runs in progress remembered per handler
 
 class Invocation:
     """One watched graph run in progress: what the handler (and :class:`DriftwatchMiddleware`) gather for its
-    call record."""
+    call record.
 
-    __slots__ = ("agent", "handler", "helper_runs", "hooked", "input_tokens", "lock", "model", "offered", "output",
-                 "output_tokens", "provider", "registry", "root", "selections", "stream", "structured", "tools",
-                 "traced")
+    Made once per run, so only what differs per run is set here: the rest are class defaults, replaced on the
+    instance when a run has something (the sets through :meth:`own`, made on first use).
+    """
+
+    #: a streamed run: its output comes from the root run's on_chain_end
+    stream = False
+    #: the run carries no handler: its chat-model events come from the class-level hooks (``_hooks``)
+    hooked = False
+    root: Any = None
+    output: Any = None
+    #: the agent's tool calls (a new tuple for each answer that has some, under :attr:`lock`)
+    tools: tuple[str, ...] = ()
+    input_tokens = 0
+    output_tokens = 0
+    #: guards the totals above (held for a few additions: one lock for every run)
+    lock = threading.Lock()
+    #: tool names bound for structured output (never agent tools), and tools offered by middleware
+    structured: frozenset[str] | set[str] = frozenset()
+    offered: frozenset[str] | set[str] = frozenset()
+    #: run ids of helper model calls in progress (their tool calls are not the agent's)
+    helper_runs: frozenset[Any] | set[Any] = frozenset()
+    #: node tasks (checkpoint namespaces) in which a per-request tool selection ran
+    selections: frozenset[str] | set[str] = frozenset()
+    #: the agent's own model: provider and model name of its first own model call (read only when ``traced``)
+    provider: str | None = None
+    model: str | None = None
+    #: the run has a span (tracing is live): only then is its model looked up (a span attribute)
+    traced = False
 
     def __init__(self, handler: DriftwatchCallbackHandler, agent: str, registry: frozenset[str] | None = None) -> None:
         self.handler = handler
         self.agent = agent
-        self.stream = False  # a streamed run: its output comes from the root run's on_chain_end
-        #: the run carries no handler: its chat-model events come from the class-level hooks (``_hooks``)
-        self.hooked = False
-        self.root: Any = None
-        self.output: Any = None
-        self.tools: list[str] = []
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.lock = threading.Lock()
         #: the agent's tool registry (names its ToolNodes run), None when the graph runs its tools itself
         self.registry = registry
-        #: tool names bound for structured output (never agent tools), and tools offered by middleware
-        self.structured: set[str] = set()
-        self.offered: set[str] = set()
-        #: run ids of helper model calls in progress (their tool calls are not the agent's)
-        self.helper_runs: set[Any] = set()
-        #: node tasks (checkpoint namespaces) in which a per-request tool selection ran
-        self.selections: set[str] = set()
-        #: the agent's own model: provider and model name of its first own model call (read only when ``traced``)
-        self.provider: str | None = None
-        self.model: str | None = None
-        #: the run has a span (tracing is live): only then is its model looked up (a span attribute)
-        self.traced = False
+
+    def own(self, name: str) -> set[Any]:
+        """The run's own set ``name`` (``structured``, ``offered``, ``helper_runs``, ``selections``), made on first
+        use (atomically: parallel branches may ask at once)."""
+        return self.__dict__.setdefault(name, set())  # type: ignore[no-any-return]
 
     def counts(self, tool: str) -> bool:
         """Whether a tool call of the agent's own model call is an agent tool call."""
@@ -112,6 +121,8 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
         #: attribution comes from chain events (node runs' outputs); False when the watched graph's state
         #: writers note prompt writes themselves (see ``spied_nodes``)
         self.chain_attribution = True
+        #: (node table, tool registry) of the last graph run with this handler (``_runs``: looked up per table)
+        self.registry_memo: tuple[Any, frozenset[str] | None] | None = None
 
     @property
     def ignore_chain(self) -> bool:  # LangChain reads it for each chain event, per handler
@@ -193,8 +204,11 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
         params = kwargs.get("invocation_params") or {}
         site, helper, source = call_site(node_of(metadata, "model"), metadata, kwargs.get("name"),
                                          kwargs.get("options"))
-        if inv is not None and (helper or (inv.traced and inv.model is None)):
-            self._note_call(inv, run_id, metadata, params, helper, source)
+        if inv is not None:
+            if helper:
+                self._note_helper(inv, run_id, metadata, source)
+            elif inv.traced and inv.model is None:  # the agent's model (a span attribute)
+                inv.provider, inv.model = model_of(metadata, params)
         if MIDDLEWARE.get() == agent:
             return  # DriftwatchMiddleware observes this request (the final one)
         system = []
@@ -218,18 +232,14 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
         # by this very observation too)
 
     @staticmethod
-    def _note_call(inv: Invocation, run_id: Any, metadata: dict[str, Any] | None, params: dict[str, Any],
-                   helper: bool, source: str | None) -> None:
-        """What a model call tells the run's record: a helper call (its tool calls do not count), a tool
-        selection (the request it narrows keeps its tools out of the comparison), the agent's model."""
-        if helper:
-            inv.helper_runs.add(run_id)
-            if source == TOOL_SELECTION and metadata:
-                ns = metadata.get("langgraph_checkpoint_ns")
-                if isinstance(ns, str):
-                    inv.selections.add(ns)
-        elif inv.traced and inv.model is None:
-            inv.provider, inv.model = model_of(metadata, params)
+    def _note_helper(inv: Invocation, run_id: Any, metadata: dict[str, Any] | None, source: str | None) -> None:
+        """What a helper model call tells the run's record: its tool calls do not count; a tool selection's
+        request it narrows keeps its tools out of the comparison."""
+        inv.own("helper_runs").add(run_id)
+        if source == TOOL_SELECTION and metadata:
+            ns = metadata.get("langgraph_checkpoint_ns")
+            if isinstance(ns, str):
+                inv.own("selections").add(ns)
 
     def on_llm_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
         inv = ACTIVE.get()
@@ -269,6 +279,7 @@ class DriftwatchCallbackHandler(BaseCallbackHandler):
                     tokens_out += int(usage.get("output_tokens") or 0)
         if names or tokens_in or tokens_out:
             with inv.lock:
-                inv.tools.extend(names)
+                if names:
+                    inv.tools = (*inv.tools, *names)
                 inv.input_tokens += tokens_in
                 inv.output_tokens += tokens_out

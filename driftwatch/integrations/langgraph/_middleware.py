@@ -90,8 +90,8 @@ def _observe_model_request(agent: str, request: Any, normalize: Callable[[str], 
         inv = None
     tools: Any = list(request.tools or ())
     if inv is not None:
-        inv.structured.update(structured_names(request.response_format))
-        inv.offered.update(names_of(tools))
+        inv.own("structured").update(structured_names(request.response_format))
+        inv.own("offered").update(names_of(tools))
         if inv.selected(metadata):
             tools = SKIP  # chosen for this request by a tool selector: not the agent's tool set
     system = []

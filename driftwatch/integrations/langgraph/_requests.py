@@ -60,6 +60,7 @@ def _tools_state(tools: Sequence[Any]) -> list[dict[str, Any]]:
 
 #: value types that hash by value (settings of these kinds are used as they are, without a ``hash`` attempt)
 _ATOMIC = frozenset({str, int, float, bool, type(None), bytes})
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 def hashable_key(value: Any) -> Any:
@@ -71,7 +72,10 @@ def hashable_key(value: Any) -> Any:
     if kind is dict:
         return ("d", tuple((k, hashable_key(v)) for k, v in value.items()))
     if kind is list or kind is tuple:
-        return ("l", tuple([v if type(v) in _ATOMIC else hashable_key(v) for v in value]))
+        items = tuple(value)
+        if _ATOMIC.issuperset(map(type, items)):  # a list of atoms (no per-item loop in Python)
+            return ("l", items)
+        return ("l", tuple([v if type(v) in _ATOMIC else hashable_key(v) for v in items]))
     try:
         hash(value)
         return value
@@ -89,10 +93,9 @@ def items_key(items: Iterable[tuple[str, Any]]) -> Any:
     models' settings), else with each other value frozen (:func:`hashable_key`)."""
     key = tuple(items)
     atomic = _ATOMIC
-    for _name, value in key:
-        if type(value) not in atomic:
-            return tuple([(k, v) if type(v) in atomic else (k, hashable_key(v)) for k, v in key])
-    return key
+    if atomic.issuperset(map(type, map(_second, key))):  # every value an atom (no per-item loop in Python)
+        return key
+    return tuple(zip(map(_first, key), map(hashable_key, map(_second, key)), strict=True))
 
 
 class _Slot:
@@ -135,7 +138,9 @@ def observe_request(rt: Runtime, agent: str, site: str, system: Sequence[str], t
                             source="agent" if writer else "runtime", node=writer)
         slot.system_key = key
     if tools is not SKIP:
-        _observe_tools(slot, tools or ())
+        tools = tools or ()
+        if tools is not slot.tools_obj:  # the same list (or no tools again): nothing to compare
+            _observe_tools(slot, tools)
     if params_key != slot.params_key:
         slot.params.observe(Lazy(params_state), key=params_key, kind="model_params", source="runtime")
         slot.params_key = params_key

@@ -14,10 +14,10 @@ from langchain_core.callbacks import BaseCallbackManager
 from driftwatch.integrations._common import PerRuntime, parse_version
 from driftwatch.integrations.langgraph._attribution import spied_nodes
 from driftwatch.integrations.langgraph._handler import ACTIVE, DriftwatchCallbackHandler, Invocation
-from driftwatch.integrations.langgraph._hooks import ensure_hooks, hooks_installed
+from driftwatch.integrations.langgraph._hooks import _HOOKS, ensure_hooks
 from driftwatch.integrations.langgraph._sites import tool_registry
 from driftwatch.observation import output_text
-from driftwatch.runtime import CallScope, get_runtime
+from driftwatch.runtime import CallScope, Runtime, get_runtime
 from driftwatch.tracing import GEN_AI_CONVERSATION_ID, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL
 
 __all__ = ["Started", "conversation_of", "handler_of", "run_ainvoke", "run_astream", "run_invoke", "run_stream",
@@ -36,7 +36,10 @@ _LAST_MODEL: PerRuntime[str, tuple[str | None, str | None]] = PerRuntime(str)
 def conversation_of(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """The ``thread_id`` a run is given (its config, else the graph's own config): its conversation id."""
     config = kwargs.get("config") if "config" in kwargs else (args[1] if len(args) > 1 else None)
-    for cfg in (config, getattr(graph, "config", None)):
+    own = getattr(graph, "config", None)
+    if config is None and own is None:
+        return None  # the common case: no config anywhere
+    for cfg in (config, own):
         configurable = cfg.get("configurable") if isinstance(cfg, dict) else None
         thread = configurable.get("thread_id") if isinstance(configurable, dict) else None
         if thread is not None and isinstance(thread, str | int):
@@ -45,22 +48,30 @@ def conversation_of(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
 
 def _begin(handler: DriftwatchCallbackHandler, agent: str, graph: Any, args: tuple[Any, ...],
-           kwargs: dict[str, Any], attach: bool = False) -> tuple[CallScope, Invocation] | None:
-    rt = get_runtime()
-    if not rt.enabled:
-        return None
+           kwargs: dict[str, Any], attach: bool = False, rt: Runtime | None = None,
+           ) -> tuple[CallScope, Invocation] | None:
+    """``rt``: the runtime in use, enabled (read by the caller), else read here."""
+    if rt is None:
+        rt = get_runtime()
+        if not rt.enabled:
+            return None
     attributes = None
     tracing = rt.tracing
     if tracing is not None and (tracing.bound or tracing.live()):  # would_trace: only a span reads them
         last = _LAST_MODEL.values(rt).get(agent)
-        conversation = conversation_of(graph, args, kwargs)
+        conversation = conversation_of(graph, args, kwargs) \
+            if kwargs or len(args) > 1 or getattr(graph, "config", None) is not None else None  # else: none
         if last is not None:
             attributes = {GEN_AI_PROVIDER_NAME: last[0], GEN_AI_REQUEST_MODEL: last[1]}  # None: left out
             if conversation is not None:
                 attributes[GEN_AI_CONVERSATION_ID] = conversation
         elif conversation is not None:
             attributes = {GEN_AI_CONVERSATION_ID: conversation}
-    inv = Invocation(handler, agent, tool_registry(graph))
+    nodes = getattr(graph, "nodes", None)
+    memo = handler.registry_memo  # (node table, its tool registry): the graph's copies share one table
+    if memo is None or memo[0] is not nodes:
+        memo = handler.registry_memo = (nodes, tool_registry(graph))
+    inv = Invocation(handler, agent, memo[1])
     # the span is current only while the graph runs: from here to the end of an invoke (``attach``: made last, so
     # nothing can fail between it and the run that ends it), else while each step runs (run_stream)
     scope = rt.begin_call(agent, attach=attach, attributes=attributes)
@@ -188,7 +199,7 @@ def run_invoke(started: Started, sup: Callable[..., Any], args: tuple[Any, ...],
         return sup(*args, **kwargs)
     scope, inv = started
     token = ACTIVE.set(inv)
-    span_token = scope.enter() if scope.token is None else None
+    span_token = scope.enter() if scope.token is None else None  # None: attached already (or no span)
     try:
         result = sup(*args, **kwargs)
     except BaseException as exc:
@@ -196,7 +207,8 @@ def run_invoke(started: Started, sup: Callable[..., Any], args: tuple[Any, ...],
         ACTIVE.reset(token)
         _end(scope, inv, exc)
         raise
-    scope.exit(span_token)
+    if span_token is not None:
+        scope.exit(span_token)
     ACTIVE.reset(token)
     if inv.output is None:
         inv.output = result
@@ -328,9 +340,12 @@ def _hooked_start(graph: Any, handler: DriftwatchCallbackHandler, args: tuple[An
     if agent is None or (outer is not None and outer.agent == agent):
         return None  # part of a run already recorded (a subgraph)
     try:
-        if not hooks_installed() and get_runtime().enabled:
+        rt = get_runtime()
+        if not rt.enabled:
+            return None
+        if not _HOOKS:
             ensure_hooks()  # before the span is made current: nothing may fail between that and the run
-        started = _begin(handler, agent, graph, args, kwargs, attach=True)
+        started = _begin(handler, agent, graph, args, kwargs, attach=True, rt=rt)
     except Exception as exc:  # noqa: BLE001  # never break the host
         get_runtime().error("call", exc)
         return None
