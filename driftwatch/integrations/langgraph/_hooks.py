@@ -38,19 +38,20 @@ from driftwatch.runtime import get_runtime
 __all__ = ["ensure_hooks", "hooks_installed", "unhook"]
 
 _HOOKS = Patches()
+#: ``INSTALLED[0]``: whether the hooks are in place (``bool(_HOOKS)``, kept by :func:`ensure_hooks` and
+#: :func:`unhook`): an item read for each hooked run, not a method call
+INSTALLED = [False]
 
 
 def hooks_installed() -> bool:
     return bool(_HOOKS)
 
 
-def _started(manager: Any, messages: Any, managers: Any, kwargs: dict[str, Any]) -> None:
-    inv = ACTIVE.get()
-    if inv is None or not inv.hooked:
-        return
+def _started(inv: Any, manager: Any, messages: Any, managers: Any, kwargs: dict[str, Any]) -> None:
+    """The chat-model requests of a hooked run ``inv``: what a handler would get, without the dispatch."""
     try:
         metadata = manager.metadata
-        if len(messages) == 1:  # one request (invoke, stream): what a handler would get, without the dispatch
+        if len(messages) == 1:  # one request (invoke, stream)
             inv.handler.model_call(inv.agent, inv, messages, managers[0].run_id, metadata, kwargs)
             return
         for message_list, run in zip(messages, managers, strict=False):
@@ -59,10 +60,7 @@ def _started(manager: Any, messages: Any, managers: Any, kwargs: dict[str, Any])
         get_runtime().error("langgraph", exc)
 
 
-def _ended(run: Any, response: Any) -> None:
-    inv = ACTIVE.get()
-    if inv is None or not inv.hooked:
-        return
+def _ended(inv: Any, run: Any, response: Any) -> None:
     try:
         inv.handler.model_end(inv, response, run.run_id)
     except Exception as exc:  # noqa: BLE001  # never break the host
@@ -74,8 +72,9 @@ def _make_start(original: Any) -> Any:
 
     def on_chat_model_start(self: Any, serialized: Any, messages: Any, run_id: Any = None, **kwargs: Any) -> Any:
         managers = original(self, serialized, messages, run_id, **kwargs)
-        if _HOOKS.generation == gen:
-            _started(self, messages, managers, kwargs)
+        inv = ACTIVE.get()
+        if inv is not None and inv.hooked and _HOOKS.generation == gen:
+            _started(inv, self, messages, managers, kwargs)
         return managers
 
     on_chat_model_start.__doc__ = original.__doc__
@@ -88,8 +87,9 @@ def _make_astart(original: Any) -> Any:
     async def on_chat_model_start(self: Any, serialized: Any, messages: Any, run_id: Any = None,
                                   **kwargs: Any) -> Any:
         managers = await original(self, serialized, messages, run_id, **kwargs)
-        if _HOOKS.generation == gen:
-            _started(self, messages, managers, kwargs)
+        inv = ACTIVE.get()
+        if inv is not None and inv.hooked and _HOOKS.generation == gen:
+            _started(inv, self, messages, managers, kwargs)
         return managers
 
     on_chat_model_start.__doc__ = original.__doc__
@@ -101,8 +101,9 @@ def _make_end(original: Any) -> Any:
 
     def on_llm_end(self: Any, response: Any, **kwargs: Any) -> None:
         original(self, response, **kwargs)
-        if _HOOKS.generation == gen:
-            _ended(self, response)
+        inv = ACTIVE.get()
+        if inv is not None and inv.hooked and _HOOKS.generation == gen:
+            _ended(inv, self, response)
 
     on_llm_end.__doc__ = original.__doc__
     return on_llm_end
@@ -113,8 +114,9 @@ def _make_aend(original: Any) -> Any:
 
     async def on_llm_end(self: Any, response: Any, **kwargs: Any) -> None:
         await original(self, response, **kwargs)
-        if _HOOKS.generation == gen:
-            _ended(self, response)
+        inv = ACTIVE.get()
+        if inv is not None and inv.hooked and _HOOKS.generation == gen:
+            _ended(inv, self, response)
 
     on_llm_end.__doc__ = original.__doc__
     return on_llm_end
@@ -131,8 +133,11 @@ def ensure_hooks() -> None:
         _HOOKS.patch(AsyncCallbackManager, "on_chat_model_start", _make_astart)
         _HOOKS.patch(CallbackManagerForLLMRun, "on_llm_end", _make_end)
         _HOOKS.patch(AsyncCallbackManagerForLLMRun, "on_llm_end", _make_aend)
+        INSTALLED[0] = True
 
 
 def unhook() -> None:
     """Take the hooks back (a watched graph's next ``invoke`` puts them back); idempotent."""
-    _HOOKS.undo()
+    with _HOOKS.lock:
+        _HOOKS.undo()
+        INSTALLED[0] = bool(_HOOKS)

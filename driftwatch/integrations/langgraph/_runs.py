@@ -14,7 +14,7 @@ from langchain_core.callbacks import BaseCallbackManager
 from driftwatch.integrations._common import PerRuntime, parse_version
 from driftwatch.integrations.langgraph._attribution import spied_nodes
 from driftwatch.integrations.langgraph._handler import ACTIVE, DriftwatchCallbackHandler, Invocation
-from driftwatch.integrations.langgraph._hooks import _HOOKS, ensure_hooks
+from driftwatch.integrations.langgraph._hooks import INSTALLED, ensure_hooks
 from driftwatch.integrations.langgraph._sites import tool_registry
 from driftwatch.observation import output_text
 from driftwatch.runtime import CallScope, Runtime, get_runtime
@@ -95,7 +95,7 @@ def _end(scope: CallScope, inv: Invocation, error: BaseException | None = None) 
             return
         text = output_text(inv.output, key=scope.runtime.agent_options(inv.agent).output_key)
         scope.finish(output_chars=len(text) if text is not None else None, output_text=text,
-                     tools=tuple(inv.tools), input_tokens=inv.input_tokens or None,
+                     tools=inv.tools, input_tokens=inv.input_tokens or None,
                      output_tokens=inv.output_tokens or None, span_attributes=span_attributes)
     except Exception as exc:  # noqa: BLE001  # never break the host
         scope.runtime.error("call", exc)
@@ -343,7 +343,7 @@ def _hooked_start(graph: Any, handler: DriftwatchCallbackHandler, args: tuple[An
         rt = get_runtime()
         if not rt.enabled:
             return None
-        if not _HOOKS:
+        if not INSTALLED[0]:
             ensure_hooks()  # before the span is made current: nothing may fail between that and the run
         started = _begin(handler, agent, graph, args, kwargs, attach=True, rt=rt)
     except Exception as exc:  # noqa: BLE001  # never break the host
@@ -377,70 +377,70 @@ def _watched_class(cls: type, handler: DriftwatchCallbackHandler | None = None) 
     return _make_class(cls, _hooked_methods, handler)
 
 
-def _make_class(cls: type, methods_of: Callable[[Callable[[], type]], dict[str, Any]],
+def _make_class(cls: type, methods_of: Callable[[list[type]], dict[str, Any]],
                 handler: DriftwatchCallbackHandler | None) -> type:
-    sub: type | None = None
-    methods = methods_of(lambda: sub)  # type: ignore[arg-type, return-value]  # set just below
+    box: list[type] = []  # the class made below, for the methods' ``super`` (an item read: no call per run)
+    methods = methods_of(box)
     for name, fn in methods.items():
         fn.__doc__ = getattr(cls, name).__doc__
     sub = type(cls.__name__, (cls,), {
         **methods, "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__,
         "__driftwatch_watched__": True, "__driftwatch_base__": cls, "__driftwatch_handler__": handler,
     })
+    box.append(sub)
     return sub
 
 
-def _config_methods(sub: Callable[[], type]) -> dict[str, Any]:
+def _config_methods(box: list[type]) -> dict[str, Any]:
     """The run methods of a watched class whose handler is in the graph's config."""
 
     def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
         args, kwargs = _keep_handler(self, args, kwargs)
-        return run_invoke(_watched_start(self, args, kwargs), super(sub(), self).invoke, args, kwargs)
+        return run_invoke(_watched_start(self, args, kwargs), super(box[0], self).invoke, args, kwargs)
 
     async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
         args, kwargs = _keep_handler(self, args, kwargs)
-        return await run_ainvoke(_watched_start(self, args, kwargs), super(sub(), self).ainvoke, args, kwargs)
+        return await run_ainvoke(_watched_start(self, args, kwargs), super(box[0], self).ainvoke, args, kwargs)
 
     def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
         args, kwargs = _keep_handler(self, args, kwargs)
-        return run_stream(_watched_start(self, args, kwargs), super(sub(), self).stream, args, kwargs)
+        return run_stream(_watched_start(self, args, kwargs), super(box[0], self).stream, args, kwargs)
 
     def astream(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         args, kwargs = _keep_handler(self, args, kwargs)
-        return run_astream(_watched_start(self, args, kwargs), super(sub(), self).astream, args, kwargs)
+        return run_astream(_watched_start(self, args, kwargs), super(box[0], self).astream, args, kwargs)
 
     return {"invoke": invoke, "ainvoke": ainvoke, "stream": stream, "astream": astream}
 
 
-def _hooked_methods(sub: Callable[[], type]) -> dict[str, Any]:
+def _hooked_methods(box: list[type]) -> dict[str, Any]:
     """The run methods of a watched class that holds its handler (``invoke``/``ainvoke`` without callbacks)."""
 
     def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
-        cls = sub()
+        cls = box[0]
         return run_invoke(_hooked_start(self, cls.__driftwatch_handler__, args, kwargs),  # type: ignore[attr-defined]
                           super(cls, self).invoke, args, kwargs)
 
     async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
-        cls = sub()
+        cls = box[0]
         return await run_ainvoke(_hooked_start(self, cls.__driftwatch_handler__, args, kwargs),  # type: ignore[attr-defined]
                                  super(cls, self).ainvoke, args, kwargs)
 
-    return {"invoke": invoke, "ainvoke": ainvoke, "stream": _hooked_streamer(sub, "stream", run_stream),
-            "astream": _hooked_streamer(sub, "astream", run_astream)}
+    return {"invoke": invoke, "ainvoke": ainvoke, "stream": _hooked_streamer(box, "stream", run_stream),
+            "astream": _hooked_streamer(box, "astream", run_astream)}
 
 
-def _hooked_streamer(sub: Callable[[], type], name: str, run: Callable[..., Any]) -> Callable[..., Any]:
+def _hooked_streamer(box: list[type], name: str, run: Callable[..., Any]) -> Callable[..., Any]:
     """``stream`` / ``astream`` (``name``, driven by ``run``) of a watched class that holds its handler."""
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        cls = sub()
+        cls = box[0]
         handler = cls.__driftwatch_handler__  # type: ignore[attr-defined]
-        original = getattr(super(cls, self), name)
         outer = ACTIVE.get()
         if outer is not None and outer.agent == handler.agent:  # invoke → stream, or a subgraph: recorded already
-            return original(*args, **kwargs)
+            return getattr(super(cls, self), name)(*args, **kwargs)
         args, kwargs, started = _streamed_start(self, handler, args, kwargs)
-        return run(started, original, args, kwargs)
+        return run(started, getattr(super(cls, self), name), args, kwargs)
 
     method.__name__ = method.__qualname__ = name
     return method
