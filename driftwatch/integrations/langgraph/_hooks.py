@@ -48,23 +48,13 @@ def hooks_installed() -> bool:
 
 
 def _started(inv: Any, manager: Any, messages: Any, managers: Any, kwargs: dict[str, Any]) -> None:
-    """The chat-model requests of a hooked run ``inv``: what a handler would get, without the dispatch."""
-    try:
-        metadata = manager.metadata
-        if len(messages) == 1:  # one request (invoke, stream)
-            inv.handler.model_call(inv.agent, inv, messages, managers[0].run_id, metadata, kwargs)
-            return
-        for message_list, run in zip(messages, managers, strict=False):
-            inv.handler.model_call(inv.agent, inv, [message_list], run.run_id, metadata, kwargs)
-    except Exception as exc:  # noqa: BLE001  # never break the host (the handler guards itself too)
-        get_runtime().error("langgraph", exc)
-
-
-def _ended(inv: Any, run: Any, response: Any) -> None:
-    try:
-        inv.handler.model_end(inv, response, run.run_id)
-    except Exception as exc:  # noqa: BLE001  # never break the host
-        get_runtime().error("langgraph", exc)
+    """The chat-model requests of a hooked run ``inv`` (what a handler would get, without the dispatch); the
+    caller catches what this raises."""
+    if len(messages) == 1:  # one request (invoke, stream)
+        inv.handler.model_call(inv.agent, inv, messages, managers[0].run_id, manager.metadata, kwargs)
+        return
+    for message_list, run in zip(messages, managers, strict=False):
+        inv.handler.model_call(inv.agent, inv, [message_list], run.run_id, manager.metadata, kwargs)
 
 
 def _make_start(original: Any) -> Any:
@@ -74,7 +64,13 @@ def _make_start(original: Any) -> Any:
         managers = original(self, serialized, messages, run_id, **kwargs)
         inv = ACTIVE.get()
         if inv is not None and inv.hooked and _HOOKS.generation == gen:
-            _started(inv, self, messages, managers, kwargs)
+            try:
+                if len(messages) == 1:  # one request (invoke, stream): the common case, without a call more
+                    inv.handler.model_call(inv.agent, inv, messages, managers[0].run_id, self.metadata, kwargs)
+                else:
+                    _started(inv, self, messages, managers, kwargs)
+            except Exception as exc:  # noqa: BLE001  # never break the host (the handler guards itself too)
+                get_runtime().error("langgraph", exc)
         return managers
 
     on_chat_model_start.__doc__ = original.__doc__
@@ -89,7 +85,10 @@ def _make_astart(original: Any) -> Any:
         managers = await original(self, serialized, messages, run_id, **kwargs)
         inv = ACTIVE.get()
         if inv is not None and inv.hooked and _HOOKS.generation == gen:
-            _started(inv, self, messages, managers, kwargs)
+            try:
+                _started(inv, self, messages, managers, kwargs)
+            except Exception as exc:  # noqa: BLE001  # never break the host (the handler guards itself too)
+                get_runtime().error("langgraph", exc)
         return managers
 
     on_chat_model_start.__doc__ = original.__doc__
@@ -103,7 +102,10 @@ def _make_end(original: Any) -> Any:
         original(self, response, **kwargs)
         inv = ACTIVE.get()
         if inv is not None and inv.hooked and _HOOKS.generation == gen:
-            _ended(inv, self, response)
+            try:
+                inv.handler.model_end(inv, response, self.run_id)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                get_runtime().error("langgraph", exc)
 
     on_llm_end.__doc__ = original.__doc__
     return on_llm_end
@@ -116,7 +118,10 @@ def _make_aend(original: Any) -> Any:
         await original(self, response, **kwargs)
         inv = ACTIVE.get()
         if inv is not None and inv.hooked and _HOOKS.generation == gen:
-            _ended(inv, self, response)
+            try:
+                inv.handler.model_end(inv, response, self.run_id)
+            except Exception as exc:  # noqa: BLE001  # never break the host
+                get_runtime().error("langgraph", exc)
 
     on_llm_end.__doc__ = original.__doc__
     return on_llm_end

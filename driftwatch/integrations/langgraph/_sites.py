@@ -83,6 +83,7 @@ def call_site(node: str, metadata: Mapping[str, Any] | None, run_name: Any,
 
 
 _MODELS: dict[tuple[Any, Any], tuple[str | None, str | None]] = {}
+_MODEL_KEYS = frozenset({"model", "model_name", "model_id"})
 _MODELS_KEPT = 256
 
 
@@ -93,7 +94,7 @@ def model_of(metadata: Mapping[str, Any] | None, params: Mapping[str, Any] | Non
     if metadata:
         provider = metadata.get("ls_provider")
         model = metadata.get("ls_model_name")
-    if not model and params:
+    if not model and params and not _MODEL_KEYS.isdisjoint(params):  # (a model without a name has none)
         model = params.get("model") or params.get("model_name") or params.get("model_id")
     key = (provider, model)
     try:
