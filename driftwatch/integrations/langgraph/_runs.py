@@ -17,7 +17,7 @@ from driftwatch.integrations.langgraph._handler import ACTIVE, DriftwatchCallbac
 from driftwatch.integrations.langgraph._hooks import INSTALLED, ensure_hooks
 from driftwatch.integrations.langgraph._sites import tool_registry
 from driftwatch.observation import output_text
-from driftwatch.runtime import CallScope, Runtime, get_runtime
+from driftwatch.runtime import CallScope, get_runtime
 from driftwatch.tracing import GEN_AI_CONVERSATION_ID, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL
 
 __all__ = ["Started", "conversation_of", "handler_of", "run_ainvoke", "run_astream", "run_invoke", "run_stream",
@@ -47,38 +47,54 @@ def conversation_of(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     return None
 
 
-def _begin(handler: DriftwatchCallbackHandler, agent: str, graph: Any, args: tuple[Any, ...],
-           kwargs: dict[str, Any], attach: bool = False, rt: Runtime | None = None,
-           ) -> tuple[CallScope, Invocation] | None:
-    """``rt``: the runtime in use, enabled (read by the caller), else read here."""
-    if rt is None:
+def _start(handler: DriftwatchCallbackHandler, agent: str | None, graph: Any, args: tuple[Any, ...],
+           kwargs: dict[str, Any], hooked: bool = False) -> Started:
+    """The scope of a new recorded run of ``agent`` (``args``/``kwargs``: the run's own), or ``None`` to run the
+    graph untouched: part of a run already recorded (a subgraph, or invoke → stream), driftwatch disabled, or an
+    error (counted, never raised).
+
+    ``hooked``: an ``invoke``/``ainvoke`` of a graph watched without a handler in its config (see ``_hooks``): the
+    run is marked ``hooked`` and its span is current from here to its end (made last, so that nothing can fail
+    between it and the run that ends it); else the span is current while the graph runs (each step of a stream).
+    """
+    if agent is None:
+        return None
+    outer = ACTIVE.get()
+    if outer is not None and (outer.agent == agent or handler.agent is None):
+        return None  # part of a run already recorded (a subgraph, or invoke → stream)
+    try:
         rt = get_runtime()
         if not rt.enabled:
             return None
-    attributes = None
-    tracing = rt.tracing
-    if tracing is not None and (tracing.bound or tracing.live()):  # would_trace: only a span reads them
-        last = _LAST_MODEL.values(rt).get(agent)
-        conversation = conversation_of(graph, args, kwargs) \
-            if kwargs or len(args) > 1 or getattr(graph, "config", None) is not None else None  # else: none
-        if last is not None:
-            attributes = {GEN_AI_PROVIDER_NAME: last[0], GEN_AI_REQUEST_MODEL: last[1]}  # None: left out
-            if conversation is not None:
-                attributes[GEN_AI_CONVERSATION_ID] = conversation
-        elif conversation is not None:
-            attributes = {GEN_AI_CONVERSATION_ID: conversation}
-    nodes = getattr(graph, "nodes", None)
-    memo = handler.registry_memo  # (node table, its tool registry): the graph's copies share one table
-    if memo is None or memo[0] is not nodes:
-        memo = handler.registry_memo = (nodes, tool_registry(graph))
-    inv = Invocation(handler, agent, memo[1])
-    # the span is current only while the graph runs: from here to the end of an invoke (``attach``: made last, so
-    # nothing can fail between it and the run that ends it), else while each step runs (run_stream)
-    scope = rt.begin_call(agent, attach=attach, attributes=attributes)
-    if scope is None:
+        if hooked and not INSTALLED[0]:
+            ensure_hooks()  # before the span is made current: nothing may fail between that and the run
+        attributes = None
+        tracing = rt.tracing
+        if tracing is not None and (tracing.bound or tracing.live()):  # would_trace: only a span reads them
+            last = _LAST_MODEL.values(rt).get(agent)
+            conversation = conversation_of(graph, args, kwargs) \
+                if kwargs or len(args) > 1 or getattr(graph, "config", None) is not None else None  # else: none
+            if last is not None:
+                attributes = {GEN_AI_PROVIDER_NAME: last[0], GEN_AI_REQUEST_MODEL: last[1]}  # None: left out
+                if conversation is not None:
+                    attributes[GEN_AI_CONVERSATION_ID] = conversation
+            elif conversation is not None:
+                attributes = {GEN_AI_CONVERSATION_ID: conversation}
+        nodes = getattr(graph, "nodes", None)
+        memo = handler.registry_memo  # (node table, its tool registry): the graph's copies share one table
+        if memo is None or memo[0] is not nodes:
+            memo = handler.registry_memo = (nodes, tool_registry(graph))
+        inv = Invocation(handler, agent, memo[1])
+        if hooked:
+            inv.hooked = True
+        scope = rt.begin_call(agent, attach=hooked, attributes=attributes)
+        if scope is None:
+            return None
+        inv.traced = scope.span is not None  # its model names the next call's span at its start, sampled or not
+        return scope, inv
+    except Exception as exc:  # noqa: BLE001  # never break the host
+        get_runtime().error("call", exc)
         return None
-    inv.traced = scope.span is not None  # its model names the next call's span at its start, sampled or not
-    return scope, inv
 
 
 def _end(scope: CallScope, inv: Invocation, error: BaseException | None = None) -> None:
@@ -181,16 +197,9 @@ def start_recording(graph: Any, handler: DriftwatchCallbackHandler | None, agent
                     args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Started:
     """The scope of a new recorded run (``args``/``kwargs``: the run's own), or ``None`` to run the graph
     untouched."""
-    if handler is None or agent is None:
+    if handler is None:
         return None
-    outer = ACTIVE.get()
-    if outer is not None and (outer.agent == agent or handler.agent is None):
-        return None  # part of a run already recorded (a subgraph, or invoke → stream)
-    try:
-        return _begin(handler, agent, graph, args, kwargs or {})
-    except Exception as exc:  # noqa: BLE001  # never break the host
-        get_runtime().error("call", exc)
-        return None
+    return _start(handler, agent, graph, args, kwargs or {})
 
 
 def run_invoke(started: Started, sup: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -199,7 +208,8 @@ def run_invoke(started: Started, sup: Callable[..., Any], args: tuple[Any, ...],
         return sup(*args, **kwargs)
     scope, inv = started
     token = ACTIVE.set(inv)
-    span_token = scope.enter() if scope.token is None else None  # None: attached already (or no span)
+    # None: attached already, or no span (enter() would return None)
+    span_token = scope.enter() if scope.token is None and scope.span is not None else None
     try:
         result = sup(*args, **kwargs)
     except BaseException as exc:
@@ -222,7 +232,7 @@ async def run_ainvoke(started: Started, sup: Callable[..., Any], args: tuple[Any
         return await sup(*args, **kwargs)
     scope, inv = started
     token = ACTIVE.set(inv)
-    span_token = scope.enter() if scope.token is None else None
+    span_token = scope.enter() if scope.token is None and scope.span is not None else None
     try:
         result = await sup(*args, **kwargs)
     except BaseException as exc:
@@ -331,29 +341,6 @@ _SUBCLASSES: dict[type, type] = {}
 _SUBCLASS_LOCK = threading.Lock()
 
 
-def _hooked_start(graph: Any, handler: DriftwatchCallbackHandler, args: tuple[Any, ...],
-                  kwargs: dict[str, Any]) -> Started:
-    """A run (``invoke``/``ainvoke``) of a graph watched without a handler in its config (see ``_hooks``): marked
-    ``hooked``; its span is current from here to its end."""
-    agent = handler.agent
-    outer = ACTIVE.get()
-    if agent is None or (outer is not None and outer.agent == agent):
-        return None  # part of a run already recorded (a subgraph)
-    try:
-        rt = get_runtime()
-        if not rt.enabled:
-            return None
-        if not INSTALLED[0]:
-            ensure_hooks()  # before the span is made current: nothing may fail between that and the run
-        started = _begin(handler, agent, graph, args, kwargs, attach=True, rt=rt)
-    except Exception as exc:  # noqa: BLE001  # never break the host
-        get_runtime().error("call", exc)
-        return None
-    if started is not None:
-        started[1].hooked = True
-    return started
-
-
 def _watched_class(cls: type, handler: DriftwatchCallbackHandler | None = None) -> type:
     """A subclass of the graph's class whose ``invoke``/``ainvoke``/``stream``/``astream`` record each run.
 
@@ -418,12 +405,14 @@ def _hooked_methods(box: list[type]) -> dict[str, Any]:
 
     def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
         cls = box[0]
-        return run_invoke(_hooked_start(self, cls.__driftwatch_handler__, args, kwargs),  # type: ignore[attr-defined]
-                          super(cls, self).invoke, args, kwargs)
+        handler = cls.__driftwatch_handler__  # type: ignore[attr-defined]
+        return run_invoke(_start(handler, handler.agent, self, args, kwargs, hooked=True), super(cls, self).invoke,
+                          args, kwargs)
 
     async def ainvoke(self: Any, *args: Any, **kwargs: Any) -> Any:
         cls = box[0]
-        return await run_ainvoke(_hooked_start(self, cls.__driftwatch_handler__, args, kwargs),  # type: ignore[attr-defined]
+        handler = cls.__driftwatch_handler__  # type: ignore[attr-defined]
+        return await run_ainvoke(_start(handler, handler.agent, self, args, kwargs, hooked=True),
                                  super(cls, self).ainvoke, args, kwargs)
 
     return {"invoke": invoke, "ainvoke": ainvoke, "stream": _hooked_streamer(box, "stream", run_stream),

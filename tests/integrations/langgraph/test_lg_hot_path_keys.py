@@ -12,7 +12,7 @@ import driftwatch
 from driftwatch.integrations.langgraph._handler import DriftwatchCallbackHandler, Invocation
 from driftwatch.integrations.langgraph._hooks import INSTALLED, hooks_installed
 from driftwatch.integrations.langgraph._requests import _ATOMIC, hashable_key, items_key
-from driftwatch.integrations.langgraph._runs import _begin, _end
+from driftwatch.integrations.langgraph._runs import _end, _start
 from driftwatch.testing import Captured
 from tests.helpers.lg_graphs import reflect_graph
 
@@ -135,7 +135,7 @@ def test_one_handler_running_two_graphs_gets_each_graph_s_tool_registry(cap: Cap
     copy = _Graph(first.nodes)  # a copy (with_config) shares the table
     registries = []
     for graph in (first, copy, second, first, _Graph({})):
-        started = _begin(handler, "shared", graph, (), {})
+        started = _start(handler, "shared", graph, (), {})
         assert started is not None
         registries.append(started[1].registry)
         _end(*started)
