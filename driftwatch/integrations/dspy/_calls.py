@@ -149,6 +149,10 @@ def _lm_entry(lm: Any) -> tuple[Any, tuple[str | None, str | None], dict[str, st
 
 def _serving_lm(pw: ProgramWatch) -> Any:
     """The LM a program call uses: its first predictor's own ``lm``, else DSPy's configured one."""
+    fast = pw.fast
+    if fast is not None:  # the first own LM, as pinned by the per-call check that just passed
+        lm = fast[4]
+        return lm if lm is not None else dspy.settings.lm
     for comp in pw.components:
         lm = vars_of(comp.obj).get("lm")
         if lm is not None:
@@ -265,10 +269,14 @@ def begin(module: Any, agent: str) -> CallRecord | None:
     if pw is not None:
         try:
             version = pw.version()
-            if would_trace(rt.tracing):  # only a span reads them
-                attributes = lm_attributes(_serving_lm(pw))
         except Exception as exc:  # noqa: BLE001  # span attributes are optional: counted
             rt.error("dspy", exc)
+        else:
+            try:  # only a span reads them: made also when none will be (cheaper than asking, ~1/2 without an SDK)
+                attributes = lm_attributes(_serving_lm(pw))
+            except Exception as exc:  # noqa: BLE001  # span attributes are optional: counted when a span reads them
+                if would_trace(rt.tracing):
+                    rt.error("dspy", exc)
     scope = rt.begin_call(agent, version=version, attributes=attributes)
     if scope is None:
         return None

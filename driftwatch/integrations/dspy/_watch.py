@@ -115,7 +115,7 @@ class ProgramWatch:
         self.shape_name: str | None = None
         self.shape_tracker: Any = None
         self.shape = Lineage()
-        self._version: tuple[tuple[Any, ...], str] | None = None
+        self._version: tuple[tuple[Any, ...], str, Any] | None = None
         #: the lineage a copy starts from (an optimizer's result: the student's), by component
         self.inherited: dict[str, Lineage] = {}
         self.lock = threading.Lock()
@@ -144,11 +144,19 @@ class ProgramWatch:
 
     def version(self) -> str | None:
         """This instance's own revision (the ``gen_ai.agent.version`` of the calls it serves): the combined
-        revision id of its components as it last had them, what :func:`program_revision` gives for it."""
+        revision id of its components as it last had them, what :func:`program_revision` gives for it.
+
+        Kept with the per-call check's layout (:attr:`fast`) it was worked out with: while that is in place, no
+        revision moved (a revision moves only in a check that found a change, which lays the check out anew, or
+        where a guard puts one back, which drops it)."""
+        fast = self.fast
+        cached = self._version
+        if fast is not None and cached is not None and cached[2] is fast:
+            return cached[1]
         comps = self.components
         key = (self.shape_name, self.shape.revision_id, *map(_revision_id, comps))
-        cached = self._version
         if cached is not None and cached[0] == key:
+            self._version = (key, cached[1], fast)
             return cached[1]
         revs = {c.path: c.revision_id for c in comps if c.revision_id is not None}
         if self.shape_name is not None and self.shape.revision_id is not None:
@@ -156,7 +164,7 @@ class ProgramWatch:
         if not revs:
             return None
         version = combine(revs)
-        self._version = (key, version)
+        self._version = (key, version, fast)
         return version
 
     def forget_keys(self) -> None:
@@ -246,6 +254,7 @@ class ProgramWatch:
         calls: list[Any] = []
         expect: list[Any] = []
         iters: list[Any] = []
+        own_lm = None  # the first component's own LM (pinned: what _calls._serving_lm reads while this holds)
         for comp in self.components:
             pins = comp.pins
             if comp.pin_key is not comp.key or pins is None:
@@ -253,6 +262,8 @@ class ProgramWatch:
             calls.append(functools.partial(getattr, comp, "key"))
             expect.append(comp.pin_key)
             d = vars_of(comp.obj)
+            if own_lm is None:
+                own_lm = pins[1] if comp.flex else pins[2]
             if comp.flex:
                 calls.extend(functools.partial(_dict_get, d, k) for k in FLEX_KEYS)
                 expect.extend(pins)
@@ -275,7 +286,7 @@ class ProgramWatch:
             live.extend((iterable, _END))
             expect.extend(items)
             expect.append(_END[0])
-        return probe, calls, live, tuple(expect)
+        return probe, calls, live, tuple(expect), own_lm
 
     def _check_shape(self, shape: dict[str, Any], changes: list[Change], source: str,
                      run_id: str | None) -> None:
