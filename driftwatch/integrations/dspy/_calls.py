@@ -348,20 +348,29 @@ def make_call(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
     which cost ~50 µs per extra frame per program call. Most module calls are of modules nobody watched (a
     program's predictors): for those, one look at the instance's ``__dict__`` for the mark (what
     :func:`call_target` would read first) before DSPy's own call.
+
+    Whether a callback is active is what DSPy's wrapper computes (``dspy.settings.get("callbacks", []) +
+    getattr(instance, "callbacks", [])``), read the way ``dspy.settings`` reads it (the thread's overrides, then the
+    main config: the same two mappings ``dspy.context`` and :func:`begin` use) and from the instance's
+    ``__dict__`` when it holds ``callbacks``, without the Python-level ``Settings.get`` / ``__getattr__`` and
+    ``Module.__getattribute__`` (~25 bytecodes per module call).
     """
     gen = patches.generation
     inner = unwrapped(orig)
 
     @functools.wraps(orig)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807  # replaces Module.__call__
+        d = _obj_getattr(self, "__dict__")
         fn = orig
         if inner is not None:
-            try:  # no callback active (what DSPy's wrapper computes), inline: the per-module-call path
-                if not (dspy.settings.get("callbacks", []) + getattr(self, "callbacks", [])):
+            try:  # no callback active: what DSPy's wrapper computes, read as DSPy's settings do (see above)
+                ov = thread_local_overrides.get()
+                cbs = ov["callbacks"] if "callbacks" in ov else _dspy_settings.main_thread_config.get("callbacks", [])
+                if not (cbs + (d["callbacks"] if "callbacks" in d else getattr(self, "callbacks", []))):
                     fn = inner
             except Exception:  # noqa: BLE001, S110  # DSPy's wrapper meets the same error: let it raise it
                 pass
-        if patches.generation != gen or (MARK not in _obj_getattr(self, "__dict__") and not Cover.any):
+        if (MARK not in d and not Cover.any) or patches.generation != gen:
             return fn(self, *args, **kwargs)
         try:  # _enter(self), inline
             agent = call_target(self)
@@ -390,14 +399,17 @@ def make_acall(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]
 
     @functools.wraps(orig)
     async def acall(self: Any, *args: Any, **kwargs: Any) -> Any:
+        d = _obj_getattr(self, "__dict__")
         fn = orig
         if inner is not None:
-            try:  # no callback active (what DSPy's wrapper computes)
-                if not (dspy.settings.get("callbacks", []) + getattr(self, "callbacks", [])):
+            try:  # no callback active (as in __call__)
+                ov = thread_local_overrides.get()
+                cbs = ov["callbacks"] if "callbacks" in ov else _dspy_settings.main_thread_config.get("callbacks", [])
+                if not (cbs + (d["callbacks"] if "callbacks" in d else getattr(self, "callbacks", []))):
                     fn = inner
             except Exception:  # noqa: BLE001, S110  # DSPy's wrapper meets the same error: let it raise it
                 pass
-        if patches.generation != gen or (MARK not in _obj_getattr(self, "__dict__") and not Cover.any):
+        if (MARK not in d and not Cover.any) or patches.generation != gen:
             return await fn(self, *args, **kwargs)
         rec = _enter(self)
         if rec is None:
