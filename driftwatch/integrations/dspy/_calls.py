@@ -147,17 +147,22 @@ def _lm_entry(lm: Any) -> tuple[Any, tuple[str | None, str | None], dict[str, st
     return entry
 
 
-def _serving_lm(pw: ProgramWatch) -> Any:
-    """The LM a program call uses: its first predictor's own ``lm``, else DSPy's configured one."""
+def _serving_lm(pw: ProgramWatch, ov: Mapping[str, Any] | None = None) -> Any:
+    """The LM a program call uses: its first predictor's own ``lm``, else DSPy's configured one (``ov``: the
+    thread's DSPy overrides, when the caller has them: ``dspy.settings.lm`` read as DSPy reads it)."""
     fast = pw.fast
     if fast is not None:  # the first own LM, as pinned by the per-call check that just passed
         lm = fast[4]
-        return lm if lm is not None else dspy.settings.lm
-    for comp in pw.components:
-        lm = vars_of(comp.obj).get("lm")
         if lm is not None:
             return lm
-    return dspy.settings.lm
+    else:
+        for comp in pw.components:
+            lm = vars_of(comp.obj).get("lm")
+            if lm is not None:
+                return lm
+    if ov is None:
+        return dspy.settings.lm
+    return ov["lm"] if "lm" in ov else _dspy_settings.main_thread_config["lm"]
 
 
 def tokens(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
@@ -265,6 +270,7 @@ def begin(module: Any, agent: str) -> CallRecord | None:
     except Exception as exc:  # noqa: BLE001  # never break the host: counted
         rt.error("dspy", exc)
         pw = None
+    ov = thread_local_overrides.get()
     version = attributes = None
     if pw is not None:
         try:
@@ -273,7 +279,7 @@ def begin(module: Any, agent: str) -> CallRecord | None:
             rt.error("dspy", exc)
         else:
             try:  # only a span reads them: made also when none will be (cheaper than asking, ~1/2 without an SDK)
-                attributes = lm_attributes(_serving_lm(pw))
+                attributes = lm_attributes(_serving_lm(pw, ov))
             except Exception as exc:  # noqa: BLE001  # span attributes are optional: counted when a span reads them
                 if would_trace(rt.tracing):
                     rt.error("dspy", exc)
@@ -282,7 +288,6 @@ def begin(module: Any, agent: str) -> CallRecord | None:
         return None
     rec = CallRecord(scope)
     try:
-        ov = thread_local_overrides.get()
         overrides = dotdict({**_dspy_settings.main_thread_config, **ov, CALL_KEY: rec})
         if ov.get("usage_tracker") is None and not overrides.get("track_usage"):  # dspy.settings.track_usage
             rec.usage = overrides["usage_tracker"] = UsageSum()
