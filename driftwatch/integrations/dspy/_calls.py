@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import functools
 import importlib
+import operator
 from collections.abc import Callable, Mapping
+from itertools import chain, compress, repeat
+from operator import is_
 from typing import Any
 
 import dspy
@@ -15,11 +18,12 @@ from dspy.dsp.utils.utils import dotdict
 from dspy.utils.usage_tracker import UsageTracker
 
 from driftwatch.integrations._common import Patches
+from driftwatch.integrations.dspy import _guard as guard
 from driftwatch.integrations.dspy._optimizer import CTX
 from driftwatch.integrations.dspy._program import MARK
 from driftwatch.integrations.dspy._state import vars_of
 from driftwatch.integrations.dspy._tools import CALL_KEY
-from driftwatch.integrations.dspy._watch import Cover, ProgramWatch, agent_of, derived_agent, observe_watch
+from driftwatch.integrations.dspy._watch import _WATCHES, Cover, ProgramWatch, agent_of, derived_agent, watch_for
 from driftwatch.observation import output_text
 from driftwatch.runtime import CallScope, get_runtime, is_suppressed
 from driftwatch.scopes import would_trace
@@ -35,7 +39,11 @@ __all__ = ["CallRecord", "UsageSum", "begin", "call_target", "end", "lm_model", 
 
 def call_target(module: Any) -> str | None:
     """The agent to record this module call for, or ``None`` (not watched, nested, in a compile)."""
-    agent = agent_of(module)
+    agent = _obj_getattr(module, "__dict__").get(MARK)  # agent_of(module), inline (the per-call path)
+    if agent is None:
+        agent = getattr(type(module), MARK, None)
+    if type(agent) is not str:
+        agent = agent if isinstance(agent, str) else None
     cover_all = Cover.all
     if agent is None and not cover_all:
         return None
@@ -56,6 +64,8 @@ def call_target(module: Any) -> str | None:
 
 
 _ANSWER_FIELDS = ("answer", "response", "output", "result", "text", "content", "summary")
+_ANSWER_SET = frozenset(_ANSWER_FIELDS)
+_Prediction = dspy.Prediction
 
 
 def _field_text(value: Any) -> str | None:
@@ -71,14 +81,15 @@ def prediction_text(result: Any, key: str | None = None) -> str | None:
     """The answer text of a program's result: the ``key`` field (the agent's ``output_key``), else the first
     usual answer field, else the last text field but ``reasoning``; a list-of-strings field counts as its
     items joined. A result that is not a ``dspy.Prediction`` is read as any call's result."""
-    store = getattr(result, "_store", None) if isinstance(result, dspy.Prediction) else None
+    store = getattr(result, "_store", None) if isinstance(result, _Prediction) else None
     if not isinstance(store, dict):
         return output_text(result, key)
     if key is not None:
         text = _field_text(store.get(key))
         if text is not None:
             return text
-    for name in _ANSWER_FIELDS:
+    found = _ANSWER_SET.intersection(store)  # which of the usual answer fields it has, in C (usually one)
+    for name in found if len(found) == 1 else _ANSWER_FIELDS if found else ():
         value = store.get(name)
         if value is not None:
             text = value if type(value) is str else _field_text(value)
@@ -136,13 +147,22 @@ def _lm_entry(lm: Any) -> tuple[Any, tuple[str | None, str | None], dict[str, st
     return entry
 
 
-def _serving_lm(pw: ProgramWatch) -> Any:
-    """The LM a program call uses: its first predictor's own ``lm``, else DSPy's configured one."""
-    for comp in pw.components:
-        lm = vars_of(comp.obj).get("lm")
+def _serving_lm(pw: ProgramWatch, ov: Mapping[str, Any] | None = None) -> Any:
+    """The LM a program call uses: its first predictor's own ``lm``, else DSPy's configured one (``ov``: the
+    thread's DSPy overrides, when the caller has them: ``dspy.settings.lm`` read as DSPy reads it)."""
+    fast = pw.fast
+    if fast is not None:  # the first own LM, as pinned by the per-call check that just passed
+        lm = fast[4]
         if lm is not None:
             return lm
-    return dspy.settings.lm
+    else:
+        for comp in pw.components:
+            lm = vars_of(comp.obj).get("lm")
+            if lm is not None:
+                return lm
+    if ov is None:
+        return dspy.settings.lm
+    return ov["lm"] if "lm" in ov else _dspy_settings.main_thread_config["lm"]
 
 
 def tokens(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
@@ -153,11 +173,13 @@ def tokens(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
 
 
 _ABSENT = object()
+#: ``entry.get(name, _ABSENT)`` for DSPy's names of an LM call's input and output tokens, mapped over the entries in C
+_PROMPT = operator.methodcaller("get", "prompt_tokens", _ABSENT)
+_COMPLETION = operator.methodcaller("get", "completion_tokens", _ABSENT)
 
 
-def _count(entry: Mapping[str, Any], name: str, other: str) -> Any:
-    """``entry[name]``, else ``entry[other]`` (the Responses API's name), else ``None``."""
-    n = entry.get(name, _ABSENT)
+def _count(n: Any, entry: Mapping[str, Any], other: str) -> Any:
+    """``n`` (an entry's count under DSPy's name), else ``entry[other]`` (the Responses API's name), else ``None``."""
     return entry.get(other) if n is _ABSENT else n
 
 
@@ -170,11 +192,13 @@ class UsageSum(UsageTracker):
     program call, by the thread that made the call.
     """
 
+    #: the sums so far (class defaults until :meth:`totals` sets them on the instance)
+    tin = 0
+    tout = 0
+    seen = False
+
     def __init__(self) -> None:
-        super().__init__()
-        self.tin = 0
-        self.tout = 0
-        self.seen = False
+        UsageTracker.__init__(self)
         self.pending: list[Mapping[str, Any]] = []
 
     def __deepcopy__(self, memo: Any) -> UsageSum:
@@ -195,16 +219,19 @@ class UsageSum(UsageTracker):
             for entries in self.usage_data.values():
                 pending.extend(entries)
             self.usage_data.clear()
-        tin, tout, seen = self.tin, self.tout, self.seen
-        for entry in pending:
-            n = _count(entry, "prompt_tokens", "input_tokens")
-            if type(n) is int:
-                tin, seen = tin + n, True
-            n = _count(entry, "completion_tokens", "output_tokens")
-            if type(n) is int:
-                tout, seen = tout + n, True
-        self.tin, self.tout, self.seen = tin, tout, seen
-        return (tin, tout) if seen else (None, None)
+        if pending:
+            ins = list(map(_PROMPT, pending))
+            outs = list(map(_COMPLETION, pending))
+            if any(map(is_, chain(ins, outs), repeat(_ABSENT))):  # the Responses API's names
+                ins = list(map(_count, ins, pending, repeat("input_tokens")))
+                outs = list(map(_count, outs, pending, repeat("output_tokens")))
+            ins = list(compress(ins, map(is_, map(type, ins), repeat(int))))  # the exact ints (no bool, no None)
+            outs = list(compress(outs, map(is_, map(type, outs), repeat(int))))
+            if ins or outs:
+                self.tin += sum(ins)
+                self.tout += sum(outs)
+                self.seen = True
+        return (self.tin, self.tout) if self.seen else (None, None)
 
 
 class CallRecord:
@@ -223,67 +250,74 @@ class CallRecord:
         """A tool the program ran during the call (possibly from a ``dspy.Parallel`` worker thread)."""
         self.tools.append(name)
 
-    def open_context(self) -> None:
-        """Put the record (for tool calls) and, unless the user tracks usage, a token counter into DSPy's
-        context for the call: what ``dspy.context(...)`` does (the same overrides, made the same way), without
-        its generator-based context manager."""
-        ov = thread_local_overrides.get()
-        overrides = dotdict({**_dspy_settings.main_thread_config, **ov, CALL_KEY: self})
-        if ov.get("usage_tracker") is None and not overrides.get("track_usage"):  # dspy.settings.track_usage
-            self.usage = overrides["usage_tracker"] = UsageSum()
-        self.context_token = thread_local_overrides.set(overrides)
-
-    def close_context(self) -> None:
-        token, self.context_token = self.context_token, None
-        if token is not None:
-            thread_local_overrides.reset(token)
-
-    def finish(self, result: Any) -> None:
-        if self.usage is not None:
-            tin, tout = self.usage.totals()
-        else:  # the user's own tracking is on: read the prediction's usage instead
-            get = getattr(result, "get_lm_usage", None)
-            tin, tout = tokens(get() if callable(get) else None)
-        scope = self.scope
-        text = prediction_text(result, scope.runtime.agent_options(scope.agent).output_key)
-        tools = tuple(self.tools)
-        scope.finish(output_chars=len(text) if text is not None else None, output_text=text,
-                     input_tokens=tin, output_tokens=tout, tools=tools)
-
 
 def begin(module: Any, agent: str) -> CallRecord | None:
+    """Check the program (its edits recorded, a guard's revisions put on it) and open the record of its call: the
+    scope, and in DSPy's context for the call the record (for tool calls) and, unless the user tracks usage, a
+    token counter (what ``dspy.context(...)`` does: the same overrides, made the same way, without its
+    generator-based context manager). ``observe_watch`` and the record's setup are inline: the per-call path."""
     rt = get_runtime()
     if not rt.enabled:
         return None
-    pw = observe_watch(module, agent, rt)[0]
+    try:
+        pw = _WATCHES.values(rt).get(id(module))
+        if pw is None or pw.ref() is not module or pw.agent != agent:  # not existing_watch(module, agent, rt)
+            pw = watch_for(module, agent, rt, fresh=True)
+        pw.check(module)
+        serial = rt.guard.tick(agent)  # polls operator commands when due
+        if serial != pw.guard_serial:  # the agent's guard state moved: put pinned revisions on this instance
+            guard.sync(pw, serial)
+    except Exception as exc:  # noqa: BLE001  # never break the host: counted
+        rt.error("dspy", exc)
+        pw = None
+    ov = thread_local_overrides.get()
     version = attributes = None
     if pw is not None:
         try:
             version = pw.version()
-            if would_trace(rt.tracing):  # only a span reads them
-                attributes = lm_attributes(_serving_lm(pw))
         except Exception as exc:  # noqa: BLE001  # span attributes are optional: counted
             rt.error("dspy", exc)
+        else:
+            try:  # only a span reads them: made also when none will be (cheaper than asking, ~1/2 without an SDK)
+                attributes = lm_attributes(_serving_lm(pw, ov))
+            except Exception as exc:  # noqa: BLE001  # span attributes are optional: counted when a span reads them
+                if would_trace(rt.tracing):
+                    rt.error("dspy", exc)
     scope = rt.begin_call(agent, version=version, attributes=attributes)
     if scope is None:
         return None
     rec = CallRecord(scope)
     try:
-        rec.open_context()
+        overrides = dotdict({**_dspy_settings.main_thread_config, **ov, CALL_KEY: rec})
+        if ov.get("usage_tracker") is None and not overrides.get("track_usage"):  # dspy.settings.track_usage
+            rec.usage = overrides["usage_tracker"] = UsageSum()
+        rec.context_token = thread_local_overrides.set(overrides)
     except Exception as exc:  # noqa: BLE001  # tokens and tools are optional: counted
         rt.error("dspy", exc)
     return rec
 
 
 def end(rec: CallRecord, result: Any = None, error: BaseException | None = None) -> None:
+    """Close the record's DSPy context and finish its scope (tokens, output, tools)."""
+    scope = rec.scope
     try:
-        rec.close_context()
+        token, rec.context_token = rec.context_token, None
+        if token is not None:
+            thread_local_overrides.reset(token)
         if error is not None:
-            rec.scope.finish(error=error, tools=tuple(rec.tools))
-        else:
-            rec.finish(result)
+            scope.finish(error=error, tools=tuple(rec.tools))
+            return
+        usage = rec.usage
+        if usage is not None:
+            tin, tout = usage.totals()
+        else:  # the user's own tracking is on: read the prediction's usage instead
+            get = getattr(result, "get_lm_usage", None)
+            tin, tout = tokens(get() if callable(get) else None)
+        text = prediction_text(result, scope.runtime.agent_options(scope.agent).output_key)
+        scope.finish(output_chars=len(text) if text is not None else None, output_text=text,
+                     input_tokens=tin, output_tokens=tout, tools=tuple(rec.tools))
     except Exception as exc:  # noqa: BLE001  # never break the host: counted
-        rec.scope.runtime.error("call", exc)
+        scope.runtime.error("call", exc)
 
 
 def _enter(module: Any) -> CallRecord | None:
@@ -310,15 +344,6 @@ def unwrapped(orig: Callable[..., Any]) -> Callable[..., Any] | None:
     return inner
 
 
-def no_callbacks(module: Any) -> bool:
-    """Whether DSPy's ``with_callbacks`` wrapper would call the module straight through: no callback active
-    (what it computes: ``dspy.settings.get("callbacks", []) + getattr(instance, "callbacks", [])``)."""
-    try:
-        return not (dspy.settings.get("callbacks", []) + getattr(module, "callbacks", []))
-    except Exception:  # noqa: BLE001  # DSPy's wrapper meets the same error: let it raise it
-        return False
-
-
 def make_call(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
     """``Module.__call__`` recording the outermost call of a watched program (inert once ``patches`` is undone).
 
@@ -328,16 +353,36 @@ def make_call(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
     which cost ~50 µs per extra frame per program call. Most module calls are of modules nobody watched (a
     program's predictors): for those, one look at the instance's ``__dict__`` for the mark (what
     :func:`call_target` would read first) before DSPy's own call.
+
+    Whether a callback is active is what DSPy's wrapper computes (``dspy.settings.get("callbacks", []) +
+    getattr(instance, "callbacks", [])``), read the way ``dspy.settings`` reads it (the thread's overrides, then the
+    main config: the same two mappings ``dspy.context`` and :func:`begin` use) and from the instance's
+    ``__dict__`` when it holds ``callbacks``, without the Python-level ``Settings.get`` / ``__getattr__`` and
+    ``Module.__getattribute__`` (~25 bytecodes per module call).
     """
     gen = patches.generation
     inner = unwrapped(orig)
 
     @functools.wraps(orig)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807  # replaces Module.__call__
-        fn = inner if inner is not None and no_callbacks(self) else orig
-        if patches.generation != gen or (MARK not in _obj_getattr(self, "__dict__") and not Cover.any):
+        d = _obj_getattr(self, "__dict__")
+        fn = orig
+        if inner is not None:
+            try:  # no callback active: what DSPy's wrapper computes, read as DSPy's settings do (see above)
+                ov = thread_local_overrides.get()
+                cbs = ov["callbacks"] if "callbacks" in ov else _dspy_settings.main_thread_config.get("callbacks", [])
+                if not (cbs + (d["callbacks"] if "callbacks" in d else getattr(self, "callbacks", []))):
+                    fn = inner
+            except Exception:  # noqa: BLE001, S110  # DSPy's wrapper meets the same error: let it raise it
+                pass
+        if (MARK not in d and not Cover.any) or patches.generation != gen:
             return fn(self, *args, **kwargs)
-        rec = _enter(self)
+        try:  # _enter(self), inline
+            agent = call_target(self)
+            rec = begin(self, agent) if agent is not None else None
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            get_runtime().error("dspy", exc)
+            rec = None
         if rec is None:
             return fn(self, *args, **kwargs)
         try:
@@ -359,8 +404,17 @@ def make_acall(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]
 
     @functools.wraps(orig)
     async def acall(self: Any, *args: Any, **kwargs: Any) -> Any:
-        fn = inner if inner is not None and no_callbacks(self) else orig
-        if patches.generation != gen or (MARK not in _obj_getattr(self, "__dict__") and not Cover.any):
+        d = _obj_getattr(self, "__dict__")
+        fn = orig
+        if inner is not None:
+            try:  # no callback active (as in __call__)
+                ov = thread_local_overrides.get()
+                cbs = ov["callbacks"] if "callbacks" in ov else _dspy_settings.main_thread_config.get("callbacks", [])
+                if not (cbs + (d["callbacks"] if "callbacks" in d else getattr(self, "callbacks", []))):
+                    fn = inner
+            except Exception:  # noqa: BLE001, S110  # DSPy's wrapper meets the same error: let it raise it
+                pass
+        if (MARK not in d and not Cover.any) or patches.generation != gen:
             return await fn(self, *args, **kwargs)
         rec = _enter(self)
         if rec is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from operator import is_not
@@ -14,8 +15,9 @@ try:  # experimental in DSPy 3.3+; GEPA rewrites its code
 except ImportError:  # pragma: no cover - depends on the DSPy build
     Flex = None
 
-__all__ = ["flex_key", "flex_pins", "flex_same", "flex_state", "is_flex", "kind_of", "lm_state", "predict_key",
-           "predict_pins", "predict_same", "predict_state", "signature_fields", "signature_of", "state_of", "vars_of"]
+__all__ = ["FLEX_KEYS", "PREDICT_KEYS", "flex_key", "flex_pins", "flex_same", "flex_state", "is_flex", "kind_of",
+           "lm_state", "predict_key", "predict_pins", "predict_same", "predict_sources", "predict_state",
+           "signature_fields", "signature_of", "state_of", "vars_of"]
 
 _SECRET = re.compile(r"key|secret|password|passwd|auth|credential|header|cookie|api_base|base_url", re.I)
 
@@ -120,11 +122,49 @@ def predict_same(p: Any, d: dict[str, Any], pins: tuple[Any, ...]) -> bool:
     if s is not sig or s.__doc__ is not doc or d.get("lm") is not lm or d.get("demos") is not demos \
             or d.get("config") is not config or d.get("fields") is not criteria:
         return False
-    if demos and (len(demos) != len(items) or any(map(is_not, demos, items))):
-        return False
-    if config and (len(config) != len(values) or any(map(is_not, config.values(), values))):
+    if demos is not None and (len(demos) != len(items) or any(map(is_not, demos, items))):
+        return False  # also a list emptied in place
+    if config is not None and (len(config) != len(values) or any(map(is_not, config.values(), values))):
         return False
     return not criteria or len(criteria) == size
+
+
+#: the ``__dict__`` entries :func:`predict_same` compares by identity, in the order of :func:`predict_pins`
+PREDICT_KEYS = ("signature", "lm", "demos", "config", "fields")
+#: likewise for :func:`flex_same`
+FLEX_KEYS = ("_module_src", "lm")
+_dict_get = dict.get
+_SMALL_INT = 256  # CPython keeps one object per int up to this: ``is`` compares them by value
+
+
+def predict_sources(d: dict[str, Any], pins: tuple[Any, ...]) -> tuple[list[Any], list[Any], list[Any]] | None:
+    """What :func:`predict_same` compares, laid out for a check of many predictors in one pass (``ProgramWatch``'s
+    fast path), or ``None`` when this predictor's pins do not fit it (a signature held elsewhere, demos or config
+    of an unusual type, a large criteria): calls without arguments whose results are compared by identity with
+    what is expected (the entries of :data:`PREDICT_KEYS` in ``d``, the signature's ``__doc__``, the criteria's
+    length: a small int, which CPython caches) and iterables whose items are (the demos list, the config's
+    values), and what each is expected to give: the same objects ``predict_same`` compares with."""
+    sig, doc, lm, demos, items, config, values, criteria, size = pins
+    if d.get("signature") is not sig:
+        return None  # a subclass's signature property: the per-predictor check
+    calls: list[Any] = [functools.partial(_dict_get, d, k) for k in PREDICT_KEYS]
+    calls.append(functools.partial(getattr, sig, "__doc__"))
+    expect: list[Any] = [sig, lm, demos, config, criteria, doc]
+    iters: list[Any] = []
+    if demos is not None:
+        if type(demos) is not list and type(demos) is not tuple:
+            return None
+        iters.append((demos, items))
+    if config is not None:
+        if type(config) is not dict:
+            return None
+        iters.append((config.values(), values))
+    if criteria is not None:
+        if not hasattr(type(criteria), "__len__") or not 0 <= size <= _SMALL_INT:
+            return None
+        calls.append(functools.partial(len, criteria))
+        expect.append(size)
+    return calls, expect, iters
 
 
 def flex_key(f: Any, d: dict[str, Any]) -> tuple[Any, ...]:

@@ -204,3 +204,32 @@ def test_async_calls_keep_their_callbacks(cap: Captured, lm: PromptLM) -> None:
         asyncio.run(program.acall(question=QUESTION))
     assert Counting.starts == 3  # the program and its two predictors
     assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 2
+
+
+def test_callbacks_from_every_place_dspy_reads_them_still_run(cap: Captured, lm: PromptLM) -> None:
+    """The hook reads "is a callback active" without ``dspy.settings.get``: callbacks configured globally, in a
+    ``dspy.context`` and on one instance (``Module(callbacks=...)``) each still run, where DSPy runs them."""
+
+    class Noting(BaseCallback):
+        def __init__(self) -> None:
+            self.modules: list[str] = []
+
+        def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+            self.modules.append(type(instance).__name__)
+
+    program = driftwatch.watch(TwoStep(), agent="qa")
+    own = Noting()
+    program.gen_query.callbacks = [own]  # one predictor's own callbacks
+    program(question=QUESTION)
+    assert own.modules == ["Predict"]
+    configured = Noting()
+    dspy.configure(callbacks=[configured])
+    try:
+        program(question=QUESTION)
+    finally:
+        dspy.configure(callbacks=[])
+    assert configured.modules == ["TwoStep", "Predict", "Predict"]
+    assert own.modules == ["Predict", "Predict"]
+    program(question=QUESTION)
+    assert configured.modules == ["TwoStep", "Predict", "Predict"]
+    assert cap.value("driftwatch_calls_total", agent="qa", status="ok") == 3

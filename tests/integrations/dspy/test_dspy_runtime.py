@@ -113,6 +113,43 @@ def test_demo_item_replaced_in_place_is_recorded_once(cap: Captured, lm: PromptL
     assert [(c.component, c.kind) for c in cap.changes()] == [("gen_query", "demos")]
 
 
+IN_PLACE: list[tuple[str, Callable[[Any], Any], str, str]] = [
+    ("last demo popped", lambda p: p.summarize.demos.pop(), "summarize", "demos"),
+    ("demo appended to the first", lambda p: p.gen_query.demos.append(_example()), "gen_query", "demos"),
+    ("config value replaced", lambda p: p.gen_query.config.update(stop=["y"]), "gen_query",
+     "lm_config"),
+    ("config key removed", lambda p: p.gen_query.config.pop("stop"), "gen_query", "lm_config"),
+    ("instructions of the last set in place",
+     lambda p: setattr(p.summarize.signature, "instructions", "Summarize tersely."), "summarize", "instructions"),
+    ("demos cleared in place", lambda p: p.summarize.demos.clear(), "summarize", "demos"),
+    ("sub-module replaced",
+     lambda p: setattr(p, "answer", dspy.ChainOfThought(dspy.Signature("question, query -> answer", "In French."))),
+     "answer.predict", "instructions"),
+]
+
+
+@pytest.mark.parametrize(("name", "edit", "component", "kind"), IN_PLACE, ids=[e[0] for e in IN_PLACE])
+def test_in_place_edits_are_seen_on_the_fast_path(cap: Captured, lm: PromptLM, name: str,
+                                                   edit: Callable[[Any], Any], component: str, kind: str) -> None:
+    """The per-call check of an unchanged program takes its one-pass path (``ProgramWatch.fast``), which sees
+    an edit in place at any position (first or last predictor, a list growing or shrinking) on the next call."""
+    program = Pipeline()
+    program.summarize.demos = [_example(), _example()]
+    program.gen_query.config["stop"] = ["x"]
+    driftwatch.watch(program, agent="qa")
+    program(question=QUESTION)
+    program(question=QUESTION)
+    pw = _watch.existing_watch(program, "qa", cap.runtime)
+    assert pw is not None and pw.fast is not None
+    edit(program)
+    program(question=QUESTION)
+    changes = cap.changes()
+    assert [(c.component, c.kind) for c in changes][:1] == [(component, kind)]
+    program(question=QUESTION)
+    assert cap.changes() == changes
+    assert pw.fast is not None
+
+
 def test_watch_returns_the_same_program_and_records_baselines(cap: Captured, lm: PromptLM) -> None:
     """watch() returns the very object; its components are baselines in the ledger, not changes."""
     program = Pipeline()
