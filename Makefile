@@ -107,6 +107,7 @@ dashboards: $(STAMP)
 # QUICK=1: fewer rounds and calls, a few minutes (benchmarks/suite.py --quick)
 QUICK ?=
 bench: $(STAMP)
+	@$(MAKE) --no-print-directory debs DEBS="$(DEBS) valgrind"
 	$(BIN)/python benchmarks/suite.py $(if $(QUICK),--quick)
 
 clean:

@@ -35,7 +35,8 @@ driftwatch's own work per program call in isolation (the hooks run on the same p
 without the DSPy call in between), which does not depend on load much. ``--bytecodes`` counts instead the
 Python bytecodes one program call runs in place, bare and watched, by file: a figure load does not move, which
 shows what each mode adds where it runs (also inside DSPy: e.g. DSPy 3.3's ``inspect.stack()`` per ``forward``
-read costs more for every frame a hook adds); C work (dict copies, locks) is not in it.
+read costs more for every frame a hook adds); C work (dict copies, locks) is not in it, so it is no measure of cost:
+``bench_instructions.py`` counts machine instructions, C included.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ time.
                   before it is installed (the machine's load then, not the interleaved rounds' earlier load)
 
 ``--bytecodes`` counts instead the Python bytecodes one invoke runs in each mode (OpenInference and OpenLLMetry
-included), by file (``benchmarks/bytecodes.py``): a figure that load does not move, and a lower bound on the time
-ratio (C work — the SDK's allocation and locks, garbage collection — is not in it).
+included), by file (``benchmarks/bytecodes.py``): where each mode spends, load-independent, but no measure of cost
+(C work is not in it); ``bench_instructions.py`` counts machine instructions, C included.
 
 Goal (issue 15): watched ≤ 1.10x bare with a BatchSpanProcessor.
 """

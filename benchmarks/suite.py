@@ -60,16 +60,13 @@ BENCHES = [
     Bench("langgraph-simple", "benchmarks/bench_langgraph.py", ["--processor", "simple"],
           ["--processor", "simple", "--rounds", "8", "--invokes", "50"],
           "the same graph, spans through a SimpleSpanProcessor (export inside the call)"),
-    Bench("langgraph-bytecodes", "benchmarks/bench_langgraph.py", ["--processor", "batch", "--bytecodes"],
-          ["--processor", "batch", "--bytecodes"],
-          "the same graph (BatchSpanProcessor): Python bytecodes per invoke, by mode and by file — deterministic, "
-          "load does not move it; a lower bound on the time ratio (C work and garbage collection are not in it)"),
     Bench("dspy", "benchmarks/bench_dspy.py", [], ["--rounds", "8", "--calls", "50"],
           "3-predictor DSPy program on DummyLM, beside OpenInference's DSPy instrumentor"),
-    Bench("dspy-bytecodes", "benchmarks/bench_dspy.py", ["--bytecodes"], ["--bytecodes"],
-          "the same program: Python bytecodes per call, by mode and by file (deterministic, as above)"),
     Bench("decorator", "benchmarks/bench_decorator.py", [], ["--calls", "5000", "--rounds", "3"],
           "@driftwatch.watch on a trivial sync and async function"),
+    Bench("instructions", "benchmarks/bench_instructions.py", [], ["--quick"],
+          "machine instructions per call (valgrind callgrind, every thread, C work included): LangGraph, DSPy and the "
+          "decorator, each mode against bare — deterministic, load does not move it"),
     Bench("guard", "benchmarks/bench_guard.py", [], ["--calls", "50000", "--rounds", "3"],
           "the guard's per-call check"),
     Bench("windows", "benchmarks/bench_windows.py", [], ["--calls", "5000", "--rounds", "3"],
@@ -180,18 +177,6 @@ def summary(benches: dict[str, Bench]) -> list[str]:
             share = w["added"] / min(peers)
             add("LangGraph added time ≤ 1/10 of the lighter of OpenInference / OpenLLMetry",
                 f"{w['added']:.0f} µs = {share:.2f} of {min(peers):.0f} µs", share <= 0.10, lg)
-    lgb = benches.get("langgraph-bytecodes")
-    if lgb is not None:
-        r = rows(lgb.output)
-        w, span = r.get("watched"), r.get("sdk-span")
-        peers = {p: r[p]["added"] for p in ("openinference", "openllmetry") if p in r}
-        if w is not None:
-            lighter = min(peers.values()) if peers else None
-            add("(LangGraph watched, Batch, in Python bytecodes per invoke: load-independent, a lower bound)",
-                f"{w['ratio']:.3f}x, {w['added']:+,.0f}" + (f" (a plain SDK span alone: {span['added']:+,.0f})"
-                                                          if span else "")
-                + (f"; {w['added'] / lighter:.3f} of the lighter peer's {lighter:+,.0f}" if lighter else ""),
-                None, lgb)
     lgs = benches.get("langgraph-simple")
     if lgs is not None:
         w = rows(lgs.output).get("watched")
@@ -205,14 +190,21 @@ def summary(benches: dict[str, Bench]) -> list[str]:
             add(f"DSPy watched ≤ 1.05x bare with tracing ({processor})",
                 "n/a" if w is None else f"{w['ratio']:.2f}x (best rounds {w.get('best_ratio', 0):.2f}x), "
                                         f"+{w['added']:.0f} µs", None if w is None else w["ratio"] <= 1.05, ds)
-    dsb = benches.get("dspy-bytecodes")
-    if dsb is not None:
-        r = rows(dsb.output)
-        w, span = r.get("watched+batch"), r.get("sdk-span")
-        if w is not None:
-            add("(DSPy watched, Batch, in Python bytecodes per call: load-independent, a lower bound)",
-                f"{w['ratio']:.3f}x, {w['added']:+,.0f}" + (f" (a plain SDK span alone: {span['added']:+,.0f})"
-                                                          if span else ""), None, dsb)
+    ins = benches.get("instructions")
+    if ins is not None:
+        r = rows(ins.output)
+        for label, mode, span in (
+                ("LangGraph watched, Batch, per invoke", "langgraph/watched", "langgraph/sdk-span"),
+                ("LangGraph watched, no tracing, per invoke", "langgraph/watched-notrace", None),
+                ("DSPy watched, Batch, per call", "dspy/watched+batch", "dspy/sdk-span"),
+                ("DSPy watched, no SDK, per call", "dspy/watched", None)):
+            w = r.get(mode)
+            if w is None:
+                continue
+            plain = r.get(span) if span else None
+            add(f"({label}, in machine instructions: load-independent; no goal, beside the time ratio)",
+                f"{w['ratio']:.3f}x, {w['added']:+,.0f}" + (f" (a plain SDK span alone: {plain['ratio']:.3f}x, "
+                                                           f"{plain['added']:+,.0f})" if plain else ""), None, ins)
     dec = benches.get("decorator")
     if dec is not None:
         w = rows(dec.output).get("watched")
