@@ -344,6 +344,21 @@ def unwrapped(orig: Callable[..., Any]) -> Callable[..., Any] | None:
     return inner
 
 
+def _callee(self: Any, d: dict[str, Any], orig: Callable[..., Any], inner: Callable[..., Any] | None) -> Any:
+    """What a patched ``__call__``/``acall`` calls: DSPy's unwrapped method (``inner``) when no callback is active —
+    what DSPy's wrapper computes, read as DSPy's settings read it (see :func:`make_call`) — else ``orig``, DSPy's
+    wrapper (also when the check itself fails: the wrapper meets the same error and raises it)."""
+    if inner is not None:
+        try:
+            ov = thread_local_overrides.get()
+            cbs = ov["callbacks"] if "callbacks" in ov else _dspy_settings.main_thread_config.get("callbacks", [])
+            if not (cbs + (d["callbacks"] if "callbacks" in d else getattr(self, "callbacks", []))):
+                return inner
+        except Exception:  # noqa: BLE001, S110  # DSPy's wrapper meets the same error: let it raise it
+            pass
+    return orig
+
+
 def make_call(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
     """``Module.__call__`` recording the outermost call of a watched program (inert once ``patches`` is undone).
 
@@ -366,15 +381,7 @@ def make_call(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]:
     @functools.wraps(orig)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807  # replaces Module.__call__
         d = _obj_getattr(self, "__dict__")
-        fn = orig
-        if inner is not None:
-            try:  # no callback active: what DSPy's wrapper computes, read as DSPy's settings do (see above)
-                ov = thread_local_overrides.get()
-                cbs = ov["callbacks"] if "callbacks" in ov else _dspy_settings.main_thread_config.get("callbacks", [])
-                if not (cbs + (d["callbacks"] if "callbacks" in d else getattr(self, "callbacks", []))):
-                    fn = inner
-            except Exception:  # noqa: BLE001, S110  # DSPy's wrapper meets the same error: let it raise it
-                pass
+        fn = _callee(self, d, orig, inner)
         if (MARK not in d and not Cover.any) or patches.generation != gen:
             return fn(self, *args, **kwargs)
         try:  # _enter(self), inline
@@ -405,15 +412,7 @@ def make_acall(orig: Callable[..., Any], patches: Patches) -> Callable[..., Any]
     @functools.wraps(orig)
     async def acall(self: Any, *args: Any, **kwargs: Any) -> Any:
         d = _obj_getattr(self, "__dict__")
-        fn = orig
-        if inner is not None:
-            try:  # no callback active (as in __call__)
-                ov = thread_local_overrides.get()
-                cbs = ov["callbacks"] if "callbacks" in ov else _dspy_settings.main_thread_config.get("callbacks", [])
-                if not (cbs + (d["callbacks"] if "callbacks" in d else getattr(self, "callbacks", []))):
-                    fn = inner
-            except Exception:  # noqa: BLE001, S110  # DSPy's wrapper meets the same error: let it raise it
-                pass
+        fn = _callee(self, d, orig, inner)
         if (MARK not in d and not Cover.any) or patches.generation != gen:
             return await fn(self, *args, **kwargs)
         rec = _enter(self)

@@ -95,17 +95,22 @@ def _make_astart(original: Any) -> Any:
     return on_chat_model_start
 
 
+def _answered(run: Any, response: Any, gen: int) -> None:
+    """Hand a model's answer (``run``: its LangChain run manager) to the watched run it belongs to, if any."""
+    inv = ACTIVE.get()
+    if inv is not None and inv.hooked and _HOOKS.generation == gen:
+        try:
+            inv.handler.model_end(inv, response, run.run_id)
+        except Exception as exc:  # noqa: BLE001  # never break the host
+            get_runtime().error("langgraph", exc)
+
+
 def _make_end(original: Any) -> Any:
     gen = _HOOKS.generation
 
     def on_llm_end(self: Any, response: Any, **kwargs: Any) -> None:
         original(self, response, **kwargs)
-        inv = ACTIVE.get()
-        if inv is not None and inv.hooked and _HOOKS.generation == gen:
-            try:
-                inv.handler.model_end(inv, response, self.run_id)
-            except Exception as exc:  # noqa: BLE001  # never break the host
-                get_runtime().error("langgraph", exc)
+        _answered(self, response, gen)
 
     on_llm_end.__doc__ = original.__doc__
     return on_llm_end
@@ -116,12 +121,7 @@ def _make_aend(original: Any) -> Any:
 
     async def on_llm_end(self: Any, response: Any, **kwargs: Any) -> None:
         await original(self, response, **kwargs)
-        inv = ACTIVE.get()
-        if inv is not None and inv.hooked and _HOOKS.generation == gen:
-            try:
-                inv.handler.model_end(inv, response, self.run_id)
-            except Exception as exc:  # noqa: BLE001  # never break the host
-                get_runtime().error("langgraph", exc)
+        _answered(self, response, gen)
 
     on_llm_end.__doc__ = original.__doc__
     return on_llm_end
