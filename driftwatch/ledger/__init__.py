@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -180,6 +180,11 @@ class Ledger(ABC):
     # -- call windows (for reports; optional for a backend) -------------------------------------
     def record_window(self, window: CallWindow) -> None:  # noqa: B027  # optional: a backend may keep none
         """Store one closed window of call aggregates (see :mod:`driftwatch.windows`)."""
+
+    def record_windows(self, windows: Sequence[CallWindow]) -> None:
+        """Store closed windows, in order (a backend writes them in one transaction where it can)."""
+        for window in windows:
+            self.record_window(window)
 
     def windows(self, *, agent: str | None = None, since: float | None = None,
                 until: float | None = None) -> list[CallWindow]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from abc import abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from driftwatch.alarm import Alarm
@@ -173,6 +173,8 @@ _CHANGE_COLS = ("id, agent, component, kind, source, before_id, after_id, magnit
                 "trace_id, span_id, run_id, node, attributes, status")
 _GUARD_ACTION_COLS = "id, agent, action, ts, component, change_id, revision_id, reason, origin"
 _STATE_COLS = "agent, what, component, revision_id, note, ts"
+#: call windows per INSERT statement (16 parameters each: under the 999 of the oldest SQLite)
+_WINDOW_ROWS = 50
 
 
 def _json(value: Any) -> str:
@@ -281,13 +283,22 @@ class SQLLedger(Ledger):
                     "output_tokens, refusals, format_failures, checked_calls, tools, scores, pid")
 
     def record_window(self, window: CallWindow) -> None:
-        w = window
-        self._write([(
-            f"INSERT INTO call_windows ({self._WINDOW_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (w.agent, w.start, w.end, w.calls, w.errors, w.duration_s, w.output_chars, w.sized_calls,
-             w.input_tokens, w.output_tokens, w.refusals, w.format_failures, w.checked_calls,
-             json.dumps(w.tools, sort_keys=True), json.dumps(w.scores, sort_keys=True), w.pid),
-        )], durable=False)  # an aggregate for reports: no fsync on the agent's call path
+        self.record_windows((window,))
+
+    def record_windows(self, windows: Sequence[CallWindow]) -> None:
+        rows = [(w.agent, w.start, w.end, w.calls, w.errors, w.duration_s, w.output_chars, w.sized_calls,
+                 w.input_tokens, w.output_tokens, w.refusals, w.format_failures, w.checked_calls,
+                 json.dumps(w.tools, sort_keys=True), json.dumps(w.scores, sort_keys=True), w.pid) for w in windows]
+        # many rows per INSERT: a statement is a round trip (and, in SQLite, a hand-off of the interpreter lock
+        # that a busy host thread holds for up to its switch interval); 16 columns x 50 rows stays under the
+        # 999 parameters the oldest SQLite allows
+        one = "(" + ", ".join("?" * 16) + ")"
+        statements = []
+        for i in range(0, len(rows), _WINDOW_ROWS):
+            chunk = rows[i:i + _WINDOW_ROWS]
+            statements.append((f"INSERT INTO call_windows ({self._WINDOW_COLS}) VALUES "
+                               + ", ".join([one] * len(chunk)), tuple(v for row in chunk for v in row)))
+        self._write(statements, durable=False)  # aggregates for reports: no fsync on the agent's call path
 
     def windows(self, *, agent: str | None = None, since: float | None = None,
                 until: float | None = None) -> list[CallWindow]:

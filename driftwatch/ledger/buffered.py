@@ -18,6 +18,10 @@ background *writer* thread, never on the host's threads:
   first sees a component, the drift engine's poll of operator commands) run on the writer too, after the
   writes queued before them, within the same budget; when the ledger is behind or does not answer in time
   they answer "unknown" at once (counted under ``ledger_wait``).
+- **Call windows** (report aggregates, :meth:`BufferedLedger.record_window`) are handed over without waiting:
+  the windows that close before the writer gets to them are written together, in one transaction (one op in
+  the queue, however fast they close); at most ``max_pending`` wait (the oldest is dropped, counted); none is
+  kept while the ledger is behind.
 - **Explicit reads** (the :class:`~driftwatch.ledger.Ledger` read methods: tests, the CLI, ``restore``) first
   wait (up to ``drain_s``) until the writes queued before them are written, then read on the caller's thread.
 - **Exit and close**: :meth:`BufferedLedger.close` wakes the writer for one more try and waits up to
@@ -198,6 +202,8 @@ class BufferedLedger(Ledger):
         self._open_failed_at = float("-inf")
         self._closing = False
         self._abandoned = False  # closed without keep_trying: what fails now is dropped, not kept
+        self._windows: list[CallWindow] = []  # closed call windows the writer has not taken yet
+        self._windows_queued = False  # an op that takes them is in the queue
 
     # -- the backend ------------------------------------------------------------------------------
     @property
@@ -509,11 +515,33 @@ class BufferedLedger(Ledger):
         self.write(lambda led: led.record_alarm(alarm))
 
     def record_window(self, window: CallWindow) -> None:
-        """Hand a closed call window to the writer without waiting (one attempt, in its turn); dropped while the
-        ledger is behind: report aggregates never queue behind kept changes."""
+        """Hand a closed call window to the writer without waiting. The windows that close before the writer gets
+        to them are written together, in one transaction (one op in the queue at a time, however fast windows
+        close); at most ``max_pending`` wait (the oldest is dropped, counted). Dropped while the ledger is behind:
+        report aggregates never queue behind kept changes."""
         if self._behind:
             return
-        self._submit(_Op(lambda led: led.record_window(window), _WINDOW))
+        with self._cond:
+            self._windows.append(window)
+            dropped = len(self._windows) > self.max_pending
+            if dropped:
+                del self._windows[0]
+            queue = not self._windows_queued
+            self._windows_queued = True
+        if dropped:
+            self.on_error("ledger", LedgerError(
+                f"{self.max_pending} call windows waiting for {self.location}: the oldest was dropped"))
+        if queue and not self._submit(_Op(self._write_windows, _WINDOW)):
+            with self._cond:
+                self._windows_queued = False  # no writer now: the windows wait for the next one
+
+    def _write_windows(self, led: Ledger) -> None:
+        """The writer's op: every window waiting now, in one transaction (one attempt)."""
+        with self._cond:
+            batch, self._windows = self._windows, []
+            self._windows_queued = False
+        if batch:
+            led.record_windows(batch)
 
     def record_command(self, agent: str, action: str, note: str = "") -> int:
         return self.open().record_command(agent, action, note)

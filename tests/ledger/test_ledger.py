@@ -241,6 +241,24 @@ def test_runs_candidates_alarms_windows_and_commands(ledger_url) -> None:
     assert ledger.commands(since=time.time() + 60) == []
 
 
+def test_many_windows_are_written_in_one_go_and_read_back_in_order(ledger_url) -> None:
+    """``record_windows``: 123 windows (more than one multi-row INSERT holds: 50) in one transaction, each read
+    back whole, in time order; an empty list writes nothing."""
+    from driftwatch.windows import CallWindow
+
+    ledger = open_ledger(ledger_url)
+    try:
+        t0 = time.time() - 3600
+        windows = [CallWindow("bot", t0 + i, t0 + i + 1, i + 1, i % 2, 0.5 * i, 10.0 * i, i, 3 * i, 4 * i, i % 3,
+                              i % 5, i, {"search": i} if i % 7 == 0 else {}, {"score": [float(i), 1.0]}, 4242)
+                   for i in range(123)]
+        ledger.record_windows(windows)
+        ledger.record_windows([])
+        assert ledger.windows(agent="bot") == windows
+    finally:
+        ledger.close()
+
+
 def test_drift_evidence_is_replaced_per_replica(ledger_url) -> None:
     """Fleet pooling: each replica's evidence for an agent's anchor is one row, replaced at every poll."""
     ledger = open_ledger(ledger_url)

@@ -1,0 +1,92 @@
+"""Call windows through the buffered ledger: however fast they close, the writer's queue holds one op for them and
+writes the waiting ones together; what waits is bounded (``max_pending``) and what is dropped is counted.
+
+Reproduction (issue 15, memory): one agent's trivial calls close a 100-call window every ~0.6 ms; each window was
+an op of its own (one transaction, one statement) that the writer, sharing the interpreter lock with the busy host
+thread, wrote slower than they came, so ~4,000 ops (windows, events, closures) piled up in the queue: +7 MB of
+resident memory over 1M calls. The backend here is a real SQLite ledger whose window writes can be held at a gate
+(a stand-in for a slow disk: the writer is busy while the host goes on).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from driftwatch.ledger.buffered import BufferedLedger
+from driftwatch.ledger.sqlite import SQLiteLedger
+from driftwatch.windows import CallWindow
+
+
+class _GatedWindows(SQLiteLedger):
+    """A real SQLite ledger whose first window write waits at a gate; every batch it is given is noted."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.batches: list[int] = []
+
+    def record_windows(self, windows: Sequence[CallWindow]) -> None:
+        self.batches.append(len(windows))
+        if len(self.batches) == 1:
+            self.entered.set()
+            assert self.release.wait(30)
+        super().record_windows(windows)
+
+
+def _window(i: int, t0: float) -> CallWindow:
+    return CallWindow("bot", t0 + i, t0 + i + 1, calls=100, duration_s=0.01 * i, output_chars=float(i), sized_calls=100)
+
+
+def _buffered(tmp_path, **kw) -> tuple[BufferedLedger, _GatedWindows, list[tuple[str, BaseException]]]:
+    backend = _GatedWindows(str(tmp_path / "dw.db"))
+    errors: list[tuple[str, BaseException]] = []
+    return BufferedLedger(backend, on_error=lambda stage, exc: errors.append((stage, exc)), **kw), backend, errors
+
+
+def test_windows_closed_while_the_writer_is_busy_are_written_together(tmp_path) -> None:
+    ledger, backend, errors = _buffered(tmp_path)
+    t0 = time.time() - 3600
+    try:
+        ledger.record_window(_window(0, t0))
+        assert backend.entered.wait(30)  # the writer holds the first window, at the gate
+        started = time.perf_counter()
+        for i in range(1, 501):
+            ledger.record_window(_window(i, t0))
+        host_s = time.perf_counter() - started
+        queued = sum(1 for op in list(ledger._queue) if op is not ledger._inflight)
+        assert queued == 1, "500 windows closed while the writer was busy: one op in the queue for all of them"
+        backend.release.set()
+        assert ledger.flush(30)
+        assert backend.batches == [1, 500]
+        assert backend.windows(agent="bot") == [_window(i, t0) for i in range(501)]
+        assert errors == []
+        assert host_s < 1.0, f"the host does not wait for the writer: {host_s:.3f} s for 500 windows"
+    finally:
+        backend.release.set()
+        ledger.close()
+
+
+def test_waiting_windows_are_bounded_and_the_dropped_ones_counted(tmp_path) -> None:
+    ledger, backend, errors = _buffered(tmp_path, max_pending=10)
+    t0 = time.time() - 3600
+    try:
+        ledger.record_window(_window(0, t0))
+        assert backend.entered.wait(30)
+        for i in range(1, 11):
+            ledger.record_window(_window(i, t0))
+        assert errors == []  # positive control: 10 waiting windows is the bound, nothing dropped
+        for i in range(11, 16):
+            ledger.record_window(_window(i, t0))
+        assert [stage for stage, _ in errors] == ["ledger"] * 5
+        assert "call windows waiting" in str(errors[0][1]) and "oldest was dropped" in str(errors[0][1])
+        backend.release.set()
+        assert ledger.flush(30)
+        assert backend.batches == [1, 10]
+        kept = [0, *range(6, 16)]  # the first (at the gate) and the 10 newest
+        assert backend.windows(agent="bot") == [_window(i, t0) for i in kept]
+    finally:
+        backend.release.set()
+        ledger.close()
