@@ -162,11 +162,11 @@ def _core_caches() -> list[str]:
             line = int((index / "coherency_line_size").read_text())
         except (OSError, ValueError):
             continue
-        kib = int(size[:-1]) * 1024 if size.endswith("K") else int(size[:-1]) * 1024 * 1024 if size.endswith("M") \
+        size_b = int(size[:-1]) * 1024 if size.endswith("K") else int(size[:-1]) * 1024 * 1024 if size.endswith("M") \
             else int(size)
         option = {("1", "Instruction"): "--I1", ("1", "Data"): "--D1", ("2", "Unified"): "--LL"}.get((level, kind))
-        if option and ways and kib // (ways * line) & (kib // (ways * line) - 1) == 0:  # sets: a power of 2
-            found[option] = f"{option}={kib},{ways},{line}"
+        if option and ways and size_b // (ways * line) & (size_b // (ways * line) - 1) == 0:  # sets: a power of 2
+            found[option] = f"{option}={size_b},{ways},{line}"
     return list(found.values()) if "--LL" in found else []
 
 
