@@ -82,8 +82,8 @@ class CallScope:
             if version is None:
                 self.started_version = runtime.versions.get(agent)  # agent_version, without the call
             try:
-                self.span, self.token, self.recording = tracing.start_call(
-                    agent, self.started_version, attach=attach, attributes=attributes)
+                self.span, self.token, self.recording = tracing.start_call(agent, self.started_version, attach,
+                                                                           attributes)  # positional: per call
             except Exception as exc:  # noqa: BLE001  # never break the host: counted below
                 runtime.error("tracing", exc)
         self.t0 = time.perf_counter()

@@ -256,7 +256,7 @@ class Tracing:
         return type(trace.get_tracer_provider()) is not trace.ProxyTracerProvider
 
     # -- agent calls ------------------------------------------------------------------------------
-    def start_call(self, agent: str, version: str | None, *, attach: bool = True,
+    def start_call(self, agent: str, version: str | None, attach: bool = True,
                    attributes: Mapping[str, Any] | None = None) -> tuple[Any, Any, bool]:
         """Start ``invoke_agent {agent}`` as the current span; returns ``(span, token, recording)``.
 
@@ -285,7 +285,7 @@ class Tracing:
                     attrs[k] = v
             if type(attributes) is MappingProxyType:  # read-only: the same one next call holds the same values
                 start[3] = (attributes, {**attrs})
-        span = self.tracer.start_span(start[1], kind=SpanKind.INTERNAL, attributes=attrs)
+        span = self.tracer.start_span(start[1], None, SpanKind.INTERNAL, attrs)  # (name, context, kind, attributes)
         # a span the sampler dropped is made current too: spans made inside the call inherit the decision (and
         # the trace) instead of starting traces of their own; a span of no trace at all (no-op API) is not
         recording = span.is_recording()
