@@ -18,12 +18,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.context import detach
-
 from driftwatch.change import new_id
 from driftwatch.limits import OTHER, clean_name
 from driftwatch.observation import Call, OptimizerRun
-from driftwatch.tracing import GEN_AI_AGENT_VERSION, Tracing, _end_call, current_ids
+from driftwatch.tracing import GEN_AI_AGENT_VERSION, Tracing, current_ids, end_call_span
 
 if TYPE_CHECKING:
     from driftwatch.runtime import Runtime
@@ -121,7 +119,7 @@ class CallScope:
             try:
                 if self.token is not None:
                     token, self.token = self.token, None
-                    detach(token)  # Tracing.exit, inline
+                    Tracing.exit(token)
                 recording = self.recording
                 if recording:  # nothing is computed for a span that does not record
                     # exemplars (the call's trace id on its metrics), rate-limited: Prometheus keeps one exemplar
@@ -136,8 +134,8 @@ class CallScope:
                     if version is not None and version != self.started_version:
                         span_attributes = {**(span_attributes or {}), GEN_AI_AGENT_VERSION: version}
                 # Tracing.end_call, its arguments positional (keywords cost more than the rest of its usual path)
-                _end_call(span, recording, error, output_chars, input_tokens, output_tokens, factory, span_attributes,
-                          rt.settings.capture_content, rt.redact)
+                end_call_span(span, recording, error, output_chars, input_tokens, output_tokens, factory,
+                              span_attributes, rt.settings.capture_content, rt.redact)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 rt.error("tracing", exc)
         if not record:

@@ -61,6 +61,7 @@ __all__ = [
     "SpanExportError",
     "Tracing",
     "current_ids",
+    "end_call_span",
     "id_generator",
     "provider_name",
     "record_exception",
@@ -173,9 +174,10 @@ def record_exception(span: Any, error: BaseException, *, capture_content: bool =
     span.add_event("exception", attributes)
 
 
-def _end_call(span: Any, recording: bool, error: BaseException | None, output_chars: int | None,
-             input_tokens: int | None, output_tokens: int | None, factory: str | None,
-             attributes: Mapping[str, Any] | None, capture_content: bool, redact: Callable[[str], str] | None) -> None:
+def end_call_span(span: Any, recording: bool, error: BaseException | None, output_chars: int | None,
+                  input_tokens: int | None, output_tokens: int | None, factory: str | None,
+                  attributes: Mapping[str, Any] | None, capture_content: bool,
+                  redact: Callable[[str], str] | None) -> None:
     """:meth:`Tracing.end_call`'s body, its arguments positional (a hook's per-call path: ten keywords cost more
     than the rest of it); ``span`` is not ``None``."""
     if recording:
@@ -329,8 +331,8 @@ class Tracing:
         whether the span records, when the caller knows (:meth:`start_call`); nothing is set on one that does
         not."""
         if span is not None:
-            _end_call(span, recording if recording is not None else span.is_recording(), error, output_chars,
-                      input_tokens, output_tokens, factory, attributes, capture_content, redact)
+            end_call_span(span, recording if recording is not None else span.is_recording(), error, output_chars,
+                          input_tokens, output_tokens, factory, attributes, capture_content, redact)
 
     # -- optimizer runs ---------------------------------------------------------------------------
     def start_run(self, run: OptimizerRun) -> Any:
