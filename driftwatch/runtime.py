@@ -538,7 +538,7 @@ class Runtime(GuardHostMixin):
 
     # -- calls --------------------------------------------------------------------------------------
     def begin_call(self, agent: str, *, attach: bool = True, version: str | None = None,
-                   attributes: dict[str, Any] | None = None) -> CallScope | None:
+                   attributes: Mapping[str, Any] | None = None) -> CallScope | None:
         """Start a watched call (``None`` when driftwatch is off or suppressed).
 
         ``attach=False``: the call's span is not made current here; the hook makes it current (with

@@ -13,7 +13,7 @@ import contextvars
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from driftwatch.change import new_id
 from driftwatch.limits import OTHER, clean_name
 from driftwatch.observation import Call, OptimizerRun
-from driftwatch.tracing import GEN_AI_AGENT_VERSION, Tracing, current_ids
+from driftwatch.tracing import GEN_AI_AGENT_VERSION, Tracing, current_ids, end_call_span
 
 if TYPE_CHECKING:
     from driftwatch.runtime import Runtime
@@ -65,7 +65,7 @@ class CallScope:
     __slots__ = ("agent", "label", "recording", "runtime", "span", "started_version", "t0", "token", "version")
 
     def __init__(self, runtime: Runtime, agent: str, attach: bool = True, version: str | None = None,
-                 attributes: dict[str, Any] | None = None) -> None:
+                 attributes: Mapping[str, Any] | None = None) -> None:
         self.runtime = runtime
         entry = runtime.names.get(agent) or runtime.agent_names(agent)  # inlined: the admitted agent, per call
         #: the agent's name (made safe to store); ``label``: its metric label (``other`` past the agent limit)
@@ -80,8 +80,8 @@ class CallScope:
             if version is None:
                 self.started_version = runtime.versions.get(agent)  # agent_version, without the call
             try:
-                self.span, self.token, self.recording = tracing.start_call(
-                    agent, self.started_version, attach=attach, attributes=attributes)
+                self.span, self.token, self.recording = tracing.start_call(agent, self.started_version, attach,
+                                                                           attributes)  # positional: per call
             except Exception as exc:  # noqa: BLE001  # never break the host: counted below
                 runtime.error("tracing", exc)
         self.t0 = time.perf_counter()
@@ -133,10 +133,9 @@ class CallScope:
                     version = self.version if self.version is not None else rt.versions.get(self.agent)
                     if version is not None and version != self.started_version:
                         span_attributes = {**(span_attributes or {}), GEN_AI_AGENT_VERSION: version}
-                Tracing.end_call(span, error=error, output_chars=output_chars, input_tokens=input_tokens,
-                                 output_tokens=output_tokens, factory=factory, attributes=span_attributes,
-                                 capture_content=rt.settings.capture_content, redact=rt.redact,
-                                 recording=recording)
+                # Tracing.end_call, its arguments positional (keywords cost more than the rest of its usual path)
+                end_call_span(span, recording, error, output_chars, input_tokens, output_tokens, factory,
+                              span_attributes, rt.settings.capture_content, rt.redact)
             except Exception as exc:  # noqa: BLE001  # never break the host
                 rt.error("tracing", exc)
         if not record:

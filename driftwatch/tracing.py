@@ -25,10 +25,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from driftwatch._version import __version__
@@ -59,6 +61,7 @@ __all__ = [
     "SpanExportError",
     "Tracing",
     "current_ids",
+    "end_call_span",
     "id_generator",
     "provider_name",
     "record_exception",
@@ -171,6 +174,43 @@ def record_exception(span: Any, error: BaseException, *, capture_content: bool =
     span.add_event("exception", attributes)
 
 
+def end_call_span(span: Any, recording: bool, error: BaseException | None, output_chars: int | None,
+                  input_tokens: int | None, output_tokens: int | None, factory: str | None,
+                  attributes: Mapping[str, Any] | None, capture_content: bool,
+                  redact: Callable[[str], str] | None) -> None:
+    """:meth:`Tracing.end_call`'s body, its arguments positional (a hook's per-call path: ten keywords cost more
+    than the rest of it); ``span`` is not ``None``."""
+    if recording:
+        if error is None and factory is None and not attributes and not input_tokens and not output_tokens:
+            if output_chars is not None:  # the answer's size alone (the usual end): set alone, no dict to build
+                span.set_attribute(ATTR.OUTPUT_CHARS, output_chars)
+        else:
+            attrs: dict[str, Any] = {}
+            if attributes:
+                for k, v in attributes.items():
+                    if v is not None:
+                        attrs[k] = v
+            if factory is not None:  # the watched function built an agent rather than ran one
+                span.update_name(f"{SPAN.CREATE_AGENT} {factory}")
+                attrs[GEN_AI_OPERATION_NAME] = SPAN.CREATE_AGENT
+            if output_chars is not None:
+                attrs[ATTR.OUTPUT_CHARS] = output_chars
+            if input_tokens:
+                attrs[GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+            if output_tokens:
+                attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+            if error is not None:
+                record_exception(span, error, capture_content=capture_content, redact=redact)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                attrs[ERROR_TYPE] = type(error).__qualname__
+            if len(attrs) > 1:
+                span.set_attributes(attrs)  # one lock and one pass for all of them
+            elif attrs:  # one (the answer's size, say): set alone, the SDK cleans it without a pass over a dict
+                for k, v in attrs.items():
+                    span.set_attribute(k, v)
+    span.end()
+
+
 def _hex_ids(ctx: SpanContext) -> tuple[str | None, str | None]:
     if not ctx.is_valid:
         return None, None
@@ -197,23 +237,35 @@ class Tracing:
         #: the tracer is a provider's own (one was injected, or the global one was set when this was made): its
         #: spans can record for good, so :meth:`live` need not be asked (a hook reads this first, then ``live()``)
         self.bound = type(self.tracer) is not trace.ProxyTracer
+        #: no global provider is named in the environment (``OTEL_PYTHON_TRACER_PROVIDER``, which the API loads on
+        #: first use): read once, here
+        self._no_env_provider = OTEL_PYTHON_TRACER_PROVIDER not in os.environ
         self.capture_content = capture_content
         self.redact = redact
-        #: per agent: (version, span name, start attributes) of its last call, reused while its version holds
-        self._starts: dict[str, tuple[str | None, str, dict[str, Any]]] = {}
+        #: per agent: [version, span name, start attributes, (last read-only extra attributes, the two merged)] of
+        #: its last call, reused while its version holds
+        self._starts: dict[str, list[Any]] = {}
 
     def live(self) -> bool:
         """Whether a span started now can record: not while the tracer is the global provider's and no SDK
         provider is set (its spans record nothing: a hook can skip making one, and its attributes)."""
-        return self.bound or type(trace.get_tracer_provider()) is not trace.ProxyTracerProvider
+        if self.bound:
+            return True
+        # what trace.get_tracer_provider() reads, without the environment lookup it makes while no provider is set
+        # (~1/2 of a call's work here); the attribute read falls back to it if a version of the API lacks it
+        if getattr(trace, "_TRACER_PROVIDER", self) is None and self._no_env_provider:
+            return False
+        return type(trace.get_tracer_provider()) is not trace.ProxyTracerProvider
 
     # -- agent calls ------------------------------------------------------------------------------
-    def start_call(self, agent: str, version: str | None, *, attach: bool = True,
+    def start_call(self, agent: str, version: str | None, attach: bool = True,
                    attributes: Mapping[str, Any] | None = None) -> tuple[Any, Any, bool]:
         """Start ``invoke_agent {agent}`` as the current span; returns ``(span, token, recording)``.
 
         ``attributes``: more GenAI attributes known at the start (``gen_ai.provider.name``,
-        ``gen_ai.request.model``, ``gen_ai.conversation.id``; samplers see them; ``None`` values are left out).
+        ``gen_ai.request.model``, ``gen_ai.conversation.id``; samplers see them; ``None`` values are left out). A
+        ``MappingProxyType`` (a DSPy LM's, kept per LM) is taken as unchanging: passed again, its merge with the start
+        attributes is reused (pass a new one for new values).
         The token is ``None`` when the span belongs to no trace (a no-op provider), so nothing needs detaching
         and the call pays almost nothing, and with ``attach=False`` (the caller makes the span current with
         :meth:`enter` where the agent runs). A span the sampler dropped is made current like a recorded one: the
@@ -223,12 +275,19 @@ class Tracing:
         start = self._starts.get(agent)
         if start is None or start[0] != version:
             start = self._start_of(agent, version)
-        attrs = {**start[2]}  # a copy each call (one C-level copy): a sampler given it may keep or change it
-        if attributes:
+        merged = start[3]  # (read-only extra attributes, merged with the start ones): one read, threads may swap it
+        if not attributes:
+            attrs = {**start[2]}  # a copy each call (one C-level copy): a sampler given it may keep or change it
+        elif merged is not None and merged[0] is attributes:  # the last call's read-only mapping (a DSPy LM's)
+            attrs = {**merged[1]}
+        else:
+            attrs = {**start[2]}
             for k, v in attributes.items():
                 if v is not None:
                     attrs[k] = v
-        span = self.tracer.start_span(start[1], kind=SpanKind.INTERNAL, attributes=attrs)
+            if type(attributes) is MappingProxyType:  # read-only: the same one next call holds the same values
+                start[3] = (attributes, {**attrs})
+        span = self.tracer.start_span(start[1], None, SpanKind.INTERNAL, attrs)  # (name, context, kind, attributes)
         # a span the sampler dropped is made current too: spans made inside the call inherit the decision (and
         # the trace) instead of starting traces of their own; a span of no trace at all (no-op API) is not
         recording = span.is_recording()
@@ -236,12 +295,13 @@ class Tracing:
             return span, None, recording
         return span, otel_context.attach(trace.set_span_in_context(span)), recording
 
-    def _start_of(self, agent: str, version: str | None) -> tuple[str | None, str, dict[str, Any]]:
-        """The span name and start attributes of ``agent``'s calls at ``version`` (kept for the next call)."""
+    def _start_of(self, agent: str, version: str | None) -> list[Any]:
+        """The span name and start attributes of ``agent``'s calls at ``version`` (kept for the next call), and the
+        last read-only ``attributes`` mapping passed with them and their merge (see :meth:`start_call`)."""
         attrs: dict[str, Any] = {GEN_AI_OPERATION_NAME: SPAN.INVOKE_AGENT, GEN_AI_AGENT_NAME: agent}
         if version:
             attrs[GEN_AI_AGENT_VERSION] = version
-        start = (version, f"{SPAN.INVOKE_AGENT} {agent}", attrs)
+        start = [version, f"{SPAN.INVOKE_AGENT} {agent}", attrs, None]
         if len(self._starts) >= _STARTS_KEPT:  # agents past the agent limit keep coming: forget them all
             self._starts.clear()
         self._starts[agent] = start
@@ -270,33 +330,9 @@ class Tracing:
         type (with its message and stack trace only when ``capture_content``, after ``redact``). ``recording``:
         whether the span records, when the caller knows (:meth:`start_call`); nothing is set on one that does
         not."""
-        if span is None:
-            return
-        if recording if recording is not None else span.is_recording():
-            attrs: dict[str, Any] = {}
-            if attributes:
-                for k, v in attributes.items():
-                    if v is not None:
-                        attrs[k] = v
-            if factory is not None:  # the watched function built an agent rather than ran one
-                span.update_name(f"{SPAN.CREATE_AGENT} {factory}")
-                attrs[GEN_AI_OPERATION_NAME] = SPAN.CREATE_AGENT
-            if output_chars is not None:
-                attrs[ATTR.OUTPUT_CHARS] = output_chars
-            if input_tokens:
-                attrs[GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
-            if output_tokens:
-                attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
-            if error is not None:
-                record_exception(span, error, capture_content=capture_content, redact=redact)
-                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                attrs[ERROR_TYPE] = type(error).__qualname__
-            if len(attrs) > 1:
-                span.set_attributes(attrs)  # one lock and one pass for all of them
-            elif attrs:  # one (the answer's size, say): set alone, the SDK cleans it without a pass over a dict
-                for k, v in attrs.items():
-                    span.set_attribute(k, v)
-        span.end()
+        if span is not None:
+            end_call_span(span, recording if recording is not None else span.is_recording(), error, output_chars,
+                          input_tokens, output_tokens, factory, attributes, capture_content, redact)
 
     # -- optimizer runs ---------------------------------------------------------------------------
     def start_run(self, run: OptimizerRun) -> Any:

@@ -10,6 +10,7 @@ import operator
 from collections.abc import Callable, Mapping
 from itertools import chain, compress, repeat
 from operator import is_
+from types import MappingProxyType
 from typing import Any
 
 import dspy
@@ -104,7 +105,7 @@ def prediction_text(result: Any, key: str | None = None) -> str | None:
     return last
 
 
-_LM_MODELS: dict[int, tuple[Any, tuple[str | None, str | None], dict[str, str | None]]] = {}
+_LM_MODELS: dict[int, tuple[Any, tuple[str | None, str | None], Mapping[str, str | None]]] = {}
 _LM_MODELS_KEPT = 64
 
 
@@ -119,8 +120,9 @@ def lm_model(lm: Any) -> tuple[str | None, str | None]:
     return _lm_entry(lm)[1]
 
 
-def lm_attributes(lm: Any) -> dict[str, str | None] | None:
-    """The span attributes of :func:`lm_model` (one dict per LM, kept: do not change it)."""
+def lm_attributes(lm: Any) -> Mapping[str, str | None] | None:
+    """The span attributes of :func:`lm_model`: one read-only mapping per LM, kept (a ``MappingProxyType``, which
+    :meth:`Tracing.start_call <driftwatch.tracing.Tracing.start_call>` merges once per agent version, not per call)."""
     if lm is None:
         return None
     hit = _LM_MODELS.get(id(lm))
@@ -129,7 +131,7 @@ def lm_attributes(lm: Any) -> dict[str, str | None] | None:
     return _lm_entry(lm)[2]
 
 
-def _lm_entry(lm: Any) -> tuple[Any, tuple[str | None, str | None], dict[str, str | None]]:
+def _lm_entry(lm: Any) -> tuple[Any, tuple[str | None, str | None], Mapping[str, str | None]]:
     model = getattr(lm, "model", None)
     if not isinstance(model, str) or not model:
         result: tuple[str | None, str | None] = (None, None)
@@ -142,7 +144,7 @@ def _lm_entry(lm: Any) -> tuple[Any, tuple[str | None, str | None], dict[str, st
             result = (provider_name(cls[:-2] if cls.endswith("LM") and len(cls) > 2 else cls), model)
     if len(_LM_MODELS) >= _LM_MODELS_KEPT:
         _LM_MODELS.clear()
-    entry = (lm, result, {GEN_AI_PROVIDER_NAME: result[0], GEN_AI_REQUEST_MODEL: result[1]})
+    entry = (lm, result, MappingProxyType({GEN_AI_PROVIDER_NAME: result[0], GEN_AI_REQUEST_MODEL: result[1]}))
     _LM_MODELS[id(lm)] = entry  # the LM is pinned, so its id is not reused
     return entry
 
