@@ -62,6 +62,9 @@ BENCHES = [
           "the same graph, spans through a SimpleSpanProcessor (export inside the call)"),
     Bench("dspy", "benchmarks/bench_dspy.py", [], ["--rounds", "8", "--calls", "50"],
           "3-predictor DSPy program on DummyLM, beside OpenInference's DSPy instrumentor"),
+    Bench("processes", "benchmarks/bench_processes.py", [], ["--rounds", "2", "--calls", "500", "--warmup", "100"],
+          "LangGraph and DSPy with each mode in a process of its own (the interleaved benchmarks' design checked from "
+          "the other side: no goal is read from it)"),
     Bench("decorator", "benchmarks/bench_decorator.py", [], ["--calls", "5000", "--rounds", "3"],
           "@driftwatch.watch on a trivial sync and async function"),
     Bench("instructions", "benchmarks/bench_instructions.py", [], ["--quick"],
