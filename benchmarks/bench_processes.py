@@ -76,10 +76,8 @@ def _dspy(mode: str, provider: Any) -> Any:
     import itertools
 
     import dspy
-    from bench_dspy import ANSWER, Pipeline
+    from bench_dspy import ANSWER, Pipeline, in_span
     from dspy.utils import DummyLM
-    from opentelemetry import context as otel_context
-    from opentelemetry import trace
 
     import driftwatch
 
@@ -88,20 +86,9 @@ def _dspy(mode: str, provider: Any) -> Any:
     if mode in ("watched", "watched+batch"):
         _runtime(provider, tracing=mode == "watched+batch")
         driftwatch.watch(program, agent="bench")
-    if mode != "sdk-span":
-        return lambda i: program(question=f"What is the capital of France? ({i % 7})")
-    tracer = provider.get_tracer("bench")
-
-    def spanned(i: int) -> Any:
-        span = tracer.start_span("invoke_agent bench")
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            return program(question=f"What is the capital of France? ({i % 7})")
-        finally:
-            otel_context.detach(token)
-            span.end()
-
-    return spanned
+    if mode == "sdk-span":
+        return in_span(program, provider.get_tracer("bench"))
+    return lambda i: program(question=f"What is the capital of France? ({i % 7})")
 
 
 def child(workload: str, mode: str, calls: int, warmup: int) -> float:
