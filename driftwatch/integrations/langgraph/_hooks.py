@@ -65,10 +65,7 @@ def _make_start(original: Any) -> Any:
         inv = ACTIVE.get()
         if inv is not None and inv.hooked and _HOOKS.generation == gen:
             try:
-                if len(messages) == 1:  # one request (invoke, stream): the common case, without a call more
-                    inv.handler.model_call(inv.agent, inv, messages, managers[0].run_id, self.metadata, kwargs)
-                else:
-                    _started(inv, self, messages, managers, kwargs)
+                _started(inv, self, messages, managers, kwargs)
             except Exception as exc:  # noqa: BLE001  # never break the host (the handler guards itself too)
                 get_runtime().error("langgraph", exc)
         return managers

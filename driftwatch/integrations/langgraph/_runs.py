@@ -72,8 +72,7 @@ def _start(handler: DriftwatchCallbackHandler, agent: str | None, graph: Any, ar
         tracing = rt.tracing
         if tracing is not None and (tracing.bound or tracing.live()):  # would_trace: only a span reads them
             last = _LAST_MODEL.values(rt).get(agent)
-            conversation = conversation_of(graph, args, kwargs) \
-                if kwargs or len(args) > 1 or getattr(graph, "config", None) is not None else None  # else: none
+            conversation = conversation_of(graph, args, kwargs)
             if last is not None:
                 attributes = {GEN_AI_PROVIDER_NAME: last[0], GEN_AI_REQUEST_MODEL: last[1]}  # None: left out
                 if conversation is not None:
