@@ -47,14 +47,20 @@ def hooks_installed() -> bool:
     return bool(_HOOKS)
 
 
-def _started(inv: Any, manager: Any, messages: Any, managers: Any, kwargs: dict[str, Any]) -> None:
-    """The chat-model requests of a hooked run ``inv`` (what a handler would get, without the dispatch); the
-    caller catches what this raises."""
-    if len(messages) == 1:  # one request (invoke, stream)
-        inv.handler.model_call(inv.agent, inv, messages, managers[0].run_id, manager.metadata, kwargs)
+def _started(manager: Any, messages: Any, managers: Any, kwargs: dict[str, Any], gen: int) -> None:
+    """Hand the chat-model requests that ``manager`` started to the hooked run they belong to, if any (what a
+    handler would get, without the dispatch)."""
+    inv = ACTIVE.get()
+    if inv is None or not inv.hooked or _HOOKS.generation != gen:
         return
-    for message_list, run in zip(messages, managers, strict=False):
-        inv.handler.model_call(inv.agent, inv, [message_list], run.run_id, manager.metadata, kwargs)
+    try:
+        if len(messages) == 1:  # one request (invoke, stream)
+            inv.handler.model_call(inv.agent, inv, messages, managers[0].run_id, manager.metadata, kwargs)
+            return
+        for message_list, run in zip(messages, managers, strict=False):
+            inv.handler.model_call(inv.agent, inv, [message_list], run.run_id, manager.metadata, kwargs)
+    except Exception as exc:  # noqa: BLE001  # never break the host (the handler guards itself too)
+        get_runtime().error("langgraph", exc)
 
 
 def _make_start(original: Any) -> Any:
@@ -62,12 +68,7 @@ def _make_start(original: Any) -> Any:
 
     def on_chat_model_start(self: Any, serialized: Any, messages: Any, run_id: Any = None, **kwargs: Any) -> Any:
         managers = original(self, serialized, messages, run_id, **kwargs)
-        inv = ACTIVE.get()
-        if inv is not None and inv.hooked and _HOOKS.generation == gen:
-            try:
-                _started(inv, self, messages, managers, kwargs)
-            except Exception as exc:  # noqa: BLE001  # never break the host (the handler guards itself too)
-                get_runtime().error("langgraph", exc)
+        _started(self, messages, managers, kwargs, gen)
         return managers
 
     on_chat_model_start.__doc__ = original.__doc__
@@ -80,12 +81,7 @@ def _make_astart(original: Any) -> Any:
     async def on_chat_model_start(self: Any, serialized: Any, messages: Any, run_id: Any = None,
                                   **kwargs: Any) -> Any:
         managers = await original(self, serialized, messages, run_id, **kwargs)
-        inv = ACTIVE.get()
-        if inv is not None and inv.hooked and _HOOKS.generation == gen:
-            try:
-                _started(inv, self, messages, managers, kwargs)
-            except Exception as exc:  # noqa: BLE001  # never break the host (the handler guards itself too)
-                get_runtime().error("langgraph", exc)
+        _started(self, messages, managers, kwargs, gen)
         return managers
 
     on_chat_model_start.__doc__ = original.__doc__
