@@ -7,7 +7,9 @@ mode alike). This one checks that design from the other side: every mode runs in
 program built, driftwatch configured and watching (or not) once, ``--warmup`` calls, then ``--calls`` calls timed
 on the process's CPU clock (all its threads) — and the modes alternate, round after round, in a rotated order.
 Reported per mode: the median over rounds of µs per call, its difference from bare's median, the ratio of the
-medians, and the spread of the per-round ratios to that round's bare (min..max). A fresh process differs from
+medians, the spread of the per-round ratios to that round's bare (min..max), and the median of voluntary context
+switches per call (all the process's threads: a background thread woken while the host thread runs shows here; see
+``driftwatch/call_batch.py``, "The hand-over"). A fresh process differs from
 the next in memory layout and hash seed, so expect wider spreads than the interleaved benchmarks'; read the
 medians. Modes (the same programs and settings as the interleaved benchmarks):
 
@@ -91,16 +93,22 @@ def _dspy(mode: str, provider: Any) -> Any:
     return lambda i: program(question=f"What is the capital of France? ({i % 7})")
 
 
-def child(workload: str, mode: str, calls: int, warmup: int) -> float:
+def child(workload: str, mode: str, calls: int, warmup: int) -> tuple[float, float]:
+    """µs per call on the process's CPU clock, and voluntary context switches per call (all threads)."""
+    import resource
+
     sys.path.insert(0, str(HERE))
     provider = _provider()
     call = (_langgraph if workload == "langgraph" else _dspy)(mode, provider)
     for i in range(warmup):
         call(i)
+    switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
     start = time.process_time()
     for i in range(calls):
         call(i)
-    return (time.process_time() - start) / calls * 1e6
+    spent = time.process_time() - start
+    switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - switches
+    return spent / calls * 1e6, switches / calls
 
 
 def main() -> None:
@@ -128,6 +136,7 @@ def main() -> None:
     for workload in workloads:
         modes = MODES[workload]
         us: dict[str, list[float]] = {m: [] for m in modes}
+        switched: dict[str, list[float]] = {m: [] for m in modes}
         for r in range(args.rounds):
             for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
                 cmd = [sys.executable, __file__, "--child", workload, mode, "--calls", str(args.calls),
@@ -135,15 +144,17 @@ def main() -> None:
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if proc.returncode:
                     sys.exit(f"{workload}/{mode} failed:\n{proc.stderr[-2000:]}")
-                us[mode].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                spent, switches = json.loads(proc.stdout.strip().splitlines()[-1])
+                us[mode].append(spent)
+                switched[mode].append(switches)
             print(f"  ({workload} round {r + 1}/{args.rounds} done)", file=sys.stderr, flush=True)
         base = statistics.median(us["bare"])
-        print(f"{workload}: mode            µs/call  added µs   ratio   (per-round ratios min..max)")
+        print(f"{workload}: mode            µs/call  added µs   ratio   (per-round ratios min..max)   switches/call")
         for mode in modes:
             ratios = [u / b for u, b in zip(us[mode], us["bare"], strict=True)]
             med = statistics.median(us[mode])
             print(f"{workload + '/' + mode:24s} {med:9.1f} {med - base:9.1f}   {med / base:.2f}x   "
-                  f"({min(ratios):.2f}..{max(ratios):.2f})")
+                  f"({min(ratios):.2f}..{max(ratios):.2f})          {statistics.median(switched[mode]):.3f}")
 
 
 if __name__ == "__main__":

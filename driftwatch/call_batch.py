@@ -17,6 +17,16 @@ processing (the processing lock is held while a batch is taken and processed, so
 lock is re-entrant: the processing may read the state (the drift engine storing an alarm) and flush again. In a
 child after ``fork()`` the parent's kept calls are dropped (the parent processes them) and a timer thread of its own
 starts with the child's first batch.
+
+**The hand-over.** A background thread that wakes while the host thread runs must take the interpreter lock back
+before it can do anything. A host that releases the lock often and briefly (DSPy draws random bytes for every LM
+call: three releases a program call) never leaves it free long enough: CPython wakes the waiting thread at every
+release, the thread loses the race, and its 5 ms wait for a forced switch starts over. The thread then waits for as
+long as the host runs, and the host pays a wake-up (a system call and a context switch) at every release: measured
+in its own process, about 100 µs of a DSPy DummyLM program call. So the host never leaves the timer waiting: the
+call that finds the timer due (its wake-up time has come, or the call has just woken it with a new batch) waits for
+it, at most :data:`HANDOVER_S`, while the timer takes its turn and goes back to sleep. That is at most twice per
+``max_age_s`` while calls come, and nothing when the timer sleeps.
 """
 
 from __future__ import annotations
@@ -29,14 +39,19 @@ from collections.abc import Callable
 
 from driftwatch.observation import Call
 
-__all__ = ["CallBatch"]
+__all__ = ["HANDOVER_S", "CallBatch"]
+
+#: seconds a call waits, at most, for the timer thread to take its turn (it only looks at the batch's age; a batch it
+#: finds old is processed on its thread and the call goes on after this bound)
+HANDOVER_S = 0.002
+_NEVER = float("inf")
 
 
 class CallBatch:
     """Calls kept for ``process`` (a list of calls, in order), at most ``size`` of them and ``max_age_s`` old."""
 
-    __slots__ = ("__weakref__", "_armed", "_lock", "_oldest", "_pending", "_process", "_processing", "_stopped",
-                 "_timer", "max_age_s", "size")
+    __slots__ = ("__weakref__", "_armed", "_due", "_lock", "_oldest", "_pending", "_process", "_processing",
+                 "_stopped", "_timer", "_woke", "max_age_s", "size")
 
     def __init__(self, process: Callable[[list[Call]], None], *, size: int, max_age_s: float) -> None:
         self._process = process
@@ -49,24 +64,40 @@ class CallBatch:
         self._armed = threading.Event()  # set when a batch starts: the timer thread waits for its age
         self._stopped = threading.Event()
         self._timer: threading.Thread | None = None
+        self._due = _NEVER  # time.monotonic() the timer thread wakes at (never: asleep until a batch starts)
+        self._woke = threading.Event()  # set by the timer each time it has taken its turn and sleeps again
         _LIVE.add(self)
 
     def add(self, call: Call, now: float) -> None:
         """Keep ``call`` (``now``: ``time.monotonic()``); process the batch when it is full or old."""
+        if now >= self._due:  # the timer is awake and waiting for the interpreter lock: let it take its turn
+            self._handover()
+        woken = False
         with self._lock:
             pending = self._pending
             pending.append(call)
             if len(pending) == 1:
                 self._oldest = now
-                if not self._armed.is_set():  # the timer thread sleeps until a batch starts
+                if self.size > 1 and not self._armed.is_set():  # the timer thread sleeps until a batch starts
+                    self._woke.clear()  # (before a new timer thread starts: it may take its first turn at once)
                     if self._timer is None:
                         self._start_timer()
                     self._armed.set()
-                if self.size > 1:
-                    return
-            elif len(pending) < self.size and now - self._oldest < self.max_age_s:
-                return
-        self.flush()
+                    woken = True
+                full = self.size <= 1
+            else:
+                full = len(pending) >= self.size or now - self._oldest >= self.max_age_s
+        if woken:  # the timer looks at the new batch's age and sleeps again
+            self._woke.wait(HANDOVER_S)
+        if full:
+            self.flush()
+
+    def _handover(self) -> None:
+        """Wait (at most :data:`HANDOVER_S`) for the timer thread, due now, to take its turn."""
+        due = self._due
+        self._woke.clear()
+        if not self._woke.wait(HANDOVER_S) and self._due == due:
+            self._due = _NEVER  # busy or gone: not waited for again until it sleeps once more
 
     def flush(self) -> None:
         """Process every kept call now (returns at once when none is kept and no batch is being processed)."""
@@ -82,6 +113,7 @@ class CallBatch:
     def close(self) -> None:
         """Process what is kept and stop the timer thread (later calls are processed at once)."""
         self.size = 1
+        self._due = _NEVER
         self._armed.set()  # no timer thread for the calls after this
         self.flush()
         self._stopped.set()
@@ -96,10 +128,12 @@ class CallBatch:
         self._armed = threading.Event()
         self._stopped = threading.Event()
         self._timer = None
+        self._due = _NEVER
+        self._woke = threading.Event()
 
     def _start_timer(self) -> None:
         stopped, armed = self._stopped, self._armed
-        thread = threading.Thread(target=_timer, args=(weakref.ref(self), armed, stopped, self.max_age_s),
+        thread = threading.Thread(target=_timer, args=(weakref.ref(self), armed, stopped, self._woke, self.max_age_s),
                                   name="driftwatch-call-batch", daemon=True)
         self._timer = thread
         weakref.finalize(self, _stop, armed, stopped)  # a dropped runtime's thread ends
@@ -111,14 +145,17 @@ def _stop(armed: threading.Event, stopped: threading.Event) -> None:
     armed.set()
 
 
-def _timer(ref: weakref.ref[CallBatch], armed: threading.Event, stopped: threading.Event, max_age_s: float) -> None:
+def _timer(ref: weakref.ref[CallBatch], armed: threading.Event, stopped: threading.Event, woke: threading.Event,
+           max_age_s: float) -> None:
     """Process a batch ``max_age_s`` after its first call when no call filled it (holds the batch only weakly).
-    While calls keep coming it wakes once per ``max_age_s`` at most; with none kept it sleeps until one is."""
+    While calls keep coming it wakes once per ``max_age_s`` at most; with none kept it sleeps until one is. Before
+    each sleep it notes when it wakes (``_due``) and sets ``woke``: the call that hands it the lock goes on."""
     while not stopped.is_set():
         batch = ref()
         if batch is None:
             return
         if not batch._pending:
+            batch._due = _NEVER
             batch = None
             armed.clear()  # then look again: a call added before the clear is seen, one after it sets it
             batch = ref()
@@ -126,15 +163,19 @@ def _timer(ref: weakref.ref[CallBatch], armed: threading.Event, stopped: threadi
                 return
             if not batch._pending:
                 batch = None
+                woke.set()
                 armed.wait()
                 continue
-        delay = batch._oldest + max_age_s - time.monotonic()
-        if delay <= 0:
+        due = batch._oldest + max_age_s
+        if due <= time.monotonic():
             batch.flush()
             batch = None
             continue
+        batch._due = due
         batch = None
-        stopped.wait(delay)
+        woke.set()
+        stopped.wait(due - time.monotonic())
+    woke.set()
 
 
 #: every CallBatch alive, for the fork handler

@@ -18,9 +18,14 @@ background *writer* thread, never on the host's threads:
   first sees a component, the drift engine's poll of operator commands) run on the writer too, after the
   writes queued before them, within the same budget; when the ledger is behind or does not answer in time
   they answer "unknown" at once (counted under ``ledger_wait``).
-- **Call windows** (report aggregates, :meth:`BufferedLedger.record_window`) are handed over without waiting:
-  the windows that close before the writer gets to them are written together, in one transaction (one op in
-  the queue, however fast they close); at most ``max_pending`` wait (the oldest is dropped, counted); none is
+- **Call windows** (report aggregates, :meth:`BufferedLedger.record_window`) wait in a list and are handed to
+  the writer together, in one transaction, at most once per :data:`WINDOWS_EVERY_S` (the window that closes
+  after that hands them over), and at once by :meth:`~BufferedLedger.flush`, :meth:`~BufferedLedger.close` and
+  every read. The call that hands them over waits for the writer, at most :data:`WINDOWS_HANDOVER_S` (a
+  timeout is not an error: the writer goes on). That wait is what lets the writer run at all beside a host that
+  keeps the interpreter lock busy: a thread woken while the host runs waits for the lock for as long as the host
+  runs when the host releases it often and briefly, and the host pays a wake-up at every release (see
+  :mod:`driftwatch.call_batch`). At most ``max_pending`` windows wait (the oldest is dropped, counted); none is
   kept while the ledger is behind.
 - **Explicit reads** (the :class:`~driftwatch.ledger.Ledger` read methods: tests, the CLI, ``restore``) first
   wait (up to ``drain_s``) until the writes queued before them are written, then read on the caller's thread.
@@ -67,6 +72,8 @@ __all__ = [
     "MAX_PENDING",
     "RETRY_S",
     "WAIT_S",
+    "WINDOWS_EVERY_S",
+    "WINDOWS_HANDOVER_S",
     "BufferedLedger",
     "ErrorCallback",
     "HotPathReads",
@@ -85,6 +92,12 @@ DRAIN_S = 5.0
 #: seconds one statement of the writer waits for a lock someone else holds before the attempt fails and is
 #: retried (SQLite busy timeout, PostgreSQL lock_timeout): short, so close() and explicit reads are not held up
 LOCK_WAIT_S = 2.0
+
+#: seconds between two hand-overs of the closed call windows to the writer while calls come
+WINDOWS_EVERY_S = 1.0
+#: seconds the call that hands the windows over waits, at most, for the writer to write them (at most 0.5% of a
+#: busy host's time at one hand-over a second)
+WINDOWS_HANDOVER_S = 0.005
 
 _MIN_RETRY_S = 0.01  # never a busy loop of failing attempts
 #: seconds an idle writer waits for work before its thread ends (the next op starts another)
@@ -203,7 +216,8 @@ class BufferedLedger(Ledger):
         self._closing = False
         self._abandoned = False  # closed without keep_trying: what fails now is dropped, not kept
         self._windows: list[CallWindow] = []  # closed call windows the writer has not taken yet
-        self._windows_queued = False  # an op that takes them is in the queue
+        self._windows_op: _Op | None = None  # the queued op that takes them (None: none queued, or taken)
+        self._windows_due = 0.0  # time.monotonic() from which the next closed window hands them over
 
     # -- the backend ------------------------------------------------------------------------------
     @property
@@ -370,6 +384,7 @@ class BufferedLedger(Ledger):
         """Wait for the writes queued so far; unless ``patient``, stop as soon as an attempt of the writer fails
         (the ledger is unavailable: an explicit read or an exit should not wait on). ``retry_now``: wake the
         writer from its pause between attempts first."""
+        self._hand_windows()
         start = time.monotonic()
         with self._cond:
             target = self._seq
@@ -515,31 +530,48 @@ class BufferedLedger(Ledger):
         self.write(lambda led: led.record_alarm(alarm))
 
     def record_window(self, window: CallWindow) -> None:
-        """Hand a closed call window to the writer without waiting. The windows that close before the writer gets
-        to them are written together, in one transaction (one op in the queue at a time, however fast windows
-        close); at most ``max_pending`` wait (the oldest is dropped, counted). Dropped while the ledger is behind:
+        """Keep a closed call window for the writer. The windows waiting are handed over together (one op, one
+        transaction) by the first window closed :data:`WINDOWS_EVERY_S` after the last hand-over, which waits for
+        the writer at most :data:`WINDOWS_HANDOVER_S`; :meth:`flush`, :meth:`close` and reads hand them over at
+        once. At most ``max_pending`` wait (the oldest is dropped, counted). Dropped while the ledger is behind:
         report aggregates never queue behind kept changes."""
         if self._behind:
             return
+        now = time.monotonic()
         with self._cond:
             self._windows.append(window)
             dropped = len(self._windows) > self.max_pending
             if dropped:
                 del self._windows[0]
-            queue = not self._windows_queued
-            self._windows_queued = True
+            due = now >= self._windows_due
+            if due:
+                self._windows_due = now + WINDOWS_EVERY_S
         if dropped:
             self.on_error("ledger", LedgerError(
                 f"{self.max_pending} call windows waiting for {self.location}: the oldest was dropped"))
-        if queue and not self._submit(_Op(self._write_windows, _WINDOW)):
+        if due:
+            self._hand_windows(WINDOWS_HANDOVER_S)
+
+    def _hand_windows(self, wait: float = 0.0) -> None:
+        """Queue the op that writes the windows waiting (unless one is queued already) and wait up to ``wait``
+        seconds for it to be done."""
+        with self._cond:
+            op = self._windows_op
+            new = op is None and bool(self._windows)
+            if new:
+                op = self._windows_op = _Op(self._write_windows, _WINDOW)
+        if new and not self._submit(op):  # type: ignore[arg-type]  # set above
             with self._cond:
-                self._windows_queued = False  # no writer now: the windows wait for the next one
+                self._windows_op = None  # no writer now: the windows wait for the next one
+            return
+        if op is not None and wait > 0:
+            op.done.wait(wait)
 
     def _write_windows(self, led: Ledger) -> None:
         """The writer's op: every window waiting now, in one transaction (one attempt)."""
         with self._cond:
             batch, self._windows = self._windows, []
-            self._windows_queued = False
+            self._windows_op = None
         if batch:
             led.record_windows(batch)
 
@@ -654,6 +686,7 @@ class BufferedLedger(Ledger):
         closes the backend once the queue is empty (:func:`driftwatch.configure` closes a replaced runtime so)."""
         timeout = self.drain_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        self._hand_windows()
         with self._cond:
             self._closing = True
             thread = self._thread

@@ -1,5 +1,6 @@
-"""Call windows through the buffered ledger: however fast they close, the writer's queue holds one op for them and
-writes the waiting ones together; what waits is bounded (``max_pending``) and what is dropped is counted.
+"""Call windows through the buffered ledger: however fast they close, they are handed to the writer together, at most
+once a second (and at once by a flush, a read or close); the call that hands them over waits for the writer, within
+a bound; what waits is bounded (``max_pending``) and what is dropped is counted.
 
 Reproduction (issue 15, memory): one agent's trivial calls close a 100-call window every ~0.6 ms; each window was
 an op of its own (one transaction, one statement) that the writer, sharing the interpreter lock with the busy host
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from driftwatch.ledger import buffered
 from driftwatch.ledger.buffered import BufferedLedger
 from driftwatch.ledger.sqlite import SQLiteLedger
 from driftwatch.windows import CallWindow
@@ -57,13 +59,15 @@ def test_windows_closed_while_the_writer_is_busy_are_written_together(tmp_path) 
             ledger.record_window(_window(i, t0))
         host_s = time.perf_counter() - started
         queued = sum(1 for op in list(ledger._queue) if op is not ledger._inflight)
-        assert queued == 1, "500 windows closed while the writer was busy: one op in the queue for all of them"
+        assert queued == 0, "500 windows closed within a second of the last hand-over: they wait, no op is queued"
         backend.release.set()
         assert ledger.flush(30)
         assert backend.batches == [1, 500]
         assert backend.windows(agent="bot") == [_window(i, t0) for i in range(501)]
         assert errors == []
         assert host_s < 1.0, f"the host does not wait for the writer: {host_s:.3f} s for 500 windows"
+        assert ledger.flush(30)
+        assert backend.batches == [1, 500], "positive control: the flush above wrote them, nothing is left"
     finally:
         backend.release.set()
         ledger.close()
@@ -89,4 +93,73 @@ def test_waiting_windows_are_bounded_and_the_dropped_ones_counted(tmp_path) -> N
         assert backend.windows(agent="bot") == [_window(i, t0) for i in kept]
     finally:
         backend.release.set()
+        ledger.close()
+
+
+def test_the_call_that_hands_windows_over_waits_for_the_writer_within_a_bound(tmp_path) -> None:
+    """The first window, and the first one closed a hand-over interval after it, hand the waiting windows to the
+    writer and wait for it: not at all once it is done, at most ``WINDOWS_HANDOVER_S`` while it is busy. Windows
+    closed in between wait, without waiting for anything."""
+    ledger, backend, errors = _buffered(tmp_path)
+    t0 = time.time() - 3600
+    try:
+        started = time.perf_counter()
+        ledger.record_window(_window(0, t0))  # handed over: the writer takes it and stops at the gate
+        waited = time.perf_counter() - started
+        assert backend.entered.wait(30)
+        assert buffered.WINDOWS_HANDOVER_S * 0.95 <= waited < 5.0, f"waited {waited:.4f} s for a held writer"
+        handed = time.monotonic()
+        for i in range(1, 4):
+            ledger.record_window(_window(i, t0))  # within the interval: kept for the next hand-over
+        assert backend.batches == [1] and len(ledger._windows) == 3
+        backend.release.set()
+        assert ledger.flush(30) and backend.batches == [1, 3]  # control: a flush hands them over at once
+        for i in range(4, 6):
+            ledger.record_window(_window(i, t0))
+        time.sleep(max(0.0, handed + buffered.WINDOWS_EVERY_S + 0.05 - time.monotonic()))
+        ledger.record_window(_window(6, t0))  # an interval after the last hand-over: all three go, now
+        assert backend.batches == [1, 3, 3]
+        assert backend.windows(agent="bot") == [_window(i, t0) for i in range(7)]
+        assert errors == []
+    finally:
+        backend.release.set()
+        ledger.close()
+
+
+def test_windows_waiting_are_written_before_a_read_and_at_close(tmp_path) -> None:
+    """Windows kept for the next hand-over are not lost to a reader or at exit: a read through the buffered ledger
+    sees them, and close() writes them."""
+    ledger, backend, errors = _buffered(tmp_path)
+    backend.release.set()
+    t0 = time.time() - 3600
+    ledger.record_window(_window(0, t0))
+    assert ledger.flush(30)
+    for i in range(1, 4):
+        ledger.record_window(_window(i, t0))
+    assert backend.batches == [1]  # control: three are waiting, not written yet
+    assert ledger.windows(agent="bot") == [_window(i, t0) for i in range(4)]
+    for i in range(4, 6):
+        ledger.record_window(_window(i, t0))
+    assert ledger.close() == 0
+    reopened = SQLiteLedger(str(tmp_path / "dw.db"))
+    try:
+        assert reopened.windows(agent="bot") == [_window(i, t0) for i in range(6)]
+    finally:
+        reopened.close()
+    assert errors == []
+
+
+def test_the_call_that_hands_windows_over_returns_once_they_are_written(tmp_path, monkeypatch) -> None:
+    """The hand-over waits for the writer to be done (here with a bound long enough that the scheduler cannot decide
+    the test): the windows are in the ledger when the call returns."""
+    monkeypatch.setattr(buffered, "WINDOWS_HANDOVER_S", 10.0)
+    ledger, backend, errors = _buffered(tmp_path)
+    backend.release.set()
+    t0 = time.time() - 3600
+    try:
+        ledger.record_window(_window(0, t0))
+        assert backend.batches == [1]
+        assert backend.windows(agent="bot") == [_window(0, t0)]
+        assert errors == []
+    finally:
         ledger.close()
