@@ -31,7 +31,8 @@ background *writer* thread, never on the host's threads:
   wait (up to ``drain_s``) until the writes queued before them are written, then read on the caller's thread.
 - **Exit and close**: :meth:`BufferedLedger.close` wakes the writer for one more try and waits up to
   ``drain_s`` (:data:`DRAIN_S`) for the queue to empty; it returns how many writes were still not written
-  (the runtime logs that number at exit: those writes are lost).
+  (the runtime logs that number at exit: those writes are lost). Call windows waiting when no writer thread can
+  start (at exit on Python 3.12+, once the writer went idle) are written by ``close()`` on its own thread.
 - **Fork**: the writer thread does not survive ``fork()``. In the child (``os.register_at_fork``) the
   ledger starts afresh: a new queue (the parent's kept writes stay the parent's to write), a new writer on
   first use, and a backend of its own (the parent's connections are left untouched).
@@ -552,9 +553,9 @@ class BufferedLedger(Ledger):
         if due:
             self._hand_windows(WINDOWS_HANDOVER_S)
 
-    def _hand_windows(self, wait: float = 0.0) -> None:
+    def _hand_windows(self, wait: float = 0.0) -> bool:
         """Queue the op that writes the windows waiting (unless one is queued already) and wait up to ``wait``
-        seconds for it to be done."""
+        seconds for it to be done; ``False`` when windows wait and no writer thread can start (at exit)."""
         with self._cond:
             op = self._windows_op
             new = op is None and bool(self._windows)
@@ -563,9 +564,10 @@ class BufferedLedger(Ledger):
         if new and not self._submit(op):  # type: ignore[arg-type]  # set above
             with self._cond:
                 self._windows_op = None  # no writer now: the windows wait for the next one
-            return
+            return False
         if op is not None and wait > 0:
             op.done.wait(wait)
+        return True
 
     def _write_windows(self, led: Ledger) -> None:
         """The writer's op: every window waiting now, in one transaction (one attempt)."""
@@ -686,7 +688,13 @@ class BufferedLedger(Ledger):
         closes the backend once the queue is empty (:func:`driftwatch.configure` closes a replaced runtime so)."""
         timeout = self.drain_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        self._hand_windows()
+        if not self._hand_windows():  # no writer thread can start (Python 3.12+ at exit): written here
+            with self._cond:
+                batch, self._windows = self._windows, []
+            try:
+                self.open().record_windows(batch)
+            except Exception as exc:  # noqa: BLE001  # counted; closing must not raise into the host
+                self.on_error("ledger", exc)
         with self._cond:
             self._closing = True
             thread = self._thread

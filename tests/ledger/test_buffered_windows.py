@@ -163,3 +163,33 @@ def test_the_call_that_hands_windows_over_returns_once_they_are_written(tmp_path
         assert errors == []
     finally:
         ledger.close()
+
+
+def test_windows_waiting_at_exit_are_written_when_no_writer_thread_can_start(tmp_path, monkeypatch) -> None:
+    """At exit on Python 3.12+ no thread can start; windows kept for the next hand-over while the writer had
+    gone idle are then written by close() itself, not lost."""
+    monkeypatch.setattr(buffered, "IDLE_EXIT_S", 0.05)
+    ledger, backend, errors = _buffered(tmp_path)
+    backend.release.set()
+    t0 = time.time() - 3600
+    ledger.record_window(_window(0, t0))
+    for i in range(1, 3):
+        ledger.record_window(_window(i, t0))  # kept for the next hand-over
+    deadline = time.monotonic() + 30
+    while ledger._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the writer goes idle and its thread ends
+    assert ledger._thread is None
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    assert ledger.close() == 0
+    monkeypatch.undo()
+    assert backend.batches == [1, 2]
+    reopened = SQLiteLedger(str(tmp_path / "dw.db"))
+    try:
+        assert reopened.windows(agent="bot") == [_window(i, t0) for i in range(3)]
+    finally:
+        reopened.close()
+    assert errors == []
