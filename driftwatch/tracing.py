@@ -527,20 +527,23 @@ def _own_sampler(sampler: Any) -> bool:
 def _set_plain(span: Any, key: str, value: Any) -> bool:
     """Set ``key`` (not on the span yet) to a plain ``value`` on an SDK span the way ``set_attribute`` does, without
     its cleaning; ``False`` (nothing done) where that would not store the same: the span ended, its table is not
-    the SDK's, the key is there already (the SDK moves it last) or the table is full."""
+    the SDK's, the key is there already (the SDK moves it last), the table is full, or a string would be cut.
+
+    Without the span's lock: the span is the watched call's own, ended right after by the same thread; only code
+    ending it from another thread at that very moment could see the attribute land as it ends (as it would have
+    a moment earlier)."""
     if type(value) not in _PLAIN_VALUES:
         return False
-    with span._lock:  # what set_attribute holds
-        table = span._attributes
-        if span._end_time is not None or type(table) is not _SDK[1] or table._immutable:
-            return False
-        if type(value) is str and table.max_value_len is not None:  # the SDK would cut it
-            return False
-        items = table._dict
-        if key in items or (table.maxlen is not None and len(items) >= table.maxlen):
-            return False
-        items[key] = value
-        return True
+    table = span._attributes
+    if span._end_time is not None or type(table) is not _SDK[1] or table._immutable:
+        return False
+    if type(value) is str and table.max_value_len is not None:  # the SDK would cut it
+        return False
+    items = table._dict
+    if key in items or (table.maxlen is not None and len(items) >= table.maxlen):
+        return False
+    items[key] = value
+    return True
 
 
 class SpanExportError(RuntimeError):
