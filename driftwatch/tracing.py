@@ -182,7 +182,9 @@ def end_call_span(span: Any, recording: bool, error: BaseException | None, outpu
     than the rest of it); ``span`` is not ``None``."""
     if recording:
         if error is None and factory is None and not attributes and not input_tokens and not output_tokens:
-            if output_chars is not None:  # the answer's size alone (the usual end): set alone, no dict to build
+            # the answer's size alone (the usual end): set alone, no dict to build (into an SDK span's table directly)
+            if output_chars is not None and (type(span) is not _SDK[0]
+                                             or not _set_plain(span, ATTR.OUTPUT_CHARS, output_chars)):
                 span.set_attribute(ATTR.OUTPUT_CHARS, output_chars)
         else:
             attrs: dict[str, Any] = {}
@@ -242,9 +244,12 @@ class Tracing:
         self._no_env_provider = OTEL_PYTHON_TRACER_PROVIDER not in os.environ
         self.capture_content = capture_content
         self.redact = redact
-        #: per agent: [version, span name, start attributes, (last read-only extra attributes, the two merged)] of
-        #: its last call, reused while its version holds
+        #: per agent: [version, span name, start attributes, (last read-only extra attributes, the two merged, whether
+        #: their values are all plain)] of its last call, reused while its version holds
         self._starts: dict[str, list[Any]] = {}
+        #: (sampler, span processors, whether start attributes may go straight into the span's table) of the
+        #: tracer as last checked (:func:`_direct_allowed`): checked again when either of the two is replaced
+        self._direct: tuple[Any, Any, bool] | None = None
 
     def live(self) -> bool:
         """Whether a span started now can record: not while the tracer is the global provider's and no SDK
@@ -265,7 +270,10 @@ class Tracing:
         ``attributes``: more GenAI attributes known at the start (``gen_ai.provider.name``,
         ``gen_ai.request.model``, ``gen_ai.conversation.id``; samplers see them; ``None`` values are left out). A
         ``MappingProxyType`` (a DSPy LM's, kept per LM) is taken as unchanging: passed again, its merge with the start
-        attributes is reused (pass a new one for new values).
+        attributes is reused (pass a new one for new values). Under the SDK's own samplers and span processors
+        (which read no start attribute) and no attribute length limit, the start attributes go straight into the new
+        span's attribute table rather than through the SDK's per-value cleaning (the same span, ~90k fewer instructions
+        per LangGraph invoke).
         The token is ``None`` when the span belongs to no trace (a no-op provider), so nothing needs detaching
         and the call pays almost nothing, and with ``attach=False`` (the caller makes the span current with
         :meth:`enter` where the agent runs). A span the sampler dropped is made current like a recorded one: the
@@ -276,24 +284,58 @@ class Tracing:
         if start is None or start[0] != version:
             start = self._start_of(agent, version)
         merged = start[3]  # (read-only extra attributes, merged with the start ones): one read, threads may swap it
+        plain = fresh = True  # every value one the SDK keeps as it is (start[2]'s are strings); attrs is a new dict
         if not attributes:
-            attrs = {**start[2]}  # a copy each call (one C-level copy): a sampler given it may keep or change it
+            attrs, fresh = start[2], False
         elif merged is not None and merged[0] is attributes:  # the last call's read-only mapping (a DSPy LM's)
-            attrs = {**merged[1]}
+            attrs, plain, fresh = merged[1], merged[2], False
         else:
             attrs = {**start[2]}
             for k, v in attributes.items():
                 if v is not None:
                     attrs[k] = v
+                    if type(v) not in _PLAIN_VALUES:
+                        plain = False
             if type(attributes) is MappingProxyType:  # read-only: the same one next call holds the same values
-                start[3] = (attributes, {**attrs})
-        span = self.tracer.start_span(start[1], None, SpanKind.INTERNAL, attrs)  # (name, context, kind, attributes)
+                start[3] = (attributes, {**attrs}, plain)
+        tracer = self.tracer
+        if plain and self.bound and self._direct_for(tracer):
+            # the SDK's own samplers and processors do not read a span's start attributes: the span starts without
+            # them and they go straight into its attribute table, as the SDK would have stored them (plain values,
+            # no length limit, room checked), without its per-value cleaning (~40% of the span's added bytecodes)
+            span = tracer.start_span(start[1], None, SpanKind.INTERNAL)
+            recording = span.is_recording()
+            if recording:
+                table = span._attributes
+                if type(table) is _SDK[1] and (table.maxlen is None or len(attrs) <= table.maxlen):
+                    table._dict.update(attrs)  # a new span: no other thread holds it yet
+                else:
+                    span.set_attributes(attrs)
+        else:  # a copy of a kept mapping (one C-level copy): a sampler given it may keep or change it
+            span = tracer.start_span(start[1], None, SpanKind.INTERNAL, attrs if fresh else {**attrs})
+            recording = span.is_recording()
         # a span the sampler dropped is made current too: spans made inside the call inherit the decision (and
         # the trace) instead of starting traces of their own; a span of no trace at all (no-op API) is not
-        recording = span.is_recording()
         if not attach or not (recording or span.get_span_context().is_valid):
             return span, None, recording
         return span, otel_context.attach(trace.set_span_in_context(span)), recording
+
+    def _direct_for(self, tracer: Any) -> bool:
+        """Whether ``tracer``'s spans may take their start attributes straight into their table (see
+        :func:`_direct_allowed`; the answer is kept until the tracer's sampler or span processors change)."""
+        kept = self._direct
+        if kept is not None:
+            if kept[1] is None:  # not the SDK's tracer
+                return False
+            if kept[0] is tracer.sampler and kept[1] is tracer.span_processor._span_processors:
+                return kept[2]
+        processors = getattr(getattr(tracer, "span_processor", None), "_span_processors", None)
+        if type(processors) is not tuple:
+            self._direct = (None, None, False)
+            return False
+        allowed = _direct_allowed(tracer, processors)
+        self._direct = (tracer.sampler, processors, allowed)
+        return allowed
 
     def _start_of(self, agent: str, version: str | None) -> list[Any]:
         """The span name and start attributes of ``agent``'s calls at ``version`` (kept for the next call), and the
@@ -433,6 +475,75 @@ class Tracing:
             return
         with self.tracer.start_as_current_span(SPAN.GUARD, attributes=attributes) as own:
             own.add_event(EVENT.GUARD, attributes)
+
+
+# -- the SDK's span attribute table, written directly where that stores what the SDK would --------------------------
+
+#: value types the SDK's attribute cleaning returns as they are (strings too while no length limit is set)
+_PLAIN_VALUES = frozenset({str, int, float, bool})
+#: (the SDK's span class, its attribute table class), or Nones before :func:`_direct_allowed` first ran (or
+#: when the SDK does not have them)
+_SDK: list[Any] = [None, None]
+
+
+def _direct_allowed(tracer: Any, processors: tuple[Any, ...]) -> bool:
+    """Whether spans of the SDK ``tracer`` may start without their attributes and take them into their table right
+    after, with nothing able to tell: its sampler is the SDK's own (they pass the attributes through untouched
+    and decide without them), its processors are the SDK's ``BatchSpanProcessor``/``SimpleSpanProcessor`` (whose
+    ``on_start`` reads nothing), and no attribute length limit is set (the SDK would cut strings)."""
+    try:
+        from opentelemetry.attributes import BoundedAttributes
+        from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor, Tracer, _Span
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    except ImportError:  # pragma: no cover - the SDK is a dependency
+        return False
+    if _SDK[0] is None:
+        _SDK[0], _SDK[1] = _Span, BoundedAttributes
+    if type(tracer) is not Tracer or type(tracer.span_processor) is not SynchronousMultiSpanProcessor:
+        return False
+    if any(type(p) not in (BatchSpanProcessor, SimpleSpanProcessor) for p in processors):
+        return False
+    limits = getattr(tracer, "_span_limits", None)  # the provider's, fixed at the tracer's making
+    if getattr(limits, "max_span_attribute_length", 0) is not None:
+        return False
+    return _own_sampler(tracer.sampler)
+
+
+def _own_sampler(sampler: Any) -> bool:
+    """Whether ``sampler`` is one of the SDK's samplers (a parent-based one: with its delegates the SDK's too)."""
+    from opentelemetry.sdk.trace import sampling
+
+    kind = type(sampler)
+    if kind in (sampling.StaticSampler, sampling.TraceIdRatioBased):
+        return True
+    if kind in (sampling.ParentBased, sampling.ParentBasedTraceIdRatio):
+        delegates = [getattr(sampler, name, None) for name in (
+            "_root", "_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
+            "_local_parent_not_sampled")]
+        return all(d is not None and _own_sampler(d) for d in delegates)
+    return False
+
+
+def _set_plain(span: Any, key: str, value: Any) -> bool:
+    """Set ``key`` (not on the span yet) to a plain ``value`` on an SDK span the way ``set_attribute`` does, without
+    its cleaning; ``False`` (nothing done) where that would not store the same: the span ended, its table is not
+    the SDK's, the key is there already (the SDK moves it last), the table is full, or a string would be cut.
+
+    Without the span's lock: the span is the watched call's own, ended right after by the same thread; only code
+    ending it from another thread at that very moment could see the attribute land as it ends (as it would have
+    a moment earlier)."""
+    if type(value) not in _PLAIN_VALUES:
+        return False
+    table = span._attributes
+    if span._end_time is not None or type(table) is not _SDK[1] or table._immutable:
+        return False
+    if type(value) is str and table.max_value_len is not None:  # the SDK would cut it
+        return False
+    items = table._dict
+    if key in items or (table.maxlen is not None and len(items) >= table.maxlen):
+        return False
+    items[key] = value
+    return True
 
 
 class SpanExportError(RuntimeError):

@@ -156,3 +156,70 @@ def test_dspy_spans_carry_the_lm_that_served_each_call() -> None:
     spans = exporter.get_finished_spans()
     assert [(s.attributes["gen_ai.provider.name"], s.attributes["gen_ai.request.model"]) for s in spans] == want
     assert all(s.attributes["driftwatch.output.chars"] == 5 for s in spans)
+
+
+class SeesStart(SimpleSpanProcessor):
+    """A processor of its own (not the SDK's): records the attributes each span has in ``on_start``."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        super().__init__(exporter)
+        self.started: list[dict[str, Any]] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.started.append(dict(span.attributes))
+
+
+def _spans(provider: TracerProvider, exporter: InMemorySpanExporter, **end: Any) -> list[Any]:
+    tracing = Tracing(provider)
+    lm = MappingProxyType({"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"})
+    for extra in (None, lm, lm, {"gen_ai.conversation.id": "c1", "gen_ai.request.model": None}, {"n": (1, 2)}):
+        span, token, recording = tracing.start_call("a", "v1", attributes=extra)
+        Tracing.exit(token)
+        Tracing.end_call(span, recording=recording, **end)
+    return [(s.name, dict(s.attributes), s.dropped_attributes) for s in exporter.get_finished_spans()]
+
+
+@pytest.mark.parametrize("end", [{"output_chars": 7}, {"output_chars": 7, "input_tokens": 2}, {}])
+def test_attributes_put_straight_into_an_sdk_span_are_what_the_sdk_stores(end: dict[str, Any]) -> None:
+    """With the SDK's own sampler and processors the start attributes (and the usual end's answer size) skip the
+    SDK's cleaning: the spans hold exactly what a processor of its own (which takes the SDK's way) gets."""
+    direct, own = InMemorySpanExporter(), InMemorySpanExporter()
+    fast = TracerProvider()
+    fast.add_span_processor(SimpleSpanProcessor(direct))
+    slow = TracerProvider()
+    seen = SeesStart(own)
+    slow.add_span_processor(seen)
+    assert Tracing(fast)._direct_for(Tracing(fast).tracer) and not Tracing(slow)._direct_for(Tracing(slow).tracer)
+    assert _spans(fast, direct, **end) == _spans(slow, own, **end)
+    assert seen.started[0] == _base("v1")  # a processor that reads the start still sees the attributes there
+
+
+@pytest.mark.parametrize(("limits", "cut"), [({"max_span_attribute_length": 3}, True),
+                                             ({"max_span_attributes": 2}, False)])
+def test_span_limits_keep_the_sdk_way(limits: dict[str, int], cut: bool) -> None:
+    """A length limit (strings cut) or a small attribute limit (the oldest dropped, counted): as the SDK does."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    exporters = InMemorySpanExporter(), InMemorySpanExporter()
+    providers = TracerProvider(span_limits=SpanLimits(**limits)), TracerProvider(span_limits=SpanLimits(**limits))
+    providers[0].add_span_processor(SimpleSpanProcessor(exporters[0]))
+    providers[1].add_span_processor(SeesStart(exporters[1]))
+    assert Tracing(providers[0])._direct_for(Tracing(providers[0]).tracer) is not cut
+    fast, slow = (_spans(p, e, output_chars=7) for p, e in zip(providers, exporters, strict=True))
+    assert fast == slow
+    assert any(dropped for _, _, dropped in fast) is not cut
+
+
+def test_a_processor_added_later_turns_the_direct_way_off() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Tracing(provider)
+    assert tracing._direct_for(tracing.tracer)
+    seen = SeesStart(InMemorySpanExporter())
+    provider.add_span_processor(seen)
+    span, token, recording = tracing.start_call("a", "v1")
+    Tracing.exit(token)
+    Tracing.end_call(span, recording=recording, output_chars=1)
+    assert seen.started == [_base("v1")]
+    assert dict(exporter.get_finished_spans()[0].attributes) == {**_base("v1"), "driftwatch.output.chars": 1}

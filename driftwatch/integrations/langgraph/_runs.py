@@ -5,8 +5,9 @@ graph runs, the call recorded when it ends)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
+from types import MappingProxyType
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackManager
@@ -28,9 +29,10 @@ __all__ = ["Started", "conversation_of", "handler_of", "run_ainvoke", "run_astre
 Started = tuple[CallScope, Invocation] | None
 
 
-#: the last model each agent's own model calls used, (provider, model), for the runtime in use: put on the next
-#: call's span at its start (samplers see it); a call that finds another sets its own at the end
-_LAST_MODEL: PerRuntime[str, tuple[str | None, str | None]] = PerRuntime(str)
+#: the last model each agent's own model calls used, (provider, model, the two as read-only span attributes), for the
+#: runtime in use: put on the next call's span at its start (samplers see it); a call that finds another sets its
+#: own at the end
+_LAST_MODEL: PerRuntime[str, tuple[str | None, str | None, Mapping[str, str | None]]] = PerRuntime(str)
 
 
 def conversation_of(graph: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -73,10 +75,8 @@ def _start(handler: DriftwatchCallbackHandler, agent: str | None, graph: Any, ar
         if tracing is not None and (tracing.bound or tracing.live()):  # would_trace: only a span reads them
             last = _LAST_MODEL.values(rt).get(agent)
             conversation = conversation_of(graph, args, kwargs)
-            if last is not None:
-                attributes = {GEN_AI_PROVIDER_NAME: last[0], GEN_AI_REQUEST_MODEL: last[1]}  # None: left out
-                if conversation is not None:
-                    attributes[GEN_AI_CONVERSATION_ID] = conversation
+            if last is not None:  # read-only and kept: start_call reuses its merge with the start attributes
+                attributes = last[2] if conversation is None else {**last[2], GEN_AI_CONVERSATION_ID: conversation}
             elif conversation is not None:
                 attributes = {GEN_AI_CONVERSATION_ID: conversation}
         nodes = getattr(graph, "nodes", None)
@@ -100,11 +100,12 @@ def _end(scope: CallScope, inv: Invocation, error: BaseException | None = None) 
     try:
         span_attributes = None
         if inv.traced and (inv.model is not None or inv.provider is not None):  # only spans read it (next: at start)
-            model = (inv.provider, inv.model)
             last = _LAST_MODEL.values(scope.runtime)
-            if last.get(inv.agent) != model:
-                last[inv.agent] = model  # a model without a name (fake and local models) still has its provider
-                span_attributes = {GEN_AI_PROVIDER_NAME: inv.provider, GEN_AI_REQUEST_MODEL: inv.model}  # None: out
+            kept = last.get(inv.agent)
+            if kept is None or kept[0] != inv.provider or kept[1] != inv.model:
+                # a model without a name (fake and local models) still has its provider; None values: left out
+                span_attributes = {GEN_AI_PROVIDER_NAME: inv.provider, GEN_AI_REQUEST_MODEL: inv.model}
+                last[inv.agent] = (inv.provider, inv.model, MappingProxyType(dict(span_attributes)))
         if error is not None:
             scope.finish(error=error, span_attributes=span_attributes)
             return
