@@ -42,6 +42,15 @@ def _window(i: int, t0: float) -> CallWindow:
     return CallWindow("bot", t0 + i, t0 + i + 1, calls=100, duration_s=0.01 * i, output_chars=float(i), sized_calls=100)
 
 
+def _stored(tmp_path) -> list[CallWindow]:
+    """The windows in the ledger file, read through a connection of its own (after the buffered ledger closed)."""
+    reopened = SQLiteLedger(str(tmp_path / "dw.db"))
+    try:
+        return reopened.windows(agent="bot")
+    finally:
+        reopened.close()
+
+
 def _buffered(tmp_path, **kw) -> tuple[BufferedLedger, _GatedWindows, list[tuple[str, BaseException]]]:
     backend = _GatedWindows(str(tmp_path / "dw.db"))
     errors: list[tuple[str, BaseException]] = []
@@ -141,11 +150,7 @@ def test_windows_waiting_are_written_before_a_read_and_at_close(tmp_path) -> Non
     for i in range(4, 6):
         ledger.record_window(_window(i, t0))
     assert ledger.close() == 0
-    reopened = SQLiteLedger(str(tmp_path / "dw.db"))
-    try:
-        assert reopened.windows(agent="bot") == [_window(i, t0) for i in range(6)]
-    finally:
-        reopened.close()
+    assert _stored(tmp_path) == [_window(i, t0) for i in range(6)]
     assert errors == []
 
 
@@ -187,9 +192,5 @@ def test_windows_waiting_at_exit_are_written_when_no_writer_thread_can_start(tmp
     assert ledger.close() == 0
     monkeypatch.undo()
     assert backend.batches == [1, 2]
-    reopened = SQLiteLedger(str(tmp_path / "dw.db"))
-    try:
-        assert reopened.windows(agent="bot") == [_window(i, t0) for i in range(3)]
-    finally:
-        reopened.close()
+    assert _stored(tmp_path) == [_window(i, t0) for i in range(3)]
     assert errors == []
