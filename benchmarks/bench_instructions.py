@@ -26,7 +26,8 @@ ones). Judge a change by this benchmark or by time, not by bytecodes.
 Workloads and modes (as in the timed benchmarks):
 
 - langgraph  the 3-node graph of ``bench_langgraph.py``: bare, sdk-span (one plain SDK span per invoke),
-             watched (SDK tracing, BatchSpanProcessor), watched-notrace
+             watched (SDK tracing, BatchSpanProcessor), watched-notrace, decorated (the generic decorator around
+             ``graph.invoke``, SDK tracing: a call's record and span, nothing LangGraph-specific)
 - dspy       the 3-predictor program of ``bench_dspy.py`` on DummyLM: bare, sdk-span, watched (no SDK),
              watched+batch
 - decorator  ``@driftwatch.watch`` on a trivial function: bare, watched (tracing off), watched+batch
@@ -50,7 +51,7 @@ ROOT = HERE.parent
 
 #: workload -> (modes, warm-up calls, n1, n2, quick n2)
 WORKLOADS: dict[str, tuple[tuple[str, ...], int, int, int, int]] = {
-    "langgraph": (("bare", "sdk-span", "watched", "watched-notrace"), 200, 100, 1100, 400),
+    "langgraph": (("bare", "sdk-span", "watched", "watched-notrace", "decorated"), 200, 100, 1100, 400),
     "dspy": (("bare", "sdk-span", "watched", "watched+batch"), 100, 100, 500, 250),
     "decorator": (("bare", "watched", "watched+batch"), 2000, 1000, 41000, 11000),
 }
@@ -104,7 +105,7 @@ def workload(name: str, mode: str) -> Any:
 
     # as the timed benchmarks run them: LangGraph's watched and every watched+batch with an SDK provider; DSPy's
     # watched with tracing on and no SDK provider (bench_dspy.py); the decorator's and LangGraph's others tracing off
-    traced = mode == "watched+batch" or (name == "langgraph" and mode == "watched")
+    traced = mode == "watched+batch" or (name == "langgraph" and mode in ("watched", "decorated"))
     provider = _runtime("sdk" if traced else "global" if (name, mode) == ("dspy", "watched") else "off")
     sys.path.insert(0, str(HERE))
     if name == "langgraph":
@@ -114,7 +115,7 @@ def workload(name: str, mode: str) -> Any:
         graph = lg.build()
         if mode.startswith("watched"):
             graph = driftwatch.watch(graph, agent="bench")
-        run = graph.invoke
+        run = lg.Decorated(graph, "bench").invoke if mode == "decorated" else graph.invoke
 
         def call(i: int) -> Any:
             return run(state)

@@ -22,6 +22,10 @@ time.
                   head-samples 10% of traces, as busy services do (unsampled spans are non-recording)
 - watched-notrace the same with tracing off (no SDK configured: what an app without OpenTelemetry pays)
 - watched-nodrift tracing and the drift engine off: the integration itself plus metrics and ledger
+- decorated       ``graph.invoke`` inside the generic ``@driftwatch.watch`` decorator, SDK tracing as watched:
+                  one call recorded (metrics, drift engine, ledger) and its span, but no model request observed
+                  (nothing LangGraph-specific): the floor of any hook that records a call with a span
+- decorated-notrace the same with tracing off
 - openinference   OpenInference ``LangChainInstrumentor`` (same provider setup), instrumented per round
 - openllmetry     OpenLLMetry ``LangchainInstrumentor`` (same provider setup). Its ``uninstrument()`` leaves
                   wrappers behind (bare stays ~2.3x slower after it), so it cannot be interleaved: it runs
@@ -110,6 +114,16 @@ class Spanned:
             span.end()
 
 
+class Decorated:
+    """``graph.invoke`` inside the generic decorator (``@driftwatch.watch`` on a plain function)."""
+
+    def __init__(self, graph: Any, agent: str) -> None:
+        def invoke(state: Any) -> Any:
+            return graph.invoke(state)
+
+        self.invoke = driftwatch.watch(invoke, agent=agent)
+
+
 class Noop(BaseCallbackHandler):
     run_inline = True
 
@@ -180,6 +194,8 @@ def main() -> None:
         "watched": (driftwatch.watch(bare, agent="bench"), rt_trace, None),
         "watched-notrace": (driftwatch.watch(bare, agent="bench-plain"), rt_plain, None),
         "watched-nodrift": (driftwatch.watch(bare, agent="bench-nodrift"), rt_bare, None),
+        "decorated": (Decorated(bare, "bench-deco"), rt_trace, None),
+        "decorated-notrace": (Decorated(bare, "bench-deco-plain"), rt_plain, None),
     }
     last: dict[str, Any] = {}
     for name, instrumentor in peers(provider).items():
@@ -223,14 +239,14 @@ def main() -> None:
     base_last = statistics.median(bare_before) if bare_before else base
     print(f"3-node LangGraph graph, FakeListChatModel; {args.rounds} rounds x {args.invokes} invokes per mode, "
           f"{args.clock} clock, {args.processor} span processor, trace sampling {args.sample_ratio:g}")
-    print(f"{'mode':<16} {'µs/invoke':>10} {'added µs':>9} {'ratio':>7}   (quartiles of the paired ratio)")
+    print(f"{'mode':<18} {'µs/invoke':>10} {'added µs':>9} {'ratio':>7}   (quartiles of the paired ratio)")
     for name, values in results.items():
         med = statistics.median(values)
         paired = name not in last
         ratios = sorted(v / b for v, b in zip(values, results["bare"] if paired else [base_last] * len(values),
                                               strict=True))
         q1, q2, q3 = statistics.quantiles(ratios, n=4)
-        print(f"{name:<16} {med:10.1f} {med - (base if paired else base_last):9.1f} {q2:6.2f}x   ({q1:.2f}..{q3:.2f})")
+        print(f"{name:<18} {med:10.1f} {med - (base if paired else base_last):9.1f} {q2:6.2f}x   ({q1:.2f}..{q3:.2f})")
     if bare_before:
         print(f"(openllmetry against bare measured just before it: {base_last:.1f} µs/invoke)")
     errors = rt_trace.error_counts or rt_plain.error_counts or rt_bare.error_counts
@@ -255,9 +271,9 @@ def print_bytecodes(graphs: dict[str, tuple[Any, Runtime | None, Any]], last: di
     bare = counted["bare"]
     print(f"3-node LangGraph graph, FakeListChatModel: Python bytecodes per invoke (deterministic; C work is not "
           f"counted), {processor} span processor")
-    print(f"{'mode':<16} {'bytecodes':>10} {'added':>9} {'ratio':>7}   where (by file)")
+    print(f"{'mode':<18} {'bytecodes':>10} {'added':>9} {'ratio':>7}   where (by file)")
     for name, counts in counted.items():
-        print(f"{name:<16} {counts.total():10d} {counts.total() - bare.total():9d} "
+        print(f"{name:<18} {counts.total():10d} {counts.total() - bare.total():9d} "
               f"{counts.total() / bare.total():6.3f}x   {added_by_file(counts, bare, top=4)}")
 
 

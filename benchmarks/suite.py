@@ -180,6 +180,11 @@ def summary(benches: dict[str, Bench]) -> list[str]:
             share = w["added"] / min(peers)
             add("LangGraph added time ≤ 1/10 of the lighter of OpenInference / OpenLLMetry",
                 f"{w['added']:.0f} µs = {share:.2f} of {min(peers):.0f} µs", share <= 0.10, lg)
+        floor, span = r.get("decorated"), r.get("sdk-span")
+        if floor is not None and span is not None:
+            add("(the floor, no goal: `graph.invoke` inside the generic decorator, a call recorded with its span and "
+                "no model request observed; a plain SDK span alone)", f"{_fmt_ratio(floor)}; {_fmt_ratio(span)}",
+                None, lg)
     lgs = benches.get("langgraph-simple")
     if lgs is not None:
         w = rows(lgs.output).get("watched")
