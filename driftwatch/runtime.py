@@ -48,7 +48,7 @@ from driftwatch.audit import AuditLog
 from driftwatch.call_batch import CallBatch
 from driftwatch.change import Change
 from driftwatch.config import ConfigError, Settings
-from driftwatch.exposition import follow
+from driftwatch.exposition import SCRAPE_CHECK_S, follow, yield_to_scrapes
 from driftwatch.exposition import start_http_server as _serve
 from driftwatch.guard_host import GuardHostMixin
 from driftwatch.guardrails.engine import ALLOW, Decision, Guard
@@ -149,6 +149,7 @@ class Runtime(GuardHostMixin):
         self._served: set[str] = set()
         #: the ``/metrics`` servers serving this runtime's registry (handed on by :func:`configure`)
         self.http_servers: list[Any] = []
+        self._scrapes_due = float("inf")  # time.monotonic() a call next looks for a scrape (never: no server)
         #: the guard: decides on every change, holds the guard state this process read, polls the command queue
         #: (its own commands, the drift engine's accept/reset and fleet evidence) every ``drift_poll_s`` on the call
         #: path
@@ -371,6 +372,7 @@ class Runtime(GuardHostMixin):
         server is shut down by :meth:`close`, unless :func:`configure` hands it on to the next runtime."""
         server = _serve(port, addr, registry=self._registry())
         self.http_servers.append(server)
+        self._scrapes_due = 0.0
         return server
 
     @property
@@ -386,6 +388,7 @@ class Runtime(GuardHostMixin):
         for server in servers:
             follow(server, self._registry())
             self.http_servers.append(server)
+            self._scrapes_due = 0.0
 
     # -- changes ----------------------------------------------------------------------------------
     def tracker(self, agent: str, component: str) -> Tracker:
@@ -555,7 +558,14 @@ class Runtime(GuardHostMixin):
     def record_call(self, call: Call) -> None:
         """Keep the call for its batch (:mod:`driftwatch.call_batch`: processed by :meth:`_record_calls` when
         ``call_batch`` calls are kept or the oldest is ``call_batch_s`` old, and before anything reads the state).
-        An agent's first call is processed at once (its version is fixed by it: :meth:`note_revision`)."""
+        An agent's first call is processed at once (its version is fixed by it: :meth:`note_revision`).
+
+        Then, while this runtime serves ``/metrics``, at most once per ``SCRAPE_CHECK_S`` (20 ms, on the clock read
+        here anyway; one comparison a call otherwise, batches or not), the host's thread lends the interpreter lock
+        to a scrape waiting for it (:func:`driftwatch.exposition.yield_to_scrapes`). Here because it is the host's
+        thread, once a call, holding none of driftwatch's locks; by time, not by batch, so that the looks keep
+        one pace (at most one per 20 ms) with ``call_batch=1`` or batches, with fast calls or slow ones; and after
+        the call is kept, so that the scrape counts it."""
         now = time.monotonic()
         if now >= self.guard.next_poll:  # operator commands (guard, accept/reset), every drift_poll_s
             self.flush_calls()
@@ -567,6 +577,9 @@ class Runtime(GuardHostMixin):
         else:
             self.flush_calls()  # in order
             self._record_calls([call])
+        if now >= self._scrapes_due:  # a scrape starved of the interpreter lock by this thread: let it run
+            self._scrapes_due = now + SCRAPE_CHECK_S
+            yield_to_scrapes(self.error)
 
     def flush_calls(self) -> None:
         """Process the calls kept for a batch now: called before anything reads what they feed."""
@@ -712,6 +725,7 @@ class Runtime(GuardHostMixin):
         if self.audit is not None:
             self.safe("audit", self.audit.close)
         servers, self.http_servers = self.http_servers, []
+        self._scrapes_due = float("inf")
         if not keep_http_servers:
             for server in servers:
                 self.safe("http_server", server.shutdown)
