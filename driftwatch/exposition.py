@@ -5,18 +5,19 @@ serves whichever registry it is given, and :func:`follow` points a running serve
 :func:`driftwatch.configure` does, so that ``/metrics`` keeps serving the new runtime's metrics).
 
 **The scrape hand-over.** prometheus_client answers on threads of its own (one accepts connections, one more per
-request). A thread that wakes while the host runs must take the interpreter lock back before it can do anything,
-and beside a host that releases the lock often and briefly (DSPy on ``DummyLM``: three releases a program call)
-it waits for as long as the host runs: CPython wakes it at every release, it loses the race, and its 5 ms wait for
-a forced switch starts over (the same starvation :mod:`driftwatch.call_batch` describes for driftwatch's own
-threads). A scrape then took about a second. So the host lends the lock to scrapes: :func:`yield_to_scrapes`,
-which the runtime's call path runs at most once per :data:`SCRAPE_CHECK_S` (on the host's thread: see
+request). A thread that wakes while the host runs must take the interpreter lock back before it can do anything, and
+beside a host that releases the lock often and briefly (DSPy on ``DummyLM``: three releases a program call) it waits
+for as long as the host runs: CPython wakes it at every release, it loses the race, and its 5 ms wait for a forced
+switch starts over (the same starvation :mod:`driftwatch.call_batch` describes for driftwatch's own threads). A
+scrape then took about a second. So the host lends the lock to scrapes: :func:`yield_to_scrapes`, which the
+runtime's call path runs at most once per :data:`SCRAPE_CHECK_S` (on the host's thread: see
 :meth:`driftwatch.runtime.Runtime.record_call`), looks whether a server made here has a connection waiting on its
-listening socket (a zero-timeout ``select``) or a request under way, and if so waits, off the lock, until the
-requests are answered, at most :data:`SCRAPE_HANDOVER_S`. A hand-over that runs out (a collector that blocks, a
-client that connects and sends nothing) leaves that server alone for :data:`SCRAPE_BACKOFF_S`, and the requests it
-waited for are not waited for again (they go on at the interpreter's pace): beyond the time the scrapes take to be
-answered, a host loses at most one bound per :data:`SCRAPE_BACKOFF_S` per server, whatever the clients do.
+listening socket (a zero-timeout ``select``), one being accepted or a request under way, and if so waits, off the
+lock, until the requests are answered, at most :data:`SCRAPE_HANDOVER_S`. A hand-over that runs out (a collector
+that blocks, a client that connects and sends nothing) leaves that server alone for :data:`SCRAPE_BACKOFF_S`, and
+the requests it waited for are not waited for again (they go on at the interpreter's pace): beyond the time the
+scrapes take to be answered, a host loses at most one bound per :data:`SCRAPE_BACKOFF_S` per server, whatever the
+clients do.
 """
 
 from __future__ import annotations
@@ -102,11 +103,12 @@ def follow(server: Any, registry: CollectorRegistry | None) -> None:
 class _Scrapes:
     """The requests of one server made by :func:`start_http_server`: accepted and not answered yet.
 
-    Wraps the server's ``process_request`` (on its accepting thread: a request is under way) and
-    ``shutdown_request`` (on the request's thread, once answered, and on every path that drops a request), on the
-    instance; ``shutdown`` and ``server_close`` take the server out of the hand-over."""
+    Wraps the server's ``get_request`` (on its accepting thread: a connection being accepted counts from before
+    ``accept`` until it is a request under way, so no look falls between the two), ``process_request`` (a request
+    is under way) and ``shutdown_request`` (on the request's thread, once answered, and on every path that drops a
+    request), on the instance; ``shutdown`` and ``server_close`` take the server out of the hand-over."""
 
-    __slots__ = ("cond", "held", "quiet_until", "requests", "server")
+    __slots__ = ("accepting", "cond", "held", "quiet_until", "requests", "server")
 
     def __init__(self, server: Any) -> None:
         self.server = server
@@ -114,8 +116,22 @@ class _Scrapes:
         self.held: set[Any] = set()  # under way, and held a host for a whole hand-over: not waited for again
         self.cond = threading.Condition(threading.Lock())  # notified each time a request is answered
         self.quiet_until = 0.0  # time.monotonic() before which the server is left alone (a hand-over ran out)
-        process, answered = server.process_request, server.shutdown_request
+        self.accepting = 0  # connections being accepted (between the listening socket and ``requests``)
+        accept, process, answered = server.get_request, server.process_request, server.shutdown_request
         shutdown, close = server.shutdown, server.server_close
+
+        def get_request() -> Any:
+            with self.cond:
+                self.accepting += 1
+            try:
+                request = accept()
+                with self.cond:
+                    self.requests.add(request[0])
+                return request
+            finally:
+                with self.cond:
+                    self.accepting -= 1
+                    self.cond.notify_all()  # (an accept that failed: nothing to wait for)
 
         def process_request(request: Any, client_address: Any) -> None:
             with self.cond:
@@ -137,6 +153,7 @@ class _Scrapes:
                 stop()
             return wrapper
 
+        server.get_request = get_request
         server.process_request = process_request
         server.shutdown_request = shutdown_request
         server.shutdown = stopped(shutdown)
@@ -148,7 +165,7 @@ class _Scrapes:
         if now < self.quiet_until:
             return False, False
         requests = self.requests
-        busy = bool(requests) and not requests <= self.held
+        busy = self.accepting > 0 or (bool(requests) and not requests <= self.held)
         sock = self.server.socket
         if sock.fileno() < 0:  # closed behind our back
             _forget(self)
@@ -175,7 +192,7 @@ _SERVING: list[_Scrapes] = []
 
 
 #: the server's methods :class:`_Scrapes` wraps (socketserver's)
-_WRAPPED = ("process_request", "shutdown_request", "shutdown", "server_close")
+_WRAPPED = ("get_request", "process_request", "shutdown_request", "shutdown", "server_close")
 
 
 def _forget(scrapes: _Scrapes) -> None:
