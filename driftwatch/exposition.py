@@ -104,9 +104,9 @@ class _Scrapes:
     """The requests of one server made by :func:`start_http_server`: accepted and not answered yet.
 
     Wraps the server's ``get_request`` (on its accepting thread: a connection being accepted counts from before
-    ``accept`` until it is a request under way, so no look falls between the two), ``process_request`` (a request
-    is under way) and ``shutdown_request`` (on the request's thread, once answered, and on every path that drops a
-    request), on the instance; ``shutdown`` and ``server_close`` take the server out of the hand-over."""
+    ``accept``, then as a request under way, so no look falls between the two) and ``shutdown_request`` (on the
+    request's thread, once answered, and on every path that drops a request), on the instance; ``shutdown`` and
+    ``server_close`` take the server out of the hand-over."""
 
     __slots__ = ("accepting", "cond", "held", "quiet_until", "requests", "server")
 
@@ -117,7 +117,7 @@ class _Scrapes:
         self.cond = threading.Condition(threading.Lock())  # notified each time a request is answered
         self.quiet_until = 0.0  # time.monotonic() before which the server is left alone (a hand-over ran out)
         self.accepting = 0  # connections being accepted (between the listening socket and ``requests``)
-        accept, process, answered = server.get_request, server.process_request, server.shutdown_request
+        accept, answered = server.get_request, server.shutdown_request
         shutdown, close = server.shutdown, server.server_close
 
         def get_request() -> Any:
@@ -125,18 +125,15 @@ class _Scrapes:
                 self.accepting += 1
             try:
                 request = accept()
-                with self.cond:
-                    self.requests.add(request[0])
-                return request
-            finally:
+            except BaseException:
                 with self.cond:
                     self.accepting -= 1
-                    self.cond.notify_all()  # (an accept that failed: nothing to wait for)
-
-        def process_request(request: Any, client_address: Any) -> None:
+                    self.cond.notify_all()  # an accept that failed: nothing to wait for
+                raise
             with self.cond:
-                self.requests.add(request)
-            process(request, client_address)  # raising: the server calls shutdown_request
+                self.accepting -= 1
+                self.requests.add(request[0])  # under way until shutdown_request (the server calls it on every path)
+            return request
 
         def shutdown_request(request: Any) -> None:
             try:
@@ -154,7 +151,6 @@ class _Scrapes:
             return wrapper
 
         server.get_request = get_request
-        server.process_request = process_request
         server.shutdown_request = shutdown_request
         server.shutdown = stopped(shutdown)
         server.server_close = stopped(close)
@@ -192,7 +188,7 @@ _SERVING: list[_Scrapes] = []
 
 
 #: the server's methods :class:`_Scrapes` wraps (socketserver's)
-_WRAPPED = ("get_request", "process_request", "shutdown_request", "shutdown", "server_close")
+_WRAPPED = ("get_request", "shutdown_request", "shutdown", "server_close")
 
 
 def _forget(scrapes: _Scrapes) -> None:

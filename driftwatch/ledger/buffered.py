@@ -689,10 +689,8 @@ class BufferedLedger(Ledger):
         timeout = self.drain_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
         if not self._hand_windows():  # no writer thread can start (Python 3.12+ at exit): written here
-            with self._cond:
-                batch, self._windows = self._windows, []
             try:
-                self.open().record_windows(batch)
+                self._write_windows(self.open())
             except Exception as exc:  # noqa: BLE001  # counted; closing must not raise into the host
                 self.on_error("ledger", exc)
         with self._cond:
