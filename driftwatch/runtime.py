@@ -582,18 +582,30 @@ class Runtime(GuardHostMixin):
             yield_to_scrapes(self.error)
 
     def flush_calls(self) -> None:
-        """Process the calls kept for a batch now: called before anything reads what they feed."""
+        """Process the calls kept for a batch now, and make the SDK spans of the calls that ended
+        (:mod:`driftwatch.deferred_span`): called before anything reads what they feed."""
         if self._calls is not None:
             try:
                 self._calls.flush()
             except Exception as exc:  # noqa: BLE001  # never break the host, nor a scrape
                 self.error("call", exc)
+        self.end_spans()
+
+    def end_spans(self) -> None:
+        """Make the SDK spans of the watched calls that ended (their spans deferred: :mod:`driftwatch.deferred_span`);
+        done with each batch of calls and before anything reads the state."""
+        if self.tracing is not None and self.tracing.ended:
+            self.tracing.end_deferred(self._span_error)
+
+    def _span_error(self, exc: BaseException) -> None:
+        self.error("tracing", exc)
 
     def _record_calls(self, calls: list[Call]) -> None:
         """Derive each call's signals, then hand each run of one agent's calls to the sinks at once: metrics, call
         windows, drift engine (an agent past the agent limit is counted as ``other``, without drift detection;
         tools past the tool limit as ``other``). Each sink counts a failing call under its stage and goes on."""
         metrics, windows, drift, names, error = self.metrics, self._windows, self.drift, self.names, self.error
+        self.end_spans()  # the calls' spans, made now (deferred_span)
         evaluate = drift is not None  # evaluator and embedding: only drift reads them
         i, n = 0, len(calls)
         while i < n:

@@ -139,6 +139,7 @@ class CallScope:
             except Exception as exc:  # noqa: BLE001  # never break the host
                 rt.error("tracing", exc)
         if not record:
+            rt.end_spans()  # no call for a batch: its span is made now
             return
         # positional, in Call's field order (agent, duration_s, error, error_type, output_chars, output_text,
         # input_tokens, output_tokens, tools, trace_id, span_id, timestamp, attributes): half the keywords' cost

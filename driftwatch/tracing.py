@@ -18,12 +18,15 @@ generator instead (pass it to your ``TracerProvider``; :func:`driftwatch.testing
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import random
 import threading
 import time
 import traceback
+import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -34,6 +37,7 @@ from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from driftwatch._version import __version__
+from driftwatch.deferred_span import DeferredSpan, deferrable, end_deferred, start_deferred
 
 if TYPE_CHECKING:
     from driftwatch.alarm import Alarm
@@ -234,7 +238,7 @@ class Tracing:
     stage = "tracing"
 
     def __init__(self, tracer_provider: Any = None, *, capture_content: bool = False,
-                 redact: Callable[[str], str] | None = None) -> None:
+                 redact: Callable[[str], str] | None = None, defer: bool = True) -> None:
         self.tracer = trace.get_tracer("driftwatch", __version__, tracer_provider=tracer_provider)
         #: the tracer is a provider's own (one was injected, or the global one was set when this was made): its
         #: spans can record for good, so :meth:`live` need not be asked (a hook reads this first, then ``live()``)
@@ -247,9 +251,16 @@ class Tracing:
         #: per agent: [version, span name, start attributes, (last read-only extra attributes, the two merged, whether
         #: their values are all plain)] of its last call, reused while its version holds
         self._starts: dict[str, list[Any]] = {}
-        #: (sampler, span processors, whether start attributes may go straight into the span's table) of the
-        #: tracer as last checked (:func:`_direct_allowed`): checked again when either of the two is replaced
-        self._direct: tuple[Any, Any, bool] | None = None
+        #: (sampler, span processors, whether start attributes may go straight into the span's table, whether call
+        #: spans are deferred) of the tracer as last checked (:func:`_direct_allowed`, :func:`deferrable`): checked
+        #: again when either of the two is replaced
+        self._direct: tuple[Any, Any, bool, bool] | None = None
+        #: call spans may be deferred (:mod:`driftwatch.deferred_span`) where nothing can tell
+        self.defer = defer
+        #: deferred call spans that ended, for :meth:`end_deferred` (any thread appends)
+        self.ended: deque[DeferredSpan] = deque()
+        self._exit_hooked = False
+        _LIVE.add(self)
 
     def live(self) -> bool:
         """Whether a span started now can record: not while the tracer is the global provider's and no SDK
@@ -300,6 +311,13 @@ class Tracing:
                 start[3] = (attributes, {**attrs}, plain)
         tracer = self.tracer
         if plain and self.bound and self._direct_for(tracer):
+            if self._direct[3]:  # type: ignore[index]  # set by _direct_for
+                # the SDK span made after the call, off its path (driftwatch.deferred_span); nothing can tell
+                span = start_deferred(tracer, start[1], attrs, self.ended)
+                recording = type(span) is DeferredSpan
+                if not attach or not (recording or span.get_span_context().is_valid):
+                    return span, None, recording
+                return span, otel_context.attach(trace.set_span_in_context(span)), recording
             # the SDK's own samplers and processors do not read a span's start attributes: the span starts without
             # them and they go straight into its attribute table, as the SDK would have stored them (plain values,
             # no length limit, room checked), without its per-value cleaning (~40% of the span's added bytecodes)
@@ -320,6 +338,12 @@ class Tracing:
             return span, None, recording
         return span, otel_context.attach(trace.set_span_in_context(span)), recording
 
+    def end_deferred(self, on_error: Callable[[BaseException], None]) -> None:
+        """Make the SDK spans of the deferred call spans that ended (the runtime calls this with each batch of calls
+        it processes, and before anything reads its state)."""
+        if self.ended:
+            end_deferred(self.ended, on_error)
+
     def _direct_for(self, tracer: Any) -> bool:
         """Whether ``tracer``'s spans may take their start attributes straight into their table (see
         :func:`_direct_allowed`; the answer is kept until the tracer's sampler or span processors change)."""
@@ -328,13 +352,17 @@ class Tracing:
             if kept[1] is None:  # not the SDK's tracer
                 return False
             if kept[0] is tracer.sampler and kept[1] is tracer.span_processor._span_processors:
-                return kept[2]
+                return kept[2]  # type: ignore[no-any-return]
         processors = getattr(getattr(tracer, "span_processor", None), "_span_processors", None)
         if type(processors) is not tuple:
-            self._direct = (None, None, False)
+            self._direct = (None, None, False, False)
             return False
         allowed = _direct_allowed(tracer, processors)
-        self._direct = (tracer.sampler, processors, allowed)
+        defer = allowed and self.defer and deferrable(tracer)
+        if defer and not self._exit_hooked:  # after the provider's own exit hook: runs before it (atexit is LIFO)
+            self._exit_hooked = True
+            atexit.register(_end_at_exit, weakref.ref(self))
+        self._direct = (tracer.sampler, processors, allowed, defer)
         return allowed
 
     def _start_of(self, agent: str, version: str | None) -> list[Any]:
@@ -603,6 +631,27 @@ def _make_id_generator() -> Any:
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=generator.reseed)
     return generator
+
+
+#: every Tracing alive, for the fork handler
+_LIVE: weakref.WeakSet[Tracing] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """The deferred spans that ended before ``fork()`` are the parent's to make (as its kept calls are)."""
+    for tracing in list(_LIVE):
+        tracing.ended.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _end_at_exit(ref: weakref.ref[Tracing]) -> None:
+    """At exit, before the tracer provider shuts down: the SDK spans of the deferred call spans that ended."""
+    tracing = ref()
+    if tracing is not None:
+        tracing.end_deferred(lambda exc: _log_error("tracing", exc))
 
 
 def _log_error(stage: str, exc: BaseException) -> None:

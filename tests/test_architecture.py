@@ -25,7 +25,7 @@ ROOMS: dict[str, tuple[str, ...]] = {
     "runtime": ("runtime.py", "scopes.py", "guard_host.py", "call_batch.py"),
     "core": ("observation.py", "change.py", "revision.py", "alarm.py", "tracker.py", "signals.py", "options.py",
              "windows.py", "config.py", "redaction.py", "limits.py", "files.py", "ledger/", "drift/", "guardrails/"),
-    "sinks": ("metrics.py", "promql.py", "tracing.py", "audit.py", "exposition.py"),
+    "sinks": ("metrics.py", "promql.py", "tracing.py", "deferred_span.py", "audit.py", "exposition.py"),
     "support": ("_version.py", "prometheus_api.py"),
     "testing": ("testing.py",),
 }
@@ -45,7 +45,7 @@ FRAMEWORK_ROOMS = ("integrations/", "demo/")
 #: libraries only their owners import (outside the apps and driftwatch.testing)
 OWNERS: dict[str, tuple[str, ...]] = {
     "prometheus_client": ("metrics.py", "exposition.py"),
-    "opentelemetry": ("tracing.py",),
+    "opentelemetry": ("tracing.py", "deferred_span.py"),
     "sqlite3": ("ledger/",),
     "psycopg": ("ledger/",),
 }

@@ -41,11 +41,16 @@ class Meddling(Sampler):
         return "Meddling"
 
 
-def _tracing(sampler: Sampler | None = None) -> tuple[Tracing, InMemorySpanExporter]:
+def _tracing(sampler: Sampler | None = None, defer: bool = False) -> tuple[Tracing, InMemorySpanExporter]:
+    """A Tracing on an SDK provider of its own; ``defer``: its call spans made after the call (deferred_span)."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=sampler) if sampler is not None else TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return Tracing(provider), exporter
+    return Tracing(provider, defer=defer), exporter
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def _base(version: str) -> dict[str, Any]:
@@ -95,12 +100,15 @@ def test_a_sampled_out_call_is_current_and_computes_nothing_at_its_end() -> None
     ({"factory": "f"}, {"gen_ai.operation.name": "create_agent"}),
 ])
 @pytest.mark.parametrize("recording", [None, True])
+@pytest.mark.parametrize("defer", [False, True])
 def test_the_end_attributes_are_those_of_the_long_way(end: dict[str, Any], expected: dict[str, Any],
-                                                      recording: bool | None) -> None:
-    tracing, exporter = _tracing()
+                                                      recording: bool | None, defer: bool) -> None:
+    tracing, exporter = _tracing(defer=defer)
     span, token, _ = tracing.start_call("a", "v1")
     Tracing.exit(token)
     Tracing.end_call(span, recording=recording, **end)
+    assert len(exporter.get_finished_spans()) == (0 if defer else 1)  # deferred: made with the call's batch
+    tracing.end_deferred(_raise)
     (done,) = exporter.get_finished_spans()
     assert dict(done.attributes) == {**_base("v1"), **expected}
     assert done.name == ("create_agent f" if "factory" in end else "invoke_agent a")
@@ -169,18 +177,22 @@ class SeesStart(SimpleSpanProcessor):
         self.started.append(dict(span.attributes))
 
 
-def _spans(provider: TracerProvider, exporter: InMemorySpanExporter, **end: Any) -> list[Any]:
-    tracing = Tracing(provider)
+def _spans(provider: TracerProvider, exporter: InMemorySpanExporter, defer: bool = False, **end: Any) -> list[Any]:
+    tracing = Tracing(provider, defer=defer)
     lm = MappingProxyType({"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"})
     for extra in (None, lm, lm, {"gen_ai.conversation.id": "c1", "gen_ai.request.model": None}, {"n": (1, 2)}):
         span, token, recording = tracing.start_call("a", "v1", attributes=extra)
         Tracing.exit(token)
         Tracing.end_call(span, recording=recording, **end)
-    return [(s.name, dict(s.attributes), s.dropped_attributes) for s in exporter.get_finished_spans()]
+    tracing.end_deferred(_raise)
+    # in the order made: a deferred span is exported after one made the SDK's way at its start (a non-plain value)
+    spans = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time)
+    return [(s.name, dict(s.attributes), s.dropped_attributes) for s in spans]
 
 
 @pytest.mark.parametrize("end", [{"output_chars": 7}, {"output_chars": 7, "input_tokens": 2}, {}])
-def test_attributes_put_straight_into_an_sdk_span_are_what_the_sdk_stores(end: dict[str, Any]) -> None:
+@pytest.mark.parametrize("defer", [False, True])
+def test_attributes_put_straight_into_an_sdk_span_are_what_the_sdk_stores(end: dict[str, Any], defer: bool) -> None:
     """With the SDK's own sampler and processors the start attributes (and the usual end's answer size) skip the
     SDK's cleaning: the spans hold exactly what a processor of its own (which takes the SDK's way) gets."""
     direct, own = InMemorySpanExporter(), InMemorySpanExporter()
@@ -190,13 +202,14 @@ def test_attributes_put_straight_into_an_sdk_span_are_what_the_sdk_stores(end: d
     seen = SeesStart(own)
     slow.add_span_processor(seen)
     assert Tracing(fast)._direct_for(Tracing(fast).tracer) and not Tracing(slow)._direct_for(Tracing(slow).tracer)
-    assert _spans(fast, direct, **end) == _spans(slow, own, **end)
+    assert _spans(fast, direct, defer, **end) == _spans(slow, own, defer, **end)
     assert seen.started[0] == _base("v1")  # a processor that reads the start still sees the attributes there
 
 
 @pytest.mark.parametrize(("limits", "cut"), [({"max_span_attribute_length": 3}, True),
                                              ({"max_span_attributes": 2}, False)])
-def test_span_limits_keep_the_sdk_way(limits: dict[str, int], cut: bool) -> None:
+@pytest.mark.parametrize("defer", [False, True])
+def test_span_limits_keep_the_sdk_way(limits: dict[str, int], cut: bool, defer: bool) -> None:
     """A length limit (strings cut) or a small attribute limit (the oldest dropped, counted): as the SDK does."""
     from opentelemetry.sdk.trace import SpanLimits
 
@@ -205,7 +218,7 @@ def test_span_limits_keep_the_sdk_way(limits: dict[str, int], cut: bool) -> None
     providers[0].add_span_processor(SimpleSpanProcessor(exporters[0]))
     providers[1].add_span_processor(SeesStart(exporters[1]))
     assert Tracing(providers[0])._direct_for(Tracing(providers[0]).tracer) is not cut
-    fast, slow = (_spans(p, e, output_chars=7) for p, e in zip(providers, exporters, strict=True))
+    fast, slow = (_spans(p, e, defer, output_chars=7) for p, e in zip(providers, exporters, strict=True))
     assert fast == slow
     assert any(dropped for _, _, dropped in fast) is not cut
 
