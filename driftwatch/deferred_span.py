@@ -58,6 +58,8 @@ def start_deferred(tracer: Any, name: str, attributes: Mapping[str, Any], ended:
     :class:`DeferredSpan` (recorded; ``attributes``: its start attributes, plain values, read when it is made) that
     ``ended`` receives when it ends, or the SDK's ``NonRecordingSpan`` (dropped by the sampler)."""
     parent = trace.get_current_span().get_span_context()
+    if not tracer._is_enabled():  # turned off by the provider's tracer configurator since: the SDK's answer
+        return NonRecordingSpan(parent)
     if not parent.is_valid:
         parent = None
         trace_id = tracer.id_generator.generate_trace_id()
@@ -130,8 +132,12 @@ class DeferredSpan(trace.Span):
 
     def record_exception(self, exception: BaseException, attributes: Any = None, timestamp: int | None = None,
                          escaped: bool = False) -> None:
-        self._keep("record_exception", exception, attributes,
-                   timestamp if timestamp is not None else time.time_ns(), escaped)
+        """The SDK's own ``record_exception``, run now (the stack trace and message as they are now: an exception that
+        goes on up the stack grows its traceback), its ``exception`` event kept through :meth:`add_event`."""
+        if self._end is None:
+            from opentelemetry.sdk.trace import Span as SDKSpan
+
+            SDKSpan.record_exception(self, exception, attributes, timestamp, escaped)  # type: ignore[arg-type]
 
     def end(self, end_time: int | None = None) -> None:
         """Note the end (the first one counts); the SDK span is made when the call's batch is processed."""

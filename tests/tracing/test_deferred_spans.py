@@ -5,6 +5,7 @@ SDK's way wherever something could tell (a processor of another kind, a sampled-
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import sys
@@ -49,6 +50,15 @@ def _raise(exc: BaseException) -> None:
     raise exc
 
 
+def _fails_recorded(span: Any) -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        span.record_exception(exc, {"k": "v"}, timestamp=2_000)
+        span.record_exception(exc, escaped=True)  # its own time
+        raise
+
+
 def _agent_run(defer: bool, limits: SpanLimits | None = None) -> tuple[list[ReadableSpan], type]:
     """One watched call inside an outer span: the agent's code works on the current span (every kind of write,
     a value the SDK refuses, a key set twice, a child span); returns the spans exported, in start order."""
@@ -70,10 +80,8 @@ def _agent_run(defer: bool, limits: SpanLimits | None = None) -> tuple[list[Read
         current.set_status(Status(StatusCode.ERROR, "first"))
         current.set_status(StatusCode.OK)
         current.update_name("invoke_agent renamed")
-        try:
-            raise ValueError("boom")
-        except ValueError as exc:
-            current.record_exception(exc, {"k": "v"}, timestamp=2_000)
+        with contextlib.suppress(ValueError):  # recorded there, then it goes on up: its traceback grows after
+            _fails_recorded(current)
         with other.start_as_current_span("child") as child:
             child.set_attribute("inner", True)
         Tracing.exit(token)
@@ -85,7 +93,7 @@ def _agent_run(defer: bool, limits: SpanLimits | None = None) -> tuple[list[Read
 
 def _fields(span: ReadableSpan) -> tuple[Any, ...]:
     return (span.name, span.context, span.parent, span.kind, dict(span.attributes), span.dropped_attributes,
-            [(e.name, dict(e.attributes), e.timestamp) for e in span.events],
+            [(e.name, dict(e.attributes), e.timestamp if e.timestamp < 10**6 else "now") for e in span.events],
             [(link.context, dict(link.attributes)) for link in span.links],
             span.status.status_code, span.status.description, span.resource.attributes,
             span.instrumentation_scope, span.start_time <= span.end_time)
@@ -249,3 +257,20 @@ def test_a_forked_child_leaves_the_parents_ended_spans_to_the_parent() -> None:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert len(cap.spans("invoke_agent forking")) == 3  # the parent still makes its own
+
+
+def test_a_tracer_turned_off_later_gets_what_the_sdk_gives() -> None:
+    from opentelemetry.sdk.trace import _TracerConfig
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Tracing(provider)
+    span, token, recording = tracing.start_call("a", "v1")
+    Tracing.exit(token)
+    assert type(span) is DeferredSpan and recording  # on: deferred
+    Tracing.end_call(span, recording=recording)
+    tracing.tracer._set_tracer_config(_TracerConfig(is_enabled=False))
+    span, token, recording = tracing.start_call("a", "v1")
+    sdk = tracing.tracer.start_span("x")  # what the SDK itself gives for the off tracer
+    assert type(span) is type(sdk) is trace.NonRecordingSpan and not recording
