@@ -59,7 +59,7 @@ BENCHES = [
           "OpenLLMetry"),
     Bench("langgraph-simple", "benchmarks/bench_langgraph.py", ["--processor", "simple"],
           ["--processor", "simple", "--rounds", "8", "--invokes", "50"],
-          "the same graph, spans through a SimpleSpanProcessor (export inside the call)"),
+          "the same graph, spans through a SimpleSpanProcessor (its export where the call's batch is processed)"),
     Bench("dspy", "benchmarks/bench_dspy.py", [], ["--rounds", "8", "--calls", "50"],
           "3-predictor DSPy program on DummyLM, beside OpenInference's DSPy instrumentor"),
     Bench("processes", "benchmarks/bench_processes.py", [], ["--rounds", "2", "--calls", "500", "--warmup", "100"],
@@ -266,7 +266,8 @@ def costs(benches: dict[str, Bench]) -> list[str]:
          _us(("LangGraph", _added(benches, lg, "watched-notrace", "watched-nodrift")),
              ("decorator", _added(benches, dec, "watched", "watched-nodrift"))),
          "`DRIFTWATCH_DRIFT=0` / `configure(drift=False)`"),
-        ("an `invoke_agent` span per call (SDK, BatchSpanProcessor)",
+        ("an `invoke_agent` span per call (SDK, BatchSpanProcessor; the SDK span made with the call's batch: "
+         "`driftwatch/deferred_span.py`)",
          _us(("LangGraph", _added(benches, lg, "watched", "watched-notrace")),
              ("a plain SDK span alone", _added(benches, lg, "sdk-span")),
              ("DSPy", _added(benches, "dspy", "watched+batch", "watched")),
