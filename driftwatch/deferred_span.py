@@ -38,6 +38,9 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _DEFAULT = TraceFlags(TraceFlags.DEFAULT)
 #: the SDK's flag for a trace id drawn at random (``None`` in an API without it)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", None)
+#: the SDK's span classes (``_Span``, what its tracer makes; ``Span``, whose ``record_exception`` is run), set by
+#: :func:`deferrable` before any span is deferred (the SDK is imported only where it is used)
+_SDK: list[Any] = [None, None]
 
 
 def deferrable(tracer: Any) -> bool:
@@ -45,9 +48,11 @@ def deferrable(tracer: Any) -> bool:
     ``tracing._direct_allowed``) may have its call spans deferred: it is enabled and its internal span metrics
     (which count live spans from their start) are off."""
     try:
+        from opentelemetry.sdk.trace import Span, _Span
         from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
     except ImportError:  # pragma: no cover - an SDK without them: its span class differs too
         return False
+    _SDK[0], _SDK[1] = _Span, Span
     enabled = getattr(tracer, "_is_enabled", None)
     return (type(getattr(tracer, "_tracer_metrics", None)) is NoOpTracerMetrics and enabled is not None
             and bool(enabled()))
@@ -82,8 +87,9 @@ class DeferredSpan(trace.Span):
 
     Until it ends it answers as the SDK span would (its context, ``is_recording()``), and keeps what is set on it
     (attributes, events, links, status, a new name, exceptions; their timestamps taken when set) as calls replayed in
-    order on the SDK span: what the SDK checks (values, limits, the attributes dropped) it checks then, the same way.
-    After it ends, what is set on it is dropped (the SDK drops it with a warning).
+    order on the SDK span: what the SDK checks (values, limits, the attributes dropped) it checks then, the same way;
+    mappings and lists are copied when set, as the SDK copies them. After it ends, what is set on it is dropped (the
+    SDK drops it with a warning).
     """
 
     __slots__ = ("_calls", "_context", "_end", "_ended", "_name", "_parent", "_start", "_table", "_tracer")
@@ -107,10 +113,10 @@ class DeferredSpan(trace.Span):
         return self._end is None
 
     def set_attribute(self, key: str, value: Any) -> None:
-        self._keep("set_attribute", key, value)
+        self._keep("set_attribute", key, tuple(value) if type(value) is list else value)
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        self._keep("set_attributes", dict(attributes))
+        self._keep("set_attributes", _copy(attributes))
 
     def _keep(self, method: str, *args: Any) -> None:
         if self._end is None:
@@ -119,10 +125,10 @@ class DeferredSpan(trace.Span):
             self._calls.append((method, args))
 
     def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
-        self._keep("add_event", name, attributes, timestamp if timestamp is not None else time.time_ns())
+        self._keep("add_event", name, _copy(attributes), timestamp if timestamp is not None else time.time_ns())
 
     def add_link(self, context: SpanContext, attributes: Any = None) -> None:
-        self._keep("add_link", context, attributes)
+        self._keep("add_link", context, _copy(attributes))
 
     def update_name(self, name: str) -> None:
         self._keep("update_name", name)
@@ -135,9 +141,7 @@ class DeferredSpan(trace.Span):
         """The SDK's own ``record_exception``, run now (the stack trace and message as they are now: an exception that
         goes on up the stack grows its traceback), its ``exception`` event kept through :meth:`add_event`."""
         if self._end is None:
-            from opentelemetry.sdk.trace import Span as SDKSpan
-
-            SDKSpan.record_exception(self, exception, attributes, timestamp, escaped)  # type: ignore[arg-type]
+            _SDK[1].record_exception(self, exception, attributes, timestamp, escaped)
 
     def end(self, end_time: int | None = None) -> None:
         """Note the end (the first one counts); the SDK span is made when the call's batch is processed."""
@@ -150,10 +154,8 @@ class DeferredSpan(trace.Span):
 
     def make(self) -> None:
         """Make the SDK span, replay what was set on this one and end it (its processors get it now)."""
-        from opentelemetry.sdk.trace import _Span
-
         tracer = self._tracer
-        span = _Span(name=self._name, context=self._context, parent=self._parent, sampler=tracer.sampler,
+        span = _SDK[0](name=self._name, context=self._context, parent=self._parent, sampler=tracer.sampler,
                      resource=tracer.resource, attributes=self._table, span_processor=tracer.span_processor,
                      kind=SpanKind.INTERNAL, links=(), instrumentation_info=tracer.instrumentation_info,
                      limits=tracer._span_limits, instrumentation_scope=tracer._instrumentation_scope)
@@ -161,6 +163,14 @@ class DeferredSpan(trace.Span):
         for method, args in self._calls or ():
             getattr(span, method)(*args)
         span.end(end_time=self._end)
+
+
+def _copy(attributes: Any) -> Any:
+    """Attributes as they are when set (the SDK copies them then; a list value becomes a tuple there too): a caller
+    changing its mapping or list afterwards changes nothing."""
+    if not attributes or not isinstance(attributes, Mapping):
+        return attributes  # None, empty, or not a mapping: the SDK's checks see it as it is
+    return {k: tuple(v) if type(v) is list else v for k, v in attributes.items()}
 
 
 def end_deferred(ended: deque[DeferredSpan], on_error: Callable[[BaseException], None]) -> None:

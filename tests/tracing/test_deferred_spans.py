@@ -73,10 +73,17 @@ def _agent_run(defer: bool, limits: SpanLimits | None = None) -> tuple[list[Read
         current = trace.get_current_span()
         assert current is span and recording and current.is_recording()
         current.set_attribute("user.id", "u1")
-        current.set_attributes({"user.tier": 2, "gen_ai.request.model": "m2", "bad": {"a": 1}})
+        tags, step, many = ["a", "b"], {"n": 1, "seen": ["x"]}, {"user.tier": 2, "gen_ai.request.model": "m2",
+                                                                 "bad": {"a": 1}}
+        current.set_attribute("user.tags", tags)
+        current.set_attributes(many)
         current.set_attribute("user.id", "u2")  # set again: moves last
-        current.add_event("step", {"n": 1}, timestamp=1_000)
+        current.add_event("step", step, timestamp=1_000)
         current.add_link(linked, {"why": "retry"})
+        tags.append("changed later")  # the SDK copied them when set: nothing changes on the span
+        step["n"] = 2
+        step["seen"].append("y")
+        many["user.tier"] = 3
         current.set_status(Status(StatusCode.ERROR, "first"))
         current.set_status(StatusCode.OK)
         current.update_name("invoke_agent renamed")
