@@ -38,9 +38,10 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _DEFAULT = TraceFlags(TraceFlags.DEFAULT)
 #: the SDK's flag for a trace id drawn at random (``None`` in an API without it)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", None)
-#: the SDK's span classes (``_Span``, what its tracer makes; ``Span``, whose ``record_exception`` is run), set by
-#: :func:`deferrable` before any span is deferred (the SDK is imported only where it is used)
-_SDK: list[Any] = [None, None]
+#: the SDK's span classes (``_Span``, what its tracer makes; ``Span``, whose ``record_exception`` is run;
+#: ``ReadableSpan``, what its processors get at a span's end), set by :func:`deferrable` before any span is deferred
+#: (the SDK is imported only where it is used)
+_SDK: list[Any] = [None, None, None]
 
 
 def deferrable(tracer: Any) -> bool:
@@ -48,11 +49,11 @@ def deferrable(tracer: Any) -> bool:
     ``tracing._direct_allowed``) may have its call spans deferred: it is enabled and its internal span metrics
     (which count live spans from their start) are off."""
     try:
-        from opentelemetry.sdk.trace import Span, _Span
+        from opentelemetry.sdk.trace import ReadableSpan, Span, _Span
         from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
     except ImportError:  # pragma: no cover - an SDK without them: its span class differs too
         return False
-    _SDK[0], _SDK[1] = _Span, Span
+    _SDK[0], _SDK[1], _SDK[2] = _Span, Span, ReadableSpan
     enabled = getattr(tracer, "_is_enabled", None)
     return (type(getattr(tracer, "_tracer_metrics", None)) is NoOpTracerMetrics and enabled is not None
             and bool(enabled()))
@@ -149,12 +150,50 @@ class DeferredSpan(trace.Span):
             self._end = end_time if end_time is not None else time.time_ns()
             self._ended.append(self)
 
+    def _plain_table(self) -> dict[str, Any] | None:
+        """The span's attributes when it is a usual one, or ``None``: only attributes were set on it, each a plain value
+        under a string key (as the SDK stores them: a key set again moves last), none dropped by the span's attribute
+        limit. Its processors then get the ``ReadableSpan`` the SDK's span would hand them at its end, made directly:
+        its attributes in a plain dict, no events and links (as their read-only views, ``attributes`` / ``events`` /
+        ``links``, and the dropped counts show them), without the SDK span's lock, attribute table and lists, which
+        the span processor kept alive until its export (~10 µs a span, and most of the garbage collector's work a span
+        causes). The SDK's own processors do nothing else with a span (``on_start``, ``_on_ending``)."""
+        table = dict(self._table)
+        for method, args in self._calls or ():
+            if method == "set_attribute":
+                items: Any = (args,)
+            elif method == "set_attributes":
+                items = args[0].items()
+            else:
+                return None
+            for key, value in items:
+                if type(key) is not str or not key:  # the SDK drops it (a warning, and counted by set_attributes)
+                    return None
+                table.pop(key, None)
+                table[key] = value
+        for value in table.values():
+            if type(value) not in _PLAIN:
+                return None
+        limits = self._tracer._span_limits
+        if limits.max_span_attribute_length is not None or (
+                limits.max_span_attributes is not None and len(table) > limits.max_span_attributes):
+            return None
+        return table
+
     def __repr__(self) -> str:
         return f'DeferredSpan(name="{self._name}", context={self._context})'
 
     def make(self) -> None:
         """Make the SDK span, replay what was set on this one and end it (its processors get it now)."""
         tracer = self._tracer
+        table = self._plain_table()
+        if table is not None:  # the usual span: what its processors get, made directly
+            tracer.span_processor.on_end(_SDK[2](
+                name=self._name, context=self._context, parent=self._parent, resource=tracer.resource,
+                attributes=table, events=(), links=(), kind=SpanKind.INTERNAL, start_time=self._start,
+                end_time=self._end, instrumentation_info=tracer.instrumentation_info,
+                instrumentation_scope=tracer._instrumentation_scope))
+            return
         span = _SDK[0](name=self._name, context=self._context, parent=self._parent, sampler=tracer.sampler,
                      resource=tracer.resource, attributes=self._table, span_processor=tracer.span_processor,
                      kind=SpanKind.INTERNAL, links=(), instrumentation_info=tracer.instrumentation_info,
@@ -163,6 +202,10 @@ class DeferredSpan(trace.Span):
         for method, args in self._calls or ():
             getattr(span, method)(*args)
         span.end(end_time=self._end)
+
+
+#: attribute value types the SDK stores as they are (strings too: no length limit where spans are deferred)
+_PLAIN = frozenset({str, int, float, bool})
 
 
 def _copy(attributes: Any) -> Any:

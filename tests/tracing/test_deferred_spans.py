@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import subprocess
 import sys
 import textwrap
@@ -96,6 +97,43 @@ def _agent_run(defer: bool, limits: SpanLimits | None = None) -> tuple[list[Read
     kind = type(span)
     tracing.end_deferred(_raise)
     return sorted(exporter.get_finished_spans(), key=lambda s: s.context.span_id), kind
+
+
+def _usual_run(defer: bool, limits: SpanLimits | None = None, odd: dict[Any, Any] | None = None) -> list[ReadableSpan]:
+    """One watched call whose agent code only sets plain attributes (one of them twice): the usual span."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(id_generator=Sequential(), span_limits=limits or SpanLimits())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Tracing(provider, defer=defer)
+    span, token, recording = tracing.start_call("a", "v1", attributes={"gen_ai.request.model": "m"})
+    trace.get_current_span().set_attribute("user.id", "u1")
+    trace.get_current_span().set_attribute("gen_ai.request.model", "m2")  # a start attribute set again: moves last
+    if odd is not None:
+        trace.get_current_span().set_attributes(odd)  # what the SDK refuses: the SDK's span makes it
+    Tracing.exit(token)
+    Tracing.end_call(span, recording=recording, output_chars=7, input_tokens=3)
+    tracing.end_deferred(_raise)
+    return list(exporter.get_finished_spans())
+
+
+@pytest.mark.parametrize(("limits", "odd", "direct", "dropped"), [
+    (None, None, True, 0),
+    (SpanLimits(max_span_attributes=4), None, False, 3),
+    (None, {"": 1}, False, 1), (None, {5: "x"}, False, 0), (None, {"k": object()}, False, 0),
+    (None, {"k": [1, 2]}, False, 0)])
+def test_the_usual_deferred_span_is_handed_over_as_the_sdk_would(limits: SpanLimits | None, odd: Any, direct: bool,
+                                                                 dropped: int) -> None:
+    """Only plain attributes set: the ReadableSpan its processors get is made directly (a plain dict of attributes,
+    no lists), with the same fields as the SDK's; past the attribute limit, or with a key or value the SDK refuses or
+    changes, by the SDK's span."""
+    (deferred,), (sdk_way,) = _usual_run(True, limits, odd), _usual_run(False, limits, odd)
+    assert _fields(deferred) == _fields(sdk_way)
+    assert (type(deferred._attributes) is dict) is direct  # which way it was made
+    assert list(deferred.attributes)[-2:] == ["driftwatch.output.chars", "gen_ai.usage.input_tokens"]
+    assert (deferred.dropped_attributes, deferred.dropped_events, deferred.dropped_links) == \
+        (sdk_way.dropped_attributes, sdk_way.dropped_events, sdk_way.dropped_links) == (dropped, 0, 0)
+    times = {"start_time": None, "end_time": None}
+    assert {**json.loads(deferred.to_json()), **times} == {**json.loads(sdk_way.to_json()), **times}
 
 
 def _fields(span: ReadableSpan) -> tuple[Any, ...]:
