@@ -12,9 +12,11 @@ nothing can tell the difference, a watched call's span is made in two halves:
   inside it are its children, and what the agent's code sets on it is kept); a dropped one the SDK's
   ``NonRecordingSpan``, as the SDK would make;
 - **after the call**, when the runtime processes the call's batch (``call_batch`` calls or ``call_batch_s`` old; at
-  once with ``call_batch=1``, and before anything reads driftwatch's state: ``flush()``, ``close()``), the SDK span
-  is made with those ids and the call's start time, what was set on the stand-in is replayed on it in order, and it
-  ends at the call's end time: the span processors get the same span the SDK would have made.
+  once with ``call_batch=1``; and before anything reads driftwatch's state: ``Runtime.flush_calls()``, ``close()``,
+  exit), the span processors get the span the SDK would have handed them at its end, with those ids and the call's
+  start and end times: for the usual span (only plain attributes set on it) the SDK's ``ReadableSpan`` made
+  directly; otherwise the SDK's span, made and started then, what was set on the stand-in replayed on it in order,
+  and ended.
 
 Deferred only where nothing can tell (:func:`deferrable`): the SDK's own tracer (enabled, its internal metrics off),
 sampler and ``BatchSpanProcessor``/``SimpleSpanProcessor`` (whose ``on_start`` reads nothing; a
