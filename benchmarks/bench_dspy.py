@@ -4,7 +4,8 @@ Run:  .venv/bin/python benchmarks/bench_dspy.py [--calls 100] [--rounds 25] [--c
 
 The same 3-predictor program (Predict → ChainOfThought → Predict) on the same ``DummyLM``, in one
 process. Modes run interleaved, round after round (each round runs every mode once, in a rotated
-order; short turns, so that load from other processes hits every mode alike), and the table shows
+order; short turns, so that load from other processes hits every mode alike; a watched mode's turn ends with its
+runtime's ``flush_calls()``, timed, so that each turn pays for its own calls' batch work and spans), and the table shows
 the median over rounds, the median of each round's ratio to bare *in the same round* (paired, with its
 quartiles: this cancels most of a shared machine's noise), plus the best round of each mode (the least
 disturbed by other processes) and its ratio. ``--clock cpu`` (default) times the process's CPU time (all its
@@ -138,10 +139,14 @@ def in_span(program: dspy.Module, tracer: trace.Tracer) -> Callable[[int], objec
 CLOCK = time.process_time
 
 
-def per_call_us(program: dspy.Module, calls: int) -> float:
+def per_call_us(program: dspy.Module, calls: int, rt: Runtime | None = None) -> float:
+    """µs per call; with ``rt``, the turn ends with ``rt.flush_calls()``, timed: the calls (and spans) still kept for
+    a batch are processed in the turn that made them, not by a timer during another mode's turn."""
     start = CLOCK()
     for i in range(calls):
         program(question=f"What is the capital of France? ({i % 7})")
+    if rt is not None:
+        rt.flush_calls()
     return (CLOCK() - start) / calls * 1e6
 
 
@@ -195,7 +200,7 @@ def main() -> None:
         set_runtime(rt)
         dw_dspy.watch_object(programs[mode], agent="bench")  # installs the patches again
         try:
-            return per_call_us(programs[mode], args.calls)
+            return per_call_us(programs[mode], args.calls, rt)
         finally:
             dw_dspy.uninstrument()
 
