@@ -223,8 +223,10 @@ def end_deferred(ended: deque[DeferredSpan], on_error: Callable[[BaseException],
     pop = ended.popleft
     while ended:
         try:
-            pop().make()
+            span = pop()
         except IndexError:  # another thread took the last one
             return
-        except Exception as exc:  # noqa: BLE001  # one span's failure is counted; the others are made
+        try:
+            span.make()
+        except Exception as exc:  # noqa: BLE001  # one span's failure (an IndexError too) is counted; the others are made
             on_error(exc)

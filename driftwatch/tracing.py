@@ -259,7 +259,6 @@ class Tracing:
         self.defer = defer
         #: deferred call spans that ended, for :meth:`end_deferred` (any thread appends)
         self.ended: deque[DeferredSpan] = deque()
-        self._exit_hooked = False
         _LIVE.add(self)
 
     def live(self) -> bool:
@@ -315,20 +314,19 @@ class Tracing:
                 # the SDK span made after the call, off its path (driftwatch.deferred_span); nothing can tell
                 span = start_deferred(tracer, start[1], attrs, self.ended)
                 recording = type(span) is DeferredSpan
-                if not attach or not (recording or span.get_span_context().is_valid):
-                    return span, None, recording
-                return span, otel_context.attach(trace.set_span_in_context(span)), recording
-            # the SDK's own samplers and processors do not read a span's start attributes: the span starts without
-            # them and they go straight into its attribute table, as the SDK would have stored them (plain values,
-            # no length limit, room checked), without its per-value cleaning (~40% of the span's added bytecodes)
-            span = tracer.start_span(start[1], None, SpanKind.INTERNAL)
-            recording = span.is_recording()
-            if recording:
-                table = span._attributes
-                if type(table) is _SDK[1] and (table.maxlen is None or len(attrs) <= table.maxlen):
-                    table._dict.update(attrs)  # a new span: no other thread holds it yet
-                else:
-                    span.set_attributes(attrs)
+            else:
+                # the SDK's own samplers and processors do not read a span's start attributes: the span starts
+                # without them and they go straight into its attribute table, as the SDK would have stored them
+                # (plain values, no length limit, room checked), without its per-value cleaning (~40% of the span's
+                # added bytecodes)
+                span = tracer.start_span(start[1], None, SpanKind.INTERNAL)
+                recording = span.is_recording()
+                if recording:
+                    table = span._attributes
+                    if type(table) is _SDK[1] and (table.maxlen is None or len(attrs) <= table.maxlen):
+                        table._dict.update(attrs)  # a new span: no other thread holds it yet
+                    else:
+                        span.set_attributes(attrs)
         else:  # a copy of a kept mapping (one C-level copy): a sampler given it may keep or change it
             span = tracer.start_span(start[1], None, SpanKind.INTERNAL, attrs if fresh else {**attrs})
             recording = span.is_recording()
@@ -341,8 +339,7 @@ class Tracing:
     def end_deferred(self, on_error: Callable[[BaseException], None]) -> None:
         """Make the SDK spans of the deferred call spans that ended (the runtime calls this with each batch of calls
         it processes, and before anything reads its state)."""
-        if self.ended:
-            end_deferred(self.ended, on_error)
+        end_deferred(self.ended, on_error)
 
     def _direct_for(self, tracer: Any) -> bool:
         """Whether ``tracer``'s spans may take their start attributes straight into their table (see
@@ -359,9 +356,9 @@ class Tracing:
             return False
         allowed = _direct_allowed(tracer, processors)
         defer = allowed and self.defer and deferrable(tracer)
-        if defer and not self._exit_hooked:  # after the provider's own exit hook: runs before it (atexit is LIFO)
-            self._exit_hooked = True
-            atexit.register(_end_at_exit, weakref.ref(self))
+        if defer and tracer.span_processor not in _EXIT_HOOKED:  # a provider not seen deferring yet
+            _EXIT_HOOKED.add(tracer.span_processor)
+            _hook_exit()
         self._direct = (tracer.sampler, processors, allowed, defer)
         return allowed
 
@@ -647,10 +644,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _end_at_exit(ref: weakref.ref[Tracing]) -> None:
-    """At exit, before the tracer provider shuts down: the SDK spans of the deferred call spans that ended."""
-    tracing = ref()
-    if tracing is not None:
+#: the span processors (one per tracer provider) whose spans were deferred: :func:`_hook_exit` ran after each
+_EXIT_HOOKED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _hook_exit() -> None:
+    """(Re-)register :func:`_end_at_exit` as the last exit handler: it then runs before the exit handler of every
+    tracer provider made so far (atexit is LIFO), that of the provider whose spans start being deferred included.
+    Once per provider (the SDK registers one of its own per provider), however many runtimes come and go on it."""
+    atexit.unregister(_end_at_exit)
+    atexit.register(_end_at_exit)
+
+
+def _end_at_exit() -> None:
+    """At exit, before the tracer providers shut down: the SDK spans of the deferred call spans that ended."""
+    for tracing in list(_LIVE):
         tracing.end_deferred(lambda exc: _log_error("tracing", exc))
 
 

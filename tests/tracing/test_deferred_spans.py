@@ -5,6 +5,7 @@ SDK's way wherever something could tell (a processor of another kind, a sampled-
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import json
@@ -230,13 +231,15 @@ def test_a_factory_span_is_made_when_the_factory_returns() -> None:
         dw_dspy.uninstrument()
 
 
-def test_a_span_that_fails_to_be_made_is_counted_and_the_others_are_made(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("error", [RuntimeError, IndexError])  # IndexError: also what an empty deque's pop raises
+def test_a_span_that_fails_to_be_made_is_counted_and_the_others_are_made(monkeypatch: pytest.MonkeyPatch,
+                                                                          error: type[Exception]) -> None:
     real = DeferredSpan.make
     made = itertools.count()
 
     def second_fails(self: DeferredSpan) -> None:
         if next(made) == 1:
-            raise RuntimeError("cannot make it")
+            raise error("cannot make it")
         real(self)
 
     with capture(call_batch=8, call_batch_s=60.0) as cap:
@@ -319,3 +322,18 @@ def test_a_tracer_turned_off_later_gets_what_the_sdk_gives() -> None:
     span, token, recording = tracing.start_call("a", "v1")
     sdk = tracing.tracer.start_span("x")  # what the SDK itself gives for the off tracer
     assert type(span) is type(sdk) is trace.NonRecordingSpan and not recording
+
+
+@pytest.mark.skipif(not hasattr(atexit, "_ncallbacks"), reason="counts CPython's exit handlers")
+def test_runtimes_that_come_and_go_keep_one_exit_handler() -> None:
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    before = atexit._ncallbacks()
+    for _ in range(5):  # runtimes made again on one provider (configure() after configure())
+        tracing = Tracing(provider)
+        span, token, _ = tracing.start_call("a", None)
+        Tracing.exit(token)
+        assert type(span) is DeferredSpan  # each one defers (and so hooks the exit)
+        Tracing.end_call(span)
+        tracing.end_deferred(_raise)
+    assert atexit._ncallbacks() == before + 1  # hooked once for the provider (it was once per runtime)
